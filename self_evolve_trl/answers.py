@@ -1,0 +1,422 @@
+"""Final answers: extraction from completions and math-aware equivalence classes (SPEC §1).
+
+Three things live here:
+
+- `extract_answer(text, extractor)`: the last `\\boxed{...}` (default), the last `<answer>...</answer>`, or the last
+  number. No answer found is an *abstention* (`None`), not an answer.
+- `normalize_answer(answer)`: the cheap normalisation applied before any comparison (spacing, `$`, `\\text{}`,
+  degrees, trailing units and punctuation, `\\dfrac`, outer braces, choice letters, plain numbers to a canonical form).
+- `answer_classes(answers, match)`: one class id per answer, equal ids for equivalent answers. `match="math"` adds
+  math-verify on top of the normalisation for the classes still distinct (`1/2` = `0.5` = `\\frac{1}{2}`,
+  `2\\sqrt{3}` = `\\sqrt{12}`).
+
+math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
+everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
+times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import threading
+from collections import Counter
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+
+EXTRACTORS = ("boxed", "answer_tag", "last_number")
+MATCH_MODES = ("exact", "normalized", "math")
+
+# Answers longer than this are compared as normalised strings only: sympy can take minutes on long expressions.
+MAX_MATH_LENGTH = 120
+# Seconds allowed for one math-verify parse or comparison.
+MATH_TIMEOUT_SECONDS = 2.0
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion given as a plain string or in TRL's conversational form.
+
+    Example:
+
+    ```python
+    >>> completion_text([{"role": "assistant", "content": "\\\\boxed{3}"}])
+    '\\\\boxed{3}'
+
+    ```
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return completion_text(completion.get("content", ""))
+    if isinstance(completion, list):
+        parts = []
+        for item in completion:
+            if isinstance(item, dict) and "content" in item:
+                parts.append(completion_text(item["content"]))
+            elif isinstance(item, dict) and item.get("type") == "text":
+                parts.append(item.get("text") or "")
+            elif isinstance(item, str):
+                parts.append(item)
+        return "".join(parts)
+    return "" if completion is None else str(completion)
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{...}`) with balanced braces, else None."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0 or text[start:i].strip() not in ("\\boxed", "\\fbox"):
+        # `\boxed 5` (no braces): take the following token
+        match = re.match(r"\\(?:boxed|fbox)\s+([^\s$]+)", text[start:])
+        return match.group(1) if match else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None  # braces never close: truncated completion
+
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+
+
+def extract_answer(text: Any, extractor: str = "boxed") -> str | None:
+    """The final answer of a completion, or None when there is none (an abstention).
+
+    Args:
+        text: the completion (a string or TRL's conversational form).
+        extractor: `"boxed"` (last `\\boxed{}`, braces balanced), `"answer_tag"` (last `<answer>...</answer>`,
+            and a `\\boxed{}` inside it if any) or `"last_number"`.
+
+    Example:
+
+    ```python
+    >>> extract_answer("<think>2+2</think> so \\\\boxed{\\\\frac{1}{2}}")
+    '\\\\frac{1}{2}'
+    >>> extract_answer("no box here") is None
+    True
+
+    ```
+    """
+    text = completion_text(text)
+    if extractor == "boxed":
+        answer = _last_boxed(text)
+    elif extractor == "answer_tag":
+        matches = _ANSWER_TAG.findall(text)
+        answer = matches[-1] if matches else None
+        if answer is not None:
+            answer = _last_boxed(answer) or answer
+    elif extractor == "last_number":
+        matches = _NUMBER.findall(text)
+        answer = matches[-1] if matches else None
+    else:
+        raise ValueError(f"Unknown answer extractor {extractor!r}; valid extractors: {', '.join(EXTRACTORS)}.")
+    if answer is None:
+        return None
+    answer = answer.strip()
+    return answer or None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalisation
+
+_UNITS = (
+    "degrees?|deg|cm|mm|km|m|meters?|metres?|centimeters?|millimeters?|kilometers?|inches|inch|in|feet|foot|ft|"
+    "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|m\\^2|m\\^3|cm²|cm³|m²|m³|grams?|g|kg|seconds?|"
+    "s|minutes?|min|hours?|h|hrs?|dollars?|cents?|percent|liters?|l|ml|mph|km/h|m/s"
+)
+_TRAILING_UNIT = re.compile(rf"^(.*?[0-9}}).])\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE)
+_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_CHOICE = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?!=)")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def _strip_outer_braces(s: str) -> str:
+    while len(s) >= 2 and s[0] == "{" and s[-1] == "}":
+        depth = 0
+        for i, ch in enumerate(s):
+            depth += ch == "{"
+            depth -= ch == "}"
+            if depth == 0 and i < len(s) - 1:
+                return s  # the first brace closes before the end: `{a}+{b}`
+        s = s[1:-1].strip()
+    return s
+
+
+@lru_cache(maxsize=65536)
+def normalize_answer(answer: str) -> str:
+    """Cheap, exact-preserving normalisation of a final answer (SPEC §1, `match: normalized`).
+
+    Example:
+
+    ```python
+    >>> [normalize_answer(a) for a in ["$140^\\\\circ$", "140°", " \\\\dfrac{1}{2} ", "(b)", "5 cm", "x = 2.50"]]
+    ['140', '140', '0.5', 'B', '5', '2.5']
+
+    ```
+    """
+    s = answer.strip()
+    s = s.replace("\\$", "").replace("$", "")
+    for wrapper in (("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(wrapper[0]) and s.endswith(wrapper[1]):
+            s = s[2:-2]
+    for _ in range(3):  # nested \text{\textbf{...}}
+        s = _TEXT_COMMANDS.sub(r"\1", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\left", "").replace("\\right", "")
+    for spacing in ("\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "~"):
+        s = s.replace(spacing, " ")
+    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
+    s = s.replace("\\%", "").replace("%", "")
+    s = s.strip().rstrip(".,;:!?。").strip()
+    s = _strip_outer_braces(s)
+    s = _ASSIGNMENT.sub("", s)
+    unit = _TRAILING_UNIT.match(s)
+    if unit:
+        s = unit.group(1)
+    s = s.rstrip(".").strip()
+    choice = _CHOICE.match(s)
+    if choice:
+        return choice.group(1).upper()
+    s = re.sub(r"\s+", "", s)
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    number = _as_number(s)
+    if number is not None:
+        return _number_key(number)
+    return s
+
+
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+_SLASH_FRACTION = re.compile(r"^([+-]?\d+)/(\d+)$")
+_LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\{?([+-]?\d+)\}?\{?(\d+)\}?$")
+
+
+def _as_number(s: str) -> Fraction | None:
+    """A rational value for plain integers, decimals and simple fractions; None for anything else."""
+    try:
+        if _PLAIN_NUMBER.match(s):
+            return Fraction(s)
+        match = _SLASH_FRACTION.match(s)
+        if match and int(match.group(2)) != 0:
+            return Fraction(int(match.group(1)), int(match.group(2)))
+        match = _LATEX_FRACTION.match(s)
+        if match and int(match.group(3)) != 0:
+            value = Fraction(int(match.group(2)), int(match.group(3)))
+            return -value if match.group(1) == "-" else value
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _number_key(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    decimal = float(value)
+    if Fraction(repr(decimal)) == value:  # terminating decimal: 2.5, 0.125
+        return repr(decimal)
+    return f"{value.numerator}/{value.denominator}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# math-verify, with a thread deadline instead of signal.alarm
+
+
+class MatchStats:
+    """Counts of math-verify work: calls, timeouts and errors (each timeout or error counted as "not equal")."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts: Counter = Counter()
+
+    def add(self, key: str, n: int = 1):
+        with self.lock:
+            self.counts[key] += n
+
+    def snapshot(self, reset: bool = False) -> dict[str, int]:
+        with self.lock:
+            counts = dict(self.counts)
+            if reset:
+                self.counts.clear()
+        return counts
+
+
+MATCH_STATS = MatchStats()
+
+
+class _Deadline:
+    """Runs a call on a worker thread and gives up after `seconds`; a stuck worker is abandoned, not reused."""
+
+    def __init__(self):
+        self._executor = None
+        self._lock = threading.Lock()
+
+    def __call__(self, fn, *args, seconds: float = MATH_TIMEOUT_SECONDS):
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="math-verify")
+            executor = self._executor
+        future = executor.submit(fn, *args)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_deadline = _Deadline()
+
+
+def _silence_timeout_warnings():
+    """math-verify warns once that its timeouts are off; they are off on purpose (see the module docstring)."""
+    import math_verify.grader
+    import math_verify.parser
+
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+
+
+def _mv_parse(expression: str):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    _silence_timeout_warnings()
+
+    return parse(
+        f"${expression}$",
+        extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+        parsing_timeout=None,
+        raise_on_error=True,
+    )
+
+
+def _mv_verify(gold, target) -> bool:
+    from math_verify import verify
+
+    return bool(verify(gold, target, timeout_seconds=None, raise_on_error=True))
+
+
+@lru_cache(maxsize=65536)
+def _parsed(key: str):
+    """math-verify's parse of a normalised answer (cached); None when it cannot be parsed."""
+    MATCH_STATS.add("math_parse")
+    try:
+        result = _deadline(_mv_parse, key)
+    except concurrent.futures.TimeoutError:
+        MATCH_STATS.add("math_timeouts")
+        return None
+    except Exception:
+        MATCH_STATS.add("math_errors")
+        return None
+    return result or None
+
+
+@lru_cache(maxsize=262144)
+def _math_equal_keys(a: str, b: str) -> bool:
+    if len(a) > MAX_MATH_LENGTH or len(b) > MAX_MATH_LENGTH:
+        MATCH_STATS.add("math_skipped_long")
+        return False
+    parsed_a, parsed_b = _parsed(a), _parsed(b)
+    if parsed_a is None or parsed_b is None:
+        return False
+    MATCH_STATS.add("math_verify")
+    try:
+        return _deadline(_mv_verify, parsed_a, parsed_b)
+    except concurrent.futures.TimeoutError:
+        MATCH_STATS.add("math_timeouts")
+    except Exception:
+        MATCH_STATS.add("math_errors")
+    return False
+
+
+def _both_plain_numbers(a: str, b: str) -> bool:
+    return _as_number(a) is not None and _as_number(b) is not None
+
+
+def keys_equivalent(a: str, b: str) -> bool:
+    """Whether two *normalised* answers are mathematically equal (exact key match first, then math-verify)."""
+    if a == b:
+        return True
+    if _both_plain_numbers(a, b):  # two distinct canonical rationals are never equal
+        return False
+    if len(a) == 1 and len(b) == 1 and a.isalpha() and b.isalpha():  # distinct choice letters
+        return False
+    return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)
+
+
+def is_equivalent(prediction: str | None, reference: str | None, match: str = "math") -> bool:
+    """Whether a predicted answer equals a reference answer under `match` (abstentions never equal anything).
+
+    Example:
+
+    ```python
+    >>> is_equivalent("0.5", "\\\\frac{1}{2}"), is_equivalent("140°", "140"), is_equivalent("3", "4")
+    (True, True, False)
+
+    ```
+    """
+    if prediction is None or reference is None:
+        return False
+    if match == "exact":
+        return prediction.strip() == reference.strip()
+    a, b = normalize_answer(prediction), normalize_answer(reference)
+    if match == "normalized":
+        return a == b
+    if match == "math":
+        return keys_equivalent(a, b)
+    raise ValueError(f"Unknown match mode {match!r}; valid modes: {', '.join(MATCH_MODES)}.")
+
+
+def answer_classes(answers: list[str | None], match: str = "math") -> list[int | None]:
+    """Equivalence class id of each answer within one group; `None` for abstentions.
+
+    Classes are numbered in order of first appearance (class 0 is the first answer seen), so "the class seen first"
+    wins ties. An answer joins the first earlier class whose representative (first member) it equals.
+
+    Args:
+        answers: extracted final answers, `None` for abstentions.
+        match: `"exact"` (stripped strings), `"normalized"` (`normalize_answer` keys) or `"math"` (normalised keys,
+            then math-verify between the keys still distinct).
+
+    Example:
+
+    ```python
+    >>> answer_classes(["1/2", "0.5", None, "\\\\frac{1}{2}", "3", "2\\\\sqrt{3}", "\\\\sqrt{12}"])
+    [0, 0, None, 0, 1, 2, 2]
+
+    ```
+    """
+    if match not in MATCH_MODES:
+        raise ValueError(f"Unknown match mode {match!r}; valid modes: {', '.join(MATCH_MODES)}.")
+    if match == "exact":
+        keys = [a.strip() if a is not None else None for a in answers]
+    else:
+        keys = [normalize_answer(a) if a is not None else None for a in answers]
+    class_of_key: dict[str, int] = {}
+    representatives: list[str] = []
+    result: list[int | None] = []
+    for key in keys:
+        if key is None:
+            result.append(None)
+            continue
+        if key not in class_of_key:
+            found = None
+            if match == "math":
+                found = next((c for c, rep in enumerate(representatives) if keys_equivalent(rep, key)), None)
+            if found is None:
+                found = len(representatives)
+                representatives.append(key)
+            class_of_key[key] = found
+        result.append(class_of_key[key])
+    return result

@@ -1,0 +1,230 @@
+"""Configuration: the trainer config (a `GRPOConfig` subclass) and the data arguments of a recipe.
+
+A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveConfig` (any `GRPOConfig` or
+`TrainingArguments` field too), of `DataArguments` and of TRL's `ModelConfig` side by side; command-line flags
+override the YAML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import GRPOConfig
+
+from .advantages import ADVANTAGE_MODES, LSE_OFFSETS
+from .answers import EXTRACTORS, MATCH_MODES
+from .voting import TIE_RULES
+
+
+DEFAULT_INSTRUCTION = (
+    "Reason about the problem step by step inside <think> and </think> first. After </think>, give only the final "
+    "answer as \\boxed{ANSWER}, with nothing but the answer value inside the box."
+)
+
+
+class ConfigError(ValueError):
+    """A recipe value that cannot work; the message names the field and the valid choices."""
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}.")
+
+
+@dataclass
+class SelfEvolveConfig(GRPOConfig):
+    r"""
+    Configuration class for [`SelfEvolveGRPOTrainer`]: TRL's `GRPOConfig` plus the label-free reward and advantage
+    settings. Every `GRPOConfig` field keeps its meaning and default.
+
+    Parameters:
+        > Parameters that control the rewards
+
+        reward_funcs (`list[str]`, *optional*, defaults to `["soft_frequency", "format"]`):
+            Reward functions, each a registry name (`majority_vote`, `soft_frequency`, `format`, ...) or a
+            `module:function` path. Their weights are `reward_weights` (TRL's field).
+        reward_kwargs (`dict[str, dict]` or `str`, *optional*):
+            Keyword arguments per reward function, keyed by its entry in `reward_funcs`, e.g.
+            `{"soft_frequency": {"hard_threshold": 0.85}, "format": {"penalty": 0.5}}` (a JSON string on the command
+            line).
+        answer_extractor (`str`, *optional*, defaults to `"boxed"`):
+            How final answers are read from completions: `boxed` (last `\boxed{}`), `answer_tag` or `last_number`.
+        answer_match (`str`, *optional*, defaults to `"math"`):
+            Answer equivalence: `exact`, `normalized` or `math` (normalisation + math-verify).
+        abstain_as_answer (`bool`, *optional*, defaults to `False`):
+            Treat a missing answer as the literal class "None", as the released codebases do.
+        tie (`str`, *optional*, defaults to `"first"`):
+            Majority tie rule: `first` (the class seen first wins) or `none` (a tie has no majority).
+        label_column (`str`, *optional*, defaults to `"label"`):
+            Dataset column with reference answers. It never reaches a reward function; it is used only for the
+            diagnostics (pseudo-label accuracy, rollout accuracy, ...).
+
+        > Parameters that control the advantages
+
+        advantage (`str`, *optional*, defaults to `"lse"`):
+            `grpo` (TRL's own, scaled by `scale_rewards`), `centered` (r - mean r) or `lse` (log-softmax of r/τ).
+        lse_tau (`float`, *optional*, defaults to `1.0`):
+            Temperature τ of the `lse` advantage.
+        lse_offset (`str`, *optional*, defaults to `"log_group_size"`):
+            `log_group_size` (add log G: equal rewards give 0) or `none` (the paper's literal form, all A ≤ 0).
+        clip_advantage (`float`, *optional*):
+            Clamp advantages to [-clip_advantage, clip_advantage].
+
+        > Parameters that control generation
+
+        reproducible_generation (`bool`, *optional*, defaults to `False`):
+            Sample each completion on its own with a seed made of `seed`, the step and the completion's global
+            index, so that rollouts do not depend on the number of processes. Slow (batch size 1); for debugging and
+            for comparing process layouts. Transformers generation only.
+    """
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["soft_frequency", "format"],
+        metadata={"help": "Reward functions: registry names or `module:function` paths."},
+    )
+    reward_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "Keyword arguments per reward function, keyed by its `reward_funcs` entry (JSON on the CLI)."},
+    )
+    answer_extractor: str = field(
+        default="boxed",
+        metadata={"help": "How final answers are read from completions.", "choices": list(EXTRACTORS)},
+    )
+    answer_match: str = field(
+        default="math",
+        metadata={"help": "Answer equivalence used for voting and diagnostics.", "choices": list(MATCH_MODES)},
+    )
+    abstain_as_answer: bool = field(
+        default=False,
+        metadata={"help": "Treat a missing answer as the literal class 'None' (released behaviour)."},
+    )
+    tie: str = field(
+        default="first",
+        metadata={"help": "Majority tie rule: `first` or `none`.", "choices": list(TIE_RULES)},
+    )
+    label_column: str = field(
+        default="label",
+        metadata={"help": "Dataset column with reference answers; hidden from rewards, used for diagnostics only."},
+    )
+    advantage: str = field(
+        default="lse",
+        metadata={"help": "Advantage estimator: `grpo`, `centered` or `lse`.", "choices": list(ADVANTAGE_MODES)},
+    )
+    lse_tau: float = field(default=1.0, metadata={"help": "Temperature τ of the `lse` advantage."})
+    lse_offset: str = field(
+        default="log_group_size",
+        metadata={"help": "Offset of the `lse` advantage: `log_group_size` or `none`.", "choices": list(LSE_OFFSETS)},
+    )
+    clip_advantage: float | None = field(
+        default=None, metadata={"help": "Clamp advantages to [-clip_advantage, clip_advantage]."}
+    )
+    reproducible_generation: bool = field(
+        default=False,
+        metadata={"help": "Sample each completion with its own seed (layout-independent rollouts; slow)."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"reward_kwargs is not valid JSON: {error}") from None
+        self.reward_kwargs = dict(self.reward_kwargs or {})
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        if not self.reward_funcs:
+            raise ConfigError("reward_funcs is empty: name at least one reward function.")
+        for name, kwargs in self.reward_kwargs.items():
+            if name not in self.reward_funcs:
+                raise ConfigError(
+                    f"reward_kwargs has an entry for {name!r}, which is not in reward_funcs ({', '.join(self.reward_funcs)})."
+                )
+            if not isinstance(kwargs, dict):
+                raise ConfigError(f"reward_kwargs[{name!r}] must be a mapping of keyword arguments, got {kwargs!r}.")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}."
+            )
+        _check_choice("advantage", self.advantage, ADVANTAGE_MODES)
+        _check_choice("lse_offset", self.lse_offset, LSE_OFFSETS)
+        _check_choice("answer_extractor", self.answer_extractor, EXTRACTORS)
+        _check_choice("answer_match", self.answer_match, MATCH_MODES)
+        _check_choice("tie", self.tie, TIE_RULES)
+        if self.lse_tau <= 0:
+            raise ConfigError(f"lse_tau must be > 0, got {self.lse_tau}.")
+        if self.clip_advantage is not None and self.clip_advantage <= 0:
+            raise ConfigError(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
+        super().__post_init__()
+        if self.reproducible_generation and self.use_vllm:
+            raise ConfigError("reproducible_generation works with transformers generation only; set use_vllm: false.")
+
+
+@dataclass
+class DataArguments:
+    r"""
+    Data arguments of a recipe: which dataset, which columns, the actor instruction and the image size bounds.
+
+    Parameters:
+        dataset_name (`str`, *optional*, defaults to `"synthetic"`):
+            A preset (`geo3k`, `geoqa`, `mmr1`, `synthetic`), a hub dataset id, or a local parquet/jsonl/json/csv file
+            or folder of them.
+        dataset_config (`str`, *optional*):
+            Hub dataset configuration name.
+        dataset_split (`str`, *optional*, defaults to `"train"`):
+            Split to train on.
+        question_column (`str`, *optional*):
+            Column with the question text (default: the preset's, else `problem`).
+        image_column (`str`, *optional*):
+            Column with the image or list of images (default: the preset's, else `images` or `image`).
+        answer_column (`str`, *optional*):
+            Column with reference answers, moved to the hidden label column (default: the preset's; `none` for no
+            labels).
+        label_extractor (`str`, *optional*):
+            How the reference answer is read from `answer_column`: `null` (the column is the answer), `answer_tag`
+            (inside `<answer>` tags, as GeoQA's `solution`) or `boxed`.
+        max_train_samples (`int`, *optional*):
+            Keep only the first N examples.
+        instruction (`str`, *optional*):
+            Actor instruction appended to every question (SPEC §5).
+        min_pixels (`int`, *optional*):
+            Lower bound on image pixels (Qwen resizing); also set on the processor.
+        max_pixels (`int`, *optional*):
+            Upper bound on image pixels (Qwen resizing); also set on the processor.
+        synthetic_task (`str`, *optional*, defaults to `"count"`):
+            Task of the synthetic dataset: `count` or `sum`.
+        synthetic_size (`int`, *optional*, defaults to `64`):
+            Number of synthetic examples.
+        synthetic_grid (`int`, *optional*, defaults to `2`):
+            Cells per side of a synthetic image (each cell is one 28x28 Qwen patch group).
+        synthetic_seed (`int`, *optional*, defaults to `0`):
+            Seed of the synthetic dataset.
+    """
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={"help": "Preset (geo3k, geoqa, mmr1, synthetic), hub id, or local parquet/jsonl/json/csv path."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
+    question_column: str | None = field(default=None, metadata={"help": "Column with the question text."})
+    image_column: str | None = field(default=None, metadata={"help": "Column with the image(s)."})
+    answer_column: str | None = field(
+        default=None, metadata={"help": "Column with reference answers (hidden label); `none` for no labels."}
+    )
+    label_extractor: str | None = field(
+        default=None, metadata={"help": "How the reference answer is read: null, `answer_tag` or `boxed`."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N examples."})
+    instruction: str = field(
+        default=DEFAULT_INSTRUCTION, metadata={"help": "Actor instruction appended to every question."}
+    )
+    min_pixels: int | None = field(default=None, metadata={"help": "Lower bound on image pixels."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Upper bound on image pixels."})
+    synthetic_task: str = field(default="count", metadata={"help": "Synthetic task: `count` or `sum`."})
+    synthetic_size: int = field(default=64, metadata={"help": "Number of synthetic examples."})
+    synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})

@@ -1,0 +1,277 @@
+"""Training data: the three papers' training sets (or local copies) and the synthetic set, in TRL's format.
+
+Every dataset comes out with the same columns:
+
+- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (SPEC §5);
+- `images`: the list of images, resized the Qwen way when the row is read;
+- `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
+  only by the diagnostics;
+- `uid` and any other column of the source that does not carry the answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .answers import extract_answer
+
+
+LABEL_COLUMN = "label"
+
+# Columns that carry reference answers in common datasets; never passed on, since rewards would see them.
+ANSWER_COLUMN_NAMES = {"answer", "answers", "solution", "solutions", "ground_truth", "gt", "gt_answer", "final_answer"}
+
+LOCAL_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """Where a known training set lives and which columns hold what (SPEC §6)."""
+
+    path: str
+    question_column: str
+    image_column: str
+    answer_column: str | None
+    label_extractor: str | None = None
+
+
+PRESETS = {
+    "geo3k": DatasetPreset("hiyouga/geometry3k", "problem", "images", "answer"),
+    "geoqa": DatasetPreset("leonardPKU/GEOQA_R1V_Train_8K", "problem", "image", "solution", "answer_tag"),
+    "mmr1": DatasetPreset("MMR1/MMR1-Math-RL-Data-v0", "problem", "images", "answer"),
+}
+SYNTHETIC = "synthetic"
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as given; the message names the file, split or column and the choices."""
+
+
+def _local_files(path: str) -> tuple[str, list[str]]:
+    """(datasets builder name, files) for a local file or a folder of data files."""
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(root, f)
+            for root, _, names in os.walk(path)
+            for f in names
+            if os.path.splitext(f)[1] in LOCAL_EXTENSIONS
+        )
+        if not files:
+            raise DataError(f"No .parquet, .jsonl, .json or .csv files in folder {path}.")
+    else:
+        files = [path]
+    kinds = {LOCAL_EXTENSIONS.get(os.path.splitext(f)[1]) for f in files}
+    if None in kinds or len(kinds) != 1:
+        raise DataError(f"Cannot read {path}: use .parquet, .jsonl, .json or .csv files (one kind per folder).")
+    return kinds.pop(), files
+
+
+def load_raw_dataset(name: str, config: str | None = None, split: str = "train"):
+    """A `datasets.Dataset` from a hub id or a local file/folder (no preset resolution)."""
+    import datasets
+
+    if os.path.exists(name):
+        builder, files = _local_files(name)
+        try:
+            return datasets.load_dataset(builder, data_files=files, split="train")
+        except Exception as error:
+            raise DataError(f"Cannot read dataset files {name}: {error}") from None
+    if name.startswith((".", "/")) or re.search(r"\.(parquet|jsonl?|csv)$", name):
+        raise DataError(f"Dataset file or folder not found: {name}")
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except ValueError as error:
+        if "split" in str(error).lower():
+            raise DataError(f"Dataset {name!r} has no split {split!r}: {error}") from None
+        raise DataError(f"Cannot load dataset {name!r}: {error}") from None
+    except Exception as error:
+        raise DataError(
+            f"Cannot load dataset {name!r} from the hub ({type(error).__name__}: {error}). "
+            "Without network access, point dataset_name at a local parquet/jsonl copy."
+        ) from None
+
+
+def _image_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def build_prompt(question: str, n_images: int, instruction: str | None) -> list[dict]:
+    """One user turn: image placeholders where the question has `<image>` tags (else first), then the text."""
+    text = question.strip()
+    if instruction:
+        text = f"{text} {instruction}"
+    pieces = re.split(r"<image>", text)
+    content: list[dict] = []
+    if len(pieces) - 1 == n_images and n_images > 0:
+        for i, piece in enumerate(pieces):
+            if piece.strip():
+                content.append({"type": "text", "text": piece.strip()})
+            if i < n_images:
+                content.append({"type": "image", "text": None})
+    else:
+        text = text.replace("<image>", "").strip()
+        content = [{"type": "image", "text": None} for _ in range(n_images)] + [{"type": "text", "text": text}]
+    return [{"role": "user", "content": content}]
+
+
+def _read_label(value: Any, label_extractor: str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+        if value is None:
+            return None
+    text = str(value)
+    if label_extractor:
+        return extract_answer(text, label_extractor) or text.strip()
+    return text.strip()
+
+
+def prepare_dataset(
+    raw,
+    question_column: str,
+    image_column: str | None,
+    answer_column: str | None,
+    instruction: str | None,
+    label_extractor: str | None = None,
+    label_column: str = LABEL_COLUMN,
+    max_samples: int | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    base_dir: str | None = None,
+    source: str = "dataset",
+):
+    """Map a raw dataset to TRL's columns (`prompt`, `images`, the hidden label, `uid`, other non-answer columns).
+
+    Checks the columns first and raises `DataError` naming the missing column and the available ones.
+    """
+    columns = list(raw.column_names)
+
+    def require(kind: str, column: str | None, option: str):
+        if column is not None and column not in columns:
+            raise DataError(
+                f"{source} has no {kind} column {column!r} (set {option}); available columns: {', '.join(columns)}."
+            )
+
+    require("question", question_column, "question_column")
+    require("image", image_column, "image_column")
+    require("answer", answer_column, "answer_column")
+    if len(raw) == 0:
+        raise DataError(f"{source} is empty.")
+    if max_samples is not None:
+        raw = raw.select(range(min(max_samples, len(raw))))
+
+    dropped = {question_column, image_column, answer_column, label_column} | ANSWER_COLUMN_NAMES
+    kept = [c for c in columns if c not in dropped and c not in ("prompt", "images", "image")]
+
+    def convert(row, index):
+        images = _image_list(row[image_column]) if image_column else []
+        out = {
+            "prompt": build_prompt(str(row[question_column]), len(images), instruction),
+            "images": images,
+            label_column: _read_label(row[answer_column], label_extractor) if answer_column else None,
+        }
+        if "uid" not in kept:
+            out["uid"] = str(index)
+        return out
+
+    raw = _undecoded_images(raw, image_column)
+    mapped = raw.map(
+        convert,
+        with_indices=True,
+        remove_columns=[c for c in columns if c not in kept],
+        desc="Preparing prompts",
+    )
+    return with_qwen_images(mapped, min_pixels, max_pixels, base_dir)
+
+
+def _undecoded_images(raw, column: str | None):
+    """Keep images as stored bytes/paths through `map` (decoded lazily when a row is read, never re-encoded)."""
+    import datasets
+
+    if column is None:
+        return raw
+    feature = raw.features[column]
+    if isinstance(feature, datasets.Image):
+        return raw.cast_column(column, datasets.Image(decode=False))
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.Image):
+        return raw.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return raw
+
+
+def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, base_dir: str | None = None):
+    """The dataset with its `images` loaded and resized the Qwen way whenever a row is read (lazily)."""
+    from .images import ImageError, load_image, qwen_resize
+
+    def transform(batch):
+        batch = dict(batch)
+        if "images" in batch:
+            batch["images"] = [[_read(img) for img in (images or [])] for images in batch["images"]]
+        return batch
+
+    def _read(value):
+        try:
+            return qwen_resize(load_image(value, base_dir), min_pixels, max_pixels)
+        except ImageError:
+            raise
+        except Exception as error:  # qwen_vl_utils: extreme aspect ratio, ...
+            raise ImageError(f"Cannot use image: {error}") from None
+
+    return dataset.with_transform(transform)
+
+
+def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
+    """The training set named by `DataArguments`, prepared for the trainer."""
+    import datasets
+
+    name = data_args.dataset_name
+    if name == SYNTHETIC:
+        from .synthetic import make_synthetic_rows
+
+        rows = make_synthetic_rows(
+            data_args.synthetic_size, data_args.synthetic_task, data_args.synthetic_grid, data_args.synthetic_seed
+        )
+        raw = datasets.Dataset.from_list(rows)
+        question, image, answer, extractor = "question", "image", "answer", None
+    else:
+        preset = PRESETS.get(name)
+        raw = load_raw_dataset(preset.path if preset else name, data_args.dataset_config, data_args.dataset_split)
+        columns = raw.column_names
+        question = data_args.question_column or (preset.question_column if preset else "problem")
+        image = data_args.image_column or (
+            preset.image_column if preset else next((c for c in ("images", "image") if c in columns), None)
+        )
+        answer = data_args.answer_column or (
+            preset.answer_column if preset else next((c for c in ("answer", "solution") if c in columns), None)
+        )
+        extractor = data_args.label_extractor or (preset.label_extractor if preset else None)
+    if answer is not None and answer.lower() == "none":
+        answer = None
+    if image is None:
+        raise DataError(
+            f"Dataset {name!r} has no image column (set image_column); available columns: "
+            f"{', '.join(raw.column_names)}."
+        )
+    base_dir = name if os.path.isdir(name) else os.path.dirname(name) if os.path.exists(name) else None
+    return prepare_dataset(
+        raw,
+        question_column=question,
+        image_column=image,
+        answer_column=answer,
+        instruction=data_args.instruction,
+        label_extractor=extractor,
+        label_column=label_column,
+        max_samples=data_args.max_train_samples,
+        min_pixels=data_args.min_pixels,
+        max_pixels=data_args.max_pixels,
+        base_dir=base_dir,
+        source=f"Dataset {name!r}",
+    )

@@ -1,0 +1,137 @@
+"""Reward functions and their registry (SPEC §2, §7).
+
+A reward function takes whole groups of completions and returns one float per completion:
+
+```python
+>>> from self_evolve_trl.rewards import get_reward_function
+>>> fn = get_reward_function("soft_frequency", hard_threshold=None)
+>>> fn(["\\\\boxed{1}", "\\\\boxed{1}", "\\\\boxed{2}", "oops"], group_size=4)
+[0.5, 0.5, 0.25, 0.0]
+
+```
+
+Recipes name them in `reward_funcs` (registry names or `module:function` paths) with per-function keyword
+arguments in `reward_kwargs`. The trainer calls each function with the keyword arguments its signature names, from:
+`completions` and `group_size` (always, whole groups across all processes), `prompts` (images stripped),
+`completion_ids`, every dataset column except the prompt, the images and the label column, the extra inputs that the
+trainer computes for some rewards (e.g. `judge_scores`), the answer settings of the config (`extractor`, `match`,
+`abstain_as_answer`, `tie`) unless given in `reward_kwargs`, and TRL's `trainer_state`, `log_metric`, `log_extra`.
+A function that takes `**kwargs` receives all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+# name -> "module:attribute". Lazy, so that importing the registry does not import every backend.
+REWARD_REGISTRY: dict[str, str] = {
+    "majority_vote": "self_evolve_trl.rewards.consistency:majority_vote",
+    "soft_frequency": "self_evolve_trl.rewards.consistency:soft_frequency",
+    "format": "self_evolve_trl.rewards.format:format_reward",
+}
+
+
+def register_reward(name: str, target: str | Callable) -> None:
+    """Add a reward function to the registry under `name` (a callable, or a `"module:attribute"` path)."""
+    REWARD_REGISTRY[name] = target
+
+
+def available_rewards() -> list[str]:
+    return sorted(REWARD_REGISTRY)
+
+
+class RewardError(ValueError):
+    """A reward function that cannot be found or configured; the message names the valid choices."""
+
+
+def _import_target(path: str) -> Callable:
+    module_name, sep, attribute = path.partition(":")
+    if not sep:  # TRL's dotted form: my_pkg.rewards.my_reward
+        module_name, _, attribute = path.rpartition(".")
+    if not module_name or not attribute:
+        raise RewardError(f"Cannot read reward path {path!r}: use 'module:function' (or 'module.function').")
+    if os.getcwd() not in sys.path:  # recipes name modules next to them, as `python -m` would find them
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise RewardError(f"Cannot import module {module_name!r} for reward {path!r}: {error}") from error
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise RewardError(f"Module {module_name!r} has no function {attribute!r} (reward {path!r}).") from None
+
+
+def _resolve(name: str) -> Callable:
+    target = REWARD_REGISTRY.get(name)
+    if target is None:
+        if ":" not in name and "." not in name:
+            raise RewardError(
+                f"Unknown reward {name!r}. Valid rewards: {', '.join(available_rewards())}; "
+                "or give your own as 'module:function'."
+            )
+        target = name
+    return _import_target(target) if isinstance(target, str) else target
+
+
+class RewardFunction:
+    """A reward function with its recipe keyword arguments bound.
+
+    Calling it with `completions` and `group_size` (and any other inputs it names) returns one float per completion.
+    `call_with(inputs)` passes only the inputs that the function's signature names; bound keyword arguments win
+    over inputs of the same name.
+    """
+
+    def __init__(self, name: str, function: Callable, kwargs: dict[str, Any] | None = None):
+        self.name = name
+        self.__name__ = name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]  # what TRL logs as rewards/<name>/mean
+        self.function = function
+        self.kwargs = dict(kwargs or {})
+        self.signature = inspect.signature(function)
+        self.takes_var_kwargs = any(p.kind is p.VAR_KEYWORD for p in self.signature.parameters.values())
+        self.parameters = {
+            n for n, p in self.signature.parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+        if "completions" not in self.parameters and not self.takes_var_kwargs:
+            raise RewardError(f"Reward {name!r} must take a `completions` argument; its signature is {self.signature}.")
+        unknown = sorted(set(self.kwargs) - self.parameters) if not self.takes_var_kwargs else []
+        if unknown:
+            accepted = sorted(self.parameters - {"completions", "group_size", "prompts", "completion_ids"})
+            raise RewardError(
+                f"Reward {name!r} got unknown keyword argument(s) {', '.join(unknown)}; "
+                f"it accepts: {', '.join(accepted) or 'none'}."
+            )
+        self.required_inputs = getattr(function, "reward_inputs", ())
+
+    def accepts(self, name: str) -> bool:
+        return self.takes_var_kwargs or name in self.parameters
+
+    def call_with(self, inputs: dict[str, Any]) -> list[float]:
+        """Call with the inputs that the signature names (all of them for a `**kwargs` function)."""
+        selected = {k: v for k, v in inputs.items() if self.accepts(k) and k not in self.kwargs}
+        return list(self.function(**selected, **self.kwargs))
+
+    def __call__(self, completions: list[Any], group_size: int | None = None, **inputs: Any) -> list[float]:
+        inputs = {"completions": completions, **inputs}
+        if group_size is not None:
+            inputs["group_size"] = group_size
+        return self.call_with(inputs)
+
+    def __repr__(self) -> str:
+        return f"RewardFunction({self.name!r}, kwargs={self.kwargs!r})"
+
+
+def get_reward_function(name: str | Callable, **kwargs: Any) -> RewardFunction:
+    """A reward function by registry name or `module:function` path, with `kwargs` bound.
+
+    Raises `RewardError` naming the valid rewards, or the accepted keyword arguments, when either is wrong.
+    """
+    if callable(name):
+        return RewardFunction(getattr(name, "__name__", type(name).__name__), name, kwargs)
+    return RewardFunction(name, _resolve(name), kwargs)

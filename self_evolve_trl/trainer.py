@@ -1,0 +1,248 @@
+"""`SelfEvolveGRPOTrainer`: TRL's `GRPOTrainer` with group rewards over whole groups and pluggable advantages.
+
+Two methods of TRL's trainer are overridden, nothing else:
+
+- `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
+  group of `num_generations` completions can be split across processes (TRL issue #3896). Here the completions (and
+  the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
+  process computes every reward on whole groups and broadcasts the result, so a 2-process run gives the same
+  rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
+  reward function.
+- `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
+  `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import torch
+from accelerate.utils import broadcast_object_list, gather_object
+from trl import GRPOTrainer
+
+from .advantages import group_advantages
+from .config import SelfEvolveConfig
+from .diagnostics import group_diagnostics
+from .rewards import RewardFunction, get_reward_function
+from .voting import vote_groups
+
+
+# Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
+NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
+
+
+def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction]:
+    """The recipe's reward functions with their keyword arguments bound (raises `RewardError` on bad names/kwargs)."""
+    return [get_reward_function(name, **args.reward_kwargs.get(name, {})) for name in args.reward_funcs]
+
+
+def strip_images(prompt: Any) -> Any:
+    """A conversational prompt with image objects replaced by bare `{"type": "image"}` placeholders."""
+    if not isinstance(prompt, list):
+        return prompt
+    stripped = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [{"type": "image"} if part.get("type") == "image" else part for part in content]
+        stripped.append({**message, "content": content})
+    return stripped
+
+
+def reproducible_rollout(prompts: list, trainer: "SelfEvolveGRPOTrainer") -> dict[str, list]:
+    """TRL `rollout_func`: generate every completion on its own, seeded by (seed, step, global index).
+
+    The completions then do not depend on how rows are spread over processes. Uses the trainer's own tokenisation
+    and transformers generation, one row at a time.
+    """
+    rank_offset = trainer.accelerator.process_index * len(prompts)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    all_prompt_ids, all_completion_ids = [], []
+    for i, prompt in enumerate(prompts):
+        prompt_ids, images, multimodal_fields = trainer._tokenize_prompts([prompt])
+        seed = (trainer.args.seed * 1_000_003 + trainer.state.global_step) * 1_000_003 + rank_offset + i
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed % (2**63))
+            completion_ids, _ = trainer._generate_single_turn(prompt_ids, images, multimodal_fields, 1)
+        all_prompt_ids.extend(prompt_ids)
+        all_completion_ids.extend(completion_ids)
+    return {"prompt_ids": all_prompt_ids, "completion_ids": all_completion_ids, "logprobs": None}
+
+
+class SelfEvolveGRPOTrainer(GRPOTrainer):
+    """GRPO for label-free self-evolution: consistency rewards on whole groups, and `grpo | centered | lse` advantages.
+
+    Args:
+        model: a model id/path or a loaded model, as for `GRPOTrainer`.
+        reward_funcs: reward functions (registry names, `module:function` paths, callables or `RewardFunction`s);
+            default: `args.reward_funcs` with `args.reward_kwargs`.
+        args: a `SelfEvolveConfig`.
+        Other arguments are passed to `GRPOTrainer`.
+    """
+
+    _tag_names = ["trl", "grpo", "self-evolve"]
+    _name = "SelfEvolveGRPO"
+
+    def __init__(self, model, reward_funcs=None, args: SelfEvolveConfig | None = None, **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
+        if reward_funcs is None:
+            reward_funcs = build_reward_functions(args)
+        else:
+            reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+            reward_funcs = [
+                f if isinstance(f, RewardFunction) else get_reward_function(f, **args.reward_kwargs.get(f, {}))
+                if isinstance(f, str) else get_reward_function(f)
+                for f in reward_funcs
+            ]
+        if args.reproducible_generation:
+            kwargs.setdefault("rollout_func", reproducible_rollout)
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._last_rewards_per_func: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Rewards on whole groups
+
+    def _group_size(self) -> int:
+        return self.num_generations if self.model.training else self.num_generations_eval
+
+    def _reward_inputs(self, inputs, prompts, completions, completion_ids_list) -> dict[str, list]:
+        """Extra per-completion inputs that some reward functions need (e.g. judge scores), computed on this
+        process's completions and gathered with them. Subclasses and plug-ins extend this."""
+        return {}
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        mode = "train" if self.model.training else "eval"
+        label_column = self.args.label_column
+        columns = [k for k in inputs[0] if k not in NOT_REWARD_COLUMNS and k != label_column]
+        extras = self._reward_inputs(inputs, prompts, completions, completion_ids_list)
+        rows = [
+            {
+                "prompt": strip_images(prompts[i]),
+                "completion": completions[i],
+                "completion_ids": list(completion_ids_list[i]),
+                "label": inputs[i].get(label_column),
+                "columns": {k: inputs[i][k] for k in columns},
+                "extras": {k: v[i] for k, v in extras.items()},
+            }
+            for i in range(len(prompts))
+        ]
+        all_rows = gather_object(rows)
+        result = self._score_groups(all_rows, columns, list(extras)) if self.accelerator.is_main_process else None
+        result = broadcast_object_list([result])[0]
+
+        for name, values in result["metrics"].items():
+            self._metrics[mode][name].append(values)
+        for name, values in result["logged_metrics"].items():
+            for value in values:
+                self._log_metric(name, value)
+        local = slice(self.accelerator.process_index * len(prompts), (self.accelerator.process_index + 1) * len(prompts))
+        for column, values in result["logged_extra"].items():
+            self._log_completion_extra(column, values[local])
+
+        rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
+        self._last_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
+        """Every reward function and the diagnostics on the whole generation batch (main process only)."""
+        args = self.args
+        group_size = self._group_size()
+        completions = [row["completion"] for row in rows]
+        logged_metrics: dict[str, list[float]] = defaultdict(list)
+        logged_extra: dict[str, list] = {}
+
+        def log_metric(name: str, value: float):
+            logged_metrics[name].append(float(value))
+
+        def log_extra(column: str, values: list):
+            if len(values) != len(rows):
+                raise ValueError(f"log_extra({column!r}) needs one value per completion ({len(rows)}), got {len(values)}.")
+            logged_extra[column] = list(values)
+
+        reward_inputs = {
+            "completions": completions,
+            "group_size": group_size,
+            "prompts": [row["prompt"] for row in rows],
+            "completion_ids": [row["completion_ids"] for row in rows],
+            **{k: [row["columns"][k] for row in rows] for k in columns},
+            **{k: [row["extras"][k] for row in rows] for k in extra_names},
+            "extractor": args.answer_extractor,
+            "match": args.answer_match,
+            "abstain_as_answer": args.abstain_as_answer,
+            "tie": args.tie,
+            "trainer_state": self.state,
+            "log_metric": log_metric,
+            "log_extra": log_extra,
+        }
+        rewards = torch.zeros(len(rows), len(self.reward_funcs))
+        nonfinite = 0
+        for j, function in enumerate(self.reward_funcs):
+            values = function.call_with(reward_inputs)
+            if len(values) != len(rows):
+                raise ValueError(
+                    f"The reward function {function.name!r} returned {len(values)} rewards for {len(rows)} completions; "
+                    "it must return one per completion."
+                )
+            for i, value in enumerate(values):
+                if value is None:
+                    rewards[i, j] = math.nan  # TRL's convention: None = this function does not score this completion
+                elif not math.isfinite(value):
+                    rewards[i, j] = math.nan
+                    nonfinite += 1
+                else:
+                    rewards[i, j] = value
+
+        votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
+        labels = [row["label"] for row in rows]
+        group_labels = labels[::group_size] if any(label is not None for label in labels) else None
+        metrics = group_diagnostics(votes, completions, group_labels, match=args.answer_match)
+        metrics["rewards/nonfinite_count"] = float(nonfinite)
+        answers = [answer for vote in votes for answer in vote.answers]
+        logged_extra.setdefault("answer", ["" if a is None else a for a in answers])
+        return {
+            "rewards": rewards.tolist(),
+            "metrics": metrics,
+            "logged_metrics": dict(logged_metrics),
+            "logged_extra": logged_extra,
+        }
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Advantages
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        group_size = self._group_size()
+        rewards_per_func = self._last_rewards_per_func
+        if self.args.advantage == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
+            all_advantages = torch.tensor(list(self._logs["advantages"])[-rewards_per_func.size(0):])
+        else:
+            weights = self.reward_weights.to(rewards_per_func.device)
+            rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+            all_advantages = group_advantages(
+                rewards,
+                group_size,
+                mode=self.args.advantage,
+                tau=self.args.lse_tau,
+                offset=self.args.lse_offset,
+                scale=self.scale_rewards,
+                clip=self.args.clip_advantage,
+            )
+        all_advantages = torch.nan_to_num(all_advantages, nan=0.0, posinf=0.0, neginf=0.0)
+        n_local = output["prompt_ids"].size(0)
+        start = self.accelerator.process_index * n_local
+        output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
+
+        logged = list(self._logs["advantages"])
+        self._logs["advantages"].clear()
+        self._logs["advantages"].extend(logged[: len(logged) - all_advantages.numel()] + all_advantages.tolist())
+        self._metrics[mode]["advantages/mean"].append(all_advantages.mean().item())
+        self._metrics[mode]["advantages/std"].append(all_advantages.std().item() if all_advantages.numel() > 1 else 0.0)
+        self._metrics[mode]["advantages/abs_max"].append(all_advantages.abs().max().item())
+        self._metrics[mode]["advantages/frac_zero"].append((all_advantages == 0).float().mean().item())
+        return output

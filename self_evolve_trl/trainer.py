@@ -14,6 +14,7 @@ Two methods of TRL's trainer are overridden, nothing else:
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import defaultdict
 from typing import Any
@@ -29,8 +30,19 @@ from .rewards import RewardFunction, get_reward_function
 from .voting import vote_groups
 
 
+# Extra per-completion reward inputs (a reward function names them in its `reward_inputs` attribute) and the
+# classes that compute them: "input name" -> "module:Class". A provider is built once with the trainer,
+# `Provider(trainer)`, and called on every process with that process's rows:
+# `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
+REWARD_INPUT_PROVIDERS: dict[str, str] = {}
+
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
+
+
+def _import(path: str):
+    module_name, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction]:
@@ -100,8 +112,16 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             ]
         if args.reproducible_generation:
             kwargs.setdefault("rollout_func", reproducible_rollout)
+        needed = sorted({name for function in reward_funcs for name in function.required_inputs})
+        unknown = [name for name in needed if name not in REWARD_INPUT_PROVIDERS]
+        if unknown:
+            raise ValueError(
+                f"No provider for the reward input(s) {', '.join(unknown)}; known inputs: "
+                f"{', '.join(sorted(REWARD_INPUT_PROVIDERS)) or 'none'}."
+            )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
+        self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------
     # Rewards on whole groups
@@ -111,8 +131,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _reward_inputs(self, inputs, prompts, completions, completion_ids_list) -> dict[str, list]:
         """Extra per-completion inputs that some reward functions need (e.g. judge scores), computed on this
-        process's completions and gathered with them. Subclasses and plug-ins extend this."""
-        return {}
+        process's completions by the providers of `REWARD_INPUT_PROVIDERS`, then gathered with them."""
+        extras = {}
+        for name, provider in self.reward_input_providers.items():
+            values = list(provider(inputs, prompts, completions, completion_ids_list))
+            if len(values) != len(completions):
+                raise ValueError(f"Reward input {name!r} has {len(values)} values for {len(completions)} completions.")
+            extras[name] = values
+        return extras
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         mode = "train" if self.model.training else "eval"

@@ -67,7 +67,11 @@ def group_advantages(
     r = rewards.float().view(-1, group_size)
     valid = ~torch.isnan(r)
     count = valid.sum(dim=1, keepdim=True)
-    mean = torch.where(valid, r, 0).sum(dim=1, keepdim=True) / count.clamp(min=1)
+    # The mean is taken around a member of the group, so that a group of equal rewards is centred to exactly 0
+    # (a plain float32 mean of eight 0.3s is not exactly 0.3).
+    reference = torch.where(valid, r, -torch.inf).max(dim=1, keepdim=True).values
+    reference = torch.where(torch.isfinite(reference), reference, torch.zeros_like(reference))
+    mean = reference + torch.where(valid, r - reference, 0).sum(dim=1, keepdim=True) / count.clamp(min=1)
 
     if mode == "lse":
         z = torch.where(valid, r / tau, -torch.inf)
@@ -79,7 +83,7 @@ def group_advantages(
         if offset == "log_group_size":
             advantages = advantages + torch.log(count.to(r.dtype))
     else:
-        advantages = r - mean
+        advantages = (r - reference) - (mean - reference)
         if mode == "grpo" and scale != "none":
             if scale == "group":
                 std = _nan_std(r, valid, dim=1)

@@ -260,7 +260,8 @@ class _Deadline:
         self._executor = None
         self._lock = threading.Lock()
 
-    def __call__(self, fn, *args, seconds: float = MATH_TIMEOUT_SECONDS):
+    def __call__(self, fn, *args, seconds: float | None = None):
+        seconds = MATH_TIMEOUT_SECONDS if seconds is None else seconds
         with self._lock:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="math-verify")

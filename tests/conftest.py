@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny Qwen2.5-VL built offline once per session, a small synthetic dataset, CPU configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from self_evolve_trl.tiny import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir, padding_side="left")
+
+
+@pytest.fixture
+def synthetic_dataset():
+    from self_evolve_trl.config import DataArguments
+    from self_evolve_trl.data import load_training_dataset
+
+    def make(size: int = 16, **kwargs):
+        return load_training_dataset(DataArguments(synthetic_size=size, instruction="Answer in \\boxed{}.", **kwargs))
+
+    return make
+
+
+CPU_DEFAULTS = dict(
+    use_cpu=True,
+    bf16=False,
+    gradient_checkpointing=False,
+    report_to="none",
+    num_generations=4,
+    per_device_train_batch_size=4,
+    max_completion_length=8,
+    learning_rate=0.05,
+    max_steps=2,
+    logging_steps=1,
+    save_strategy="no",
+    seed=0,
+    dataloader_num_workers=0,
+    answer_extractor="last_number",
+)
+
+
+@pytest.fixture
+def cpu_config(tmp_path):
+    """A `SelfEvolveConfig` for fast CPU runs; keyword arguments override the defaults."""
+    from self_evolve_trl.config import SelfEvolveConfig
+
+    def make(**overrides):
+        return SelfEvolveConfig(output_dir=str(tmp_path / "out"), **{**CPU_DEFAULTS, **overrides})
+
+    return make
+
+
+def run_command(args: list[str], cwd: Path | str | None = None, env: dict | None = None, timeout: int = 600):
+    """Run a command with the test environment (offline, one thread), return the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return subprocess.run(args, cwd=cwd or REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run():
+    return run_command
+
+
+@pytest.fixture
+def python():
+    return sys.executable

@@ -1,0 +1,122 @@
+"""Answer extraction and math-aware equivalence classes (SPEC §1)."""
+
+import threading
+
+import pytest
+
+from self_evolve_trl.answers import (
+    MATCH_STATS,
+    answer_classes,
+    extract_answer,
+    is_equivalent,
+    normalize_answer,
+)
+
+
+@pytest.mark.parametrize(
+    "text, extractor, expected",
+    [
+        (r"<think>x</think> \boxed{\frac{1}{2}}", "boxed", r"\frac{1}{2}"),
+        (r"\boxed{1} then \boxed{2}", "boxed", "2"),  # the last box
+        (r"\boxed{\sqrt{\frac{3}{4}}}", "boxed", r"\sqrt{\frac{3}{4}}"),  # balanced braces
+        (r"\boxed{12", "boxed", None),  # truncated: no answer
+        ("no answer here", "boxed", None),
+        (r"\boxed{ }", "boxed", None),
+        ("<answer>140°</answer>", "answer_tag", "140°"),
+        (r"<answer>so \boxed{7}</answer>", "answer_tag", "7"),
+        ("it is 3, no 4.5 apples", "last_number", "4.5"),
+        ([{"role": "assistant", "content": r"\boxed{B}"}], "boxed", "B"),  # TRL's conversational form
+    ],
+)
+def test_extract_answer(text, extractor, expected):
+    assert extract_answer(text, extractor) == expected
+
+
+def test_unknown_extractor_names_the_valid_ones():
+    with pytest.raises(ValueError, match="boxed, answer_tag, last_number"):
+        extract_answer("x", "regex")
+
+
+@pytest.mark.parametrize(
+    "raw, normalized",
+    [
+        ("$140^\\circ$", "140"),
+        ("140°", "140"),
+        ("140^{\\circ}", "140"),
+        ("\\text{5 cm}", "5"),
+        ("5\\,\\text{cm}^2", "5"),
+        ("(b)", "B"),
+        ("C.", "C"),
+        ("x = 3", "3"),
+        ("1,000", "1000"),
+        ("2.50", "2.5"),
+        ("\\dfrac{3}{6}", "0.5"),
+        ("{7}", "7"),
+        ("\\frac{1}{3}", "1/3"),
+        ("50\\%", "50"),
+    ],
+)
+def test_normalize_answer(raw, normalized):
+    assert normalize_answer(raw) == normalized
+
+
+def test_spec_equivalences():
+    assert answer_classes(["1/2", "0.5", "\\frac{1}{2}"]) == [0, 0, 0]
+    assert answer_classes(["140°", "140"]) == [0, 0]
+    assert answer_classes(["2\\sqrt{3}", "\\sqrt{12}"]) == [0, 0]
+
+
+def test_classes_in_order_of_appearance_with_abstentions():
+    assert answer_classes(["3", None, "4", "3.0", "\\frac{8}{2}", None]) == [0, None, 1, 0, 1, None]
+
+
+def test_match_modes_differ():
+    answers = ["0.5", "1/2", " 0.5", "\\sqrt{12}", "2\\sqrt{3}"]
+    assert answer_classes(answers, "exact") == [0, 1, 0, 2, 3]
+    assert answer_classes(answers, "normalized") == [0, 0, 0, 1, 2]
+    assert answer_classes(answers, "math") == [0, 0, 0, 1, 1]
+
+
+def test_different_values_stay_apart():
+    assert answer_classes(["3", "4", "A", "B", "\\pi", "3.14"]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_is_equivalent():
+    assert is_equivalent("0.5", "\\frac{1}{2}")
+    assert is_equivalent("\\boxed{140}".replace("\\boxed{", "").rstrip("}"), "140°")
+    assert not is_equivalent(None, "1")
+    assert not is_equivalent("1", "2")
+
+
+def test_math_matching_works_off_the_main_thread():
+    """math-verify's signal-based timeout fails in threads; ours must not (a released trainer scored all 0)."""
+    result = {}
+
+    def work():
+        result["classes"] = answer_classes(["\\sqrt{12}", "2\\sqrt{3}", "x^2+2x+1", "(x+1)^2"])
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert result["classes"] == [0, 0, 1, 1]
+
+
+def test_a_slow_comparison_counts_as_not_equal(monkeypatch):
+    import time
+
+    import self_evolve_trl.answers as answers
+
+    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
+
+    def slow_verify(a, b):
+        time.sleep(1.0)
+        return True
+
+    monkeypatch.setattr(answers, "_mv_verify", slow_verify)
+    answers._math_equal_keys.cache_clear()
+    before = MATCH_STATS.snapshot().get("math_timeouts", 0)
+    start = time.perf_counter()
+    assert answers._math_equal_keys("y+1", "1+y") is False
+    answers._math_equal_keys.cache_clear()
+    assert MATCH_STATS.snapshot()["math_timeouts"] == before + 1
+    assert time.perf_counter() - start < 0.9  # gave up at the deadline instead of waiting for the comparison

@@ -1,0 +1,100 @@
+"""The trainer on the tiny Qwen2.5-VL: training steps, advantages used, rewards on whole groups."""
+
+import pytest
+import torch
+
+from self_evolve_trl.advantages import group_advantages
+from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+
+
+OUR_METRICS = [
+    "self_consistency/majority_ratio",
+    "self_consistency/high_confidence_share",
+    "self_consistency/answer_entropy",
+    "self_consistency/distinct_answers",
+    "self_consistency/abstention_rate",
+    "self_consistency/format_violation_rate",
+    "labels/rollout_accuracy",
+    "labels/pseudo_label_accuracy",
+    "advantages/mean",
+    "advantages/abs_max",
+    "rewards/soft_frequency/mean",
+]
+
+
+def make_trainer(model_dir, processor, dataset, config, **kwargs):
+    return SelfEvolveGRPOTrainer(
+        model=model_dir, args=config, train_dataset=dataset, processing_class=processor, **kwargs
+    )
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "centered", "lse"])
+def test_two_steps_change_parameters_and_log_our_metrics(advantage, tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    config = cpu_config(advantage=advantage, reward_funcs=["soft_frequency", "format"])
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(8), config)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    # every trainable parameter that received gradient moved; the language model's must have
+    assert any("language_model" in n for n in changed) and any("lm_head" in n for n in changed)
+    steps = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert len(steps) == 2
+    for key in OUR_METRICS:
+        assert all(key in entry for entry in steps), key
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+
+
+def test_logged_advantages_are_the_ones_used(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    """The advantages in the batch equal group_advantages(lse) of the weighted rewards, and TRL's logs show them."""
+    config = cpu_config(advantage="lse", lse_tau=0.5, reward_funcs=["soft_frequency", "format"], reward_weights=[1.0, 0.5])
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+    trainer.model.train()
+    batch = [trainer.train_dataset[i] for i in [0, 0, 0, 0]]
+    output = trainer._generate_and_score_completions(batch)
+    rewards = (trainer._last_rewards_per_func * torch.tensor([1.0, 0.5])).sum(dim=1)
+    expected = group_advantages(rewards, 4, mode="lse", tau=0.5)
+    assert torch.allclose(output["advantages"], expected)
+    assert list(trainer._logs["advantages"]) == pytest.approx(expected.tolist())
+    assert trainer._metrics["train"]["advantages/abs_max"][-1] == pytest.approx(expected.abs().max().item())
+
+
+def test_labels_never_reach_rewards(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    seen = {}
+
+    def spy(completions, **kwargs):
+        seen.update(kwargs)
+        return [0.0] * len(completions)
+
+    config = cpu_config(max_steps=1)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config, reward_funcs=[spy])
+    trainer.train()
+    assert "uid" in seen and "group_size" in seen and "prompts" in seen
+    assert "label" not in seen and "images" not in seen
+    assert not any(isinstance(v, list) and v and isinstance(v[0], str) and v[0].isdigit() and k != "uid"
+                   for k, v in seen.items() if k not in ("completions", "completion_ids"))
+    # the label metrics were computed from the hidden column
+    assert "labels/rollout_accuracy" in trainer.state.log_history[0]
+
+
+def test_no_labels_no_label_metrics(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    dataset = synthetic_dataset(4).remove_columns("label")
+    trainer = make_trainer(tiny_model_dir, tiny_processor, dataset, cpu_config(max_steps=1))
+    trainer.train()
+    entry = trainer.state.log_history[0]
+    assert "self_consistency/majority_ratio" in entry
+    assert not any(k.startswith("labels/") for k in entry)
+
+
+def test_nonfinite_rewards_never_reach_the_loss(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    def broken(completions, **kwargs):
+        return [float("inf"), 1.0, float("nan"), 0.0] * (len(completions) // 4)
+
+    trainer = make_trainer(
+        tiny_model_dir, tiny_processor, synthetic_dataset(4), cpu_config(max_steps=1, advantage="centered"),
+        reward_funcs=[broken],
+    )
+    trainer.model.train()
+    output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)
+    assert torch.isfinite(output["advantages"]).all()
+    assert output["advantages"].tolist() == pytest.approx([0.0, 0.5, 0.0, -0.5])
+    assert trainer._metrics["train"]["rewards/nonfinite_count"][-1] == 2.0  # inf and a float NaN (None is not counted)

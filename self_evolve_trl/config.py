@@ -158,9 +158,26 @@ class SelfEvolveConfig(GRPOConfig):
             raise ConfigError(f"lse_tau must be > 0, got {self.lse_tau}.")
         if self.clip_advantage is not None and self.clip_advantage <= 0:
             raise ConfigError(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if "must be divisible by num_generations" not in str(error):
+                raise
+            raise ConfigError(self._group_geometry_message()) from None
         if self.reproducible_generation and self.use_vllm:
             raise ConfigError("reproducible_generation works with transformers generation only; set use_vllm: false.")
+
+
+    def _group_geometry_message(self) -> str:
+        processes = self.world_size
+        steps = self.steps_per_generation or self.gradient_accumulation_steps
+        size = self.generation_batch_size or self.per_device_train_batch_size * processes * steps
+        return (
+            f"The generation batch cannot hold whole groups: per_device_train_batch_size x processes x "
+            f"steps_per_generation = {self.per_device_train_batch_size} x {processes} x {steps} = {size} completions "
+            f"is not a multiple of num_generations ({self.num_generations}). Change one of them, e.g. "
+            f"steps_per_generation: {self.num_generations} or per_device_train_batch_size: {self.num_generations}."
+        )
 
 
 @dataclass

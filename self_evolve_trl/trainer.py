@@ -168,6 +168,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         local = slice(self.accelerator.process_index * len(prompts), (self.accelerator.process_index + 1) * len(prompts))
         for column, values in result["logged_extra"].items():
             self._log_completion_extra(column, values[local])
+        self._log_completion_extra("process", [self.accelerator.process_index] * len(prompts))
 
         rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
         self._last_rewards_per_func = rewards_per_func

@@ -1,0 +1,131 @@
+"""The command line: recipes, overrides, the embedded default, and one clear line for bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from self_evolve_trl.cli import UsageError, parse_recipe
+
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_recipe_values_and_command_line_overrides(tmp_path):
+    data_args, args, model_args = parse_recipe(
+        [str(REPO / "recipes" / "tiny-cpu.yaml"), "--learning_rate", "0.5", "--advantage", "centered"]
+    )
+    assert args.learning_rate == 0.5 and args.advantage == "centered"  # flags win
+    assert args.reward_funcs == ["soft_frequency", "format"]  # YAML lists
+    assert args.reward_kwargs["soft_frequency"] == {"hard_threshold": 0.85}  # YAML mappings
+    assert args.num_generations == 8 and data_args.dataset_name == "synthetic"
+    assert model_args.model_name_or_path == "tiny:qwen2.5-vl"
+    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu.yaml"), "--reward_kwargs", '{"soft_frequency": {"power": 2}}'])
+    assert args.reward_kwargs == {"soft_frequency": {"power": 2}}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_parses(recipe):
+    # GPU recipes ask for bf16; on this CPU machine parse them with the CPU switches.
+    data_args, args, model_args = parse_recipe([str(recipe), "--use_cpu", "true", "--bf16", "false"])
+    assert args.reward_funcs and model_args.model_name_or_path
+    from self_evolve_trl.trainer import build_reward_functions
+
+    assert len(build_reward_functions(args)) == len(args.reward_funcs)
+
+
+@pytest.mark.parametrize("recipe", ["geoqa.yaml", "geo3k.yaml", "mmr1.yaml"])
+def test_gpu_recipes_use_the_vllm_server_and_released_settings(recipe):
+    _, args, model_args = parse_recipe([str(REPO / "recipes" / recipe), "--use_cpu", "true", "--bf16", "false"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert args.use_vllm and args.vllm_mode == "server"
+    assert (args.num_generations, args.temperature, args.top_p, args.learning_rate) == (8, 1.0, 1.0, 1e-6)
+    assert (args.beta, args.epsilon, args.max_completion_length, args.num_train_epochs) == (0.01, 0.2, 2048, 15)
+    # 512 prompts x 8 per generation round with the 4 trainer processes of the README
+    assert args.per_device_train_batch_size * 4 * args.steps_per_generation == 512 * 8
+
+
+def _cli(run, python, args, tmp_path):
+    return run([python, "-m", "self_evolve_trl.cli", *args], env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+
+
+def _bad(tmp_path, **fields):
+    recipe = {"model_name_or_path": "/nonexistent/model", "dataset_name": "synthetic", "use_cpu": True, "bf16": False,
+              "num_generations": 4, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "out"), **fields}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"reward_funcs": ["majority"]}, "Unknown reward 'majority'. Valid rewards: format, majority_vote, soft_frequency"),
+        ({"advantage": "ppo"}, "advantage"),
+        ({"reward_funcs": ["soft_frequency"], "reward_kwargs": {"soft_frequency": {"threshold": 0.9}}},
+         "unknown keyword argument(s) threshold; it accepts:"),
+        ({"reward_kwargs": {"majority_vote": {}}}, "reward_kwargs has an entry for 'majority_vote', which is not in reward_funcs"),
+        ({"per_device_train_batch_size": 3}, "is not a multiple of num_generations (4)"),
+        ({"answer_match": "fuzzy"}, "answer_match"),
+        ({"no_such_field": 1}, "Unknown recipe field(s): no_such_field"),
+    ],
+)
+def test_bad_input_one_clear_line_before_loading_the_model(fields, message, tmp_path, run, python):
+    result = _cli(run, python, [_bad(tmp_path, **fields)], tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+    assert "/nonexistent/model" not in last  # stopped before the (missing) model was looked at
+
+
+def test_advantage_error_names_the_choices(tmp_path, run, python):
+    last = _cli(run, python, [_bad(tmp_path, advantage="ppo")], tmp_path).stderr.strip().splitlines()[-1]
+    assert "grpo" in last and "centered" in last and "lse" in last
+
+
+@pytest.mark.parametrize("column, option", [("question_column", "question"), ("image_column", "image")])
+def test_dataset_missing_a_column(column, option, tmp_path, run, python):
+    rows = [{"problem": "What is 1+1?", "picture": "a.png", "answer": "2"}]
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    fields = {"dataset_name": str(data), "image_column": "picture"}
+    fields[column] = "missing_col"
+    result = _cli(run, python, [_bad(tmp_path, **fields)], tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"has no {option} column 'missing_col'" in last and "available columns: problem, picture, answer" in last
+
+
+def test_missing_model_path(tmp_path, run, python):
+    result = _cli(run, python, [_bad(tmp_path)], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: Model path not found: /nonexistent/model"
+
+
+def test_missing_recipe_file(tmp_path, run, python):
+    result = _cli(run, python, [str(tmp_path / "nope.yaml")], tmp_path)
+    assert result.returncode == 2 and "Recipe file not found" in result.stderr
+
+
+def test_unknown_tiny_model_names_the_valid_ones():
+    from self_evolve_trl.tiny import resolve_tiny_model
+
+    with pytest.raises(ValueError, match="valid tiny models: tiny:qwen2.5-vl, tiny:vllm"):
+        resolve_tiny_model("tiny:huge", "/tmp")
+
+
+def test_embedded_default_runs_and_writes_its_outputs(tmp_path, run, python):
+    """The README's first command (shortened to 4 steps): model built offline, checkpoints, logs, summary."""
+    out = tmp_path / "tiny"
+    result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--max_steps", "4", "--save_steps", "2",
+                                "--output_dir", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Run summary: 4 steps" in result.stdout and "majority ratio" in result.stdout
+    assert (out / "checkpoint-4" / "trainer_state.json").exists() and (out / "model.safetensors").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"reward", "self_consistency/majority_ratio", "labels/rollout_accuracy"} <= set(summary["metrics"])
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "reward" in e] == [1, 2, 3, 4]

@@ -78,6 +78,8 @@ def load_raw_dataset(name: str, config: str | None = None, split: str = "train")
         try:
             return datasets.load_dataset(builder, data_files=files, split="train")
         except Exception as error:
+            if "corresponds to no data" in str(error):
+                raise DataError(f"Dataset {name} is empty: it has no rows.") from None
             raise DataError(f"Cannot read dataset files {name}: {error}") from None
     if name.startswith((".", "/")) or re.search(r"\.(parquet|jsonl?|csv)$", name):
         raise DataError(f"Dataset file or folder not found: {name}")

@@ -1,0 +1,110 @@
+"""Data adapters: local files shaped like the papers' training sets, the hidden label, Qwen resizing."""
+
+import json
+
+import datasets
+import pytest
+from PIL import Image
+
+from self_evolve_trl.config import DataArguments
+from self_evolve_trl.data import DataError, build_prompt, load_training_dataset
+from self_evolve_trl.images import ImageError, qwen_resize
+from self_evolve_trl.synthetic import make_synthetic_rows
+
+
+def _image(color="red", size=(100, 60)):
+    return Image.new("RGB", size, color)
+
+
+def test_geoqa_shaped_parquet_answer_moves_to_the_hidden_label(tmp_path):
+    rows = [{"image": _image(), "problem": "Find angle ABC.", "solution": "<answer>140°</answer>"}]
+    datasets.Dataset.from_list(rows).cast_column("image", datasets.Image()).to_parquet(tmp_path / "geoqa.parquet")
+    ds = load_training_dataset(DataArguments(
+        dataset_name=str(tmp_path / "geoqa.parquet"), question_column="problem", image_column="image",
+        answer_column="solution", label_extractor="answer_tag", instruction="Box it.",
+    ))
+    assert set(ds.column_names) == {"prompt", "images", "label", "uid"}  # `solution` is gone
+    row = ds[0]
+    assert row["label"] == "140°"
+    assert row["prompt"] == [{"role": "user", "content": [{"type": "image", "text": None},
+                                                          {"type": "text", "text": "Find angle ABC. Box it."}]}]
+    (image,) = row["images"]
+    assert image.size == (112, 56)  # 100x60 resized the Qwen way: sides multiples of 28, aspect kept
+
+
+def test_geo3k_shaped_jsonl_with_image_placeholder_and_paths(tmp_path):
+    _image("blue").save(tmp_path / "a.png")
+    rows = [{"problem": "<image>Find x. Use the figure.", "images": ["a.png"], "answer": "3",
+             "ground_truth": "3", "id": "g1"}]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    ds = load_training_dataset(DataArguments(dataset_name=str(tmp_path / "train.jsonl"), instruction=None))
+    assert "ground_truth" not in ds.column_names and "answer" not in ds.column_names  # answer carriers dropped
+    assert ds[0]["id"] == "g1" and ds[0]["label"] == "3"
+    assert ds[0]["prompt"][0]["content"] == [{"type": "image", "text": None},
+                                             {"type": "text", "text": "Find x. Use the figure."}]
+    assert ds[0]["images"][0].getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_placeholders_in_the_middle_are_kept_in_place():
+    content = build_prompt("Look <image> and <image> then answer.", 2, "Box it.")[0]["content"]
+    assert [p["type"] for p in content] == ["text", "image", "text", "image", "text"]
+    assert content[-1]["text"] == "then answer. Box it."
+
+
+def test_no_answer_column_means_no_labels(tmp_path):
+    rows = [{"problem": "q", "image": _image()}]
+    datasets.Dataset.from_list(rows).to_parquet(tmp_path / "x.parquet")
+    ds = load_training_dataset(DataArguments(dataset_name=str(tmp_path / "x.parquet"), answer_column="none"))
+    assert ds[0]["label"] is None
+
+
+def test_missing_column_error_names_the_available_ones(tmp_path):
+    datasets.Dataset.from_list([{"question": "q", "image": _image()}]).to_parquet(tmp_path / "x.parquet")
+    with pytest.raises(DataError, match=r"has no question column 'problem' \(set question_column\); available columns: question, image"):
+        load_training_dataset(DataArguments(dataset_name=str(tmp_path / "x.parquet")))
+
+
+def test_missing_file_and_empty_dataset(tmp_path):
+    with pytest.raises(DataError, match="Dataset file or folder not found: ./nope.parquet"):
+        load_training_dataset(DataArguments(dataset_name="./nope.parquet"))
+    datasets.Dataset.from_dict({"problem": [], "image": []}).to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(DataError, match="is empty"):
+        load_training_dataset(DataArguments(dataset_name=str(tmp_path / "empty.parquet"), answer_column="none"))
+
+
+def test_corrupt_image_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "d.jsonl").write_text(json.dumps({"problem": "q", "image": "bad.png"}))
+    ds = load_training_dataset(DataArguments(dataset_name=str(tmp_path / "d.jsonl"), answer_column="none"))
+    with pytest.raises(ImageError, match="bad.png"):
+        ds[0]
+
+
+def test_qwen_resize_bounds():
+    small = qwen_resize(_image(size=(20, 20)), min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    large = qwen_resize(_image(size=(1000, 1000)), min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    assert small.size == (56, 56) and large.size == (112, 112)
+
+
+def test_synthetic_answers_follow_the_image():
+    for row in make_synthetic_rows(20, task="count", grid=2, seed=3):
+        pixels = row["image"].load()
+        filled = sum(pixels[c * 28 + 14, r * 28 + 14] != (245, 245, 245) for r in range(2) for c in range(2))
+        assert str(filled) == row["answer"]
+    rows = make_synthetic_rows(20, task="count_color", grid=3, seed=1)
+    assert all(0 <= int(r["answer"]) <= 9 for r in rows) and any("red" in r["question"] for r in rows)
+    assert make_synthetic_rows(5, seed=7)[0]["answer"] == make_synthetic_rows(5, seed=7)[0]["answer"]
+
+
+def test_tiny_model_is_a_real_qwen25vl(tiny_model_dir, tiny_processor):
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(tiny_processor).__name__ == "Qwen2_5_VLProcessor"
+    messages = [{"role": "user", "content": [{"type": "image", "image": _image(size=(56, 56))}, {"type": "text", "text": "hi"}]}]
+    inputs = tiny_processor.apply_chat_template([messages], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    text = tiny_processor.decode(inputs["input_ids"][0])
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
+    assert text.count("<|image_pad|>") == 4 and text.endswith("hi<|im_end|>\n<|im_start|>assistant\n")
+    assert tiny_processor.tokenizer.decode(tiny_processor.tokenizer.encode("<think>é \\boxed{½}</think>")) == "<think>é \\boxed{½}</think>"

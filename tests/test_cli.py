@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from self_evolve_trl.cli import UsageError, parse_recipe
+from self_evolve_trl.cli import main, parse_recipe
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,42 +72,42 @@ def _bad(tmp_path, **fields):
         ({"no_such_field": 1}, "Unknown recipe field(s): no_such_field"),
     ],
 )
-def test_bad_input_one_clear_line_before_loading_the_model(fields, message, tmp_path, run, python):
-    result = _cli(run, python, [_bad(tmp_path, **fields)], tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+def test_bad_input_one_clear_line_before_loading_the_model(fields, message, tmp_path, capsys):
+    assert main([_bad(tmp_path, **fields)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, last
     assert "/nonexistent/model" not in last  # stopped before the (missing) model was looked at
+    assert not (tmp_path / "out").exists()
 
 
-def test_advantage_error_names_the_choices(tmp_path, run, python):
-    last = _cli(run, python, [_bad(tmp_path, advantage="ppo")], tmp_path).stderr.strip().splitlines()[-1]
+def test_advantage_error_names_the_choices(tmp_path, capsys):
+    assert main([_bad(tmp_path, advantage="ppo")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "grpo" in last and "centered" in last and "lse" in last
 
 
 @pytest.mark.parametrize("column, option", [("question_column", "question"), ("image_column", "image")])
-def test_dataset_missing_a_column(column, option, tmp_path, run, python):
+def test_dataset_missing_a_column(column, option, tmp_path, capsys):
     rows = [{"problem": "What is 1+1?", "picture": "a.png", "answer": "2"}]
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
     fields = {"dataset_name": str(data), "image_column": "picture"}
     fields[column] = "missing_col"
-    result = _cli(run, python, [_bad(tmp_path, **fields)], tmp_path)
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
+    assert main([_bad(tmp_path, **fields)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"has no {option} column 'missing_col'" in last and "available columns: problem, picture, answer" in last
 
 
 def test_missing_model_path(tmp_path, run, python):
+    """A real process: exit status 2, one line, no traceback."""
     result = _cli(run, python, [_bad(tmp_path)], tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: Model path not found: /nonexistent/model"
 
 
-def test_missing_recipe_file(tmp_path, run, python):
-    result = _cli(run, python, [str(tmp_path / "nope.yaml")], tmp_path)
-    assert result.returncode == 2 and "Recipe file not found" in result.stderr
+def test_missing_recipe_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert "Recipe file not found" in capsys.readouterr().err
 
 
 def test_unknown_tiny_model_names_the_valid_ones():

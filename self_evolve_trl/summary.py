@@ -160,18 +160,20 @@ def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """One screen of text: each metric's first and last value and its trend, the held-out evaluations with their
-    best step, and the collapse warning if any."""
+    """One screen of text: each metric at the start and the end of the run (means of the first and the last quarter
+    of the logged steps, robust to step-to-step noise) and its trend, the held-out evaluations (first, last, best
+    and its step), and the collapse warning if any."""
     lines = [
         f"Run summary: {summary['steps']} steps"
         + (f" in {summary['train_runtime_s']:.0f}s" if "train_runtime_s" in summary else "")
     ]
     labels = dict(SUMMARY_METRICS)
     if summary["metrics"]:
-        lines.append(f"  {'metric':<44} {'first':>8}    {'last':>8}  trend")
+        lines.append(f"  {'metric (means: first -> last quarter)':<46} {'start':>8}    {'end':>8}  trend")
     for key, stats in summary["metrics"].items():
         lines.append(
-            f"  {labels.get(key, key):<44} {stats['first']:>8.3f} -> {stats['last']:>8.3f}  {stats['trend']}"
+            f"  {labels.get(key, key):<46} {stats['first_quarter_mean']:>8.3f} -> {stats['last_quarter_mean']:>8.3f}"
+            f"  {stats['trend']}"
         )
     if summary.get("eval"):
         count = max(stats["evaluations"] for stats in summary["eval"].values())
@@ -179,7 +181,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         eval_labels = dict(EVAL_METRICS)
         for key, stats in summary["eval"].items():
             lines.append(
-                f"  {eval_labels[key]:<44} {stats['first']:>8.3f} -> {stats['last']:>8.3f}  "
+                f"  {eval_labels[key]:<46} {stats['first']:>8.3f} -> {stats['last']:>8.3f}  "
                 f"best {stats['best']:.3f} at step {stats['best_step']}"
             )
     if "collapse_warning" in summary:

@@ -99,11 +99,13 @@ def train(data_args, training_args, model_args):
     from trl import get_peft_config
 
     from .data import load_training_dataset
+    from .heldout import load_heldout_dataset
     from .summary import write_summary
     from .tiny import resolve_tiny_model
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
     reward_funcs = build_reward_functions(training_args)  # bad names or kwargs fail here, before any loading
+    eval_dataset = load_heldout_dataset(data_args, training_args)  # None unless eval_dataset_name is set
     dataset = load_training_dataset(data_args, training_args.label_column)
 
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
@@ -129,6 +131,7 @@ def train(data_args, training_args, model_args):
             reward_funcs=reward_funcs,
             args=training_args,
             train_dataset=dataset,
+            eval_dataset=eval_dataset,
             processing_class=processor,
             peft_config=get_peft_config(model_args),
         )
@@ -137,6 +140,7 @@ def train(data_args, training_args, model_args):
 
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # output_dir/trainer_state.json: the whole log history, for `python -m self_evolve_trl.plot`
     if trainer.accelerator.is_main_process:
         print(write_summary(training_args.output_dir, trainer.state.log_history))
     return trainer

@@ -219,6 +219,16 @@ class DataArguments:
             Cells per side of a synthetic image (each cell is one 28x28 Qwen patch group).
         synthetic_seed (`int`, *optional*, defaults to `0`):
             Seed of the synthetic dataset.
+
+        > Held-out evaluation during training (with `eval_strategy: steps`, `eval_steps`, `num_generations_eval`)
+
+        eval_dataset_name (`str`, *optional*):
+            A labelled split to evaluate on during training: a preset, hub id or local file, as `dataset_name`
+            (`synthetic`: drawn with `synthetic_seed + 1`). Logs `eval_labels/*` (sampled pass@1, maj@k, pass@k).
+        eval_split (`str`, *optional*, defaults to `"test"`):
+            Split of `eval_dataset_name`.
+        eval_max_samples (`int`, *optional*):
+            Evaluate on the first N examples only.
     """
 
     dataset_name: str = field(
@@ -245,3 +255,12 @@ class DataArguments:
     synthetic_size: int = field(default=64, metadata={"help": "Number of synthetic examples."})
     synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})
+
+    # --- held-out evaluation during training (self_evolve_trl.heldout) ---
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Labelled split to evaluate on during training (preset, hub id or local file); needs eval_strategy."},
+    )
+    eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
+    eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
+    # --- end held-out evaluation ---

@@ -1,21 +1,29 @@
 """Per-step diagnostics of label-free training (SPEC §6).
 
 Label-free training fails quietly: the policy collapses onto its own early majority while the reward keeps rising.
-These numbers show it while it happens. All are computed from the group votes; the label metrics only where the
-data has reference answers (which never reach a reward).
+These numbers show it while it happens. All are computed from the group votes (`voting.vote_groups`, the same
+counting the consistency rewards use); the label metrics only where the data has reference answers (which never
+reach a reward).
 
-Label-free (always):
-    self_consistency/majority_ratio         mean p_max over groups
-    self_consistency/high_confidence_share  share of groups with p_max >= 0.8 (the collapse indicator)
-    self_consistency/answer_entropy         mean entropy (nats) of the answer-class distribution of a group
-    self_consistency/distinct_answers       mean number of answer classes per group
+Label-free (always), one value per group, averaged over the groups of a logging step:
+    self_consistency/majority_ratio         p_max, the share of the group in its largest answer class
+    self_consistency/high_confidence_share  1 if p_max >= 0.8 else 0: the share of such groups (the collapse indicator)
+    self_consistency/answer_entropy         entropy (nats) of the group's answer classes (abstentions left out;
+                                            0 when every completion gives the same answer, or none)
+    self_consistency/distinct_answers       number of answer classes in the group
     self_consistency/abstention_rate        share of completions without a final answer
-    self_consistency/format_violation_rate  share of completions that break the output format
-With labels:
-    labels/pseudo_label_accuracy  share of groups (with a majority) whose majority answer is right
-    labels/maj_at_g               share of all groups whose majority answer is right (maj@G)
-    labels/rollout_accuracy       share of completions whose answer is right (pass@1 of the samples)
-    labels/reward_accuracy        share of completions where "in the majority" agrees with "is right"
+    self_consistency/format_violation_rate  share of completions that break the output format (the `format` reward's
+                                            pattern when the recipe uses it)
+With labels (groups without a label are left out of these):
+    labels/pseudo_label_accuracy  the majority answer is right (groups without a majority are left out)
+    labels/maj_at_g               the majority answer is right, a group without a majority counting as wrong (maj@G)
+    labels/pass_at_g              at least one completion of the group is right (pass@G)
+    labels/rollout_accuracy       share of the group's completions that are right (pass@1 of the samples)
+    labels/reward_accuracy        share of completions where the majority-vote reward (1 in the majority, else 0)
+                                  equals the true reward (1 if right, else 0), as in TTRL
+
+Abstentions are never right. With `abstain_as_answer` the missing answers form the class "None": they count in
+p_max, the entropy and the distinct answers (as the released code counts them), and still as abstentions.
 """
 
 from __future__ import annotations
@@ -31,20 +39,62 @@ from .voting import ABSTAIN_CLASS_ANSWER, GroupVote
 
 HIGH_CONFIDENCE = 0.8
 
+LABEL_FREE_METRICS = (
+    "self_consistency/majority_ratio",
+    "self_consistency/high_confidence_share",
+    "self_consistency/answer_entropy",
+    "self_consistency/distinct_answers",
+    "self_consistency/abstention_rate",
+    "self_consistency/format_violation_rate",
+)
+LABEL_METRICS = (
+    "labels/pseudo_label_accuracy",
+    "labels/maj_at_g",
+    "labels/pass_at_g",
+    "labels/rollout_accuracy",
+    "labels/reward_accuracy",
+)
 
-def _entropy(counts: dict[int, int]) -> float:
+
+def entropy(counts: dict[Any, int]) -> float:
+    """Entropy in nats of the distribution given by `counts` (0 for no counts)."""
     total = sum(counts.values())
-    return -sum(n / total * math.log(n / total) for n in counts.values()) if total else 0.0
+    return -sum(n / total * math.log(n / total) for n in counts.values() if n) if total else 0.0
 
 
-def correctness(vote: GroupVote, label: str | None, match: str = "math") -> list[bool] | None:
-    """Whether each completion's answer equals the label (compared once per class); None without a label."""
+def _label(label: Any) -> str | None:
+    """A usable reference answer, or None (missing or blank)."""
+    if label is None:
+        return None
+    text = str(label).strip()
+    return text or None
+
+
+def _abstained(answer: str | None, cls: int | None, abstain_as_answer: bool) -> bool:
+    return cls is None or (abstain_as_answer and answer == ABSTAIN_CLASS_ANSWER)
+
+
+def correctness(
+    vote: GroupVote, label: Any, match: str = "math", abstain_as_answer: bool = False
+) -> list[bool] | None:
+    """Whether each completion's answer equals the label (compared once per class); None without a label.
+
+    Example:
+
+    ```python
+    >>> from self_evolve_trl.voting import vote
+    >>> correctness(vote(["0.5", "1/2", "3", None]), "\\\\frac{1}{2}")
+    [True, True, False, False]
+
+    ```
+    """
+    label = _label(label)
     if label is None:
         return None
     right_by_class: dict[int, bool] = {}
     result = []
     for answer, cls in zip(vote.answers, vote.classes):
-        if cls is None or answer == ABSTAIN_CLASS_ANSWER:  # abstentions (also as the "None" class) are never right
+        if _abstained(answer, cls, abstain_as_answer):
             result.append(False)
             continue
         if cls not in right_by_class:
@@ -53,14 +103,19 @@ def correctness(vote: GroupVote, label: str | None, match: str = "math") -> list
     return result
 
 
-def group_diagnostics(
+def per_group_diagnostics(
     votes: Sequence[GroupVote],
     completions: Sequence[Any],
-    labels: Sequence[str | None] | None = None,
+    labels: Sequence[Any] | None = None,
     match: str = "math",
     format_pattern: str = DEFAULT_FORMAT_PATTERN,
-) -> dict[str, float]:
-    """Diagnostics of one batch of groups.
+    abstain_as_answer: bool = False,
+) -> dict[str, list[float]]:
+    """Every diagnostic, one value per group (NaN where it is undefined for that group).
+
+    The label metrics are present only when at least one group has a label. Since all groups have the same size,
+    the mean of the finite values of a list is the metric over all groups (and completions) together; the trainer
+    logs these lists so that TRL's averaging over a logging step (or an evaluation) is exact.
 
     Args:
         votes: one `GroupVote` per group, in order (see `voting.vote_groups`).
@@ -68,43 +123,90 @@ def group_diagnostics(
         labels: one reference answer per *group* (`None` where unknown), or None for no labels at all.
         match: answer equivalence used against the labels.
         format_pattern: the output format counted by `format_violation_rate`.
+        abstain_as_answer: whether the votes were taken with missing answers as the class "None".
     """
-    n_groups = len(votes)
-    n_completions = sum(v.size for v in votes)
-    metrics = {
-        "self_consistency/majority_ratio": sum(v.p_max for v in votes) / n_groups,
-        "self_consistency/high_confidence_share": sum(v.p_max >= HIGH_CONFIDENCE for v in votes) / n_groups,
-        "self_consistency/answer_entropy": sum(_entropy(v.counts) for v in votes) / n_groups,
-        "self_consistency/distinct_answers": sum(len(v.counts) for v in votes) / n_groups,
-        "self_consistency/abstention_rate": sum(
-            c is None or a == ABSTAIN_CLASS_ANSWER for v in votes for a, c in zip(v.answers, v.classes)
+    if labels is not None and len(labels) != len(votes):
+        raise ValueError(f"{len(labels)} labels for {len(votes)} groups: give one label per group.")
+    metrics: dict[str, list[float]] = {name: [] for name in LABEL_FREE_METRICS}
+    group_labels = [_label(label) for label in labels] if labels is not None else [None] * len(votes)
+    with_labels = any(label is not None for label in group_labels)
+    if with_labels:
+        metrics.update({name: [] for name in LABEL_METRICS})
+    start = 0
+    for vote, label in zip(votes, group_labels):
+        size = vote.size
+        group_completions = completions[start : start + size]
+        start += size
+        abstained = [_abstained(a, c, abstain_as_answer) for a, c in zip(vote.answers, vote.classes)]
+        metrics["self_consistency/majority_ratio"].append(vote.p_max)
+        metrics["self_consistency/high_confidence_share"].append(float(vote.p_max >= HIGH_CONFIDENCE))
+        metrics["self_consistency/answer_entropy"].append(entropy(vote.counts))
+        metrics["self_consistency/distinct_answers"].append(float(len(vote.counts)))
+        metrics["self_consistency/abstention_rate"].append(sum(abstained) / size)
+        metrics["self_consistency/format_violation_rate"].append(
+            sum(not matches_format(c, format_pattern) for c in group_completions) / size
         )
-        / n_completions,
-        "self_consistency/format_violation_rate": sum(not matches_format(c, format_pattern) for c in completions)
-        / len(completions),
-    }
-    if labels is None:
-        return metrics
-    labelled = [(v, label) for v, label in zip(votes, labels) if label is not None]
-    if not labelled:
-        return metrics
-    majority_right, with_majority, right, agree, total = 0, 0, 0, 0, 0
-    for vote, label in labelled:
-        correct = correctness(vote, label, match)
-        if vote.majority is not None:
-            with_majority += 1
-            majority_right += correct[vote.classes.index(vote.majority)]
-        for cls, is_right in zip(vote.classes, correct):
-            in_majority = cls is not None and cls == vote.majority
-            right += is_right
-            agree += in_majority == is_right
-            total += 1
-    metrics.update(
-        {
-            "labels/pseudo_label_accuracy": majority_right / with_majority if with_majority else 0.0,
-            "labels/maj_at_g": majority_right / len(labelled),
-            "labels/rollout_accuracy": right / total,
-            "labels/reward_accuracy": agree / total,
-        }
-    )
+        if not with_labels:
+            continue
+        if label is None:
+            for name in LABEL_METRICS:
+                metrics[name].append(math.nan)
+            continue
+        right = correctness(vote, label, match, abstain_as_answer)
+        majority_right = vote.majority is not None and right[vote.classes.index(vote.majority)]
+        in_majority = [cls is not None and cls == vote.majority for cls in vote.classes]
+        metrics["labels/pseudo_label_accuracy"].append(math.nan if vote.majority is None else float(majority_right))
+        metrics["labels/maj_at_g"].append(float(majority_right))
+        metrics["labels/pass_at_g"].append(float(any(right)))
+        metrics["labels/rollout_accuracy"].append(sum(right) / size)
+        metrics["labels/reward_accuracy"].append(sum(m == r for m, r in zip(in_majority, right)) / size)
+    if start != len(completions):
+        raise ValueError(f"The votes cover {start} completions but {len(completions)} were given.")
     return metrics
+
+
+def finite_mean(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN when there are none), as TRL averages logged metrics."""
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def group_diagnostics(
+    votes: Sequence[GroupVote],
+    completions: Sequence[Any],
+    labels: Sequence[Any] | None = None,
+    match: str = "math",
+    format_pattern: str = DEFAULT_FORMAT_PATTERN,
+    abstain_as_answer: bool = False,
+) -> dict[str, float]:
+    """Diagnostics of one batch of groups: the mean over groups of `per_group_diagnostics` (same arguments).
+
+    Example:
+
+    ```python
+    >>> from self_evolve_trl.voting import vote_groups
+    >>> group = ["\\\\boxed{4}", "\\\\boxed{4}", "\\\\boxed{4}", "\\\\boxed{4}", "\\\\boxed{5}"]
+    >>> d = group_diagnostics(vote_groups(group, 5), group, labels=["5"], format_pattern=".*")
+    >>> d["self_consistency/majority_ratio"], d["self_consistency/high_confidence_share"], d["labels/maj_at_g"]
+    (0.8, 1.0, 0.0)
+    >>> d["labels/pass_at_g"], d["labels/rollout_accuracy"], d["labels/reward_accuracy"]
+    (1.0, 0.2, 0.0)
+
+    ```
+    """
+    per_group = per_group_diagnostics(votes, completions, labels, match, format_pattern, abstain_as_answer)
+    return {name: finite_mean(values) for name, values in per_group.items()}
+
+
+def format_pattern_of(reward_funcs: Sequence[Any]) -> str:
+    """The output format the diagnostics check: the `pattern` bound to the recipe's `format` reward, or a
+    `format_pattern` bound to any reward (e.g. a judge reward with a format term), else the default pattern."""
+    for function in reward_funcs:
+        kwargs = getattr(function, "kwargs", None) or {}
+        if getattr(function, "name", None) == "format" and kwargs.get("pattern"):
+            return kwargs["pattern"]
+    for function in reward_funcs:
+        kwargs = getattr(function, "kwargs", None) or {}
+        if kwargs.get("format_pattern"):
+            return kwargs["format_pattern"]
+    return DEFAULT_FORMAT_PATTERN

@@ -25,7 +25,7 @@ from trl import GRPOTrainer
 
 from .advantages import group_advantages
 from .config import SelfEvolveConfig
-from .diagnostics import group_diagnostics
+from .diagnostics import format_pattern_of, per_group_diagnostics
 from .rewards import RewardFunction, get_reward_function
 from .voting import vote_groups
 
@@ -160,8 +160,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         result = self._score_groups(all_rows, columns, list(extras)) if self.accelerator.is_main_process else None
         result = broadcast_object_list([result])[0]
 
-        for name, values in result["metrics"].items():
-            self._metrics[mode][name].append(values)
+        for name, values in result["metrics"].items():  # a list: one value per group (see `per_group_diagnostics`)
+            self._metrics[mode][name].extend(values if isinstance(values, list) else [values])
         for name, values in result["logged_metrics"].items():
             for value in values:
                 self._log_metric(name, value)
@@ -226,7 +226,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
         labels = [row["label"] for row in rows]
         group_labels = labels[::group_size] if any(label is not None for label in labels) else None
-        metrics = group_diagnostics(votes, completions, group_labels, match=args.answer_match)
+        metrics: dict[str, Any] = per_group_diagnostics(
+            votes,
+            completions,
+            group_labels,
+            match=args.answer_match,
+            format_pattern=format_pattern_of(self.reward_funcs),
+            abstain_as_answer=args.abstain_as_answer,
+        )
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         answers = [answer for vote in votes for answer in vote.answers]
         logged_extra.setdefault("answer", ["" if a is None else a for a in answers])

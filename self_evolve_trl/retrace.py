@@ -208,8 +208,13 @@ class RetraceProvider:
                 requests.append(RetraceRequest(i, offset + i, j, prefix, prompt_ids, images[0] if images else None, fields))
         return requests
 
-    def generate(self, requests: list[RetraceRequest]) -> list[list[list[int]]]:
-        """K sampled completions (token ids) per request, with the trainer's sampler and backend."""
+    def generate(self, requests: list[RetraceRequest], max_rows: int | None = None) -> list[list[list[int]]]:
+        """K sampled completions (token ids) per request, with the trainer's sampler and backend.
+
+        Generation calls hold at most `max_rows` rows (whole K-blocks; default: all), so that re-inference needs no
+        more memory than the rollout batch. Every process makes the same number of calls (TRL's vLLM server
+        generation is collective) as long as every process has the same number of requests, as TRL's batches do.
+        """
         trainer, k = self.trainer, self.samples
         if not requests:
             return []
@@ -230,18 +235,23 @@ class RetraceProvider:
                     samples.append(list(ids[0]))
                 outputs.append(samples)
             return outputs
-        # One call for everything: each prompt K times in a row, so TRL's vLLM server path samples it with n = K.
-        prompt_ids = [r.prompt_ids for r in requests for _ in range(k)]
-        images = [r.images for r in requests for _ in range(k)]
-        fields = _merge_fields([r.fields for r in requests for _ in range(k)])
-        images = None if all(image is None for image in images) else images
-        ids, _ = trainer._generate_single_turn(prompt_ids, images, fields, k)
-        return [[list(x) for x in ids[n * k : (n + 1) * k]] for n in range(len(requests))]
+        per_call = len(requests) if max_rows is None else max(1, max_rows // k)
+        outputs = []
+        for start in range(0, len(requests), per_call):
+            chunk = requests[start : start + per_call]
+            # each prompt K times in a row, so that TRL's vLLM server path sends it once with n = K
+            prompt_ids = [r.prompt_ids for r in chunk for _ in range(k)]
+            images = [r.images for r in chunk for _ in range(k)]
+            images = None if all(image is None for image in images) else images
+            fields = _merge_fields([r.fields for r in chunk for _ in range(k)])
+            ids, _ = trainer._generate_single_turn(prompt_ids, images, fields, k)
+            outputs += [[list(x) for x in ids[n * k : (n + 1) * k]] for n in range(len(chunk))]
+        return outputs
 
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
         start = time.perf_counter()
         requests = self.requests(prompts, completion_ids_list)
-        generated = self.generate(requests)
+        generated = self.generate(requests, max_rows=max(len(prompts), self.samples))  # rollout-sized calls
         texts: list[list[str]] = [[] for _ in prompts]
         new_tokens = 0
         for request, samples in zip(requests, generated):

@@ -228,6 +228,23 @@ def test_reinference_samples_and_texts_per_mode(csrs_trainer, tiny_processor):
             assert not any(t.startswith(prefixes[1]) for t in texts)
 
 
+def test_generation_calls_are_chunked_in_whole_k_blocks_and_mapped_back(csrs_trainer):
+    trainer = csrs_trainer(retrace_samples_per_anchor=2)
+    provider = trainer.reward_input_providers["retrace_completions"]
+    completions = [list(range(70, 70 + n)) for n in (4, 6, 8)]  # three different prefixes: 2, 4, 5 tokens
+    requests = provider.requests(rows(trainer, 3), completions)
+    calls = []
+
+    def fake_generate(prompt_ids, images, fields, num_generations):
+        calls.append((len(prompt_ids), num_generations, len(images), fields["image_grid_thw"].size(0)))
+        return [[len(ids), n % num_generations] for n, ids in enumerate(prompt_ids)], None
+
+    trainer._generate_single_turn = fake_generate
+    outputs = provider.generate(requests, max_rows=5)
+    assert calls == [(4, 2, 4, 4), (2, 2, 2, 2)]  # 5 rows allow 2 whole K-blocks per call
+    assert outputs == [[[len(r.prompt_ids), 0], [len(r.prompt_ids), 1]] for r in requests]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # VSP
 
@@ -290,7 +307,11 @@ def test_vsp_only_on_reinference_prompts(csrs_trainer, tiny_processor):
 
     clean = np.asarray(row["images"][0])
     clean_pixels = tiny_processor.image_processor(images=[row["images"][0]])["pixel_values"]
-    (rollout_images, rollout_pixels), (retrace_images, retrace_pixels) = calls  # one rollout call, one re-inference call
+    (rollout_images, rollout_pixels), *retrace_calls = calls  # one rollout call, then the re-inference calls
+    # re-inference calls are no larger than the rollout batch (4 rows) and hold whole K-blocks: 4 calls of 3 rows
+    assert [len(images) for images, _ in retrace_calls] == [3, 3, 3, 3]
+    retrace_images = [images for call_images, _ in retrace_calls for images in call_images]
+    retrace_pixels = torch.cat([pixels for _, pixels in retrace_calls])
     assert all(np.array_equal(np.asarray(imgs[0]), clean) for imgs in rollout_images)
     assert torch.allclose(output["pixel_values"], clean_pixels.repeat(4, 1))  # the trained batch: clean
     assert len(retrace_images) == 4 * 3  # 4 completions × 1 anchor × K = 3
@@ -345,8 +366,8 @@ class FakeVLLMGeneration:
     """Stand-in for TRL's `VLLMGeneration` (vLLM needs CUDA): server-mode semantics, canned completions.
 
     Like the server, it generates `num_generations` completions for every `num_generations`-th prompt. The first call
-    of a step is the rollout: completions answer 1, 1, 2 and (no answer) in turn; later calls are re-inferences and
-    answer 1.
+    after a weight sync is the rollout: completions answer 1, 1, 2 and (no answer) in turn; later calls are
+    re-inferences and answer 1.
     """
 
     instances = []
@@ -359,13 +380,15 @@ class FakeVLLMGeneration:
 
     def sync_weights(self):
         self.syncs += 1
+        self.calls_since_sync = 0
 
     def generate(self, prompts, images, num_generations, profiler=None):
         self.calls.append((prompts, images, num_generations))
         unique = prompts[::num_generations]
         for n, prompt in enumerate(unique):  # the server sees each prompt once: the copies must be identical
             assert all(p == prompt for p in prompts[n * num_generations : (n + 1) * num_generations])
-        rollout = len(self.calls) % 2 == 1
+        self.calls_since_sync += 1
+        rollout = self.calls_since_sync == 1
         texts = ["<think>a</think> \\boxed{1}", "<think>b</think> \\boxed{1}", "<think>c</think> \\boxed{2}", "no"]
         completions = []
         for n in range(len(unique) * num_generations):
@@ -387,8 +410,10 @@ def test_vllm_server_path_through_the_stand_in(tiny_model_dir, tiny_processor, s
     trainer.train()
     (fake,) = FakeVLLMGeneration.instances
     assert fake.syncs == 1  # the re-inference reuses the step's weights: no second sync
-    (_, rollout_images, rollout_n), (retrace_prompts, retrace_images, retrace_n) = fake.calls
-    assert rollout_n == 4 and retrace_n == 3 and len(retrace_prompts) == 4 * 3
+    (_, rollout_images, rollout_n), *retrace_calls = fake.calls
+    assert rollout_n == 4 and [(len(p), n) for p, _, n in retrace_calls] == [(3, 3)] * 4  # n = K, one prefix a call
+    retrace_prompts = [p for prompts, _, _ in retrace_calls for p in prompts]
+    retrace_images = [i for _, images, _ in retrace_calls for i in images]
     clean = np.asarray(rollout_images[0][0])
     assert not any(np.array_equal(np.asarray(images[0]), clean) for images in retrace_images)
     # new-turn prompts: the rollout's prefix as a finished assistant turn, then a new one
@@ -438,3 +463,29 @@ def test_recipe_two_processes_give_the_same_rewards_as_one(run, python, tmp_path
         assert all(len(x.split(" | ")) == 3 for x in a["retrace_answers"])
         retraced += sum(bool(answer) for x in a["retrace_answers"] for answer in x.split(" | "))
     assert retraced > 0  # some re-inferences did produce answers, so the comparison means something
+
+
+def test_tiny_csrs_recipe_trains_two_steps(run, python, tmp_path):
+    out = tmp_path / "run"
+    result = run([python, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-csrs.yaml", "--max_steps", "2",
+                  "--output_dir", str(out), "--log_completions", "true"],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Run summary: 2 steps" in result.stdout and (out / "summary.json").exists()
+    for step in (1, 2):
+        table = pd.read_parquet(out / "completions" / f"completions_{step:05d}.parquet")
+        assert len(table) == 8
+        assert all(len(x.split(" | ")) == 3 for x in table["retrace_answers"])  # K = 3 re-inferences each
+        assert table["retrace_frequency"].between(0.0, 0.9 * 0.9 + 0.1 + 1e-6).all()
+
+
+def test_geoqa_csrs_recipe_settings():
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, config, model_args = parse_recipe(["recipes/geoqa-csrs.yaml", "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and data_args.dataset_name == "geoqa"
+    assert config.reward_funcs == ["retrace_frequency"] and config.advantage == "grpo"
+    assert (config.retrace_anchors, config.retrace_anchor_base, config.retrace_mode) == ([0.7], "actual_length", "new_turn")
+    assert config.retrace_samples_per_anchor == 3 and config.retrace_visual_perturbation
+    assert config.use_vllm and config.vllm_mode == "server"
+    assert (config.num_generations, config.temperature, config.learning_rate, config.beta) == (8, 1.0, 1e-6, 0.01)

@@ -2,7 +2,9 @@
 
 Three trainers on the same data, seed and batch geometry, run side by side in interleaved rounds:
 - base: the same step without re-inference (`soft_frequency` reward);
-- CSRS `new_turn` and CSRS `continuation`: `retrace_frequency` with K re-inferences per completion from one anchor.
+- CSRS `new_turn` and CSRS `continuation`: `retrace_frequency` with K re-inferences per completion from one anchor,
+  all of a step's re-inferences in one generation call (the default);
+- CSRS `new_turn` with `retrace_generation_batch_size: G`: re-inference calls no larger than the rollout batch.
 Step time is TRL's `step_time` (the optimizer step's `training_step` calls: generation, rewards, loss, backward).
 The figures printed last: the median step time of each, the extra time of each CSRS mode as a ratio of the base
 step time, the re-inference time share measured inside the CSRS steps (`retrace/time_share`), and the tokens the
@@ -62,6 +64,9 @@ def main() -> None:
         "base": dict(reward_funcs=["soft_frequency"]),
         "csrs new_turn": dict(reward_funcs=["retrace_frequency"], retrace_mode="new_turn"),
         "csrs continuation": dict(reward_funcs=["retrace_frequency"], retrace_mode="continuation"),
+        # memory-bounded: re-inference calls no larger than the rollout batch (G rows)
+        "csrs new_turn, G-row calls": dict(reward_funcs=["retrace_frequency"], retrace_mode="new_turn",
+                                           retrace_generation_batch_size=args.generations),
     }
     step_times = {name: [] for name in variants}
     shares = {name: [] for name in variants}
@@ -84,10 +89,10 @@ def main() -> None:
     print(f"\nTiny Qwen2.5-VL on CPU, G = {args.generations}, K = {args.samples}, anchor {args.anchor}, "
           f"max_completion_length {args.max_completion_length}, VSP on; {args.rounds} interleaved rounds x "
           f"{args.steps - 1} timed steps per variant (median step_time).")
-    print(f"{'variant':<18} {'step s':>7} {'extra/base (side by side)':>26} {'re-inference share s':>21} "
+    print(f"{'variant':<27} {'step s':>7} {'extra/base (side by side)':>26} {'re-inference share s':>21} "
           f"{'s/(1-s)':>8} {'re-inference tokens / rollout tokens':>37}")
     for name, times in step_times.items():
-        line = f"{name:<18} {statistics.median(times):>7.3f}"
+        line = f"{name:<27} {statistics.median(times):>7.3f}"
         if name != "base":
             share = statistics.median(shares[name])
             line += (f" {(statistics.median(times) - base) / base:>26.2f} {share:>21.2f} {share / (1 - share):>8.2f}"

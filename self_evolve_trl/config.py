@@ -98,6 +98,10 @@ class SelfEvolveConfig(GRPOConfig):
             VSP: Gaussian noise on the images of the re-inference prompts only (never on the trained rollouts).
         retrace_noise_max_level (`int`, *optional*, defaults to `40`):
             VSP noise level k is drawn uniformly from {1..max}; σ = k·255/100.
+        retrace_generation_batch_size (`int`, *optional*):
+            Re-inference rows (prefixes × K samples) per generation call, rounded down to whole K-blocks. Default:
+            all of a process's re-inferences in one call, the fastest. Set it (e.g. to the rollout batch) when K times
+            the rollout batch does not fit in memory with transformers generation.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -168,6 +172,9 @@ class SelfEvolveConfig(GRPOConfig):
     )
     retrace_noise_max_level: int = field(
         default=40, metadata={"help": "CSRS VSP: noise level k uniform in {1..max}; sigma = k*255/100."}
+    )
+    retrace_generation_batch_size: int | None = field(
+        default=None, metadata={"help": "CSRS: re-inference rows per generation call (default: all in one call)."}
     )
     # ---- end CSRS ----------------------------------------------------------------------------------------------
 
@@ -288,5 +295,7 @@ def check_retrace_config(config) -> None:
         raise ConfigError(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
     if config.retrace_samples_per_anchor < 1:
         raise ConfigError(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
+    if config.retrace_generation_batch_size is not None and config.retrace_generation_batch_size < 1:
+        raise ConfigError(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
     if not 1 <= config.retrace_noise_max_level <= 100:
         raise ConfigError(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")

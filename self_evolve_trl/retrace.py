@@ -166,6 +166,7 @@ class RetraceProvider:
         self.samples = args.retrace_samples_per_anchor
         self.visual_perturbation = args.retrace_visual_perturbation
         self.max_level = args.retrace_noise_max_level
+        self.max_rows = args.retrace_generation_batch_size
         self.reproducible = getattr(args, "reproducible_generation", False)
         self.seconds_this_step = 0.0
         trainer.add_callback(_RetraceTimeShare(self))
@@ -211,9 +212,9 @@ class RetraceProvider:
     def generate(self, requests: list[RetraceRequest], max_rows: int | None = None) -> list[list[list[int]]]:
         """K sampled completions (token ids) per request, with the trainer's sampler and backend.
 
-        Generation calls hold at most `max_rows` rows (whole K-blocks; default: all), so that re-inference needs no
-        more memory than the rollout batch. Every process makes the same number of calls (TRL's vLLM server
-        generation is collective) as long as every process has the same number of requests, as TRL's batches do.
+        Generation calls hold at most `max_rows` rows (rounded down to whole K-blocks, at least one; default: all in
+        one call, the fastest). Every process makes the same number of calls (TRL's vLLM server generation is
+        collective), since every process has the same number of requests, as TRL's batches do.
         """
         trainer, k = self.trainer, self.samples
         if not requests:
@@ -251,7 +252,7 @@ class RetraceProvider:
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
         start = time.perf_counter()
         requests = self.requests(prompts, completion_ids_list)
-        generated = self.generate(requests, max_rows=max(len(prompts), self.samples))  # rollout-sized calls
+        generated = self.generate(requests, max_rows=self.max_rows)
         texts: list[list[str]] = [[] for _ in prompts]
         new_tokens = 0
         for request, samples in zip(requests, generated):

@@ -121,6 +121,7 @@ def test_registry_logging_and_declared_input():
         (dict(retrace_anchors=[]), "retrace_anchors must be a non-empty list"),
         (dict(retrace_samples_per_anchor=0), "retrace_samples_per_anchor must be >= 1"),
         (dict(retrace_noise_max_level=0), "retrace_noise_max_level must be in 1..100"),
+        (dict(retrace_generation_batch_size=0), "retrace_generation_batch_size must be >= 1 or null"),
     ],
 )
 def test_config_errors_name_the_valid_values(overrides, message, tmp_path):
@@ -229,7 +230,7 @@ def test_reinference_samples_and_texts_per_mode(csrs_trainer, tiny_processor):
 
 
 def test_generation_calls_are_chunked_in_whole_k_blocks_and_mapped_back(csrs_trainer):
-    trainer = csrs_trainer(retrace_samples_per_anchor=2)
+    trainer = csrs_trainer(retrace_samples_per_anchor=2, retrace_generation_batch_size=5)
     provider = trainer.reward_input_providers["retrace_completions"]
     completions = [list(range(70, 70 + n)) for n in (4, 6, 8)]  # three different prefixes: 2, 4, 5 tokens
     requests = provider.requests(rows(trainer, 3), completions)
@@ -240,7 +241,7 @@ def test_generation_calls_are_chunked_in_whole_k_blocks_and_mapped_back(csrs_tra
         return [[len(ids), n % num_generations] for n, ids in enumerate(prompt_ids)], None
 
     trainer._generate_single_turn = fake_generate
-    outputs = provider.generate(requests, max_rows=5)
+    outputs = provider.generate(requests, max_rows=provider.max_rows)
     assert calls == [(4, 2, 4, 4), (2, 2, 2, 2)]  # 5 rows allow 2 whole K-blocks per call
     assert outputs == [[[len(r.prompt_ids), 0], [len(r.prompt_ids), 1]] for r in requests]
 
@@ -307,11 +308,7 @@ def test_vsp_only_on_reinference_prompts(csrs_trainer, tiny_processor):
 
     clean = np.asarray(row["images"][0])
     clean_pixels = tiny_processor.image_processor(images=[row["images"][0]])["pixel_values"]
-    (rollout_images, rollout_pixels), *retrace_calls = calls  # one rollout call, then the re-inference calls
-    # re-inference calls are no larger than the rollout batch (4 rows) and hold whole K-blocks: 4 calls of 3 rows
-    assert [len(images) for images, _ in retrace_calls] == [3, 3, 3, 3]
-    retrace_images = [images for call_images, _ in retrace_calls for images in call_images]
-    retrace_pixels = torch.cat([pixels for _, pixels in retrace_calls])
+    (rollout_images, rollout_pixels), (retrace_images, retrace_pixels) = calls  # one rollout call, one re-inference call
     assert all(np.array_equal(np.asarray(imgs[0]), clean) for imgs in rollout_images)
     assert torch.allclose(output["pixel_values"], clean_pixels.repeat(4, 1))  # the trained batch: clean
     assert len(retrace_images) == 4 * 3  # 4 completions × 1 anchor × K = 3
@@ -410,10 +407,8 @@ def test_vllm_server_path_through_the_stand_in(tiny_model_dir, tiny_processor, s
     trainer.train()
     (fake,) = FakeVLLMGeneration.instances
     assert fake.syncs == 1  # the re-inference reuses the step's weights: no second sync
-    (_, rollout_images, rollout_n), *retrace_calls = fake.calls
-    assert rollout_n == 4 and [(len(p), n) for p, _, n in retrace_calls] == [(3, 3)] * 4  # n = K, one prefix a call
-    retrace_prompts = [p for prompts, _, _ in retrace_calls for p in prompts]
-    retrace_images = [i for _, images, _ in retrace_calls for i in images]
+    (_, rollout_images, rollout_n), (retrace_prompts, retrace_images, retrace_n) = fake.calls
+    assert rollout_n == 4 and retrace_n == 3 and len(retrace_prompts) == 4 * 3  # each prefix K times in a row, n = K
     clean = np.asarray(rollout_images[0][0])
     assert not any(np.array_equal(np.asarray(images[0]), clean) for images in retrace_images)
     # new-turn prompts: the rollout's prefix as a finished assistant turn, then a new one

@@ -193,6 +193,8 @@ class RetraceProvider:
                     rng = noise_generator(args.seed, self._step(), offset + i, j)
                     retrace_prompt = map_images(prompt, lambda image: perturb_image(image, rng, self.max_level))
                 if self.mode == "new_turn":
+                    if not isinstance(prompt, list):
+                        raise ValueError("retrace_mode 'new_turn' needs conversational prompts; use 'continuation'.")
                     prefix_text = self._tokenizer.decode(prefix, skip_special_tokens=True)
                     retrace_prompt = [*retrace_prompt, {"role": "assistant", "content": [{"type": "text", "text": prefix_text}]}]
                 prompt_ids, images, fields = trainer._tokenize_prompts([retrace_prompt])

@@ -15,6 +15,7 @@ from trl import GRPOConfig
 
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS
 from .answers import EXTRACTORS, MATCH_MODES
+from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .voting import TIE_RULES
 
 
@@ -78,6 +79,29 @@ class SelfEvolveConfig(GRPOConfig):
             Sample each completion on its own with a seed made of `seed`, the step and the completion's global
             index, so that rollouts do not depend on the number of processes. Slow (batch size 1); for debugging and
             for comparing process layouts. Transformers generation only.
+
+        > Parameters that control CSRS re-inference (SPEC §4; used by the `retrace_frequency` reward)
+
+        retrace_anchors (`list[float]`, *optional*, defaults to `[0.7]`):
+            Anchor points, as fractions in [0, 1]: each completion is cut after this share of its tokens and the
+            policy re-infers the rest.
+        retrace_anchor_base (`str`, *optional*, defaults to `"actual_length"`):
+            What the fraction is of: `actual_length` (the completion's own length) or `max_length`
+            (`max_completion_length`, released CSRS: completions shorter than the cut are kept whole).
+        retrace_mode (`str`, *optional*, defaults to `"new_turn"`):
+            `new_turn` (released CSRS: the prefix becomes a finished assistant turn and the model answers in a new
+            one) or `continuation` (SCS: the model continues the prefix in the same turn).
+        retrace_samples_per_anchor (`int`, *optional*, defaults to `3`):
+            K, re-inferences sampled from each prefix, with the training sampler and backend. With
+            `reproducible_generation`, each is sampled on its own seed (layout-independent, like the rollouts).
+        retrace_visual_perturbation (`bool`, *optional*, defaults to `False`):
+            VSP: Gaussian noise on the images of the re-inference prompts only (never on the trained rollouts).
+        retrace_noise_max_level (`int`, *optional*, defaults to `40`):
+            VSP noise level k is drawn uniformly from {1..max}; σ = k·255/100.
+        retrace_generation_batch_size (`int`, *optional*):
+            Re-inference rows (prefixes × K samples) per generation call, rounded down to whole K-blocks. Default:
+            all of a process's re-inferences in one call, the fastest. Set it (e.g. to the rollout batch) when K times
+            the rollout batch does not fit in memory with transformers generation.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -127,6 +151,33 @@ class SelfEvolveConfig(GRPOConfig):
         metadata={"help": "Sample each completion with its own seed (layout-independent rollouts; slow)."},
     )
 
+    # ---- CSRS re-inference (issue 4; SPEC §4) ----------------------------------------------------------------
+    retrace_anchors: list[float] = field(
+        default_factory=lambda: [0.7],
+        metadata={"help": "CSRS anchor points: fractions in [0, 1] of the completion kept as the re-inference prefix."},
+    )
+    retrace_anchor_base: str = field(
+        default="actual_length",
+        metadata={"help": "CSRS: anchors are fractions of `actual_length` or `max_length`.", "choices": list(ANCHOR_BASES)},
+    )
+    retrace_mode: str = field(
+        default="new_turn",
+        metadata={"help": "CSRS re-inference prompt: `new_turn` or `continuation`.", "choices": list(RETRACE_MODES)},
+    )
+    retrace_samples_per_anchor: int = field(
+        default=3, metadata={"help": "CSRS: re-inferences sampled from each prefix (K)."}
+    )
+    retrace_visual_perturbation: bool = field(
+        default=False, metadata={"help": "CSRS VSP: Gaussian noise on the re-inference images only."}
+    )
+    retrace_noise_max_level: int = field(
+        default=40, metadata={"help": "CSRS VSP: noise level k uniform in {1..max}; sigma = k*255/100."}
+    )
+    retrace_generation_batch_size: int | None = field(
+        default=None, metadata={"help": "CSRS: re-inference rows per generation call (default: all in one call)."}
+    )
+    # ---- end CSRS ----------------------------------------------------------------------------------------------
+
     def __post_init__(self):
         if isinstance(self.reward_kwargs, str):
             try:
@@ -158,6 +209,7 @@ class SelfEvolveConfig(GRPOConfig):
             raise ConfigError(f"lse_tau must be > 0, got {self.lse_tau}.")
         if self.clip_advantage is not None and self.clip_advantage <= 0:
             raise ConfigError(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
+        check_retrace_config(self)  # CSRS (issue 4)
         try:
             super().__post_init__()
         except ValueError as error:
@@ -264,3 +316,22 @@ class DataArguments:
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     # --- end held-out evaluation ---
+
+
+# ---- CSRS (issue 4) ----------------------------------------------------------------------------------------------
+
+def check_retrace_config(config) -> None:
+    """CSRS settings (SPEC §4): valid choices and ranges."""
+    _check_choice("retrace_anchor_base", config.retrace_anchor_base, ANCHOR_BASES)
+    _check_choice("retrace_mode", config.retrace_mode, RETRACE_MODES)
+    if isinstance(config.retrace_anchors, (int, float)):
+        config.retrace_anchors = [config.retrace_anchors]
+    config.retrace_anchors = [float(a) for a in config.retrace_anchors or []]
+    if not config.retrace_anchors or not all(0.0 <= a <= 1.0 for a in config.retrace_anchors):
+        raise ConfigError(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
+    if config.retrace_samples_per_anchor < 1:
+        raise ConfigError(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
+    if config.retrace_generation_batch_size is not None and config.retrace_generation_batch_size < 1:
+        raise ConfigError(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
+    if not 1 <= config.retrace_noise_max_level <= 100:
+        raise ConfigError(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")

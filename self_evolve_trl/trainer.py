@@ -35,6 +35,8 @@ from .voting import vote_groups
 # `Provider(trainer)`, and called on every process with that process's rows:
 # `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
 REWARD_INPUT_PROVIDERS: dict[str, str] = {}
+# CSRS (issue 4): the re-inferred completions of the `retrace_frequency` reward.
+REWARD_INPUT_PROVIDERS["retrace_completions"] = "self_evolve_trl.retrace:RetraceProvider"
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")

@@ -259,26 +259,6 @@ def test_end_to_end_all_benchmarks_then_fully_cached(tiny_model_dir, fixtures, e
     assert len(extractor_server.requests) == sent
 
 
-def test_larger_limit_generates_only_the_new_questions(tiny_model_dir, fixtures, tmp_path, run):
-    out = tmp_path / "out"
-    base = [sys.executable, "-m", "self_evolve_trl.eval", "--model", tiny_model_dir, "--output-dir", str(out),
-            "--benchmarks", "mathvision,dynamath", "--max-new-tokens", "3", "--no-progress",
-            *data_args(fixtures, ["mathvision", "dynamath"])]
-    first = run(base + ["--limit", "1"])
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert {k: v["n"] for k, v in load_results(out)["benchmarks"].items()} == {"mathvision": 1, "dynamath": 2}
-    lines_before = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
-    second = run(base + ["--limit", "3"])
-    assert second.returncode == 0, second.stderr[-3000:]
-    results = load_results(out)["benchmarks"]
-    # DynaMath's limit counts seed questions: 1 seed = its 2 variants, then both seeds = 4 rows
-    assert (results["mathvision"]["generated"], results["mathvision"]["cached"]) == (2, 1)
-    assert (results["dynamath"]["generated"], results["dynamath"]["cached"]) == (2, 2)
-    lines_after = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
-    assert lines_after[:1] == lines_before and len(lines_after) == 3
-    assert "first 3 questions per benchmark" in (out / "results.md").read_text()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Resuming after an interruption (in process, counting the real backend's generate calls)
 
@@ -340,6 +320,27 @@ def test_interrupted_run_resumes_without_recomputing(tiny_model_dir, fixtures, t
     key = lambda r: (r["id"], r["mode"])  # noqa: E731
     assert sorted((key(r), r["outputs"]) for r in read_jsonl(fresh / "samples" / "mathvision.jsonl")) == sorted(
         (key(r), r["outputs"]) for r in records)
+
+
+def test_larger_limit_generates_only_the_new_questions(tiny_model_dir, fixtures, tmp_path):
+    from self_evolve_trl.eval.runner import evaluate
+
+    out = tmp_path / "out"
+    backend, _ = _backend(tiny_model_dir)
+    names = ["mathvision", "dynamath", "wemath"]
+    config = lambda limit: _config(tiny_model_dir, fixtures, out, benchmarks=names, limit=limit,  # noqa: E731
+                                   data={n: fixtures[n] for n in names})
+    first = evaluate(config(1), backend=backend)["benchmarks"]
+    # DynaMath's and WeMath's limits count seed questions / composite problems with all their rows
+    assert {k: v["n"] for k, v in first.items()} == {"mathvision": 1, "dynamath": 2, "wemath": 3}
+    lines_before = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
+    second = evaluate(config(3), backend=backend)
+    entries = second["benchmarks"]
+    assert {k: (v["generated"], v["cached"]) for k, v in entries.items()} == {
+        "mathvision": (2, 1), "dynamath": (2, 2), "wemath": (4, 3)}
+    lines_after = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
+    assert lines_after[:1] == lines_before and len(lines_after) == 3
+    assert "first 3 questions per benchmark" in second["markdown"]
 
 
 def test_truncated_cache_line_is_ignored(tiny_model_dir, fixtures, tmp_path):
@@ -483,3 +484,36 @@ def test_hub_dataset_offline_says_how_to_give_a_local_copy(tmp_path, capsys, tin
     err = _error(["--model", tiny_model_dir, "--benchmarks", "logicvista", "--output-dir", str(tmp_path)], capsys)
     assert "LogicVista: cannot load lscpku/LogicVista split 'test' from the hub" in err
     assert "--data logicvista=PATH" in err
+
+
+def test_killed_process_resumes_where_it_stopped(tiny_model_dir, tmp_path, run):
+    """A real evaluation process killed (SIGKILL) mid-run; the same command then generates only what is missing."""
+    import signal
+    import subprocess
+    import time
+
+    data = tmp_path / "geoqa.parquet"
+    n = 24
+    _write({"images": [[_image(i)] for i in range(n)], "problem": [f"<image>Angle {i}?" for i in range(n)],
+            "answer": [str(i) for i in range(n)]}, str(data), {"images": "images"})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "self_evolve_trl.eval", "--model", tiny_model_dir, "--benchmarks", "geoqa",
+               "--data", f"geoqa={data}", "--output-dir", str(out), "--max-new-tokens", "8", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    process = subprocess.Popen(command + ["--batch-size", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = out / "samples" / "geoqa.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if cache.exists() and len(cache.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(read_jsonl(cache))
+    assert 2 <= finished < n, finished
+
+    result = run(command + ["--batch-size", "8"])  # the batch size is not part of the greedy cache key
+    assert result.returncode == 0, result.stderr[-3000:]
+    entry = load_results(out)["benchmarks"]["geoqa"]
+    assert (entry["generated"], entry["cached"]) == (n - finished, finished)
+    assert len(read_jsonl(cache)) == n

@@ -134,6 +134,7 @@ def config_from_args(args):
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = None
     try:
         args = build_parser().parse_args(argv)
         if args.compare:
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     except EvalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if config is None:
+            raise
+        print(f"\ninterrupted: finished questions are cached under {os.path.join(config.output_dir, 'samples')}; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 130
     print(results["markdown"], end="")
     print(f"\nWrote {os.path.join(config.output_dir, 'results.md')} and results.json.")
     return 0

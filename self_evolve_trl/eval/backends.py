@@ -46,6 +46,15 @@ def resolve_model(path_or_id: str, base_model: str | None = None) -> ModelSource
             for name in ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
         )
         return ModelSource(model=base, adapter=path_or_id, processor=path_or_id if has_processor else base)
+    if path_or_id.startswith("tiny:"):  # the offline tiny Qwen2.5-VL of the tests and the CPU recipe
+        from ..cli import cache_dir
+        from ..tiny import resolve_tiny_model
+
+        try:
+            path = resolve_tiny_model(path_or_id, cache_dir())
+        except ValueError as error:
+            raise EvalError(str(error)) from None
+        return ModelSource(model=path, processor=path)
     if path_or_id.startswith((".", "/", "~")) and not os.path.exists(os.path.expanduser(path_or_id)):
         raise EvalError(f"Model path not found: {path_or_id}")
     return ModelSource(model=path_or_id, processor=path_or_id)

@@ -99,8 +99,10 @@ def test_wemath_four_dimensional_metrics():
         ("P1", "2steps_1", True), ("P1", "2steps_2", True), ("P1", "2steps_multi", True),  # CM (strict and loose)
         ("P2", "2steps_1", True), ("P2", "2steps_2", False), ("P2", "2steps_multi", True),  # RM strict, CM loose
         ("P3", "2steps_1", False), ("P3", "2steps_2", False), ("P3", "2steps_multi", True),  # RM strict and loose
-        ("P4", "3steps_1", True), ("P4", "3steps_2", True), ("P4", "3steps_3", True), ("P4", "3steps_multi", False),  # IG
-        ("P5", "3steps_1", False), ("P5", "3steps_2", True), ("P5", "3steps_3", True), ("P5", "3steps_multi", False),  # IK
+        ("P4", "3steps_1", True), ("P4", "3steps_2", True), ("P4", "3steps_3", True),
+        ("P4", "3steps_multi", False),  # IG
+        ("P5", "3steps_1", False), ("P5", "3steps_2", True), ("P5", "3steps_3", True),
+        ("P5", "3steps_multi", False),  # IK
         ("P6", "2steps_1", True),  # incomplete (a --limit cut): left out of the four dimensions
     ]
     metrics = wemath_metrics(*zip(*rows))
@@ -136,7 +138,8 @@ def test_logicvista_single_letter():
 
 
 def test_dynamath_items():
-    row = {"id": "17", "question": "Slope?", "ground_truth": "2.500", "answer_type": "float", "__split": "sample_variant3"}
+    row = {"id": "17", "question": "Slope?", "ground_truth": "2.500", "answer_type": "float",
+           "__split": "sample_variant3"}
     item = item_of("dynamath", row)
     assert (item.id, item.group, item.answer_type) == ("17/sample_variant3", "17", "float")
     assert item_of("dynamath", {**row, "answer_type": "multiple choice"}).answer_type == "choice"
@@ -207,7 +210,8 @@ def test_sampled_pass_at_1_and_majority_vote():
 
 
 def test_mean_metrics():
-    assert mean_metrics([{"a": 10.0, "n": 2, "s": "x"}, {"a": 20.0, "n": 2, "s": "x"}]) == {"a": 15.0, "n": 2, "s": "x"}
+    runs = [{"a": 10.0, "n": 2, "s": "x"}, {"a": 20.0, "n": 2, "s": "x"}]
+    assert mean_metrics(runs) == {"a": 15.0, "n": 2, "s": "x"}
 
 
 def test_local_files_are_matched_to_splits_by_name(tmp_path):
@@ -225,3 +229,16 @@ def test_majority_of_float_answers_votes_on_values():
     result = score_benchmark(loaded, {"d": ["\\boxed{4}"]}, sampled, Extractor(None))
     assert result["modes"]["majority"]["accuracy"] == 100.0  # 3.142 three times (3.1416, pi, 3.14159) beats 4 twice
     assert result["modes"]["greedy"]["worst_case"] == 0.0
+
+
+def test_mathverse_and_dynamath_options_from_the_question_text():
+    row = {"sample_index": "4", "problem_version": "Vision Only", "question": "", "answer": "B",
+           "question_type": "multi-choice",
+           "question_for_eval": "As shown in the figure, find angle A.\nChoices:\nA:20°\nB:25°\nC:40°\nD:50°"}
+    item = item_of("mathverse", row)
+    assert item.options == {"A": "20°", "B": "25°", "C": "40°", "D": "50°"}
+    assert score_answer("25^\\circ", "B", "choice", item.options)
+    assert not score_answer("40", "B", "choice", item.options)
+    dyn = item_of("dynamath", {"id": "3", "question": "Which graph? Choices: (A) f (B) g (C) h",
+                               "ground_truth": "C", "answer_type": "multiple choice"})
+    assert dyn.options == {"A": "f", "B": "g", "C": "h"}

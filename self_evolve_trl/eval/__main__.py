@@ -32,53 +32,52 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .runner import EvalConfig, help_of
+
+    defaults = EvalConfig()
     parser = _Parser(
         prog="python -m self_evolve_trl.eval",
         description=__doc__.splitlines()[0].strip("`"),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", help="Hub id, model folder (full checkpoint) or LoRA adapter folder.")
-    parser.add_argument("--base-model", help="Base model of a LoRA adapter (default: its adapter_config.json).")
+
+    def flag(name: str, **kwargs):
+        default = kwargs.setdefault("default", getattr(defaults, name))
+        shown = "" if default in (None, "") else f" Default: {default}."
+        parser.add_argument("--" + name.replace("_", "-"), help=help_of(name) + shown, **kwargs)
+
+    flag("model")
+    flag("base_model")
     parser.add_argument("--benchmarks", default=",".join(PAPER_BENCHMARKS),
-                        help=f"Comma-separated, from: {', '.join(BENCHMARKS)}.")
+                        help=f"Comma-separated, from: {', '.join(BENCHMARKS)}. Default: the papers' five.")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                         help="Print the per-benchmark difference B - A of two results.json files and exit.")
-    parser.add_argument("--output-dir", help="Where results and the cache go (default: eval_results/<model name>).")
-    parser.add_argument("--data", action="append", metavar="BENCHMARK=PATH",
-                        help="Local copy of a benchmark (parquet/jsonl/json/csv file or folder); repeatable.")
-    parser.add_argument("--data-dir", help="Folder with local copies named after the benchmarks (DIR/mathvision, ...).")
-    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT",
-                        help="Another split, e.g. mathvision=testmini; repeatable.")
+    parser.add_argument("--output-dir", help=help_of("output_dir") + " Default: eval_results/<model name>.")
+    parser.add_argument("--data", action="append", metavar="BENCHMARK=PATH", help=help_of("data") + " Repeatable.")
+    flag("data_dir")
+    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT", help=help_of("splits") + " Repeatable.")
     parser.add_argument("--metric", action="append", metavar="BENCHMARK=METRIC",
-                        help="Primary metric, e.g. wemath=score_loose or dynamath=average_case; repeatable.")
-    parser.add_argument("--mathverse-version", default="Vision Only",
-                        help="MathVerse problem_version to keep ('all' keeps the five versions).")
-    parser.add_argument("--limit", type=int, help="First N questions per benchmark (DynaMath/WeMath: groups).")
-    parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="Questions per generate call and cache flush (default 8; vllm 256).")
-    parser.add_argument("--max-new-tokens", type=int, default=2048)
-    parser.add_argument("--samples", type=int, default=0,
-                        help="Also draw k samples per question: sampled pass@1 and maj@k (k >= 2).")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature (with --samples).")
-    parser.add_argument("--top-p", type=float, default=1.0, help="Sampling top-p (with --samples).")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--instruction", default=None,
-                        help="Instruction appended to every question (default: the training instruction).")
-    parser.add_argument("--choice-hint", default=None,
-                        help="Sentence added to choice questions ('' for none; default asks for the option letter).")
-    parser.add_argument("--min-pixels", type=int, default=None, help="Qwen resize lower bound (pixels).")
-    parser.add_argument("--max-pixels", type=int, default=None, help="Qwen resize upper bound (pixels).")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
-    parser.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend.")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm backend.")
-    parser.add_argument("--max-model-len", type=int, default=None, help="vllm backend.")
-    parser.add_argument("--llm-extractor", metavar="MODEL",
-                        help="OpenAI-compatible model that reads answers the rules cannot (off by default).")
-    parser.add_argument("--llm-extractor-base-url", help="Its endpoint, e.g. http://localhost:8000/v1.")
-    parser.add_argument("--llm-extractor-api-key-env", default="OPENAI_API_KEY",
-                        help="Environment variable holding its API key.")
+                        help=help_of("metrics") + " Repeatable.")
+    flag("mathverse_version")
+    flag("limit", type=int)
+    flag("backend", choices=["transformers", "vllm"])
+    parser.add_argument("--batch-size", type=int, help=help_of("batch_size") + " Default: 8 (vllm: 256).")
+    flag("max_new_tokens", type=int)
+    flag("samples", type=int)
+    flag("temperature", type=float)
+    flag("top_p", type=float)
+    flag("seed", type=int)
+    flag("instruction")
+    flag("choice_hint")
+    flag("min_pixels", type=int)
+    flag("max_pixels", type=int)
+    flag("dtype")
+    flag("device")
+    flag("tensor_parallel_size", type=int)
+    flag("gpu_memory_utilization", type=float)
+    flag("max_model_len", type=int)
+    flag("llm_extractor", metavar="MODEL")
+    flag("llm_extractor_base_url")
+    flag("llm_extractor_api_key_env")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
     return parser
 
@@ -102,6 +101,7 @@ def config_from_args(args):
         metrics=_mapping(args.metric, "--metric"),
         limit=args.limit,
         instruction=args.instruction,
+        choice_hint=args.choice_hint,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         max_new_tokens=args.max_new_tokens,
@@ -121,8 +121,6 @@ def config_from_args(args):
         max_model_len=args.max_model_len,
         progress=not args.no_progress,
     )
-    if args.choice_hint is not None:
-        config.choice_hint = args.choice_hint
     # normalise names now, so that --data/--split/--metric keys match the registry's
     from .benchmarks import get_benchmark
 

@@ -3,7 +3,7 @@
 | name | hub id (config) / split | rows | answer format | default metric |
 |---|---|---|---|---|
 | `mathvision` | `MathLLMs/MathVision` / `test` (`testmini`: 304) | 3040 | option letter or free form | accuracy |
-| `mathverse` | `AI4Math/MathVerse` (`testmini`) / `testmini`, `problem_version == "Vision Only"` | 788 | letter or free form | accuracy |
+| `mathverse` | `AI4Math/MathVerse` (`testmini`) / `testmini`, "Vision Only" | 788 | letter or free form | accuracy |
 | `wemath` | `We-Math/We-Math` / `testmini` | 1740 | option letter | score_strict |
 | `logicvista` | `lscpku/LogicVista` / `test` | 448 | one or more letters | accuracy |
 | `dynamath` | `DynaMath/DynaMath_Sample` / `sample_variant1..10` | 501 x 10 | letter, float or text | worst_case |
@@ -102,7 +102,30 @@ def parse_option_string(text: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1].strip().rstrip(";").strip() for i in range(1, len(parts) - 1, 2)}
 
 
-def _mathvision(row: dict, index: int, options: dict) -> EvalItem:
+_OPTIONS_MARKER = re.compile(r"\b(?:choices|choice|options)\s*:", re.IGNORECASE)
+
+
+def options_in_text(text: str) -> dict[str, str]:
+    """Options listed in a question's text after its last `Choices:` / `Options:` marker (at least two), else {}.
+
+    Example:
+
+    ```python
+    >>> options_in_text("Find the angle.\\nChoices:\\nA:20°\\nB:25°\\nC:40°")
+    {'A': '20°', 'B': '25°', 'C': '40°'}
+    >>> options_in_text("Which one?")
+    {}
+
+    ```
+    """
+    markers = list(_OPTIONS_MARKER.finditer(text or ""))
+    if not markers:
+        return {}
+    found = parse_option_string(text[markers[-1].end():])
+    return found if len(found) >= 2 else {}
+
+
+def _mathvision(row: dict, index: int, settings: dict) -> EvalItem:
     choices = [str(c) for c in (row.get("options") or [])]
     answer = _text(row["answer"])
     question = _strip_image_tags(_text(row["question"]))
@@ -116,19 +139,22 @@ def _mathvision(row: dict, index: int, options: dict) -> EvalItem:
     )
 
 
-def _mathverse(row: dict, index: int, options: dict) -> EvalItem | None:
-    version = options.get("mathverse_version", "Vision Only")
+def _mathverse(row: dict, index: int, settings: dict) -> EvalItem | None:
+    version = settings.get("mathverse_version", "Vision Only")
     if version != "all" and _text(row["problem_version"]) != version:
         return None
     question = _strip_image_tags(_text(row["question"])) or DEFAULT_VISION_ONLY_QUESTION
     is_choice = _text(row["question_type"]) == "multi-choice"
+    # the full text question (for Vision Only, the question is drawn in the image): options to match values against
+    full_question = _text(row.get("question_for_eval")) or question
     return EvalItem(
         id=_text(row.get("sample_index")) or str(index), question=question, reference=_text(row["answer"]),
-        answer_type="choice" if is_choice else "free", row=index,
+        answer_type="choice" if is_choice else "free", options=options_in_text(full_question) if is_choice else {},
+        row=index,
     )
 
 
-def _wemath(row: dict, index: int, options: dict) -> EvalItem:
+def _wemath(row: dict, index: int, settings: dict) -> EvalItem:
     option_text = _text(row["option"])
     problem, part = _text(row["ID"]), _text(row["key"])
     return EvalItem(
@@ -139,25 +165,26 @@ def _wemath(row: dict, index: int, options: dict) -> EvalItem:
     )
 
 
-def _logicvista(row: dict, index: int, options: dict) -> EvalItem:
+def _logicvista(row: dict, index: int, settings: dict) -> EvalItem:
     return EvalItem(
         id=_text(row.get("id")) or str(index), question=_strip_image_tags(_text(row["question"])),
         reference=_text(row["answer"]), answer_type="choices", row=index,
     )
 
 
-def _dynamath(row: dict, index: int, options: dict) -> EvalItem:
+def _dynamath(row: dict, index: int, settings: dict) -> EvalItem:
     answer_type = _text(row["answer_type"]).lower()
     kind = "choice" if answer_type == "multiple choice" else "float" if answer_type in ("float", "integer") else "free"
     seed = _text(row["id"])
     variant = _text(row.get("__split")) or f"row{index}"
+    question = _strip_image_tags(_text(row["question"]))
     return EvalItem(
-        id=f"{seed}/{variant}", question=_strip_image_tags(_text(row["question"])),
-        reference=_text(row["ground_truth"]), answer_type=kind, row=index, group=seed,
+        id=f"{seed}/{variant}", question=question, reference=_text(row["ground_truth"]), answer_type=kind,
+        options=options_in_text(question) if kind == "choice" else {}, row=index, group=seed,
     )
 
 
-def _geometry(row: dict, index: int, options: dict) -> EvalItem:
+def _geometry(row: dict, index: int, settings: dict) -> EvalItem:
     from ..answers import extract_answer
 
     answer = _text(row.get("answer") if "answer" in row else row.get("solution"))
@@ -204,8 +231,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             _geometry, ("accuracy",), "math-aware equivalence",
         ),
         Benchmark(
-            "geoqa", "GeoQA", "leonardPKU/GEOQA_8K_R1V", None, ("test",), ("problem", "answer|solution"), ("images", "image"),
-            _geometry, ("accuracy",), "math-aware equivalence",
+            "geoqa", "GeoQA", "leonardPKU/GEOQA_8K_R1V", None, ("test",), ("problem", "answer|solution"),
+            ("images", "image"), _geometry, ("accuracy",), "math-aware equivalence",
         ),
     ]
 }
@@ -311,7 +338,7 @@ def load_benchmark(
     path: str | None = None,
     split: str | None = None,
     limit: int | None = None,
-    options: dict | None = None,
+    settings: dict | None = None,
 ) -> LoadedBenchmark:
     """Read a benchmark from its hub id or a local copy, check its columns, and build its items.
 
@@ -320,7 +347,7 @@ def load_benchmark(
     """
     import datasets
 
-    options = options or {}
+    settings = settings or {}
     splits = (split,) if split else bench.splits
     if path is not None:
         if not os.path.exists(path):
@@ -330,16 +357,17 @@ def load_benchmark(
         base_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     else:
         parts = [(s, _read_hub(bench, s)) for s in splits]
-        source = f"{bench.hub_id}" + (f" ({bench.hub_config})" if bench.hub_config else "") + f" split {','.join(splits)}"
+        config = f" ({bench.hub_config})" if bench.hub_config else ""
+        source = f"{bench.hub_id}{config} split {','.join(splits)}"
         base_dir = None
     columns = list(parts[0][1].column_names)
     for s, part in parts:
         missing = [c for c in bench.columns if not any(a in part.column_names for a in c.split("|"))]
         if missing:
             where = f"{source}" + (f" split {s}" if s else "")
+            names = " or ".join(repr(name) for name in missing[0].split("|"))
             raise EvalError(
-                f"{bench.title} data {where} has no column {' or '.join(map(repr, missing[0].split('|')))}; available columns: "
-                f"{', '.join(part.column_names)}."
+                f"{bench.title} data {where} has no column {names}; available columns: {', '.join(part.column_names)}."
             )
     image_column = next((c for c in bench.image_columns if c in columns), None)
     if image_column is None:
@@ -358,7 +386,7 @@ def load_benchmark(
     groups: set[str] = set()
     seen_ids: dict[str, int] = {}
     for index, row in enumerate(dataset.select_columns(text_columns)):
-        item = bench.make_item(row, index, options)
+        item = bench.make_item(row, index, settings)
         if item is None:
             continue
         if limit is not None:
@@ -376,7 +404,7 @@ def load_benchmark(
             seen_ids[item.id] = 0
         items.append(item)
     if not items:
-        raise EvalError(f"{bench.title}: no items in {source}" + (" after filtering" if options else "") + ".")
+        raise EvalError(f"{bench.title}: no items in {source}" + (" after filtering" if settings else "") + ".")
     return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir)
 
 

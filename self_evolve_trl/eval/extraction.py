@@ -57,9 +57,10 @@ def extract_by_rules(text: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-EXTRACTION_PROMPT = """You extract the final answer from a model's response to a question. Do not solve the question and \
-do not judge the answer: copy the answer the response commits to, as short as possible (a number, an expression, or \
-the option letter(s) for a multiple-choice question). If the response commits to no answer, reply exactly NONE.
+EXTRACTION_PROMPT = """You extract the final answer from a model's response to a question. Do not solve the \
+question and do not judge the answer: copy the answer the response commits to, as short as possible (a number, an \
+expression, or the option letter(s) for a multiple-choice question). If the response commits to no answer, reply \
+exactly NONE.
 
 Question:
 {question}

@@ -79,11 +79,11 @@ def render_markdown(results: dict) -> str:
         decoding += (f"; plus {run['samples']} samples per question at temperature {run['temperature']}, "
                      f"top-p {run['top_p']}, seed {run['seed']} (sampled pass@1 = the metric averaged over the "
                      f"samples; maj@{run['samples']} = the majority answer, math-aware classes)")
+    hint = f"; choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else ""
     lines += [
         f"- Model: `{model}`{adapter}; backend: {run['backend']}; decoding: {decoding}.",
         "- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
-        f"\"{run['instruction']}\"" + (f"; choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else "")
-        + ".",
+        f"\"{run['instruction']}\"{hint}.",
         f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
         f"max_pixels={run['max_pixels']} (None = Qwen's defaults).",
         f"- Answer extraction: {run['extraction']}.",
@@ -155,15 +155,17 @@ def compare(path_a: str, path_b: str) -> str:
             if delta is not None:
                 diffs.setdefault(mode, []).append(delta)
             sign = "n/a" if delta is None else f"{delta:+.1f}"
-            lines.append(f"| {entry_a['title']} | {metric}{note} | {mode} | {_fmt(value_a)} | {_fmt(value_b)} | {sign} |")
+            lines.append(
+                f"| {entry_a['title']} | {metric}{note} | {mode} | {_fmt(value_a)} | {_fmt(value_b)} | {sign} |"
+            )
     for mode, values in diffs.items():
         lines.append(f"| Average | | {mode} | | | {sum(values) / len(values):+.1f} |")
     only = sorted(set(a["benchmarks"]) ^ set(b["benchmarks"]))
     if only:
         lines += ["", f"In one file only: {', '.join(only)}."]
     differ = [k for k in PROTOCOL_KEYS if a["run"].get(k) != b["run"].get(k)]
-    sources = [n for n in a["benchmarks"] if n in b["benchmarks"]
-               and (a["benchmarks"][n]["source"], a["benchmarks"][n]["n"]) != (b["benchmarks"][n]["source"], b["benchmarks"][n]["n"])]
+    data_of = lambda result, n: (result["benchmarks"][n]["source"], result["benchmarks"][n]["n"])  # noqa: E731
+    sources = [n for n in a["benchmarks"] if n in b["benchmarks"] and data_of(a, n) != data_of(b, n)]
     if differ or sources:
         lines += ["", "Protocols differ (the numbers are not directly comparable):"]
         lines += [f"- {k}: A = {a['run'].get(k)!r}, B = {b['run'].get(k)!r}" for k in differ]

@@ -25,40 +25,131 @@ from .extraction import RULES_DESCRIPTION, LLMExtractor, extract_by_rules
 from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, vote_key, wemath_metrics
 
 
+DEFAULT_CHOICE_HINT = "For a multiple-choice question, the answer is the letter of the correct option."
+
+
+def _field(default, help: str, **kwargs):
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 @dataclass
 class EvalConfig:
-    """Everything an evaluation run depends on (the CLI's flags)."""
+    r"""
+    Configuration of an evaluation run (`python -m self_evolve_trl.eval`; each field is the flag of the same name
+    with dashes).
 
-    model: str
-    benchmarks: list[str]
-    output_dir: str
-    base_model: str | None = None
-    backend: str = "transformers"
-    data: dict[str, str] = field(default_factory=dict)  # benchmark -> local path
-    data_dir: str | None = None
-    splits: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, str] = field(default_factory=dict)  # benchmark -> primary metric
-    limit: int | None = None
-    instruction: str | None = None  # None = the training default (config.DEFAULT_INSTRUCTION)
-    choice_hint: str = "For a multiple-choice question, the answer is the letter of the correct option."
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    max_new_tokens: int = 2048
-    batch_size: int = 8
-    samples: int = 0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    dtype: str = "auto"
-    device: str = "auto"
-    mathverse_version: str = "Vision Only"
-    llm_extractor: str | None = None
-    llm_extractor_base_url: str | None = None
-    llm_extractor_api_key_env: str = "OPENAI_API_KEY"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int | None = None
-    progress: bool = True
+    Parameters:
+        > What to evaluate, on what
+
+        model (`str`):
+            Hub id, model folder (full checkpoint) or LoRA adapter folder (with `adapter_config.json`).
+        benchmarks (`list[str]`):
+            Registry names (`mathvision`, `mathverse`, `wemath`, `logicvista`, `dynamath`, `geo3k`, `geoqa`).
+        output_dir (`str`):
+            Where results, predictions and the generation cache go.
+        base_model (`str`, *optional*):
+            Base model of a LoRA adapter (default: the adapter's `base_model_name_or_path`).
+        data (`dict[str, str]`, *optional*):
+            Local copy per benchmark (file or folder); the hub otherwise.
+        data_dir (`str`, *optional*):
+            Folder of local copies named after the benchmarks.
+        splits (`dict[str, str]`, *optional*):
+            Another split per benchmark (e.g. `{"mathvision": "testmini"}`).
+        metrics (`dict[str, str]`, *optional*):
+            Primary metric per benchmark (e.g. `{"wemath": "score_loose"}`).
+        limit (`int`, *optional*):
+            First N questions per benchmark (DynaMath: seed questions; WeMath: composite problems).
+        mathverse_version (`str`, *optional*, defaults to `"Vision Only"`):
+            MathVerse `problem_version` to keep (`all` keeps the five versions).
+
+        > The prompt
+
+        instruction (`str`, *optional*):
+            Instruction appended to every question (default: the training instruction,
+            `config.DEFAULT_INSTRUCTION`).
+        choice_hint (`str`, *optional*, defaults to `DEFAULT_CHOICE_HINT`):
+            Sentence added to choice questions before the instruction (empty for none).
+        min_pixels (`int`, *optional*):
+            Lower bound on image pixels (Qwen resizing; also set on the processor).
+        max_pixels (`int`, *optional*):
+            Upper bound on image pixels.
+
+        > Generation
+
+        backend (`str`, *optional*, defaults to `"transformers"`):
+            `transformers` (anywhere) or `vllm` (GPU, offline engine).
+        max_new_tokens (`int`, *optional*, defaults to `2048`):
+            Longest completion.
+        batch_size (`int`, *optional*, defaults to `8`):
+            Questions per generate call and per cache flush.
+        samples (`int`, *optional*, defaults to `0`):
+            Samples per question besides the greedy answer (sampled pass@1 and maj@k); 0 for greedy only.
+        temperature (`float`, *optional*, defaults to `1.0`):
+            Sampling temperature of the samples.
+        top_p (`float`, *optional*, defaults to `1.0`):
+            Sampling top-p of the samples.
+        seed (`int`, *optional*, defaults to `0`):
+            Sampling seed (each batch is seeded with `seed` + the index of its first question).
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            `auto` (bf16 on GPU, fp32 on CPU), `bfloat16`, `float16` or `float32`.
+        device (`str`, *optional*, defaults to `"auto"`):
+            transformers backend device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
+        tensor_parallel_size (`int`, *optional*, defaults to `1`):
+            vllm backend: GPUs per model.
+        gpu_memory_utilization (`float`, *optional*, defaults to `0.85`):
+            vllm backend: share of GPU memory it may take.
+        max_model_len (`int`, *optional*):
+            vllm backend: longest prompt + completion.
+
+        > Answers
+
+        llm_extractor (`str`, *optional*):
+            OpenAI-compatible model that reads the answers the rules cannot (off by default).
+        llm_extractor_base_url (`str`, *optional*):
+            Its endpoint, e.g. `http://localhost:8000/v1`.
+        llm_extractor_api_key_env (`str`, *optional*, defaults to `"OPENAI_API_KEY"`):
+            Environment variable holding its API key.
+        progress (`bool`, *optional*, defaults to `True`):
+            Show progress bars.
+    """
+
+    model: str = _field(None, "Hub id, model folder (full checkpoint) or LoRA adapter folder.")
+    benchmarks: list[str] = _field(list, "Benchmarks to evaluate, by registry name.")
+    output_dir: str = _field("eval_results", "Where results, predictions and the generation cache go.")
+    base_model: str | None = _field(None, "Base model of a LoRA adapter (default: its adapter_config.json).")
+    data: dict[str, str] = _field(dict, "Local copy per benchmark (file or folder); the hub otherwise.")
+    data_dir: str | None = _field(None, "Folder of local copies named after the benchmarks (DIR/mathvision, ...).")
+    splits: dict[str, str] = _field(dict, "Another split per benchmark, e.g. mathvision=testmini.")
+    metrics: dict[str, str] = _field(dict, "Primary metric per benchmark, e.g. wemath=score_loose.")
+    limit: int | None = _field(None, "First N questions per benchmark (DynaMath/WeMath: groups).")
+    mathverse_version: str = _field("Vision Only", "MathVerse problem_version to keep ('all' keeps the five).")
+    instruction: str | None = _field(None, "Instruction appended to every question (default: the training one).")
+    choice_hint: str = _field(DEFAULT_CHOICE_HINT, "Sentence added to choice questions ('' for none).")
+    min_pixels: int | None = _field(None, "Qwen resize lower bound (pixels).")
+    max_pixels: int | None = _field(None, "Qwen resize upper bound (pixels).")
+    backend: str = _field("transformers", "transformers (anywhere) or vllm (GPU).")
+    max_new_tokens: int = _field(2048, "Longest completion.")
+    batch_size: int = _field(8, "Questions per generate call and per cache flush.")
+    samples: int = _field(0, "Also draw k samples per question: sampled pass@1 and maj@k (k >= 2).")
+    temperature: float = _field(1.0, "Sampling temperature (with samples).")
+    top_p: float = _field(1.0, "Sampling top-p (with samples).")
+    seed: int = _field(0, "Sampling seed.")
+    dtype: str = _field("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    device: str = _field("auto", "transformers backend: auto, cpu, cuda, cuda:1, ...")
+    tensor_parallel_size: int = _field(1, "vllm backend: GPUs per model.")
+    gpu_memory_utilization: float = _field(0.85, "vllm backend: share of GPU memory it may take.")
+    max_model_len: int | None = _field(None, "vllm backend: longest prompt + completion.")
+    llm_extractor: str | None = _field(None, "OpenAI-compatible model that reads answers the rules cannot (off).")
+    llm_extractor_base_url: str | None = _field(None, "Its endpoint, e.g. http://localhost:8000/v1.")
+    llm_extractor_api_key_env: str = _field("OPENAI_API_KEY", "Environment variable holding its API key.")
+    progress: bool = _field(True, "Show progress bars.")
+
+
+def help_of(name: str) -> str:
+    """The help text of an `EvalConfig` field (the CLI's flags use them)."""
+    return EvalConfig.__dataclass_fields__[name].metadata["help"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,7 +281,8 @@ def generate_outputs(
             batch = pending[start : start + config.batch_size]
             images = [_load_images(loaded, item, config) for item in batch]
             conversations = [
-                build_conversation(item, instruction, config.choice_hint, len(imgs)) for item, imgs in zip(batch, images)
+                build_conversation(item, instruction, config.choice_hint, len(item_images))
+                for item, item_images in zip(batch, images)
             ]
             texts = backend.generate(
                 conversations, images, n=mode.n, temperature=mode.temperature, top_p=mode.top_p,
@@ -317,6 +409,8 @@ def check_config(config: EvalConfig) -> list:
     """Validate names and options before anything heavy is loaded; returns the benchmarks."""
     from .backends import BACKENDS
 
+    if not config.model:
+        raise EvalError("No model given: a hub id, a model folder or a LoRA adapter folder.")
     benchmarks = [get_benchmark(name) for name in config.benchmarks]
     if not benchmarks:
         raise EvalError("No benchmark given; valid benchmarks: " + ", ".join(BENCHMARKS) + ".")
@@ -342,6 +436,8 @@ def check_config(config: EvalConfig) -> list:
     for path in config.data.values():
         if not os.path.exists(path):
             raise EvalError(f"Local data not found: {path}")
+    if config.data_dir and not os.path.isdir(config.data_dir):
+        raise EvalError(f"--data-dir is not a folder: {config.data_dir}")
     return benchmarks
 
 

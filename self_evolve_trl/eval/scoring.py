@@ -136,8 +136,10 @@ def score_answer(
     Example:
 
     ```python
-    >>> score_answer("(B)", "B", "choice"), score_answer("C, A", "A, C", "choices"), score_answer("A", "A, C", "choices")
-    (True, True, False)
+    >>> score_answer("(B)", "B", "choice"), score_answer("C, A", "A, C", "choices")
+    (True, True)
+    >>> score_answer("A", "A, C", "choices")
+    False
     >>> score_answer("6.2832", "2\\\\pi", "float"), score_answer("0.5", "\\\\frac{1}{2}", "free")
     (True, True)
 
@@ -221,7 +223,7 @@ def dynamath_accuracy(groups: Sequence[str], correct: Sequence[bool]) -> dict[st
 WEMATH_STEPS = {"2steps": ("2steps_1", "2steps_2"), "3steps": ("3steps_1", "3steps_2", "3steps_3")}
 
 
-def wemath_metrics(problems: Sequence[str], parts: Sequence[str], correct: Sequence[bool]) -> dict[str, float | int | None]:
+def wemath_metrics(problems: Sequence[str], parts: Sequence[str], correct: Sequence[bool]) -> dict:
     """WeMath's four-dimensional metrics over its composite problems, as in its official script (and VLMEvalKit).
 
     Each composite problem (same `ID`) has one-step sub-questions (`2steps_1`, `2steps_2` or `3steps_1..3`) and the

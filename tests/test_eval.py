@@ -518,3 +518,99 @@ def test_killed_process_resumes_where_it_stopped(tiny_model_dir, tmp_path, run):
     entry = load_results(out)["benchmarks"]["geoqa"]
     assert (entry["generated"], entry["cached"]) == (n - finished, finished)
     assert len(read_jsonl(cache)) == n
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# vLLM backend: vLLM cannot run on these CPU machines. A stand-in of vLLM itself (its `LLM`, `SamplingParams` and
+# `LoRARequest`) records what our thin wrapper hands it; the wrapper's own code is real.
+
+
+class FakeVLLM:
+    def __init__(self):
+        import types
+
+        self.engines, self.calls = [], []
+        fake = self
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        class LLM:
+            def __init__(self, **kwargs):
+                fake.engines.append(kwargs)
+
+            def generate(self, requests, params, lora_request=None, use_tqdm=True):
+                fake.calls.append((requests, params.kwargs, lora_request))
+                Output = types.SimpleNamespace
+                return [Output(outputs=[Output(text="so \\boxed{A}")] * params.kwargs["n"]) for _ in requests]
+
+        class LoRARequest:
+            def __init__(self, name, id, path):
+                self.name, self.id, self.path = name, id, path
+
+        self.vllm = types.ModuleType("vllm")
+        self.vllm.LLM, self.vllm.SamplingParams = LLM, SamplingParams
+        self.lora = types.ModuleType("vllm.lora")
+        self.lora_request = types.ModuleType("vllm.lora.request")
+        self.lora_request.LoRARequest = LoRARequest
+
+    def install(self, monkeypatch):
+        import self_evolve_trl.config  # noqa: F401  (TRL probes for vLLM when first imported: not for the stand-in)
+
+        monkeypatch.setitem(sys.modules, "vllm", self.vllm)
+        monkeypatch.setitem(sys.modules, "vllm.lora", self.lora)
+        monkeypatch.setitem(sys.modules, "vllm.lora.request", self.lora_request)
+
+
+def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    from self_evolve_trl.eval.runner import evaluate
+
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    config = _config(tiny_model_dir, fixtures, tmp_path / "out", backend="vllm", samples=3, temperature=0.7,
+                     top_p=0.9, seed=5, batch_size=4, max_new_tokens=99, max_pixels=28 * 28 * 16)
+    results = evaluate(config)
+    (engine,) = fake.engines
+    assert engine["model"] == tiny_model_dir and engine["limit_mm_per_prompt"] == {"image": 4}
+    assert engine["mm_processor_kwargs"] == {"max_pixels": 28 * 28 * 16} and "enable_lora" not in engine
+    greedy_calls = [c for c in fake.calls if c[1]["n"] == 1]
+    sampled_calls = [c for c in fake.calls if c[1]["n"] == 3]
+    assert [len(c[0]) for c in greedy_calls] == [4, 1] and [len(c[0]) for c in sampled_calls] == [4, 1]
+    assert greedy_calls[0][1] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99, "seed": None}
+    assert sampled_calls[1][1] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 99, "seed": 5 + 4}
+    request = greedy_calls[0][0][0]
+    assert request["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                                        "<|vision_start|><|image_pad|><|vision_end|>Which shape is red?\nChoices:")
+    assert "Reason about the problem step by step" in request["prompt"]
+    (image,) = request["multi_modal_data"]["image"]
+    assert image.width % 28 == 0 and image.height % 28 == 0 and image.width * image.height <= 28 * 28 * 16
+    entry = results["benchmarks"]["mathvision"]
+    assert results["run"]["backend"] == "vllm" and entry["extraction"] == {"boxed": 20}
+    # every answer is "A": right for the questions whose reference is A (ids 1), wrong elsewhere
+    assert entry["modes"]["greedy"]["accuracy"] == entry["modes"]["majority"]["accuracy"] == 20.0
+
+
+def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from self_evolve_trl.eval.runner import evaluate
+
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
+                   LoraConfig(r=32, target_modules=["q_proj"])).save_pretrained(adapter_dir)
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
+    (engine,) = fake.engines
+    assert engine["model"] == tiny_model_dir and engine["enable_lora"] is True and engine["max_lora_rank"] == 32
+    lora = fake.calls[0][2]
+    assert (lora.name, lora.path) == ("adapter", str(adapter_dir))
+
+
+def test_vllm_backend_without_vllm_says_so(tiny_model_dir, fixtures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not importable, as on these machines
+    err = _error(["--model", tiny_model_dir, "--benchmarks", "geoqa", "--data", f"geoqa={fixtures['geoqa']}",
+                  "--backend", "vllm", "--output-dir", str(tmp_path)], capsys)
+    assert "--backend vllm needs vLLM" in err and "use --backend transformers" in err

@@ -6,7 +6,8 @@ and return the decoded completions. A model path may be a hub id, a full checkpo
 (transformers), or served as a LoRA request (vLLM).
 
 The vLLM backend is a thin wrapper over `vllm.LLM.generate`; vLLM needs a GPU and its own environment
-(`pip install -e ".[vllm]"`), so the project's CPU tests do not run it.
+(`pip install -e ".[vllm]"`), so the project's CPU tests check only what the wrapper hands to vLLM (through a
+stand-in of vLLM's classes), never vLLM itself.
 """
 
 from __future__ import annotations

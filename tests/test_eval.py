@@ -580,8 +580,9 @@ def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_di
     assert greedy_calls[0][1] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99, "seed": None}
     assert sampled_calls[1][1] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 99, "seed": 5 + 4}
     request = greedy_calls[0][0][0]
-    assert request["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                                        "<|vision_start|><|image_pad|><|vision_end|>Which shape is red?\nChoices:")
+    assert request["prompt"].startswith(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>Which shape is red?\nChoices:")
     assert "Reason about the problem step by step" in request["prompt"]
     (image,) = request["multi_modal_data"]["image"]
     assert image.width % 28 == 0 and image.height % 28 == 0 and image.width * image.height <= 28 * 28 * 16

@@ -242,3 +242,18 @@ def test_mathverse_and_dynamath_options_from_the_question_text():
     dyn = item_of("dynamath", {"id": "3", "question": "Which graph? Choices: (A) f (B) g (C) h",
                                "ground_truth": "C", "answer_type": "multiple choice"})
     assert dyn.options == {"A": "f", "B": "g", "C": "h"}
+
+
+def test_unreachable_llm_extractor_is_a_clear_error(tmp_path):
+    import socket
+
+    from self_evolve_trl.eval.benchmarks import EvalError
+    from self_evolve_trl.eval.extraction import LLMExtractor
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    extractor = LLMExtractor(model="judge", base_url=f"http://127.0.0.1:{port}/v1", timeout=5, max_retries=0,
+                             cache_path=str(tmp_path / "cache.jsonl"))
+    with pytest.raises(EvalError, match=f"LLM extractor judge at http://127.0.0.1:{port}/v1 failed .*run the same"):
+        extractor("question", "no answer here")

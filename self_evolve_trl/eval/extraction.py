@@ -85,13 +85,14 @@ class LLMExtractor:
     cache_path: str | None = None
     max_tokens: int = 64
     timeout: float = 60.0
+    max_retries: int = 2
 
     def __post_init__(self):
         from openai import OpenAI
 
         self.client = OpenAI(
             base_url=self.base_url, api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            timeout=self.timeout, max_retries=2,
+            timeout=self.timeout, max_retries=self.max_retries,
         )
         self._lock = threading.Lock()
         self._cache: dict[str, str | None] = {}
@@ -118,12 +119,23 @@ class LLMExtractor:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        reply = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": EXTRACTION_PROMPT.format(question=question, response=response)}],
-            temperature=0.0,
-            max_tokens=self.max_tokens,
-        )
+        from openai import OpenAIError
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": EXTRACTION_PROMPT.format(question=question, response=response)}],
+                temperature=0.0,
+                max_tokens=self.max_tokens,
+            )
+        except OpenAIError as error:
+            from .benchmarks import EvalError
+
+            raise EvalError(
+                f"The LLM extractor {self.model} at {self.base_url or 'the OpenAI API'} failed "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); the generated outputs "
+                "are cached: run the same command again once it answers."
+            ) from None
         self.calls += 1
         text = (reply.choices[0].message.content or "").strip()
         answer = None

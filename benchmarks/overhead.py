@@ -14,7 +14,7 @@ round) because the machine is shared; each run trains `--steps` steps, the first
 ratio of a round is median(ours) / median(stock) of that round. Printed last: the median ratio over rounds and its
 spread. Goal: at most 1.05.
 
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --rounds 5 --steps 6 by default
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --rounds 8 --steps 6 by default
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def trivial_reward(completions, **kwargs):
 
 
 def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: str, steps: int):
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from self_evolve_trl.config import SelfEvolveConfig
@@ -90,12 +90,13 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
         trainer = SelfEvolveGRPOTrainer(
             model=model_dir, args=config, train_dataset=dataset, processing_class=processor, callbacks=[timer],
         )
+    trainer.remove_callback(PrinterCallback)
     return trainer, timer
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each trains every variant once)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (each trains every variant once)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of its median")
     parser.add_argument("--dataset-size", type=int, default=64)

@@ -346,7 +346,7 @@ def _reading(expression) -> tuple[str, Any]:
     - `("monomial", powers)`: a product of symbols (at least one, not a lone symbol) and numbers (`n/a`,
       `2\\pi c m^2`, `\\angle ABC`); `powers` maps each symbol to its (rational, non-zero) exponent;
     - `("symbol", name)`: a lone one-letter symbol (`D`);
-    - `("not_real", None)`: a number that is not a finite real (`\\infty`, the imaginary unit);
+    - `("not_real", None)`: infinity, NaN or the imaginary unit (`\\infty`, `I`);
     - `("collection", None)`: a set, tuple or interval of two or more elements (`2,3,5`);
     - `("other", None)`: anything else (sums, inequalities, floats, ...).
     An equation `lhs = rhs` reads as its right-hand side (math-verify compares an equation with a non-equation by
@@ -376,10 +376,12 @@ def _reading(expression) -> tuple[str, Any]:
                 return "other", None
             powers[base] += exponent
         powers = {symbol: power for symbol, power in powers.items() if power}
-        if powers and (len(factors) >= 2 or isinstance(expression, sympy.Pow)):
+        coefficient = sympy.Mul(*(factor for factor in factors if factor.is_number))
+        # math-verify's numeric test chops tiny numbers (`evalf(chop=True)`): leave tiny coefficients to it
+        if powers and (len(factors) >= 2 or isinstance(expression, sympy.Pow)) and abs(complex(coefficient)) > 1e-6:
             return "monomial", powers
         return "other", None
-    if expression in (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or expression.is_extended_real is False:
+    if expression in (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan, sympy.I, -sympy.I):
         return "not_real", None
     return "other", None
 
@@ -410,6 +412,8 @@ def _reading_verdict(a: str, b: str) -> bool | None:
         return False
     if kind_a == "equation" and kind_b == "equation":
         return None
+    if "equation" in (kind_a, kind_b) and "collection" in (kind_a, kind_b):
+        return None  # math-verify compares an equation with a set by its solution set: x^2=4 ~ {-2, 2}
     if kind_a == "equation":
         kind_a, data_a = data_a
     if kind_b == "equation":

@@ -8,9 +8,9 @@ returns None for anything else, including every spelling whose reading is ambigu
 reads it another way than plain LaTeX would): mixed numbers `2\\frac{1}{2}`, `2(3)`, `1/2\\pi`, `2^10`, `2^-1`,
 `\\sqrt12`. Only real, finite values are returned.
 
-`values_compare(a, b)` then says whether two values are certainly equal (`True`: equal to 12 significant digits),
-certainly different (`False`: apart by more than math-verify's own numeric tolerance could bridge), or neither
-(`None`: let math-verify decide).
+`values_compare(a, b)` then says whether two values are certainly equal (`True`: equal to 12 significant digits,
+and below 10^12), certainly different (`False`: apart by more than math-verify's own numeric tolerance could
+bridge), or neither (`None`: let math-verify decide).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from functools import lru_cache
 # rounding to 6 decimals, so anything closer than 1e-5 (relative to max(1, |a|, |b|)) is left to it.
 EQUAL_RTOL = 1e-12
 DIFFERENT_RTOL = 1e-5
+# Above this, floats no longer tell neighbouring integers apart (2^{64} and 18446744073709551615): math-verify decides.
+MAX_EQUAL_MAGNITUDE = 1e12
 
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*|\.\d+)|(\\[A-Za-z]+)|([{}()\[\]^+\-*/]))")
 _MULTIPLY = ("*", "\\cdot", "\\times")
@@ -227,7 +229,7 @@ def values_compare(a: float, b: float) -> bool | None:
     ```
     """
     difference = abs(a - b)
-    if difference <= EQUAL_RTOL * max(abs(a), abs(b)):
+    if difference <= EQUAL_RTOL * max(abs(a), abs(b)) and max(abs(a), abs(b)) < MAX_EQUAL_MAGNITUDE:
         return True
     if difference > DIFFERENT_RTOL * max(1.0, abs(a), abs(b)):
         return False

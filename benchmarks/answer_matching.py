@@ -63,7 +63,9 @@ def _rational_spellings(value: Fraction) -> list[str]:
 
 
 def _surd_spellings(k: int, m: int) -> list[str]:
-    return [f"{k}\\sqrt{{{m}}}", f"\\sqrt{{{k * k * m}}}", f"{k} \\sqrt{{{m}}}", f"{k}\\sqrt{m}", f"{k}\\cdot\\sqrt{{{m}}}"]
+    return [
+        f"{k}\\sqrt{{{m}}}", f"\\sqrt{{{k * k * m}}}", f"{k} \\sqrt{{{m}}}", f"{k}\\sqrt{m}", f"{k}\\cdot\\sqrt{{{m}}}"
+    ]
 
 
 def _pi_spellings(p: int, q: int) -> list[str]:
@@ -73,7 +75,10 @@ def _pi_spellings(p: int, q: int) -> list[str]:
 
 
 def _root_fraction_spellings(m: int, q: int) -> list[str]:
-    return [f"\\frac{{\\sqrt{{{m}}}}}{{{q}}}", f"\\sqrt{{{m}}}/{q}", f"\\frac{{1}}{{{q}}}\\sqrt{{{m}}}", f"\\dfrac{{\\sqrt{m}}}{{{q}}}"]
+    return [
+        f"\\frac{{\\sqrt{{{m}}}}}{{{q}}}", f"\\sqrt{{{m}}}/{q}", f"\\frac{{1}}{{{q}}}\\sqrt{{{m}}}",
+        f"\\dfrac{{\\sqrt{m}}}{{{q}}}",
+    ]
 
 
 def _degree_spellings(d: int) -> list[str]:
@@ -349,8 +354,9 @@ def main():
     print(f"   released {_spread(steady['released'])}" if has_released else "")
     print(f"  same batch again, warm caches        ours {_spread(steady['warm'])}")
     if has_released:
-        print(f"  ratio ours / released: first batch {statistics.median(fresh['ours']) / statistics.median(fresh['released']):.3f}, "
-              f"new batch {statistics.median(steady['ours']) / statistics.median(steady['released']):.3f}")
+        first = statistics.median(fresh["ours"]) / statistics.median(fresh["released"])
+        new = statistics.median(steady["ours"]) / statistics.median(steady["released"])
+        print(f"  ratio ours / released: first batch {first:.3f}, new batch {new:.3f}")
     else:
         print(f"  released (mathruler)   {released_note}")
     if agreement is not None:

@@ -11,10 +11,11 @@ The learning rate is 0, so that every trainer generates exactly the same complet
 model, the same sampling RNG): the step times then differ only by what the trainers do besides generation and the
 loss, which is what is measured. Runs are interleaved (stock, ours, ours, stock, ...; the order rotates each
 round) because the machine is shared; each run trains `--steps` steps, the first `--warmup` are dropped, and the
-ratio of a round is median(ours) / median(stock) of that round. Printed last: the median ratio over rounds and its
-spread. Goal: at most 1.05.
+ratio of a round is median(ours) / median(stock) of that round, for the process's CPU time (what other users of a
+shared machine disturb least) and for wall time. Printed last: the median ratio over rounds and its range. Goal: at
+most 1.05.
 
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --rounds 8 --steps 6 by default
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --rounds 10 --steps 6 by default
 """
 
 from __future__ import annotations
@@ -67,15 +68,19 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
     from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
     class StepTimer(TrainerCallback):
+        """Wall time and CPU time of this process (all its threads) per step; CPU time is what other users of a
+        shared machine disturb least."""
+
         def __init__(self):
-            self.times = []
-            self.start = None
+            self.times, self.cpu_times = [], []
+            self.start = self.cpu_start = None
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             self.times.append(time.perf_counter() - self.start)
+            self.cpu_times.append(time.process_time() - self.cpu_start)
 
     timer = StepTimer()
     common = dict(COMMON, output_dir=output_dir, max_steps=steps)
@@ -96,7 +101,7 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (each trains every variant once)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (each trains every variant once)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of its median")
     parser.add_argument("--dataset-size", type=int, default=64)
@@ -113,34 +118,42 @@ def main():
     workdir = tempfile.mkdtemp(prefix="overhead-")
     model_dir = build_tiny_qwen25vl(os.path.join(workdir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
-    dataset = load_training_dataset(DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}."))
+    data_args = DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}.")
+    dataset = load_training_dataset(data_args)
 
-    medians: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    completions_seen: dict[str, list] = {}
+    medians = {clock: {variant: [] for variant in VARIANTS} for clock in ("cpu", "wall")}
+    lengths_seen: dict[str, list] = {}
     for round_index in range(args.rounds):
         order = VARIANTS[round_index % len(VARIANTS):] + VARIANTS[: round_index % len(VARIANTS)]
         for variant in order:
-            trainer, timer = make_trainer(variant, model_dir, processor, dataset, os.path.join(workdir, variant), args.steps)
+            output_dir = os.path.join(workdir, variant)
+            trainer, timer = make_trainer(variant, model_dir, processor, dataset, output_dir, args.steps)
             trainer.train()
-            medians[variant].append(statistics.median(timer.times[args.warmup:]))
+            medians["wall"][variant].append(statistics.median(timer.times[args.warmup:]))
+            medians["cpu"][variant].append(statistics.median(timer.cpu_times[args.warmup:]))
             lengths = [entry.get("completions/mean_length") for entry in trainer.state.log_history if "loss" in entry]
-            completions_seen.setdefault(variant, lengths)
-            print(f"round {round_index}: {variant:<20} median step {medians[variant][-1]:.3f} s "
-                  f"(steps: {', '.join(f'{t:.3f}' for t in timer.times)})", flush=True)
+            lengths_seen.setdefault(variant, lengths)
+            walls = ", ".join(f"{t:.3f}" for t in timer.times)
+            print(f"round {round_index}: {variant:<20} median step: cpu {medians['cpu'][variant][-1]:.3f} s, "
+                  f"wall {medians['wall'][variant][-1]:.3f} s (wall per step: {walls})", flush=True)
             del trainer
 
-    same = all(completions_seen[v] == completions_seen["stock"] for v in VARIANTS)
+    same = all(lengths_seen[v] == lengths_seen["stock"] for v in VARIANTS)
     print()
-    print(f"same completions in every trainer (mean lengths per step): {same} {completions_seen['stock']}")
+    print(f"same completions in every trainer (mean lengths per step): {same} {lengths_seen['stock']}")
     print(f"figures ({args.rounds} interleaved rounds x {args.steps} steps, first {args.warmup} dropped; "
-          f"{COMMON['per_device_train_batch_size']} completions of <= {COMMON['max_completion_length']} tokens a step):")
-    for variant in VARIANTS:
-        print(f"  {variant:<20} median step {statistics.median(medians[variant]):.3f} s "
-              f"(rounds: {', '.join(f'{m:.3f}' for m in medians[variant])})")
-    for variant in VARIANTS[1:]:
-        ratios = [ours / stock for ours, stock in zip(medians[variant], medians["stock"])]
-        print(f"  ratio {variant} / stock: median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f}; rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
+          f"{COMMON['per_device_train_batch_size']} completions of <= {COMMON['max_completion_length']} tokens a step;"
+          " "
+          "ratio of a round = its median step / stock's; median (min - max) over rounds):")
+    for clock in ("cpu", "wall"):
+        for variant in VARIANTS:
+            print(f"  {clock:<4} {variant:<20} median step {statistics.median(medians[clock][variant]):.3f} s "
+                  f"(rounds: {', '.join(f'{m:.3f}' for m in medians[clock][variant])})")
+    for clock in ("cpu", "wall"):
+        for variant in VARIANTS[1:]:
+            ratios = [ours / stock for ours, stock in zip(medians[clock][variant], medians[clock]["stock"])]
+            print(f"  {clock:<4} ratio {variant} / stock: {statistics.median(ratios):.3f} "
+                  f"({min(ratios):.3f} - {max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Trains `SelfEvolveGRPOTrainer` on the tiny Qwen2.5-VL with the embedded recipe's method (soft_frequency with a hard
 threshold + format reward, `lse` advantages, last-number answers; 16 completions of up to 24 tokens a step) under
-cProfile, after one untimed step, and prints the share of the step in each part: generation, reference/old log-probs,
-our reward computation (gather, every reward function, diagnostics, broadcast), our advantage replacement, the loss
-forward, backward, the optimizer, and the rest. `--top N` also prints cProfile's top N functions by own time.
+cProfile, after one untimed step, and prints the share of the step in each part: generation, our reward computation
+(gather, every reward function, diagnostics, broadcast), TRL's whole preparation of the batch, our advantage
+replacement, the loss forward, backward, and the optimizer. (With beta = 0 and one iteration per generation, TRL
+computes no reference or old log-probs.) `--top N` also prints cProfile's top N functions by own time.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py             # --steps 5 by default
 
@@ -33,10 +34,9 @@ PARTS = {
     "  of which diagnostics": ("self_evolve_trl/diagnostics.py", "group_diagnostics"),
     "  of which gather_object": ("accelerate/utils/operations.py", "gather_object"),
     "  of which broadcast_object_list": ("accelerate/utils/operations.py", "broadcast_object_list"),
-    "old/ref log-probs (_get_per_token_logps...)": ("trl/trainer/grpo_trainer.py", "_get_per_token_logps_and_entropies"),
     "TRL _generate_and_score_completions (all)": ("trl/trainer/grpo_trainer.py", "_generate_and_score_completions"),
     "our advantage replacement (after super())": ("self_evolve_trl/trainer.py", "_generate_and_score_completions"),
-    "loss (_compute_loss)": ("trl/trainer/grpo_trainer.py", "_compute_loss"),
+    "loss forward (_compute_loss)": ("trl/trainer/grpo_trainer.py", "_compute_loss"),
     "backward": ("accelerate/accelerator.py", "backward"),
     "optimizer step": ("torch/optim/optimizer.py", "wrapper"),
     "training_step (all of the above but optimizer)": ("transformers/trainer.py", "training_step"),

@@ -10,6 +10,13 @@ Three things live here:
   math-verify on top of the normalisation for the classes still distinct (`1/2` = `0.5` = `\\frac{1}{2}`,
   `2\\sqrt{3}` = `\\sqrt{12}`).
 
+Fast paths (`keys_equivalent`), so that a generation batch of 4096 answers takes a fraction of a second instead of
+seconds (`benchmarks/answer_matching.py`): equal keys; two plain rationals; two choice letters; two numbers written
+in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` != `\\frac{\\pi}{2}`);
+words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the non-number alone
+(cached per answer), pairs that `verify` could never find equal (a number against a product of symbols, a set or
+infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to math-verify.
+
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
 times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
@@ -135,7 +142,9 @@ _UNITS = (
     "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|m\\^2|m\\^3|cm²|cm³|m²|m³|grams?|g|kg|seconds?|"
     "s|minutes?|min|hours?|h|hrs?|dollars?|cents?|percent|liters?|l|ml|mph|km/h|m/s"
 )
-_TRAILING_UNIT = re.compile(rf"^(.*?(?:[0-9}}).]|\\pi))\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE)
+_TRAILING_UNIT = re.compile(
+    rf"^(.*?(?:[0-9}}).]|\\pi))\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE
+)
 _TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?!=)")

@@ -201,7 +201,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             "completions": completions,
             "group_size": group_size,
             "prompts": [row["prompt"] for row in rows],
-            "completion_ids": [None if row["completion_ids"] is None else row["completion_ids"].tolist() for row in rows],
+            "completion_ids": [None if row["completion_ids"] is None else list(row["completion_ids"]) for row in rows],
             **{k: [row["columns"][k] for row in rows] for k in columns},
             **{k: [row["extras"][k] for row in rows] for k in extra_names},
             "extractor": args.answer_extractor,

@@ -203,7 +203,7 @@ def test_answer_matching_benchmark_without_mathruler_says_so(monkeypatch, capsys
 
 
 def test_units_after_pi_are_stripped():
-    """`2\\pi \\text{ cm}^2` is `2\\pi` (math-verify finds the raw strings equal; a unit after \\pi was kept before)."""
+    """`2\\pi \\text{ cm}^2` is `2\\pi`: math-verify finds the raw strings equal (units after \\pi were kept)."""
     assert normalize_answer("2\\pi \\text{ cm}^2") == "2\\pi"
     assert normalize_answer("16\\pi\\,\\text{m}^2") == "16\\pi"
     assert answer_classes(["2\\pi \\text{ cm}^2", "2 \\pi", "\\frac{8\\pi}{4}", "4\\pi \\text{ cm}^2"]) == [0, 0, 0, 1]

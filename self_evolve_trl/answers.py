@@ -407,18 +407,28 @@ def _parsed_reading(key: str) -> tuple[str, Any]:
         return "other", None
 
 
+def _key_reading(key: str) -> tuple[str, Any]:
+    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`) and single letters are read without
+    parsing (math-verify reads every letter as a one-letter symbol, except `e` (Euler's number) and `I`)."""
+    value = latex_value(key)
+    if value is not None:
+        return "number", value
+    if _is_letter(key) and key not in ("e", "I"):
+        return "symbol", key
+    return _parsed_reading(key)
+
+
 def _reading_verdict(a: str, b: str) -> bool | None:
     """False when the two answers' readings rule out equality (see `_NEVER_EQUAL`, `_reading`); None when
-    math-verify must compare. A number in LaTeX (`latex_value`) is read without parsing."""
-    value_a, value_b = latex_value(a), latex_value(b)
-    if value_a is not None and value_b is not None:
-        return None  # too close to tell apart numerically (see `values_compare`)
-    kind_a, data_a = ("number", value_a) if value_a is not None else _parsed_reading(a)
+    math-verify must compare."""
+    kind_a, data_a = _key_reading(a)
     if kind_a == "unparsed":
         return False
-    kind_b, data_b = ("number", value_b) if value_b is not None else _parsed_reading(b)
+    kind_b, data_b = _key_reading(b)
     if kind_b == "unparsed":
         return False
+    if kind_a == kind_b == "number":
+        return None  # too close to tell apart numerically (see `values_compare`)
     if kind_a == "equation" and kind_b == "equation":
         return None
     if "equation" in (kind_a, kind_b) and "collection" in (kind_a, kind_b):

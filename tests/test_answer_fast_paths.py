@@ -218,3 +218,17 @@ def test_close_or_huge_values_and_equations_against_sets_are_left_to_math_verify
     verify_calls.clear()
     assert is_equivalent("x^2=4", "\\{-2, 2\\}") is expected
     assert len(verify_calls) == 1
+
+
+def test_math_verify_reads_every_letter_but_e_and_I_as_a_one_letter_symbol():
+    """What `_key_reading` assumes without parsing a choice letter."""
+    import string
+
+    import sympy
+
+    for letter in string.ascii_letters:
+        parsed = answers._mv_parse(letter)[0]
+        if letter in ("e", "I"):
+            assert parsed in (sympy.E, sympy.I)
+        else:
+            assert isinstance(parsed, sympy.Symbol) and len(parsed.name) == 1

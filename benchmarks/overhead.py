@@ -7,15 +7,17 @@ and seed:
 - `soft_frequency+lse`: ours, soft-frequency consistency reward and log-sum-exp advantages;
 - `majority_vote+grpo`: ours, majority vote with TRL's GRPO advantages.
 
-The learning rate is 0, so that every trainer generates exactly the same completions at every step (the same
-model, the same sampling RNG): the step times then differ only by what the trainers do besides generation and the
-loss, which is what is measured. Runs are interleaved (stock, ours, ours, stock, ...; the order rotates each
-round) because the machine is shared; each run trains `--steps` steps, the first `--warmup` are dropped, and the
-ratio of a round is median(ours) / median(stock) of that round, for the process's CPU time (what other users of a
-shared machine disturb least) and for wall time. Printed last: the median ratio over rounds and its range. Goal: at
+All three live in one process and take turns, step by step (the order rotates every step), because the machine is
+shared and its speed drifts: a step of ours is compared with the stock step taken right next to it. A step is what
+`Trainer.train` does per optimisation step: `training_step` (generation, rewards, advantages, loss, backward), the
+optimizer and scheduler steps, and `log`. Before each step the RNG is seeded with the step number, and the learning
+rate is 0, so all three generate exactly the same completions at every step (checked): the step times then differ
+only by what the trainers do besides generation and the loss. Each step is timed by the process's CPU time (what
+other users of a shared machine disturb least) and by wall time; the first `--warmup` steps are dropped. Printed
+last: per variant, the median over steps of (our step / the stock step next to it), with the quartiles. Goal: at
 most 1.05.
 
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --rounds 10 --steps 6 by default
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --steps 40 --warmup 3 by default
 """
 
 from __future__ import annotations
@@ -61,49 +63,52 @@ def trivial_reward(completions, **kwargs):
 
 
 def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: str, steps: int):
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from self_evolve_trl.config import SelfEvolveConfig
     from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
-    class StepTimer(TrainerCallback):
-        """Wall time and CPU time of this process (all its threads) per step; CPU time is what other users of a
-        shared machine disturb least."""
-
-        def __init__(self):
-            self.times, self.cpu_times = [], []
-            self.start = self.cpu_start = None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start, self.cpu_start = time.perf_counter(), time.process_time()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.start)
-            self.cpu_times.append(time.process_time() - self.cpu_start)
-
-    timer = StepTimer()
     common = dict(COMMON, output_dir=output_dir, max_steps=steps)
     if variant == "stock":
         trainer = GRPOTrainer(
             model=model_dir, reward_funcs=[trivial_reward], args=GRPOConfig(**common), train_dataset=dataset,
-            processing_class=processor, callbacks=[timer],
+            processing_class=processor,
         )
     else:
         reward, advantage = variant.split("+")
         config = SelfEvolveConfig(**common, reward_funcs=[reward], advantage=advantage, answer_extractor="last_number")
-        trainer = SelfEvolveGRPOTrainer(
-            model=model_dir, args=config, train_dataset=dataset, processing_class=processor, callbacks=[timer],
-        )
+        trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor)
     trainer.remove_callback(PrinterCallback)
-    return trainer, timer
+    trainer.model.train()
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop
+    return trainer
+
+
+def train_step(trainer, batch) -> tuple[float, float, list]:
+    """One optimisation step as `Trainer.train` takes it; returns (cpu seconds, wall seconds, completion ids)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    loss = trainer.training_step(trainer.model, batch, None)
+    trainer.optimizer.step()
+    trainer.lr_scheduler.step()
+    trainer.model.zero_grad()
+    trainer.state.global_step += 1
+    trainer.log({"loss": loss.item()})
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    ids = trainer._buffered_inputs[0]["completion_ids"].tolist()
+    return cpu, wall, ids
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, median, q3 = statistics.quantiles(values, n=4)
+    return q1, median, q3
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (each trains every variant once)")
-    parser.add_argument("--steps", type=int, default=6, help="training steps per run")
-    parser.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of its median")
+    parser.add_argument("--steps", type=int, default=40, help="measured steps of each trainer")
+    parser.add_argument("--warmup", type=int, default=3, help="steps taken first and left out")
     parser.add_argument("--dataset-size", type=int, default=64)
     args = parser.parse_args()
 
@@ -118,42 +123,47 @@ def main():
     workdir = tempfile.mkdtemp(prefix="overhead-")
     model_dir = build_tiny_qwen25vl(os.path.join(workdir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
-    data_args = DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}.")
-    dataset = load_training_dataset(data_args)
+    dataset = load_training_dataset(DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}."))
 
-    medians = {clock: {variant: [] for variant in VARIANTS} for clock in ("cpu", "wall")}
-    lengths_seen: dict[str, list] = {}
-    for round_index in range(args.rounds):
-        order = VARIANTS[round_index % len(VARIANTS):] + VARIANTS[: round_index % len(VARIANTS)]
+    total = args.warmup + args.steps
+    trainers = {v: make_trainer(v, model_dir, processor, dataset, os.path.join(workdir, v), total) for v in VARIANTS}
+    batches = {v: iter(trainers[v].get_train_dataloader()) for v in VARIANTS}
+    times = {clock: {v: [] for v in VARIANTS} for clock in ("cpu", "wall")}
+    same_completions = True
+    for step in range(total):
+        order = VARIANTS[step % len(VARIANTS):] + VARIANTS[: step % len(VARIANTS)]
+        completions = {}
         for variant in order:
-            output_dir = os.path.join(workdir, variant)
-            trainer, timer = make_trainer(variant, model_dir, processor, dataset, output_dir, args.steps)
-            trainer.train()
-            medians["wall"][variant].append(statistics.median(timer.times[args.warmup:]))
-            medians["cpu"][variant].append(statistics.median(timer.cpu_times[args.warmup:]))
-            lengths = [entry.get("completions/mean_length") for entry in trainer.state.log_history if "loss" in entry]
-            lengths_seen.setdefault(variant, lengths)
-            walls = ", ".join(f"{t:.3f}" for t in timer.times)
-            print(f"round {round_index}: {variant:<20} median step: cpu {medians['cpu'][variant][-1]:.3f} s, "
-                  f"wall {medians['wall'][variant][-1]:.3f} s (wall per step: {walls})", flush=True)
-            del trainer
+            try:
+                batch = next(batches[variant])
+            except StopIteration:
+                batches[variant] = iter(trainers[variant].get_train_dataloader())
+                batch = next(batches[variant])
+            torch.manual_seed(1000 + step)
+            cpu, wall, completions[variant] = train_step(trainers[variant], batch)
+            if step >= args.warmup:
+                times["cpu"][variant].append(cpu)
+                times["wall"][variant].append(wall)
+        same_completions &= all(completions[v] == completions["stock"] for v in VARIANTS)
+        if step >= args.warmup:
+            print(f"step {step}: " + ", ".join(
+                f"{v} cpu {times['cpu'][v][-1]:.3f} s wall {times['wall'][v][-1]:.3f} s" for v in VARIANTS
+            ), flush=True)
 
-    same = all(lengths_seen[v] == lengths_seen["stock"] for v in VARIANTS)
     print()
-    print(f"same completions in every trainer (mean lengths per step): {same} {lengths_seen['stock']}")
-    print(f"figures ({args.rounds} interleaved rounds x {args.steps} steps, first {args.warmup} dropped; "
-          f"{COMMON['per_device_train_batch_size']} completions of <= {COMMON['max_completion_length']} tokens a step;"
-          " "
-          "ratio of a round = its median step / stock's; median (min - max) over rounds):")
+    print(f"same completions in every trainer at every step: {same_completions}")
+    print(f"figures ({args.steps} steps of each trainer, interleaved step by step after {args.warmup} warm-up steps; "
+          f"{COMMON['per_device_train_batch_size']} completions of <= {COMMON['max_completion_length']} tokens a "
+          "step; seconds, and ratios of each step to the stock step next to it; median [quartiles]):")
     for clock in ("cpu", "wall"):
         for variant in VARIANTS:
-            print(f"  {clock:<4} {variant:<20} median step {statistics.median(medians[clock][variant]):.3f} s "
-                  f"(rounds: {', '.join(f'{m:.3f}' for m in medians[clock][variant])})")
+            q1, median, q3 = quartiles(times[clock][variant])
+            print(f"  {clock:<4} step {variant:<20} {median:.3f} s  [{q1:.3f} - {q3:.3f}]")
     for clock in ("cpu", "wall"):
         for variant in VARIANTS[1:]:
-            ratios = [ours / stock for ours, stock in zip(medians[clock][variant], medians[clock]["stock"])]
-            print(f"  {clock:<4} ratio {variant} / stock: {statistics.median(ratios):.3f} "
-                  f"({min(ratios):.3f} - {max(ratios):.3f})")
+            ratios = [ours / stock for ours, stock in zip(times[clock][variant], times[clock]["stock"])]
+            q1, median, q3 = quartiles(ratios)
+            print(f"  {clock:<4} ratio {variant} / stock: {median:.3f}  [{q1:.3f} - {q3:.3f}]")
 
 
 if __name__ == "__main__":

@@ -293,6 +293,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="repetitions of each measurement (median, range)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the batch that brute force checks")
     parser.add_argument("--skip-brute-force", action="store_true")
+    parser.add_argument("--skip-released", action="store_true", help="leave out the mathruler comparison")
     parser.add_argument("--worker", choices=["ours", "released"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -307,6 +308,8 @@ def main():
         released_note = f"skipped: mathruler is not installed ({error}); pip install -e .[bench]"
     else:
         has_released, released_note = True, ""
+    if args.skip_released:
+        has_released, released_note = False, "skipped (--skip-released)"
 
     # 1. the first batch of a process: our caches and math-verify's parser (and sympy's caches) all cold
     fresh = {"ours": [], "released": []}

@@ -210,7 +210,7 @@ def latex_value(text: str) -> float | None:
         value = parser.expression()
         if parser.i != len(parser.tokens):
             return None
-    except (_Unsupported, ArithmeticError, ValueError):
+    except (_Unsupported, ArithmeticError, ValueError, RecursionError):
         return None
     if isinstance(value, complex) or not math.isfinite(value):
         return None

@@ -13,9 +13,9 @@ shared and its speed drifts: a step of ours is compared with the stock step take
 optimizer and scheduler steps, and `log`. Before each step the RNG is seeded with the step number, and the learning
 rate is 0, so all three generate exactly the same completions at every step (checked): the step times then differ
 only by what the trainers do besides generation and the loss. Each step is timed by the process's CPU time (what
-other users of a shared machine disturb least) and by wall time; the first `--warmup` steps are dropped. Printed
-last: per variant, the median over steps of (our step / the stock step next to it), with the quartiles. Goal: at
-most 1.05.
+other users of a shared machine disturb least) and by wall time; the first `--warmup` steps are dropped. The parts
+where the trainers differ (reward computation, advantage replacement) are also timed directly. Printed last: per
+variant, the median over steps of (our step / the stock step next to it), with the quartiles. Goal: at most 1.05.
 
     OMP_NUM_THREADS=1 python benchmarks/overhead.py            # --steps 40 --warmup 3 by default
 """
@@ -27,6 +27,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -55,6 +56,36 @@ COMMON = dict(
 )
 
 
+# (variant, part) -> wall seconds per call of the parts that differ between the trainers (see `instrument`)
+PART_TIMES: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+
+def instrument():
+    """Time the parts where the trainers differ, directly: the reward computation (`_calculate_rewards`: stock TRL's,
+    or ours with its gather, diagnostics and broadcast) and, for ours, what `_generate_and_score_completions` does
+    after TRL's (the advantage replacement)."""
+    from trl import GRPOTrainer
+
+    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+
+    def timed(cls, name, part):
+        original = cls.__dict__[name]
+
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                PART_TIMES[self.benchmark_variant, part].append(time.perf_counter() - start)
+
+        setattr(cls, name, wrapper)
+
+    timed(GRPOTrainer, "_calculate_rewards", "rewards")
+    timed(SelfEvolveGRPOTrainer, "_calculate_rewards", "rewards")
+    timed(GRPOTrainer, "_generate_and_score_completions", "trl_batch")
+    timed(SelfEvolveGRPOTrainer, "_generate_and_score_completions", "our_batch")
+
+
 def trivial_reward(completions, **kwargs):
     """A reward that costs nothing: the completion's length mod 3."""
     from self_evolve_trl.answers import completion_text
@@ -80,6 +111,7 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
         config = SelfEvolveConfig(**common, reward_funcs=[reward], advantage=advantage, answer_extractor="last_number")
         trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor)
     trainer.remove_callback(PrinterCallback)
+    trainer.benchmark_variant = variant
     trainer.model.train()
     trainer.create_optimizer_and_scheduler(num_training_steps=steps)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop
@@ -126,6 +158,7 @@ def main():
     dataset = load_training_dataset(DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}."))
 
     total = args.warmup + args.steps
+    instrument()
     trainers = {v: make_trainer(v, model_dir, processor, dataset, os.path.join(workdir, v), total) for v in VARIANTS}
     batches = {v: iter(trainers[v].get_train_dataloader()) for v in VARIANTS}
     times = {clock: {v: [] for v in VARIANTS} for clock in ("cpu", "wall")}
@@ -145,6 +178,8 @@ def main():
                 times["cpu"][variant].append(cpu)
                 times["wall"][variant].append(wall)
         same_completions &= all(completions[v] == completions["stock"] for v in VARIANTS)
+        if step == args.warmup - 1:
+            PART_TIMES.clear()
         if step >= args.warmup:
             print(f"step {step}: " + ", ".join(
                 f"{v} cpu {times['cpu'][v][-1]:.3f} s wall {times['wall'][v][-1]:.3f} s" for v in VARIANTS
@@ -159,6 +194,13 @@ def main():
         for variant in VARIANTS:
             q1, median, q3 = quartiles(times[clock][variant])
             print(f"  {clock:<4} step {variant:<20} {median:.3f} s  [{q1:.3f} - {q3:.3f}]")
+    for variant in VARIANTS:
+        rewards = statistics.median(PART_TIMES[variant, "rewards"]) * 1000
+        line = f"  wall reward computation of {variant:<20} {rewards:6.2f} ms a step"
+        if variant != "stock":
+            after = [ours - trl for ours, trl in zip(PART_TIMES[variant, "our_batch"], PART_TIMES[variant, "trl_batch"])]
+            line += f"; advantage replacement {statistics.median(after) * 1000:5.2f} ms a step"
+        print(line)
     for clock in ("cpu", "wall"):
         for variant in VARIANTS[1:]:
             ratios = [ours / stock for ours, stock in zip(times[clock][variant], times[clock]["stock"])]

@@ -23,6 +23,7 @@ The figures are printed last.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
@@ -30,6 +31,8 @@ import sys
 import time
 from collections import Counter
 from fractions import Fraction
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package here, if not installed
 
 
 # ----------------------------------------------------------------------------------------------------------------

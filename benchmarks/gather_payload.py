@@ -23,8 +23,11 @@ import os
 import pickle
 import random
 import statistics
+import sys
 import tempfile
 import time
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package here, if not installed
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

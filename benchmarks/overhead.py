@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package here, if not installed
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -109,7 +112,9 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
     else:
         reward, advantage = variant.split("+")
         config = SelfEvolveConfig(**common, reward_funcs=[reward], advantage=advantage, answer_extractor="last_number")
-        trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor)
+        trainer = SelfEvolveGRPOTrainer(
+            model=model_dir, args=config, train_dataset=dataset, processing_class=processor
+        )
     trainer.remove_callback(PrinterCallback)
     trainer.benchmark_variant = variant
     trainer.model.train()
@@ -155,7 +160,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="overhead-")
     model_dir = build_tiny_qwen25vl(os.path.join(workdir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
-    dataset = load_training_dataset(DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}."))
+    data_args = DataArguments(synthetic_size=args.dataset_size, instruction="Answer in \\boxed{}.")
+    dataset = load_training_dataset(data_args)
 
     total = args.warmup + args.steps
     instrument()
@@ -198,7 +204,8 @@ def main():
         rewards = statistics.median(PART_TIMES[variant, "rewards"]) * 1000
         line = f"  wall reward computation of {variant:<20} {rewards:6.2f} ms a step"
         if variant != "stock":
-            after = [ours - trl for ours, trl in zip(PART_TIMES[variant, "our_batch"], PART_TIMES[variant, "trl_batch"])]
+            pairs = zip(PART_TIMES[variant, "our_batch"], PART_TIMES[variant, "trl_batch"])
+            after = [ours - trl for ours, trl in pairs]
             line += f"; advantage replacement {statistics.median(after) * 1000:5.2f} ms a step"
         print(line)
     for clock in ("cpu", "wall"):

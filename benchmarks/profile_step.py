@@ -18,7 +18,10 @@ import argparse
 import cProfile
 import os
 import pstats
+import sys
 import tempfile
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package here, if not installed
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

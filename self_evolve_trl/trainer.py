@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from array import array
 from collections import defaultdict
 from typing import Any
 
@@ -147,11 +148,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         label_column = self.args.label_column
         columns = [k for k in inputs[0] if k not in NOT_REWARD_COLUMNS and k != label_column]
         extras = self._reward_inputs(inputs, prompts, completions, completion_ids_list)
+        # Only what some reward function reads is gathered; token ids travel packed (issue 8: unpickling lists of
+        # Python ints from every process was the bulk of the gather).
+        wanted = self._gathered_inputs()
         rows = [
             {
-                "prompt": strip_images(prompts[i]),
+                "prompt": strip_images(prompts[i]) if "prompts" in wanted else None,
                 "completion": completions[i],
-                "completion_ids": list(completion_ids_list[i]),
+                "completion_ids": array("i", completion_ids_list[i]) if "completion_ids" in wanted else None,
                 "label": inputs[i].get(label_column),
                 "columns": {k: inputs[i][k] for k in columns},
                 "extras": {k: v[i] for k, v in extras.items()},
@@ -176,6 +180,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._last_rewards_per_func = rewards_per_func
         return rewards_per_func
 
+    def _gathered_inputs(self) -> set[str]:
+        """The optional per-completion inputs (`prompts`, `completion_ids`) that some reward function reads."""
+        return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in self.reward_funcs)}
+
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
         """Every reward function and the diagnostics on the whole generation batch (main process only)."""
         args = self.args
@@ -196,7 +204,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             "completions": completions,
             "group_size": group_size,
             "prompts": [row["prompt"] for row in rows],
-            "completion_ids": [row["completion_ids"] for row in rows],
+            "completion_ids": [None if row["completion_ids"] is None else list(row["completion_ids"]) for row in rows],
             **{k: [row["columns"][k] for row in rows] for k in columns},
             **{k: [row["extras"][k] for row in rows] for k in extra_names},
             "extractor": args.answer_extractor,

@@ -35,6 +35,7 @@ from .voting import vote_groups
 # `Provider(trainer)`, and called on every process with that process's rows:
 # `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
 REWARD_INPUT_PROVIDERS: dict[str, str] = {}
+REWARD_INPUT_PROVIDERS["judge_scores"] = "self_evolve_trl.judge.provider:JudgeScoreProvider"  # Actor–Judge
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")

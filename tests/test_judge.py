@@ -648,23 +648,28 @@ def test_endpoint_down_at_start(tiny_model_dir, tiny_processor, synthetic_datase
                      judge_config(cpu_config, judge_backend="openai", judge_base_url=url, judge_max_retries=0))
 
 
+def tiny_recipe(tmp_path, model_dir, output_dir, **overrides) -> Path:
+    """A recipe file for a short CPU run of judge_modulated on the tiny model."""
+    recipe = tmp_path / "judge.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": model_dir, "dataset_name": "synthetic", "synthetic_size": 8,
+        "instruction": "Answer in \\boxed{}.", "answer_extractor": "last_number",
+        "reward_funcs": ["judge_modulated"], "reward_kwargs": JUDGE_KWARGS, "advantage": "centered",
+        "judge_max_retries": 0, "judge_timeout": 10, "judge_max_tokens": 8, "num_generations": 4,
+        "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 0.05, "max_steps": 3,
+        "logging_steps": 1, "save_strategy": "no", "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+        "report_to": "none", "dataloader_num_workers": 0, "output_dir": str(output_dir), **overrides,
+    }))
+    return recipe
+
+
 @pytest.mark.slow
 def test_cli_endpoint_down_mid_run_saves_a_checkpoint_and_resumes(judge_stub, tmp_path, tiny_model_dir, run, python):
     """The judge goes down after step 1: the CLI saves checkpoint-1, prints one error line and exits 3; the API key
     appears nowhere; once the judge is back, training resumes from the checkpoint and finishes."""
     judge_stub.fail_after = 4  # step 1's four judgements, then the endpoint is gone
     output_dir = tmp_path / "out"
-    recipe = tmp_path / "judge.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "model_name_or_path": tiny_model_dir, "dataset_name": "synthetic", "synthetic_size": 8,
-        "instruction": "Answer in \\boxed{}.", "answer_extractor": "last_number",
-        "reward_funcs": ["judge_modulated"], "reward_kwargs": JUDGE_KWARGS, "advantage": "centered",
-        "judge_backend": "openai", "judge_base_url": judge_stub.url, "judge_max_retries": 0, "judge_timeout": 10,
-        "judge_max_tokens": 8, "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 8,
-        "learning_rate": 0.05, "max_steps": 3, "logging_steps": 1, "save_strategy": "no", "use_cpu": True,
-        "bf16": False, "gradient_checkpointing": False, "report_to": "none", "dataloader_num_workers": 0,
-        "output_dir": str(output_dir),
-    }))
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, output_dir, judge_backend="openai", judge_base_url=judge_stub.url)
     secret = "sk-never-print-me-42"
     result = run([python, "-m", "self_evolve_trl.cli", str(recipe)], env={"JUDGE_API_KEY": secret})
     assert result.returncode == 3, result.stderr[-3000:]
@@ -689,3 +694,44 @@ def test_cli_endpoint_down_mid_run_saves_a_checkpoint_and_resumes(judge_stub, tm
     history = json.loads((output_dir / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     judged = [(e["step"], e["judge/score_mean"]) for e in history if "judge/score_mean" in e]
     assert judged == [(1, pytest.approx(0.97)), (2, pytest.approx(0.97)), (3, pytest.approx(0.97))]
+
+
+@pytest.mark.slow
+def test_two_processes_stop_together_and_save_one_checkpoint(judge_stub, tmp_path, tiny_model_dir, run, python):
+    """2 processes, one group of 4 split over them: the failure decision uses the totals of both, both stop with the
+    same message, and the checkpoint is saved by both together (one RNG state per process)."""
+    judge_stub.fail_after = 4
+    output_dir = tmp_path / "out"
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, output_dir, judge_backend="openai", judge_base_url=judge_stub.url,
+                         per_device_train_batch_size=2)
+    result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+                  "-m", "self_evolve_trl.cli", str(recipe)])
+    assert result.returncode != 0
+    # each process prints the same line (torchrun may stop the second before it does; their output interleaves)
+    errors = {"error: The judge" + line.split("error: The judge", 1)[1] for line in result.stderr.splitlines()
+              if "error: The judge" in line}
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "failed 4 of 4 judgements after retries" in errors.pop()
+    checkpoint = output_dir / "checkpoint-1"
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [["--beta", "0.0"], ["--beta", "0.1"], ["--use_peft", "true", "--lora_target_modules",
+                                                                          "q_proj", "v_proj"]],
+                         ids=["frozen_copy", "ref_model", "peft_base"])
+def test_reference_judge_under_deepspeed_zero3(flags, tmp_path, tiny_model_dir, run, python):
+    """Each source of the in-process judge under DeepSpeed ZeRO-3 (one CPU process; parameters partitioned)."""
+    from self_evolve_trl.cli import main  # noqa: F401  (the package is importable)
+
+    output_dir = tmp_path / "out"
+    recipe = tiny_recipe(tmp_path, tiny_model_dir, output_dir, max_steps=2)
+    config = Path(__file__).resolve().parent.parent / "accelerate_configs" / "zero3_cpu.yaml"
+    result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m",
+                  "self_evolve_trl.cli", str(recipe), *flags])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output_dir / "summary.json").read_text())
+    assert summary["steps"] == 2
+    assert summary["metrics"]["judge/parse_failure_rate"]["last"] == 1.0  # the tiny judge answered (no score)
+    assert summary["metrics"]["judge/request_failure_rate"]["last"] == 0.0

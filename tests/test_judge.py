@@ -286,6 +286,28 @@ def test_cli_names_a_bad_judge_backend(tmp_path, capsys):
     assert err == ["error: Unknown judge_backend 'gpt'; valid choices: reference, openai."]
 
 
+@pytest.mark.parametrize("name", ["geoqa-judge.yaml", "tiny-cpu-judge.yaml"])
+def test_judge_recipes_parse(name):
+    from self_evolve_trl.cli import parse_recipe
+    from self_evolve_trl.trainer import build_reward_functions
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / name
+    _, args, _ = parse_recipe([str(recipe), "--use_cpu", "true", "--bf16", "false"])
+    (reward,) = build_reward_functions(args)
+    assert reward.name == "judge_modulated" and reward.kwargs["on_failure"] == "zero"
+    assert reward.kwargs["base_kwargs"] == {"hard_threshold": 0.85}
+    if name == "geoqa-judge.yaml":
+        assert (args.judge_backend, args.judge_base_url, args.judge_model) == ("openai", "http://127.0.0.1:8001/v1",
+                                                                               "judge")
+        assert (args.judge_temperature, args.judge_top_p, args.judge_max_tokens) == (1.0, 0.9, 1024)
+        assert (args.num_generations, args.temperature, args.top_p, args.learning_rate, args.beta, args.epsilon,
+                args.max_completion_length, args.num_train_epochs, args.advantage) == (
+            8, 1.0, 1.0, 1e-6, 0.01, 0.2, 2048, 15, "lse")
+        assert args.use_vllm and args.vllm_mode == "server"
+    else:
+        assert args.judge_backend == "reference" and args.beta == 0.0
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Trainer helpers
 

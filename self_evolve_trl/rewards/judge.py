@@ -84,20 +84,20 @@ def _as_score(value: Any) -> float | None:
     return min(1.0, max(0.0, value)) if math.isfinite(value) else None
 
 
+_JSON = json.JSONDecoder()
+
+
 def _json_objects(text: str):
-    """Every balanced `{...}` in `text` that parses as a JSON object, outermost first."""
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
-        depth = 0
-        for end in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            if depth == 0:
-                try:
-                    value = json.loads(text[start : end + 1])
-                except ValueError:
-                    break
-                if isinstance(value, dict):
-                    yield value
-                break
+    """Every JSON object that starts at a `{` of `text`, in order (an outer object before the ones inside it)."""
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, _ = _JSON.raw_decode(text, start)
+        except ValueError:  # not JSON from here (LaTeX braces, a truncated object): fails at the first bad character
+            value = None
+        if isinstance(value, dict):
+            yield value
+        start = text.find("{", start + 1)
 
 
 def parse_judge_score(text: str | None) -> float | None:

@@ -116,7 +116,8 @@ def main() -> None:
 
 
 def _judge_prompt_tokens(processor, request) -> int:
-    content = [{"type": "image", "image": image} for image in request.images] + [{"type": "text", "text": request.text}]
+    content = [{"type": "image", "image": image} for image in request.images]
+    content.append({"type": "text", "text": request.text})
     messages = [{"role": "system", "content": [{"type": "text", "text": request.system}]},
                 {"role": "user", "content": content}]
     return len(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,

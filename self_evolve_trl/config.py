@@ -205,7 +205,7 @@ class SelfEvolveConfig(GRPOConfig):
     )
     judge_max_parse_failure_rate: float | None = field(
         default=None,
-        metadata={"help": "Also stop when more than this share of the judge's answers cannot be parsed (null: never)."},
+        metadata={"help": "Also stop when more than this share of the judge's answers has no score (null: never)."},
     )
     judge_timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request (`openai` backend)."})
     judge_max_retries: int = field(

@@ -321,7 +321,8 @@ def judge_config(cpu_config, **overrides):
 
 
 def make_trainer(model_dir, processor, dataset, args, **kwargs):
-    return SelfEvolveGRPOTrainer(model=model_dir, args=args, train_dataset=dataset, processing_class=processor, **kwargs)
+    return SelfEvolveGRPOTrainer(model=model_dir, args=args, train_dataset=dataset, processing_class=processor,
+                                 **kwargs)
 
 
 def score_one_batch(trainer):
@@ -473,7 +474,8 @@ def test_openai_backend_trains_against_transformers_serve(transformers_server, t
 def judge_answer(score) -> str:
     scores = {"answer_correctness": score, "reasoning_quality": score, "visual_grounding": score,
               "overall_score": score}
-    return f"[BEGIN THOUGHT]\nChecked.\n[END THOUGHT]\n[BEGIN SCORES]\n{json.dumps(scores)}\n[END SCORES]\n\\boxed{{{score}}}"
+    return (f"[BEGIN THOUGHT]\nChecked.\n[END THOUGHT]\n[BEGIN SCORES]\n{json.dumps(scores)}\n[END SCORES]\n"
+            f"\\boxed{{{score}}}")
 
 
 class JudgeStub:
@@ -739,20 +741,27 @@ def test_two_processes_stop_together_and_save_one_checkpoint(judge_stub, tmp_pat
     assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
 
 
+def flags_id(flags):
+    return "peft_base" if "--use_peft" in flags else {"0.0": "frozen_copy", "0.1": "ref_model"}[flags[1]]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("flags", [["--beta", "0.0"], ["--beta", "0.1"], ["--use_peft", "true", "--lora_target_modules",
-                                                                          "q_proj", "v_proj"]],
-                         ids=["frozen_copy", "ref_model", "peft_base"])
+@pytest.mark.parametrize(
+    "flags",
+    [["--beta", "0.0"], ["--beta", "0.1"], ["--use_peft", "true", "--lora_target_modules", "q_proj", "v_proj"]],
+    ids=["frozen_copy", "ref_model", "peft_base"],
+)
 def test_reference_judge_under_deepspeed_zero3(flags, tmp_path, tiny_model_dir, run, python):
     """Each source of the in-process judge under DeepSpeed ZeRO-3 (one CPU process; parameters partitioned)."""
-    from self_evolve_trl.cli import main  # noqa: F401  (the package is importable)
-
     output_dir = tmp_path / "out"
     recipe = tiny_recipe(tmp_path, tiny_model_dir, output_dir, max_steps=2)
     config = Path(__file__).resolve().parent.parent / "accelerate_configs" / "zero3_cpu.yaml"
     result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m",
                   "self_evolve_trl.cli", str(recipe), *flags])
     assert result.returncode == 0, result.stderr[-3000:]
+    source = {"frozen_copy": "a frozen copy of the initial model", "ref_model": "TRL's reference model",
+              "peft_base": "the base model, adapter disabled"}[flags_id(flags)]
+    assert f"Judge: 'reference' ({source})" in result.stdout
     summary = json.loads((output_dir / "summary.json").read_text())
     assert summary["steps"] == 2
     assert summary["metrics"]["judge/parse_failure_rate"]["last"] == 1.0  # the tiny judge answered (no score)

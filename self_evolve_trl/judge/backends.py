@@ -146,8 +146,8 @@ class ReferenceJudge:
             return messages + [{"role": "user", "content": request.text}]
         content = [{"type": "image", "image": image} for image in request.images]
         content.append({"type": "text", "text": request.text})
-        messages = [{"role": "system", "content": [{"type": "text", "text": request.system}]}] if request.system else []
-        return messages + [{"role": "user", "content": content}]
+        system = [{"role": "system", "content": [{"type": "text", "text": request.system}]}] if request.system else []
+        return system + [{"role": "user", "content": content}]
 
     def judge(self, requests: list[JudgeRequest]) -> list[JudgeOutput]:
         texts: list[str] = []
@@ -267,7 +267,8 @@ class OpenAIJudge:
         if not choices or getattr(choices[0], "message", None) is None:
             # Not a chat completion at all (an HTML page, an empty body): the endpoint is broken, the request failed.
             shown = self._scrub(response)[:100]
-            return JudgeOutput(text=None, error=f"MalformedResponse: not a chat completion: {shown!r}", latency=latency)
+            error = f"MalformedResponse: not a chat completion: {shown!r}"
+            return JudgeOutput(text=None, error=error, latency=latency)
         return JudgeOutput(text=choices[0].message.content or "", latency=latency)
 
     def judge(self, requests: list[JudgeRequest]) -> list[JudgeOutput]:

@@ -121,5 +121,5 @@ def prompt_images(prompt: Any) -> list[Any]:
     for message in prompt:
         content = message.get("content")
         if isinstance(content, list):
-            images.extend(part["image"] for part in content if part.get("type") == "image" and part.get("image") is not None)
+            images.extend(p["image"] for p in content if p.get("type") == "image" and p.get("image") is not None)
     return images

@@ -72,6 +72,7 @@ class JudgeScoreProvider:
         self.template = JudgeTemplate.load(self.args.judge_prompt_template)
         self.backend = build_backend(trainer)
         self._warned_unparsed = False
+        trainer.accelerator.print(f"Judge: {self.backend.describe()}, prompt template {self.template.path}")
 
     def requests(self, inputs: list[dict], prompts: list, completions: list):
         """The judge requests of a batch of completions, in order."""

@@ -69,8 +69,9 @@ def judge_gate(
     scores = torch.as_tensor(scores)
     if not scores.is_floating_point():
         scores = scores.float()
-    gate = 1 + lam_pos * torch.sigmoid((scores - t_high) / tau_high) - lam_neg * torch.sigmoid((t_low - scores) / tau_low)
-    return gate.clamp(g_min, g_max)
+    amplify = lam_pos * torch.sigmoid((scores - t_high) / tau_high)
+    suppress = lam_neg * torch.sigmoid((t_low - scores) / tau_low)
+    return (1 + amplify - suppress).clamp(g_min, g_max)
 
 
 def _as_score(value: Any) -> float | None:

@@ -28,6 +28,12 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return (UsageError, ConfigError, DataError, ImageError, RewardError)
 
 
+def _judge_error_type() -> type[BaseException]:
+    from .judge import JudgeUnavailableError
+
+    return JudgeUnavailableError
+
+
 def _recipe_argv(argv: list[str]) -> list[str]:
     """Accept the recipe as the first positional argument (TRL's parser wants `--config PATH`)."""
     if argv and not argv[0].startswith("-"):
@@ -163,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_error_types() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved (Actor–Judge)
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -26,6 +26,10 @@ SUMMARY_METRICS = [
     ("self_consistency/format_violation_rate", "format violations"),
     ("entropy", "token entropy"),
     ("completions/mean_length", "completion length (tokens)"),
+    ("judge/score_mean", "judge score (mean, parsed judgements)"),  # Actor–Judge rows: only with judge_modulated
+    ("judge/gate_mean", "judge gate (mean)"),
+    ("judge/parse_failure_rate", "judge answers without a parseable score"),
+    ("judge/request_failure_rate", "judge requests failed"),
     ("labels/rollout_accuracy", "rollout accuracy (pass@1, hidden labels)"),
     ("labels/pseudo_label_accuracy", "pseudo-label accuracy (hidden labels)"),
     ("labels/maj_at_g", "maj@G (hidden labels)"),

@@ -38,6 +38,7 @@ from .voting import vote_groups
 REWARD_INPUT_PROVIDERS: dict[str, str] = {}
 # CSRS (issue 4): the re-inferred completions of the `retrace_frequency` reward.
 REWARD_INPUT_PROVIDERS["retrace_completions"] = "self_evolve_trl.retrace:RetraceProvider"
+REWARD_INPUT_PROVIDERS["judge_scores"] = "self_evolve_trl.judge.provider:JudgeScoreProvider"  # Actor–Judge
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")

@@ -75,10 +75,12 @@ def load_raw_dataset(name: str, config: str | None = None, split: str = "train")
 
     if os.path.exists(name):
         builder, files = _local_files(name)
+        if all(os.path.getsize(f) == 0 for f in files):
+            raise DataError(f"Dataset {name} is empty: no rows to train on.")
         try:
             return datasets.load_dataset(builder, data_files=files, split="train")
         except Exception as error:
-            raise DataError(f"Cannot read dataset files {name}: {error}") from None
+            raise DataError(f"Cannot read dataset files {name}: {str(error) or type(error).__name__}") from None
     if name.startswith((".", "/")) or re.search(r"\.(parquet|jsonl?|csv)$", name):
         raise DataError(f"Dataset file or folder not found: {name}")
     try:

@@ -99,9 +99,9 @@ def _accepts(value: Any, tp) -> bool:
         return value in typing.get_args(tp)
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str) and inner is str:  # TRL and transformers take one string for a list of strings
-            return True
-        return isinstance(value, list) and all(_accepts(v, inner) for v in value)
+        if not isinstance(value, list):  # one value for a list: some configs take it (`lora_target_modules: all-linear`)
+            return not isinstance(value, (dict, list)) and _accepts(value, inner)
+        return all(_accepts(v, inner) for v in value)
     if origin is dict or tp is dict:
         if isinstance(value, str):
             try:

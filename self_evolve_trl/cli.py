@@ -63,7 +63,13 @@ def parse_recipe(argv: list[str]):
             raise UsageError(str(error)) from None
         problems = field_problems(content)  # unknown fields and wrong types, all of them, before TRL's parser
         if problems:
-            raise UsageError(f"Recipe {path}: " + " | ".join(map(str, problems)))
+            unknown = [p for p in problems if p.message == "unknown field."]
+            parts = [str(p) for p in problems if p not in unknown]
+            if unknown:
+                hints = "".join(f" ({p.area}: {p.fix})" for p in unknown if p.fix.startswith("did you mean"))
+                parts.insert(0, f"Unknown recipe field(s): {', '.join(p.area for p in unknown)}.{hints} "
+                                "See `python -m self_evolve_trl.cli --help` for the valid fields.")
+            raise UsageError(f"Recipe {path}: " + " | ".join(parts))
     parser = RecipeParser((DataArguments, SelfEvolveConfig, ModelConfig))
     try:
         data_args, training_args, model_args = parser.parse_args_and_config(argv)

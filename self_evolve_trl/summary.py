@@ -23,24 +23,14 @@ SUMMARY_METRICS = [
 ]
 
 
-def summarize_log_history(log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> dict[str, Any]:
-    """First, last, min and max of the summary metrics over the logged training steps.
-
-    `nonfinite`: the run's totals of non-finite rewards and advantages (`NonfiniteCounter.state_dict()`); without
-    it they are summed from the logged per-round counts (exact when every log covers one generation round).
-    """
+def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """First, last, min and max of the summary metrics over the logged training steps."""
     steps = [entry for entry in log_history if "step" in entry and "reward" in entry]
     summary: dict[str, Any] = {"steps": max((e["step"] for e in steps), default=0), "metrics": {}}
     for key, _ in SUMMARY_METRICS:
         values = [e[key] for e in steps if e.get(key) is not None]
         if values:
             summary["metrics"][key] = {"first": values[0], "last": values[-1], "min": min(values), "max": max(values)}
-    if nonfinite is None and any("rewards/nonfinite_count" in e for e in steps):
-        nonfinite = {
-            kind: int(sum(e.get(f"{kind}/nonfinite_count") or 0 for e in steps)) for kind in ("rewards", "advantages")
-        }
-    if nonfinite is not None:
-        summary["nonfinite"] = {"rewards": int(nonfinite.get("rewards", 0)), "advantages": int(nonfinite.get("advantages", 0))}
     final = [e for e in log_history if "train_runtime" in e]
     if final:
         summary["train_runtime_s"] = final[-1]["train_runtime"]
@@ -55,19 +45,46 @@ def format_summary(summary: dict[str, Any]) -> str:
     labels = dict(SUMMARY_METRICS)
     for key, stats in summary["metrics"].items():
         lines.append(f"  {labels[key]:<44} {stats['first']:>8.3f} -> {stats['last']:>8.3f}")
-    if "nonfinite" in summary:
-        counts = summary["nonfinite"]
-        lines.append(f"  {'non-finite rewards / advantages (set to 0)':<44} {counts['rewards']:>8d} / {counts['advantages']}")
     return "\n".join(lines)
 
 
 def write_summary(output_dir: str, log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> str:
-    """Write `summary.json` and `summary.txt` to `output_dir`; return the text."""
-    summary = summarize_log_history(log_history, nonfinite)
+    """Write `summary.json` and `summary.txt` to `output_dir`; return the text.
+
+    `nonfinite`: the run's totals of non-finite rewards and advantages (`trainer.nonfinite_counter.state_dict()`).
+    """
+    summary = summarize_log_history(log_history)
     text = format_summary(summary)
+    totals = nonfinite_totals(log_history, nonfinite)
+    if totals is not None:
+        summary["nonfinite"] = totals
+        text += "\n" + format_nonfinite(totals)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(output_dir, "summary.txt"), "w") as f:
         f.write(text + "\n")
     return text
+
+
+def nonfinite_totals(log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> dict[str, int] | None:
+    """Non-finite rewards and advantages set to 0 over the run: the trainer's exact totals when given, else the sum
+    of the logged per-round counts (exact when every log covers one generation round); None if neither exists.
+
+    ```python
+    >>> nonfinite_totals([{"step": 1, "rewards/nonfinite_count": 2.0}, {"step": 2, "rewards/nonfinite_count": 1.0}])
+    {'rewards': 3, 'advantages': 0}
+
+    ```
+    """
+    if nonfinite is None:
+        steps = [entry for entry in log_history if "rewards/nonfinite_count" in entry]
+        if not steps:
+            return None
+        nonfinite = {kind: sum(e.get(f"{kind}/nonfinite_count") or 0 for e in steps) for kind in ("rewards", "advantages")}
+    return {"rewards": int(nonfinite.get("rewards", 0)), "advantages": int(nonfinite.get("advantages", 0))}
+
+
+def format_nonfinite(totals: dict[str, int]) -> str:
+    """The summary line of the non-finite guards."""
+    return f"  {'non-finite rewards / advantages (set to 0)':<44} {totals['rewards']:>8d} / {totals['advantages']}"

@@ -174,8 +174,6 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
         for name, values in result["metrics"].items():
             self._metrics[mode][name].append(values)
-        if mode == "train":
-            self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         for name, values in result["logged_metrics"].items():
             for value in values:
                 self._log_metric(name, value)
@@ -185,6 +183,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
         rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
         self._last_rewards_per_func = rewards_per_func
+        if mode == "train":
+            self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
 
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:

@@ -61,7 +61,7 @@ NAMES = ["malformed YAML", "wrong type in the recipe", "wrong type on the comman
          "missing model path", "unknown field", "unknown flag", "unknown reward", "resume from a missing checkpoint"]
 DETAILS = {
     "wrong type in the recipe": "max_steps: expected an integer, got [1]. Fix: write `max_steps:` as an integer.",
-    "unknown field": "lerning_rate: unknown field. Fix: did you mean `learning_rate`?",
+    "unknown field": "Unknown recipe field(s): lerning_rate. (lerning_rate: did you mean `learning_rate`?)",
 }
 
 

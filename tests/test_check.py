@@ -130,7 +130,8 @@ def test_field_types_and_names():
         "bf16": "maybe",
         "save_strategy_": "epoch",
         "lr_scheduler_type": "cosine_wobble",
-        "reward_weights": 1.0,
+        "reward_weights": ["one"],
+        "retrace_anchors_": 0.7,
         "env": {"HF_HOME": "/tmp"},
     })
     assert [(p.area, p.message) for p in problems] == [
@@ -138,7 +139,8 @@ def test_field_types_and_names():
         ("bf16", "expected true or false (or null), got 'maybe'."),
         ("save_strategy_", "unknown field."),
         ("lr_scheduler_type", problems[3].message),
-        ("reward_weights", "expected a list of numbers (or null), got 1.0."),
+        ("reward_weights", "expected a list of numbers (or null), got ['one']."),
+        ("retrace_anchors_", "unknown field."),
     ]
     assert problems[2].fix == "did you mean `save_strategy`?"
     assert problems[3].message.startswith("expected one of 'linear', 'cosine'")

@@ -1,11 +1,12 @@
 """Non-finite rewards and advantages never reach the loss; they are counted per round, over the run, and reported."""
 
+import json
 import math
 
 import pytest
 import torch
 
-from self_evolve_trl.summary import format_summary, summarize_log_history
+from self_evolve_trl.summary import nonfinite_totals, write_summary
 from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
 
@@ -44,7 +45,7 @@ def broken(completions, **kwargs):
     return [float("inf"), float("nan"), 1e39, 1.0] * (len(completions) // 4)
 
 
-def test_no_nonfinite_value_reaches_the_loss_in_training(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+def test_no_nonfinite_value_reaches_the_loss_in_training(tmp_path, tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
     config = cpu_config(max_steps=2, advantage="lse", reward_funcs=["broken"])
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(8), config, [broken])
     seen = []
@@ -66,18 +67,17 @@ def test_no_nonfinite_value_reaches_the_loss_in_training(tiny_model_dir, tiny_pr
     assert [e["rewards/nonfinite_count"] for e in steps] == [3.0, 3.0]
     assert all(math.isfinite(e["loss"]) and math.isfinite(e["reward"]) for e in steps)
 
-    summary = summarize_log_history(trainer.state.log_history, trainer.nonfinite_counter.state_dict())
-    assert summary["nonfinite"] == {"rewards": 6, "advantages": 0}
-    assert "non-finite rewards / advantages (set to 0)" in format_summary(summary)
-    assert summary["nonfinite"]["rewards"] in [int(line.split()[-3]) for line in format_summary(summary).splitlines()
-                                               if "non-finite" in line]
+    text = write_summary(str(tmp_path / "run"), trainer.state.log_history, trainer.nonfinite_counter.state_dict())
+    assert text.splitlines()[-1].split() == ["non-finite", "rewards", "/", "advantages", "(set", "to", "0)", "6", "/", "0"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["nonfinite"] == {"rewards": 6, "advantages": 0}
 
 
 def test_summary_sums_logged_counts_without_the_run_totals():
     log = [{"step": 1, "reward": 0.1, "rewards/nonfinite_count": 2.0, "advantages/nonfinite_count": 0.0},
            {"step": 2, "reward": 0.2, "rewards/nonfinite_count": 1.0, "advantages/nonfinite_count": 4.0}]
-    assert summarize_log_history(log)["nonfinite"] == {"rewards": 3, "advantages": 4}
-    assert "nonfinite" not in summarize_log_history([{"step": 1, "reward": 0.1}])
+    assert nonfinite_totals(log) == {"rewards": 3, "advantages": 4}
+    assert nonfinite_totals(log, {"rewards": 7, "advantages": 0}) == {"rewards": 7, "advantages": 0}
+    assert nonfinite_totals([{"step": 1, "reward": 0.1}]) is None
 
 
 def test_a_reward_that_returns_a_non_number_is_named(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):

@@ -1,4 +1,8 @@
-"""Check a recipe before spending GPU hours: `python -m self_evolve_trl.cli check RECIPE.yaml [--field value ...]`.
+"""Check a recipe before spending GPU hours:
+
+    python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--rows N] [--timeout S] [--field value ...]
+
+(or `--dry-run` on the training command).
 
 Every problem is reported at once, each with its fix; nothing is trained and no weights are loaded. Checked:
 

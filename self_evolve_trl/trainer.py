@@ -306,6 +306,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         # Written before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
         checkpoint_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         save_component_states(self, checkpoint_dir)
+        if self.accelerator.num_processes > 1:
+            self.accelerator.wait_for_everyone()  # every process's state is on disk before the checkpoint is complete
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,7 @@ PROVIDER_MODULE = '''
 """A stand-in for a judge with running statistics and a perturbation RNG, registered as a reward-input provider."""
 import os
 import random
+import shutil
 import time
 
 from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS
@@ -255,3 +257,31 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_end(tmp_path, tiny_mo
         assert [e[key] for e in steps] == [e[key] for e in reference], key
     final, expected = load_file(killed / "model.safetensors"), load_file(uninterrupted / "model.safetensors")
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+
+
+@pytest.mark.slow
+def test_deepspeed_zero3_resume_continues_the_run(tmp_path, tiny_model_dir):
+    """ZeRO-3 (the multi-node setting, here one CPU process): resumed from checkpoint-2 of a 4-step run, it ends where
+    the run itself ended, provider state included."""
+    (tmp_path / "stateful_reward.py").write_text(PROVIDER_MODULE)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.format(model=tiny_model_dir).replace("max_steps: 6", "max_steps: 4"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    accelerate = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--config_file",
+                  str(REPO_ROOT / "accelerate_configs" / "zero3_cpu.yaml"), "-m", "self_evolve_trl.cli", str(recipe)]
+
+    full = subprocess.run([*accelerate, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert (tmp_path / "full" / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed checkpoint
+    (tmp_path / "part").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
+    part = subprocess.run([*accelerate, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert part.returncode == 0, part.stderr[-3000:]
+
+    steps = [e for e in json.loads((tmp_path / "part" / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+             if "reward" in e]
+    assert [e["test/calls"] for e in steps] == [1, 2, 3, 4] and [e["test/calls_this_process"] for e in steps][2:] == [1, 2]
+    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
+    assert all(torch.equal(final[k], expected[k]) for k in expected)

@@ -80,7 +80,7 @@ def load_raw_dataset(name: str, config: str | None = None, split: str = "train")
         try:
             return datasets.load_dataset(builder, data_files=files, split="train")
         except Exception as error:
-            raise DataError(f"Cannot read dataset files {name}: {str(error) or type(error).__name__}") from None
+            raise DataError(f"Cannot read dataset files {name}: {error}") from None
     if name.startswith((".", "/")) or re.search(r"\.(parquet|jsonl?|csv)$", name):
         raise DataError(f"Dataset file or folder not found: {name}")
     try:

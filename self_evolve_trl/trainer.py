@@ -10,23 +10,30 @@ Two methods of TRL's trainer are overridden, nothing else:
   reward function.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+
+Two checkpoint hooks, as TRL's own trainer uses them (`_save_checkpoint`, `_load_optimizer_and_scheduler`, via
+`super()`), save and restore the state of our own components (`checkpoints.py`), so a resumed run continues them.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 from array import array
 from collections import defaultdict
 from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import group_advantages
+from .checkpoints import has_full_weights, load_component_states, load_model_weights, save_component_states
 from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
+from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .rewards import RewardFunction, get_reward_function
 from .voting import vote_groups
 
@@ -35,10 +42,14 @@ from .voting import vote_groups
 # classes that compute them: "input name" -> "module:Class". A provider is built once with the trainer,
 # `Provider(trainer)`, and called on every process with that process's rows:
 # `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
+# A provider with state (running statistics, an RNG) implements `state_dict()` / `load_state_dict(state)`; the trainer
+# saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
 REWARD_INPUT_PROVIDERS: dict[str, str] = {}
 # CSRS (issue 4): the re-inferred completions of the `retrace_frequency` reward.
 REWARD_INPUT_PROVIDERS["retrace_completions"] = "self_evolve_trl.retrace:RetraceProvider"
 REWARD_INPUT_PROVIDERS["judge_scores"] = "self_evolve_trl.judge.provider:JudgeScoreProvider"  # Actor–Judge
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
@@ -125,6 +136,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
+        self.nonfinite_counter = NonfiniteCounter()
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -179,6 +191,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
         rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
         self._last_rewards_per_func = rewards_per_func
+        if mode == "train":
+            self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
 
     def _gathered_inputs(self) -> set[str]:
@@ -228,11 +242,19 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             for i, value in enumerate(values):
                 if value is None:
                     rewards[i, j] = math.nan  # TRL's convention: None = this function does not score this completion
-                elif not math.isfinite(value):
+                    continue
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"The reward function {function.name!r} returned {value!r} for completion {i}; "
+                        "it must return numbers (or None for a completion it does not score)."
+                    ) from None
+                if math.isfinite(value) and abs(value) <= FLOAT32_MAX:  # rewards are float32: 1e39 would be inf
+                    rewards[i, j] = value
+                else:
                     rewards[i, j] = math.nan
                     nonfinite += 1
-                else:
-                    rewards[i, j] = value
 
         votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
         labels = [row["label"] for row in rows]
@@ -278,7 +300,11 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 scale=self.scale_rewards,
                 clip=self.args.clip_advantage,
             )
-        all_advantages = torch.nan_to_num(all_advantages, nan=0.0, posinf=0.0, neginf=0.0)
+        nonfinite = count_nonfinite(all_advantages)  # e.g. an overflow of huge (finite) rewards
+        all_advantages = finite_or_zero(all_advantages)
+        self._metrics[mode]["advantages/nonfinite_count"].append(float(nonfinite))
+        if mode == "train":
+            self.nonfinite_counter.add(advantages=nonfinite)
         n_local = output["prompt_ids"].size(0)
         start = self.accelerator.process_index * n_local
         output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
@@ -291,3 +317,27 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["advantages/abs_max"].append(all_advantages.abs().max().item())
         self._metrics[mode]["advantages/frac_zero"].append((all_advantages == 0).float().mean().item())
         return output
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints: our components' state (reward-input providers, stateful rewards, counters) resumes with the run
+
+    def _save_checkpoint(self, model, trial):
+        # Written before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
+        checkpoint_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        save_component_states(self, checkpoint_dir)
+        if self.accelerator.num_processes > 1:
+            self.accelerator.wait_for_everyone()  # every process's state is on disk before the checkpoint is complete
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = self.model if model is None else model
+        plain = not (self.is_fsdp_enabled or self.is_deepspeed_enabled or hasattr(model, "peft_config"))
+        if plain and has_full_weights(resume_from_checkpoint):
+            load_model_weights(model, resume_from_checkpoint)  # transformers' own load misses renamed VLM keys
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            load_component_states(self, checkpoint)

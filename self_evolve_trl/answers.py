@@ -10,6 +10,13 @@ Three things live here:
   math-verify on top of the normalisation for the classes still distinct (`1/2` = `0.5` = `\\frac{1}{2}`,
   `2\\sqrt{3}` = `\\sqrt{12}`).
 
+Fast paths (`keys_equivalent`), so that a generation batch of 4096 answers takes a fraction of a second instead of
+seconds (`benchmarks/answer_matching.py`): equal keys; two plain rationals; two choice letters; two numbers written
+in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` != `\\frac{\\pi}{2}`);
+words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the non-number alone
+(cached per answer), pairs that `verify` could never find equal (a number against a product of symbols, a set or
+infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to math-verify.
+
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
 times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
@@ -24,6 +31,8 @@ from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
+
+from .latex_value import latex_value, values_compare
 
 
 EXTRACTORS = ("boxed", "answer_tag", "last_number")
@@ -133,7 +142,9 @@ _UNITS = (
     "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|m\\^2|m\\^3|cm²|cm³|m²|m³|grams?|g|kg|seconds?|"
     "s|minutes?|min|hours?|h|hrs?|dollars?|cents?|percent|liters?|l|ml|mph|km/h|m/s"
 )
-_TRAILING_UNIT = re.compile(rf"^(.*?[0-9}}).])\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE)
+_TRAILING_UNIT = re.compile(
+    rf"^(.*?(?:[0-9}}).]|\\pi))\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE
+)
 _TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?!=)")
@@ -323,10 +334,123 @@ def _parsed(key: str):
     return result or None
 
 
+# What math-verify's parse of an answer is, as far as the shortcuts of `_reading_verdict` need to know (an answer
+# whose reading rules out equality with the other is "not equal" without calling `verify`). See `_reading`.
+_NEVER_EQUAL = {
+    frozenset({"number", "monomial"}),  # a real number against a product of symbols: `5` ~ `n/a`, `2\\pi c m^2`
+    frozenset({"number", "not_real"}),  # `5` ~ `\\infty`, `I`
+    frozenset({"number", "collection"}),  # `5` ~ `2,3,5`
+    frozenset({"number", "symbol"}),  # `5` ~ `D`
+    frozenset({"symbol", "monomial"}),  # one letter against a product of two or more factors: `D` ~ `\\angle ABC`
+    frozenset({"symbol", "not_real"}),
+    frozenset({"symbol", "collection"}),
+    frozenset({"monomial", "not_real"}),
+    frozenset({"monomial", "collection"}),
+}
+
+
+def _reading(expression) -> tuple[str, Any]:
+    """The kind of a sympy expression parsed by math-verify, for `_reading_verdict`:
+
+    - `("monomial", powers)`: a product of symbols (at least one, not a lone symbol) and numbers (`n/a`,
+      `2\\pi c m^2`, `\\angle ABC`); `powers` maps each symbol to its (rational, non-zero) exponent;
+    - `("symbol", name)`: a lone one-letter symbol (`D`);
+    - `("not_real", None)`: infinity, NaN or the imaginary unit (`\\infty`, `I`);
+    - `("collection", None)`: a set, tuple or interval of two or more elements (`2,3,5`);
+    - `("other", None)`: anything else (sums, inequalities, floats, ...).
+    An equation `lhs = rhs` reads as its right-hand side (math-verify compares an equation with a non-equation by
+    it, or finds them different), marked `"equation"`.
+    """
+    import sympy
+
+    if isinstance(expression, sympy.Eq):
+        kind, data = _reading(expression.rhs)
+        return ("equation", (kind, data)) if kind != "other" else ("other", None)
+    if isinstance(expression, (sympy.FiniteSet, sympy.Tuple)) and len(expression) >= 2:
+        return "collection", None
+    if isinstance(expression, sympy.Interval):
+        return "collection", None
+    if not isinstance(expression, sympy.Expr) or expression.has(sympy.Float):
+        return "other", None
+    if isinstance(expression, sympy.Symbol):
+        return ("symbol", expression.name) if len(expression.name) == 1 else ("other", None)
+    if expression.free_symbols:
+        factors = sympy.Mul.make_args(expression)
+        powers = Counter()
+        for factor in factors:
+            if factor.is_number:
+                continue
+            base, exponent = factor.as_base_exp()
+            if not isinstance(base, sympy.Symbol) or not exponent.is_Rational:
+                return "other", None
+            powers[base] += exponent
+        powers = {symbol: power for symbol, power in powers.items() if power}
+        coefficient = sympy.Mul(*(factor for factor in factors if factor.is_number))
+        # math-verify's numeric test chops tiny numbers (`evalf(chop=True)`): leave tiny coefficients to it
+        if powers and (len(factors) >= 2 or isinstance(expression, sympy.Pow)) and abs(complex(coefficient)) > 1e-6:
+            return "monomial", powers
+        return "other", None
+    if expression in (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan, sympy.I, -sympy.I):
+        return "not_real", None
+    return "other", None
+
+
+@lru_cache(maxsize=65536)
+def _parsed_reading(key: str) -> tuple[str, Any]:
+    """`_reading` of what math-verify parses from a normalised answer (cached); `("unparsed", None)` if nothing."""
+    parsed = _parsed(key)
+    if parsed is None:
+        return "unparsed", None
+    try:
+        return _deadline(_reading, parsed[0])
+    except Exception:
+        return "other", None
+
+
+def _key_reading(key: str) -> tuple[str, Any]:
+    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`) and single letters are read without
+    parsing (math-verify reads every letter as a one-letter symbol, except `e` (Euler's number) and `I`)."""
+    value = latex_value(key)
+    if value is not None:
+        return "number", value
+    if _is_letter(key) and key not in ("e", "I"):
+        return "symbol", key
+    return _parsed_reading(key)
+
+
+def _reading_verdict(a: str, b: str) -> bool | None:
+    """False when the two answers' readings rule out equality (see `_NEVER_EQUAL`, `_reading`); None when
+    math-verify must compare."""
+    kind_a, data_a = _key_reading(a)
+    if kind_a == "unparsed":
+        return False
+    kind_b, data_b = _key_reading(b)
+    if kind_b == "unparsed":
+        return False
+    if kind_a == kind_b == "number":
+        return None  # too close to tell apart numerically (see `values_compare`)
+    if kind_a == "equation" and kind_b == "equation":
+        return None
+    if "equation" in (kind_a, kind_b) and "collection" in (kind_a, kind_b):
+        return None  # math-verify compares an equation with a set by its solution set: x^2=4 ~ {-2, 2}
+    if kind_a == "equation":
+        kind_a, data_a = data_a
+    if kind_b == "equation":
+        kind_b, data_b = data_b
+    if frozenset({kind_a, kind_b}) in _NEVER_EQUAL:
+        return False
+    if kind_a == kind_b == "monomial" and data_a != data_b:
+        return False
+    return None
+
+
 @lru_cache(maxsize=262144)
 def _math_equal_keys(a: str, b: str) -> bool:
     if len(a) > MAX_MATH_LENGTH or len(b) > MAX_MATH_LENGTH:
         MATCH_STATS.add("math_skipped_long")
+        return False
+    if _reading_verdict(a, b) is False:
+        MATCH_STATS.add("math_ruled_out")
         return False
     parsed_a, parsed_b = _parsed(a), _parsed(b)
     if parsed_a is None or parsed_b is None:
@@ -345,14 +469,54 @@ def _both_plain_numbers(a: str, b: str) -> bool:
     return _as_number(a) is not None and _as_number(b) is not None
 
 
-def keys_equivalent(a: str, b: str) -> bool:
-    """Whether two *normalised* answers are mathematically equal (exact key match first, then math-verify)."""
-    if a == b:
-        return True
+_LETTERS = re.compile(r"^[A-Za-z]+$")
+# Words that math-verify's normalisation rewrites before parsing (`inf` -> `\infty`, `and` -> `,`, ...).
+_MATH_VERIFY_WORDS = re.compile(r"inf|sqrt|perc|pct|^(?:and|or)$", re.IGNORECASE)
+
+
+def _is_letter(key: str) -> bool:
+    return len(key) == 1 and key.isalpha()
+
+
+def _is_prose(key: str) -> bool:
+    """Two or more letters and nothing else ("undefined", "Theansweris"), at least one of them not `e`/`i`.
+
+    math-verify reads such a key as a product of symbols with at least one free symbol (it reads `e` as Euler's
+    number and `I` as the imaginary unit): never a number, and never a single-letter symbol.
+    """
+    return (
+        len(key) >= 2
+        and _LETTERS.match(key) is not None
+        and not set(key) <= set("eEiI")
+        and _MATH_VERIFY_WORDS.search(key) is None
+    )
+
+
+def _fast_verdict(a: str, b: str) -> bool | None:
+    """Equal / not equal for distinct keys that need no math-verify; None when math-verify must decide."""
     if _both_plain_numbers(a, b):  # two distinct canonical rationals are never equal
         return False
-    if len(a) == 1 and len(b) == 1 and a.isalpha() and b.isalpha():  # distinct choice letters
+    if _is_letter(a) and _is_letter(b):  # distinct choice letters
         return False
+    value_a, value_b = latex_value(a), latex_value(b)
+    if value_a is not None and value_b is not None:  # numbers in LaTeX: `2\sqrt{3}`, `\sqrt{12}`, `\frac{\pi}{2}`
+        return values_compare(value_a, value_b)
+    prose_a, prose_b = _is_prose(a), _is_prose(b)
+    if prose_a and prose_b:  # products of the same letters may be equal (`ab`, `ba`, `\text{ab}`); others are not
+        return None if sorted(a.lower()) == sorted(b.lower()) else False
+    if (prose_a and (value_b is not None or _is_letter(b))) or (prose_b and (value_a is not None or _is_letter(a))):
+        return False  # a product of symbols is neither a number nor one letter
+    return None
+
+
+def keys_equivalent(a: str, b: str) -> bool:
+    """Whether two *normalised* answers are mathematically equal: exact key match, then fast paths for numbers,
+    choice letters and words, then math-verify."""
+    if a == b:
+        return True
+    verdict = _fast_verdict(a, b)
+    if verdict is not None:
+        return verdict
     return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)
 
 

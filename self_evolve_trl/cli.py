@@ -1,12 +1,16 @@
 """Command line: `python -m self_evolve_trl.cli RECIPE.yaml [--field value ...]`.
 
+`python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--field value ...]` (or `--dry-run` on the
+training command) checks the recipe without training and lists every problem with its fix (see `check.py`).
+
 The recipe is a flat YAML file (TRL's `TrlParser` conventions: keys of `SelfEvolveConfig`, `DataArguments` and
 TRL's `ModelConfig`); flags on the command line override it. Under `accelerate launch` or `torchrun` every process
 runs this same command.
 
 Bad input (an unknown reward or advantage, bad reward kwargs, a missing dataset column, a batch that cannot hold
 whole groups, ...) stops the run before any model is loaded, with one line naming the problem and the valid
-choices, and exit status 2.
+choices, and exit status 2; the output directory is not created (or, if the trainer had created it, removed again
+while still empty). `resume_from_checkpoint: last` resumes from the latest complete checkpoint in output_dir.
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ class UsageError(ValueError):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from .checkpoints import CheckpointError
     from .config import ConfigError
     from .data import DataError
     from .images import ImageError
     from .rewards import RewardError
 
-    return (UsageError, ConfigError, DataError, ImageError, RewardError)
+    return (UsageError, ConfigError, DataError, ImageError, RewardError, CheckpointError)
+
+
+def _judge_error_type() -> type[BaseException]:
+    from .judge import JudgeUnavailableError
+
+    return JudgeUnavailableError
 
 
 def _recipe_argv(argv: list[str]) -> list[str]:
@@ -40,9 +51,9 @@ def _recipe_argv(argv: list[str]) -> list[str]:
 
 def parse_recipe(argv: list[str]):
     """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
-    import yaml
     from trl import ModelConfig, TrlParser
 
+    from .check import field_problems, load_recipe
     from .config import DataArguments, SelfEvolveConfig
 
     class RecipeParser(TrlParser):
@@ -53,12 +64,18 @@ def parse_recipe(argv: list[str]):
     if "--config" in argv:
         path = argv[argv.index("--config") + 1]
         try:
-            with open(path) as f:
-                content = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise UsageError(f"Recipe {path} is not valid YAML: {str(error).splitlines()[0]} ({getattr(error, 'problem_mark', '')})".strip()) from None
-        if not isinstance(content, dict):
-            raise UsageError(f"Recipe {path} must be a YAML mapping of field: value.")
+            content = load_recipe(path)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        problems = field_problems(content)  # unknown fields and wrong types, all of them, before TRL's parser
+        if problems:
+            unknown = [p for p in problems if p.message == "unknown field."]
+            parts = [str(p) for p in problems if p not in unknown]
+            if unknown:
+                hints = "".join(f" ({p.area}: {p.fix})" for p in unknown if p.fix.startswith("did you mean"))
+                parts.insert(0, f"Unknown recipe field(s): {', '.join(p.area for p in unknown)}.{hints} "
+                                "See `python -m self_evolve_trl.cli --help` for the valid fields.")
+            raise UsageError(f"Recipe {path}: " + " | ".join(parts))
     parser = RecipeParser((DataArguments, SelfEvolveConfig, ModelConfig))
     try:
         data_args, training_args, model_args = parser.parse_args_and_config(argv)
@@ -69,6 +86,9 @@ def parse_recipe(argv: list[str]):
         if message.startswith("Unknown arguments from config file"):
             keys = [k[2:] for k in str(error).split("[", 1)[1].split("]")[0].replace("'", "").split(", ") if k.startswith("--")]
             message = f"Unknown recipe field(s): {', '.join(keys)}. See `python -m self_evolve_trl.cli --help` for the valid fields."
+        elif message.startswith("Some specified arguments are not used"):
+            flags = [k for k in message.split("[", 1)[1].split("]")[0].replace("'", "").split(", ") if k.startswith("--")]
+            message = f"Unknown command-line flag(s): {', '.join(flags)}. See `python -m self_evolve_trl.cli --help` for the valid fields."
         raise UsageError(message.splitlines()[0] if message else repr(error)) from None
     if not model_args.model_name_or_path:
         raise UsageError("model_name_or_path is not set: give a model path, hub id, or 'tiny:qwen2.5-vl'.")
@@ -77,6 +97,28 @@ def parse_recipe(argv: list[str]):
 
 def cache_dir() -> str:
     return os.environ.get("SELF_EVOLVE_TRL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "self_evolve_trl"))
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """The model folder or hub id of a recipe (`tiny:...` is built offline); `UsageError` for a missing local path."""
+    from .tiny import resolve_tiny_model
+
+    try:
+        model_path = resolve_tiny_model(model_name_or_path, cache_dir())
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not os.path.exists(model_path) and model_path.startswith((".", "/", "~")):
+        raise UsageError(f"Model path not found: {model_path}")
+    return model_path
+
+
+def _remove_empty_dirs(path: str) -> None:
+    """Remove `path` and its subfolders if they hold no file (never a file, never a folder with one)."""
+    for root, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(root)
+        except OSError:
+            pass
 
 
 def load_processor(model_path: str, data_args, model_args):
@@ -98,23 +140,24 @@ def train(data_args, training_args, model_args):
     from accelerate import PartialState
     from trl import get_peft_config
 
+    from .check import first_row_problems
+    from .checkpoints import resolve_resume_from_checkpoint
     from .data import load_training_dataset
     from .heldout import load_heldout_dataset
     from .summary import write_summary
-    from .tiny import resolve_tiny_model
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
     reward_funcs = build_reward_functions(training_args)  # bad names or kwargs fail here, before any loading
     eval_dataset = load_heldout_dataset(data_args, training_args)  # None unless eval_dataset_name is set
+    resume = resolve_resume_from_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     dataset = load_training_dataset(data_args, training_args.label_column)
+    bad_rows = first_row_problems(dataset, rows=8)  # unreadable images fail now, not after the model is loaded
+    if bad_rows:
+        more = f" (and {len(bad_rows) - 1} more of the first rows)" if len(bad_rows) > 1 else ""
+        raise UsageError(f"{bad_rows[0].area}: {bad_rows[0].message}{more}")
 
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
-        try:
-            model_path = resolve_tiny_model(model_args.model_name_or_path, cache_dir())
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-    if not os.path.exists(model_path) and model_path.startswith((".", "/", "~")):
-        raise UsageError(f"Model path not found: {model_path}")
+        model_path = resolve_model_path(model_args.model_name_or_path)
     processor = load_processor(model_path, data_args, model_args)
 
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
@@ -125,29 +168,45 @@ def train(data_args, training_args, model_args):
         model_init_kwargs.setdefault("attn_implementation", model_args.attn_implementation)
     training_args.model_init_kwargs = model_init_kwargs
 
+    created_output_dir = not os.path.exists(training_args.output_dir)
+    trainer = None
     try:
-        trainer = SelfEvolveGRPOTrainer(
-            model=model_path,
-            reward_funcs=reward_funcs,
-            args=training_args,
-            train_dataset=dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processor,
-            peft_config=get_peft_config(model_args),
-        )
-    except OSError as error:
-        raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
-
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        try:
+            trainer = SelfEvolveGRPOTrainer(
+                model=model_path,
+                reward_funcs=reward_funcs,
+                args=training_args,
+                train_dataset=dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processor,
+                peft_config=get_peft_config(model_args),
+            )
+        except OSError as error:
+            raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+        if training_args.resume_from_checkpoint not in (None, False) and resume is None and trainer.accelerator.is_main_process:
+            print(f"No checkpoint in {training_args.output_dir} yet: starting from step 0.")
+        trainer.train(resume_from_checkpoint=resume)
+    except _user_error_types():
+        for callback in trainer.callback_handler.callbacks if trainer is not None else []:
+            if getattr(callback, "training_bar", None) is not None:  # end the progress line before the error line
+                callback.training_bar.close()
+        if created_output_dir:  # a failed start leaves nothing behind
+            _remove_empty_dirs(training_args.output_dir)
+        raise
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # output_dir/trainer_state.json: the whole log history, for `python -m self_evolve_trl.plot`
     if trainer.accelerator.is_main_process:
-        print(write_summary(training_args.output_dir, trainer.state.log_history))
+        print(write_summary(training_args.output_dir, trainer.state.log_history, trainer.nonfinite_counter.state_dict()))
     return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "check" or "--dry-run" in argv or "--dry_run" in argv:
+        from .check import main as check_main
+
+        argv = [a for a in argv[1 if argv[0] == "check" else 0 :] if a not in ("--dry-run", "--dry_run")]
+        return check_main(argv[1:] if argv[:1] == ["--config"] else argv)
     if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
         print(__doc__.strip())
         print("\nFields (YAML keys or --flags):")
@@ -163,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_error_types() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved (Actor–Judge)
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

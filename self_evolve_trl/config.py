@@ -15,6 +15,10 @@ from trl import GRPOConfig
 
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS
 from .answers import EXTRACTORS, MATCH_MODES
+from .retrace import ANCHOR_BASES, RETRACE_MODES
+from .judge import JUDGE_BACKENDS
+from .judge.prompt import JudgeTemplate
+from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES
 from .voting import TIE_RULES
 
 
@@ -78,6 +82,71 @@ class SelfEvolveConfig(GRPOConfig):
             Sample each completion on its own with a seed made of `seed`, the step and the completion's global
             index, so that rollouts do not depend on the number of processes. Slow (batch size 1); for debugging and
             for comparing process layouts. Transformers generation only.
+
+        > Parameters that control CSRS re-inference (SPEC §4; used by the `retrace_frequency` reward)
+
+        retrace_anchors (`list[float]`, *optional*, defaults to `[0.7]`):
+            Anchor points, as fractions in [0, 1]: each completion is cut after this share of its tokens and the
+            policy re-infers the rest.
+        retrace_anchor_base (`str`, *optional*, defaults to `"actual_length"`):
+            What the fraction is of: `actual_length` (the completion's own length) or `max_length`
+            (`max_completion_length`, released CSRS: completions shorter than the cut are kept whole).
+        retrace_mode (`str`, *optional*, defaults to `"new_turn"`):
+            `new_turn` (released CSRS: the prefix becomes a finished assistant turn and the model answers in a new
+            one) or `continuation` (SCS: the model continues the prefix in the same turn).
+        retrace_samples_per_anchor (`int`, *optional*, defaults to `3`):
+            K, re-inferences sampled from each prefix, with the training sampler and backend. With
+            `reproducible_generation`, each is sampled on its own seed (layout-independent, like the rollouts).
+        retrace_visual_perturbation (`bool`, *optional*, defaults to `False`):
+            VSP: Gaussian noise on the images of the re-inference prompts only (never on the trained rollouts).
+        retrace_noise_max_level (`int`, *optional*, defaults to `40`):
+            VSP noise level k is drawn uniformly from {1..max}; σ = k·255/100.
+        retrace_generation_batch_size (`int`, *optional*):
+            Re-inference rows (prefixes × K samples) per generation call, rounded down to whole K-blocks. Default:
+            all of a process's re-inferences in one call, the fastest. Set it (e.g. to the rollout batch) when K times
+            the rollout batch does not fit in memory with transformers generation.
+
+        > Parameters that control the judge of the `judge_modulated` reward (Actor–Judge)
+
+        judge_backend (`str`, *optional*, defaults to `"reference"`):
+            `reference`: the frozen initial policy in the training process (with LoRA the base model with the adapter
+            disabled; else TRL's reference model when `beta` > 0; else a frozen copy loaded for the judge).
+            `openai`: an OpenAI-compatible chat-completions endpoint at `judge_base_url` (e.g. `vllm serve`).
+        judge_base_url (`str`, *optional*):
+            Base URL of the judge endpoint, e.g. `http://127.0.0.1:8001/v1` (`openai` backend).
+        judge_model (`str`, *optional*):
+            Model name sent to the endpoint; default: the first model the endpoint lists.
+        judge_api_key_env (`str`, *optional*, defaults to `"JUDGE_API_KEY"`):
+            Name of the environment variable holding the endpoint's API key (the key itself never goes in a recipe
+            or a log).
+        judge_prompt_template (`str`, *optional*):
+            Path of the judge prompt template; default: the packaged rubric (`self_evolve_trl/judge/templates/
+            default.txt`).
+        judge_temperature (`float`, *optional*, defaults to `1.0`):
+            Judge sampling temperature (0: greedy).
+        judge_top_p (`float`, *optional*, defaults to `0.9`):
+            Judge nucleus sampling.
+        judge_max_tokens (`int`, *optional*, defaults to `1024`):
+            Most tokens the judge may write per judgement.
+        judge_repeats (`int`, *optional*, defaults to `1`):
+            Judge samples per completion; their scores are averaged.
+        judge_on_failure (`str`, *optional*, defaults to `"zero"`):
+            A failed or unparseable judgement counts as score 0 (`zero`, released behaviour) or gets gate 1
+            (`neutral`).
+        judge_max_failure_rate (`float`, *optional*, defaults to `0.25`):
+            Stop training (after saving a checkpoint) when more than this share of a step's judgements fail after
+            retries, e.g. because the endpoint is down.
+        judge_max_parse_failure_rate (`float`, *optional*):
+            Also stop when more than this share of the judge's answers in a step have no score that can be parsed;
+            `null`: never (they count per `judge_on_failure`).
+        judge_timeout (`float`, *optional*, defaults to `120.0`):
+            Seconds per judge request before it counts as timed out (`openai` backend).
+        judge_max_retries (`int`, *optional*, defaults to `3`):
+            Retries of a failed request (connection errors, timeouts, 408/409/429/5xx), with exponential backoff.
+        judge_concurrency (`int`, *optional*, defaults to `32`):
+            Judge requests in flight at once per training process (`openai` backend).
+        judge_batch_size (`int`, *optional*):
+            Judgements per batched `generate` call (`reference` backend); default: `per_device_train_batch_size`.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -127,6 +196,81 @@ class SelfEvolveConfig(GRPOConfig):
         metadata={"help": "Sample each completion with its own seed (layout-independent rollouts; slow)."},
     )
 
+    # ---- CSRS re-inference (issue 4; SPEC §4) ----------------------------------------------------------------
+    retrace_anchors: list[float] = field(
+        default_factory=lambda: [0.7],
+        metadata={"help": "CSRS anchor points: fractions in [0, 1] of the completion kept as the re-inference prefix."},
+    )
+    retrace_anchor_base: str = field(
+        default="actual_length",
+        metadata={"help": "CSRS: anchors are fractions of `actual_length` or `max_length`.", "choices": list(ANCHOR_BASES)},
+    )
+    retrace_mode: str = field(
+        default="new_turn",
+        metadata={"help": "CSRS re-inference prompt: `new_turn` or `continuation`.", "choices": list(RETRACE_MODES)},
+    )
+    retrace_samples_per_anchor: int = field(
+        default=3, metadata={"help": "CSRS: re-inferences sampled from each prefix (K)."}
+    )
+    retrace_visual_perturbation: bool = field(
+        default=False, metadata={"help": "CSRS VSP: Gaussian noise on the re-inference images only."}
+    )
+    retrace_noise_max_level: int = field(
+        default=40, metadata={"help": "CSRS VSP: noise level k uniform in {1..max}; sigma = k*255/100."}
+    )
+    retrace_generation_batch_size: int | None = field(
+        default=None, metadata={"help": "CSRS: re-inference rows per generation call (default: all in one call)."}
+    )
+    # ---- end CSRS ----------------------------------------------------------------------------------------------
+
+    # --- Actor–Judge: the judge of the `judge_modulated` reward (self_evolve_trl/judge) ----------------------------
+    judge_backend: str = field(
+        default="reference",
+        metadata={"help": "Judge: `reference` (frozen initial policy, in process) or `openai` (an OpenAI-compatible "
+                  "endpoint).", "choices": list(JUDGE_BACKENDS)},
+    )
+    judge_base_url: str | None = field(
+        default=None, metadata={"help": "Judge endpoint base URL, e.g. http://127.0.0.1:8001/v1 (`openai` backend)."}
+    )
+    judge_model: str | None = field(
+        default=None, metadata={"help": "Model name sent to the judge endpoint; default: the first one it lists."}
+    )
+    judge_api_key_env: str = field(
+        default="JUDGE_API_KEY", metadata={"help": "Environment variable holding the judge endpoint's API key."}
+    )
+    judge_prompt_template: str | None = field(
+        default=None, metadata={"help": "Judge prompt template file; default: the packaged rubric."}
+    )
+    judge_temperature: float = field(default=1.0, metadata={"help": "Judge sampling temperature (0: greedy)."})
+    judge_top_p: float = field(default=0.9, metadata={"help": "Judge nucleus sampling top-p."})
+    judge_max_tokens: int = field(default=1024, metadata={"help": "Most tokens the judge writes per judgement."})
+    judge_repeats: int = field(default=1, metadata={"help": "Judge samples per completion (scores averaged)."})
+    judge_on_failure: str = field(
+        default="zero",
+        metadata={"help": "A failed/unparseable judgement: score 0 (`zero`, released) or gate 1 (`neutral`).",
+                  "choices": list(JUDGE_FAILURE_POLICIES)},
+    )
+    judge_max_failure_rate: float = field(
+        default=0.25,
+        metadata={"help": "Stop (after saving a checkpoint) when more than this share of a step's judgements fail."},
+    )
+    judge_max_parse_failure_rate: float | None = field(
+        default=None,
+        metadata={"help": "Also stop when more than this share of the judge's answers has no score (null: never)."},
+    )
+    judge_timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request (`openai` backend)."})
+    judge_max_retries: int = field(
+        default=3, metadata={"help": "Retries of a failed judge request, with exponential backoff."}
+    )
+    judge_concurrency: int = field(
+        default=32, metadata={"help": "Judge requests in flight at once per process (`openai` backend)."}
+    )
+    judge_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Judgements per batched generate call (`reference`); default: per_device_train_batch_size."},
+    )
+    # --- end Actor–Judge -------------------------------------------------------------------------------------------
+
     def __post_init__(self):
         if isinstance(self.reward_kwargs, str):
             try:
@@ -158,6 +302,8 @@ class SelfEvolveConfig(GRPOConfig):
             raise ConfigError(f"lse_tau must be > 0, got {self.lse_tau}.")
         if self.clip_advantage is not None and self.clip_advantage <= 0:
             raise ConfigError(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
+        check_retrace_config(self)  # CSRS (issue 4)
+        self._check_judge_fields()  # Actor–Judge
         try:
             super().__post_init__()
         except ValueError as error:
@@ -166,6 +312,40 @@ class SelfEvolveConfig(GRPOConfig):
             raise ConfigError(self._group_geometry_message()) from None
         if self.reproducible_generation and self.use_vllm:
             raise ConfigError("reproducible_generation works with transformers generation only; set use_vllm: false.")
+
+    # --- Actor–Judge ------------------------------------------------------------------------------------------------
+    def _check_judge_fields(self) -> None:
+        """Validate the `judge_*` fields, and hand `judge_on_failure` to the `judge_modulated` reward."""
+        _check_choice("judge_backend", self.judge_backend, JUDGE_BACKENDS)
+        _check_choice("judge_on_failure", self.judge_on_failure, JUDGE_FAILURE_POLICIES)
+        if self.judge_backend == "openai" and not self.judge_base_url:
+            raise ConfigError("judge_backend 'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1.")
+        for name in ("judge_max_failure_rate", "judge_max_parse_failure_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
+        for name, low in (("judge_max_tokens", 1), ("judge_repeats", 1), ("judge_max_retries", 0),
+                          ("judge_concurrency", 1), ("judge_batch_size", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(f"{name} must be >= {low}, got {value}.")
+        if self.judge_timeout <= 0 or self.judge_temperature < 0 or not 0 < self.judge_top_p <= 1:
+            raise ConfigError("judge_timeout must be > 0, judge_temperature >= 0 and judge_top_p in (0, 1].")
+        try:
+            JudgeTemplate.load(self.judge_prompt_template)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for name in self.reward_funcs:
+            if name.replace(":", ".").split(".")[-1] != "judge_modulated":
+                continue
+            kwargs = self.reward_kwargs.setdefault(name, {})
+            if kwargs.get("on_failure", self.judge_on_failure) != self.judge_on_failure:
+                raise ConfigError(
+                    f"Set the judge failure policy with judge_on_failure, not reward_kwargs[{name!r}].on_failure."
+                )
+            kwargs["on_failure"] = self.judge_on_failure
+    # --- end Actor–Judge --------------------------------------------------------------------------------------------
+
 
 
     def _group_geometry_message(self) -> str:
@@ -264,3 +444,22 @@ class DataArguments:
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     # --- end held-out evaluation ---
+
+
+# ---- CSRS (issue 4) ----------------------------------------------------------------------------------------------
+
+def check_retrace_config(config) -> None:
+    """CSRS settings (SPEC §4): valid choices and ranges."""
+    _check_choice("retrace_anchor_base", config.retrace_anchor_base, ANCHOR_BASES)
+    _check_choice("retrace_mode", config.retrace_mode, RETRACE_MODES)
+    if isinstance(config.retrace_anchors, (int, float)):
+        config.retrace_anchors = [config.retrace_anchors]
+    config.retrace_anchors = [float(a) for a in config.retrace_anchors or []]
+    if not config.retrace_anchors or not all(0.0 <= a <= 1.0 for a in config.retrace_anchors):
+        raise ConfigError(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
+    if config.retrace_samples_per_anchor < 1:
+        raise ConfigError(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
+    if config.retrace_generation_batch_size is not None and config.retrace_generation_batch_size < 1:
+        raise ConfigError(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
+    if not 1 <= config.retrace_noise_max_level <= 100:
+        raise ConfigError(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")

@@ -75,6 +75,8 @@ def load_raw_dataset(name: str, config: str | None = None, split: str = "train")
 
     if os.path.exists(name):
         builder, files = _local_files(name)
+        if all(os.path.getsize(f) == 0 for f in files):
+            raise DataError(f"Dataset {name} is empty: no rows to train on.")
         try:
             return datasets.load_dataset(builder, data_files=files, split="train")
         except Exception as error:

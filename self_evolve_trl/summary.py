@@ -26,6 +26,10 @@ SUMMARY_METRICS = [
     ("self_consistency/format_violation_rate", "format violations"),
     ("entropy", "token entropy"),
     ("completions/mean_length", "completion length (tokens)"),
+    ("judge/score_mean", "judge score (mean, parsed judgements)"),  # Actor–Judge rows: only with judge_modulated
+    ("judge/gate_mean", "judge gate (mean)"),
+    ("judge/parse_failure_rate", "judge answers without a parseable score"),
+    ("judge/request_failure_rate", "judge requests failed"),
     ("labels/rollout_accuracy", "rollout accuracy (pass@1, hidden labels)"),
     ("labels/pseudo_label_accuracy", "pseudo-label accuracy (hidden labels)"),
     ("labels/maj_at_g", "maj@G (hidden labels)"),
@@ -189,13 +193,43 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(output_dir: str, log_history: list[dict[str, Any]]) -> str:
-    """Write `summary.json` and `summary.txt` to `output_dir`; return the text."""
+def write_summary(output_dir: str, log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> str:
+    """Write `summary.json` and `summary.txt` to `output_dir`; return the text.
+
+    `nonfinite`: the run's totals of non-finite rewards and advantages (`trainer.nonfinite_counter.state_dict()`).
+    """
     summary = summarize_log_history(log_history)
     text = format_summary(summary)
+    totals = nonfinite_totals(log_history, nonfinite)
+    if totals is not None:
+        summary["nonfinite"] = totals
+        text += "\n" + format_nonfinite(totals)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(output_dir, "summary.txt"), "w") as f:
         f.write(text + "\n")
     return text
+
+
+def nonfinite_totals(log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> dict[str, int] | None:
+    """Non-finite rewards and advantages set to 0 over the run: the trainer's exact totals when given, else the sum
+    of the logged per-round counts (exact when every log covers one generation round); None if neither exists.
+
+    ```python
+    >>> nonfinite_totals([{"step": 1, "rewards/nonfinite_count": 2.0}, {"step": 2, "rewards/nonfinite_count": 1.0}])
+    {'rewards': 3, 'advantages': 0}
+
+    ```
+    """
+    if nonfinite is None:
+        steps = [entry for entry in log_history if "rewards/nonfinite_count" in entry]
+        if not steps:
+            return None
+        nonfinite = {kind: sum(e.get(f"{kind}/nonfinite_count") or 0 for e in steps) for kind in ("rewards", "advantages")}
+    return {"rewards": int(nonfinite.get("rewards", 0)), "advantages": int(nonfinite.get("advantages", 0))}
+
+
+def format_nonfinite(totals: dict[str, int]) -> str:
+    """The summary line of the non-finite guards."""
+    return f"  {'non-finite rewards / advantages (set to 0)':<44} {totals['rewards']:>8d} / {totals['advantages']}"

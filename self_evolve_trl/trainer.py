@@ -10,22 +10,30 @@ Two methods of TRL's trainer are overridden, nothing else:
   reward function.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+
+Two checkpoint hooks, as TRL's own trainer uses them (`_save_checkpoint`, `_load_optimizer_and_scheduler`, via
+`super()`), save and restore the state of our own components (`checkpoints.py`), so a resumed run continues them.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
+from array import array
 from collections import defaultdict
 from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import group_advantages
+from .checkpoints import has_full_weights, load_component_states, load_model_weights, save_component_states
 from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
+from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .rewards import RewardFunction, get_reward_function
 from .voting import vote_groups
 
@@ -34,7 +42,14 @@ from .voting import vote_groups
 # classes that compute them: "input name" -> "module:Class". A provider is built once with the trainer,
 # `Provider(trainer)`, and called on every process with that process's rows:
 # `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
+# A provider with state (running statistics, an RNG) implements `state_dict()` / `load_state_dict(state)`; the trainer
+# saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
 REWARD_INPUT_PROVIDERS: dict[str, str] = {}
+# CSRS (issue 4): the re-inferred completions of the `retrace_frequency` reward.
+REWARD_INPUT_PROVIDERS["retrace_completions"] = "self_evolve_trl.retrace:RetraceProvider"
+REWARD_INPUT_PROVIDERS["judge_scores"] = "self_evolve_trl.judge.provider:JudgeScoreProvider"  # Actor–Judge
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
@@ -121,6 +136,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
+        self.nonfinite_counter = NonfiniteCounter()
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -145,11 +161,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         label_column = self.args.label_column
         columns = [k for k in inputs[0] if k not in NOT_REWARD_COLUMNS and k != label_column]
         extras = self._reward_inputs(inputs, prompts, completions, completion_ids_list)
+        # Only what some reward function reads is gathered; token ids travel packed (issue 8: unpickling lists of
+        # Python ints from every process was the bulk of the gather).
+        wanted = self._gathered_inputs()
         rows = [
             {
-                "prompt": strip_images(prompts[i]),
+                "prompt": strip_images(prompts[i]) if "prompts" in wanted else None,
                 "completion": completions[i],
-                "completion_ids": list(completion_ids_list[i]),
+                "completion_ids": array("i", completion_ids_list[i]) if "completion_ids" in wanted else None,
                 "label": inputs[i].get(label_column),
                 "columns": {k: inputs[i][k] for k in columns},
                 "extras": {k: v[i] for k, v in extras.items()},
@@ -172,7 +191,13 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
         rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
         self._last_rewards_per_func = rewards_per_func
+        if mode == "train":
+            self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
+
+    def _gathered_inputs(self) -> set[str]:
+        """The optional per-completion inputs (`prompts`, `completion_ids`) that some reward function reads."""
+        return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in self.reward_funcs)}
 
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
         """Every reward function and the diagnostics on the whole generation batch (main process only)."""
@@ -194,7 +219,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             "completions": completions,
             "group_size": group_size,
             "prompts": [row["prompt"] for row in rows],
-            "completion_ids": [row["completion_ids"] for row in rows],
+            "completion_ids": [None if row["completion_ids"] is None else list(row["completion_ids"]) for row in rows],
             **{k: [row["columns"][k] for row in rows] for k in columns},
             **{k: [row["extras"][k] for row in rows] for k in extra_names},
             "extractor": args.answer_extractor,
@@ -217,11 +242,19 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             for i, value in enumerate(values):
                 if value is None:
                     rewards[i, j] = math.nan  # TRL's convention: None = this function does not score this completion
-                elif not math.isfinite(value):
+                    continue
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"The reward function {function.name!r} returned {value!r} for completion {i}; "
+                        "it must return numbers (or None for a completion it does not score)."
+                    ) from None
+                if math.isfinite(value) and abs(value) <= FLOAT32_MAX:  # rewards are float32: 1e39 would be inf
+                    rewards[i, j] = value
+                else:
                     rewards[i, j] = math.nan
                     nonfinite += 1
-                else:
-                    rewards[i, j] = value
 
         votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
         labels = [row["label"] for row in rows]
@@ -267,7 +300,11 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 scale=self.scale_rewards,
                 clip=self.args.clip_advantage,
             )
-        all_advantages = torch.nan_to_num(all_advantages, nan=0.0, posinf=0.0, neginf=0.0)
+        nonfinite = count_nonfinite(all_advantages)  # e.g. an overflow of huge (finite) rewards
+        all_advantages = finite_or_zero(all_advantages)
+        self._metrics[mode]["advantages/nonfinite_count"].append(float(nonfinite))
+        if mode == "train":
+            self.nonfinite_counter.add(advantages=nonfinite)
         n_local = output["prompt_ids"].size(0)
         start = self.accelerator.process_index * n_local
         output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
@@ -280,3 +317,27 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["advantages/abs_max"].append(all_advantages.abs().max().item())
         self._metrics[mode]["advantages/frac_zero"].append((all_advantages == 0).float().mean().item())
         return output
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints: our components' state (reward-input providers, stateful rewards, counters) resumes with the run
+
+    def _save_checkpoint(self, model, trial):
+        # Written before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
+        checkpoint_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        save_component_states(self, checkpoint_dir)
+        if self.accelerator.num_processes > 1:
+            self.accelerator.wait_for_everyone()  # every process's state is on disk before the checkpoint is complete
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = self.model if model is None else model
+        plain = not (self.is_fsdp_enabled or self.is_deepspeed_enabled or hasattr(model, "peft_config"))
+        if plain and has_full_weights(resume_from_checkpoint):
+            load_model_weights(model, resume_from_checkpoint)  # transformers' own load misses renamed VLM keys
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            load_component_states(self, checkpoint)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from self_evolve_trl.cli import main, parse_recipe
+from self_evolve_trl.rewards import available_rewards
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def _bad(tmp_path, **fields):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"reward_funcs": ["majority"]}, "Unknown reward 'majority'. Valid rewards: format, majority_vote, soft_frequency"),
+        ({"reward_funcs": ["majority"]}, f"Unknown reward 'majority'. Valid rewards: {', '.join(available_rewards())};"),
         ({"advantage": "ppo"}, "advantage"),
         ({"reward_funcs": ["soft_frequency"], "reward_kwargs": {"soft_frequency": {"threshold": 0.9}}},
          "unknown keyword argument(s) threshold; it accepts:"),

@@ -1,0 +1,643 @@
+"""Check a recipe before spending GPU hours:
+
+    python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--rows N] [--timeout S] [--field value ...]
+
+(or `--dry-run` on the training command).
+
+Every problem is reported at once, each with its fix; nothing is trained and no weights are loaded. Checked:
+
+- fields: unknown keys (with the nearest valid name), values of the wrong type, values outside a field's choices;
+- rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
+- advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
+  groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
+- the whole config as the trainer will build it (whatever TRL and transformers themselves reject);
+- the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
+- the model: its config and processor load (not the weights), and a local model folder has weight files;
+- the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
+- `resume_from_checkpoint` and `output_dir`.
+
+The exit status is 0 when the recipe is clean (warnings allowed), 2 when there is any problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import json
+import math
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+
+# Fields whose YAML value may also be a boolean although the dataclass says `str`.
+BOOL_ALSO = {"resume_from_checkpoint"}
+# Keys of a recipe that are not dataclass fields but that TRL's parser understands.
+PARSER_KEYS = {"env"}
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a recipe: where, what, and how to fix it. Warnings do not fail the check."""
+
+    area: str
+    message: str
+    fix: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        message = self.message if self.message.endswith((".", "?", "!")) else f"{self.message}."
+        return f"{self.area}: {message} Fix: {self.fix}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fields: names and types
+
+
+def _recipe_types():
+    from trl import ModelConfig
+
+    from .config import DataArguments, SelfEvolveConfig
+
+    return (DataArguments, SelfEvolveConfig, ModelConfig)
+
+
+def _field_specs(dataclass_types) -> dict[str, tuple[Any, dataclasses.Field]]:
+    specs = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.init:
+                specs[f.name] = (hints[f.name], f)
+    return specs
+
+
+def _union_args(tp) -> tuple | None:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return typing.get_args(tp)
+    return None
+
+
+def _is_enum(tp) -> bool:
+    return isinstance(tp, type) and issubclass(tp, enum.Enum)
+
+
+def _accepts(value: Any, tp) -> bool:
+    """Whether TRL's parser and the dataclass would take `value` (from YAML) for a field of type `tp`."""
+    if tp is Any or tp is object:
+        return True
+    members = _union_args(tp)
+    if members is not None:
+        if value is None:
+            return type(None) in members
+        enums = [m for m in members if _is_enum(m)]
+        if enums and isinstance(value, str):  # `SaveStrategy | str`: the string must name a member
+            return any(value in {e.value for e in m} for m in enums)
+        return any(_accepts(value, m) for m in members if m is not type(None))
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list):  # one value for a list: some configs take it (`lora_target_modules: all-linear`)
+            return not isinstance(value, (dict, list)) and _accepts(value, inner)
+        return all(_accepts(v, inner) for v in value)
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            try:
+                return isinstance(json.loads(value), dict)
+            except json.JSONDecodeError:
+                return False
+        return isinstance(value, dict)
+    if tp is bool:
+        if isinstance(value, str):  # argparse converts a string default with the field's type
+            return value.strip().lower() in ("true", "false", "yes", "no", "t", "f", "y", "n", "1", "0")
+        return isinstance(value, bool)
+    if tp is int:
+        if isinstance(value, str):
+            try:
+                int(value)
+                return True
+            except ValueError:
+                return False
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                float(value)
+                return True
+            except ValueError:
+                return False
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if _is_enum(tp):
+        return isinstance(value, tp) or value in {e.value for e in tp}
+    return True  # other classes (e.g. ParallelismConfig): left to the config itself
+
+
+def _describe(tp) -> str:
+    members = _union_args(tp)
+    if members is not None:
+        enums = any(_is_enum(m) for m in members)  # `SaveStrategy | str`: the string must name a member
+        names = [_describe(m) for m in members if m is not type(None) and not (enums and m is str)]
+        text = " or ".join(dict.fromkeys(names))
+        return f"{text} (or null)" if type(None) in members else text
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return f"a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if _is_enum(tp):
+        return "one of " + ", ".join(repr(e.value) for e in tp)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def field_problems(content: dict[str, Any], dataclass_types=None) -> list[Problem]:
+    """Unknown keys and values of the wrong type or outside a field's choices, for a recipe's YAML mapping."""
+    specs = _field_specs(dataclass_types or _recipe_types())
+    problems = []
+    for key, value in content.items():
+        if key in PARSER_KEYS:
+            continue
+        if key not in specs:
+            close = difflib.get_close_matches(key, list(specs), n=1, cutoff=0.75)
+            fix = f"did you mean `{close[0]}`?" if close else "remove it; `python -m self_evolve_trl.cli --help` lists the fields."
+            problems.append(Problem(key, "unknown field.", fix))
+            continue
+        tp, f = specs[key]
+        if key in BOOL_ALSO and isinstance(value, bool):
+            continue
+        if not _accepts(value, tp):
+            problems.append(Problem(key, f"expected {_describe(tp)}, got {value!r}.", f"write `{key}:` as {_describe(tp)}."))
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            problems.append(
+                Problem(key, f"{value!r} is not a valid choice.", f"use one of: {', '.join(map(str, choices))}.")
+            )
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parsing without the configs' own validation (so that every problem can be found, not only the first)
+
+
+def _without_validation(cls):
+    """A subclass of dataclass `cls` whose `__post_init__` does nothing: the raw values of a recipe."""
+    return type(cls.__name__, (cls,), {"__post_init__": lambda self: None, "__module__": cls.__module__})
+
+
+def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, list[Problem]]:
+    """(DataArguments, SelfEvolveConfig, ModelConfig) with the recipe's and the command line's values, unvalidated.
+
+    Keys with problems (see `field_problems`) are left at their defaults.
+    """
+    from trl import TrlParser
+
+    class Parser(TrlParser):
+        def error(self, message):
+            raise ValueError(message)
+
+    raw_types = tuple(_without_validation(cls) for cls in _recipe_types())
+    problems = []
+    for attempt in (overrides, []):
+        parser = Parser(raw_types)
+        parser.set_defaults_with_config(**content)
+        try:
+            *parsed, remaining = parser.parse_args_into_dataclasses(args=list(attempt), return_remaining_strings=True)
+        except ValueError as error:
+            problems.append(Problem("command line", f"{str(error).splitlines()[0]}.", "fix or remove that flag."))
+            continue
+        flags = [item for item in remaining if item.startswith("--")]
+        for flag in flags:
+            name = flag[2:].split("=", 1)[0].replace("-", "_")
+            close = difflib.get_close_matches(name, list(_field_specs(_recipe_types())), n=1, cutoff=0.75)
+            problems.append(
+                Problem(flag, "unknown command-line flag.", f"did you mean `--{close[0]}`?" if close else "remove it.")
+            )
+        return tuple(parsed), problems
+    raise AssertionError("unreachable: parsing without overrides cannot fail on the command line")
+
+
+def _values(obj) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rewards, advantages, batch geometry
+
+
+def reward_problems(args) -> list[Problem]:
+    from .rewards import RewardError, available_rewards, get_reward_function
+    from .trainer import REWARD_INPUT_PROVIDERS, _import
+
+    problems = []
+    reward_funcs = [args.reward_funcs] if isinstance(args.reward_funcs, str) else list(args.reward_funcs or [])
+    if not reward_funcs:
+        problems.append(Problem("reward_funcs", "no reward function.", f"name at least one of: {', '.join(available_rewards())}."))
+    kwargs = args.reward_kwargs
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs)
+        except json.JSONDecodeError as error:
+            problems.append(Problem("reward_kwargs", f"not valid JSON ({error}).", "write it as a YAML mapping."))
+            kwargs = {}
+    kwargs = dict(kwargs or {})
+    for name, value in kwargs.items():
+        if name not in reward_funcs:
+            problems.append(Problem(
+                "reward_kwargs", f"has an entry for {name!r}, which is not in reward_funcs.",
+                f"key it by one of: {', '.join(reward_funcs) or 'the reward_funcs entries'}, or remove it."))
+        elif not isinstance(value, dict):
+            problems.append(Problem(f"reward_kwargs[{name!r}]", f"must be a mapping, got {value!r}.", "write `{arg: value}`."))
+    needed_inputs = {}
+    for name in reward_funcs:
+        try:
+            function = get_reward_function(name)
+        except RewardError as error:
+            problems.append(Problem(
+                f"reward {name!r}", str(error),
+                f"use one of: {', '.join(available_rewards())}, or an importable `module:function`."))
+            continue
+        bound = kwargs.get(name) if isinstance(kwargs.get(name), dict) else {}
+        try:
+            get_reward_function(name, **bound)
+        except RewardError as error:
+            accepted = sorted(function.parameters - {"completions", "group_size", "prompts", "completion_ids"})
+            problems.append(Problem(
+                f"reward_kwargs[{name!r}]", str(error), f"set only: {', '.join(accepted) or 'nothing'}."))
+        for needed in function.required_inputs:
+            needed_inputs.setdefault(needed, name)
+    for needed, name in needed_inputs.items():
+        if needed not in REWARD_INPUT_PROVIDERS:
+            problems.append(Problem(
+                f"reward {name!r}", f"needs the input {needed!r}, which has no provider.",
+                f"register one before training: `REWARD_INPUT_PROVIDERS[{needed!r}] = 'module:Class'` "
+                "(e.g. in the module that defines the reward)."))
+            continue
+        try:
+            _import(REWARD_INPUT_PROVIDERS[needed])
+        except (ImportError, AttributeError, ValueError) as error:
+            problems.append(Problem(
+                f"provider {needed!r}", f"cannot import {REWARD_INPUT_PROVIDERS[needed]!r}: {error}.",
+                "install its module or fix the `module:Class` path."))
+    weights = args.reward_weights
+    if weights is not None:
+        if len(weights) != len(reward_funcs):
+            problems.append(Problem(
+                "reward_weights", f"has {len(weights)} entries for {len(reward_funcs)} reward functions.",
+                f"give one weight per reward function ({', '.join(reward_funcs)})."))
+        bad = [w for w in weights if not isinstance(w, (int, float)) or not math.isfinite(w)]
+        if bad:
+            problems.append(Problem("reward_weights", f"non-finite weights {bad}.", "use finite numbers."))
+    return problems
+
+
+def advantage_problems(args) -> list[Problem]:
+    problems = []
+    if isinstance(args.lse_tau, (int, float)) and args.lse_tau <= 0:
+        problems.append(Problem("lse_tau", f"must be > 0, got {args.lse_tau}.", "use a positive temperature, e.g. 1.0."))
+    if isinstance(args.clip_advantage, (int, float)) and args.clip_advantage <= 0:
+        problems.append(Problem("clip_advantage", f"must be > 0 or null, got {args.clip_advantage}.", "use a positive bound or null."))
+    if args.reproducible_generation and args.use_vllm:
+        problems.append(Problem(
+            "reproducible_generation", "works with transformers generation only.", "set use_vllm: false, or drop it."))
+    return problems
+
+
+@dataclass
+class Geometry:
+    """How many completions and prompts one generation round holds, for a number of processes."""
+
+    num_processes: int
+    steps_per_generation: int
+    generation_batch_size: int
+    num_generations: int
+
+    @property
+    def prompts_per_round(self) -> int:
+        return self.generation_batch_size // self.num_generations
+
+
+def batch_problems(args, num_processes: int) -> tuple[Geometry | None, list[Problem]]:
+    """Whether the batch holds whole groups: per-device batch × processes × steps per generation vs num_generations."""
+    problems = []
+    G, per, n = args.num_generations, args.per_device_train_batch_size, num_processes
+    spg, gbs = args.steps_per_generation, args.generation_batch_size
+    if not all(isinstance(v, int) for v in (G, per, args.gradient_accumulation_steps)):
+        return None, problems  # wrong types are reported by field_problems
+    if G < 2:
+        problems.append(Problem("num_generations", f"is {G}; GRPO needs at least 2 completions per prompt.", "set num_generations: 2 or more (the papers use 8-10)."))
+        return None, problems
+    if spg is not None and gbs is not None:
+        problems.append(Problem(
+            "generation_batch_size", "and steps_per_generation are both set.", "set only one of them."))
+        return None, problems
+    global_batch = per * n
+    if gbs is None:
+        spg = spg or args.gradient_accumulation_steps
+        gbs = global_batch * spg
+    elif gbs % global_batch:
+        problems.append(Problem(
+            "generation_batch_size", f"({gbs}) is not a multiple of per_device_train_batch_size ({per}) × {n} processes.",
+            f"use a multiple of {global_batch}."))
+        return None, problems
+    else:
+        spg = gbs // global_batch
+    if gbs % G:
+        step = G // math.gcd(G, n * spg)
+        problems.append(Problem(
+            "batch",
+            f"per_device_train_batch_size ({per}) × {n} process(es) × steps_per_generation ({spg}) = {gbs} completions "
+            f"per generation round, not a whole number of groups of num_generations ({G}).",
+            f"make per_device_train_batch_size a multiple of {step} (or change steps_per_generation, the process "
+            f"count, or num_generations)."))
+    do_eval = getattr(args, "do_eval", False) and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO")
+    eval_G = args.num_generations_eval or G
+    if do_eval and (args.per_device_eval_batch_size * n) % eval_G:
+        problems.append(Problem(
+            "per_device_eval_batch_size",
+            f"({args.per_device_eval_batch_size}) × {n} process(es) is not a multiple of the evaluation group size ({eval_G}).",
+            f"make it a multiple of {eval_G // math.gcd(eval_G, n)}."))
+    geometry = Geometry(n, spg, gbs, G)
+    iterations = args.num_iterations if isinstance(args.num_iterations, int) else 1
+    save_steps = args.save_steps
+    if (str(args.save_strategy) in ("steps", "SaveStrategy.STEPS") and isinstance(save_steps, int) and save_steps >= 1
+            and (save_steps * args.gradient_accumulation_steps) % (spg * iterations)):
+        problems.append(Problem(
+            "save_steps",
+            f"checkpoints ({save_steps} optimizer steps apart) fall inside a generation round of {spg * iterations} "
+            f"micro-batches; a run resumed from one regenerates that round.",
+            "make save_steps × gradient_accumulation_steps a multiple of steps_per_generation × num_iterations.",
+            warning=True))
+    return geometry, problems
+
+
+def config_build_problems(args, num_processes: int) -> list[Problem]:
+    """What the real `SelfEvolveConfig` (with TRL's and transformers' checks) rejects, built as the trainer will.
+
+    The process count is the one checked (not this process's); device checks are left out where this machine has no
+    accelerator (a recipe is often checked on a login node).
+    """
+    import torch
+
+    from .config import SelfEvolveConfig
+
+    values = _values(args)
+    if num_processes != 1 and values.get("generation_batch_size") is None:
+        spg = values.get("steps_per_generation") or values.get("gradient_accumulation_steps")
+        values["generation_batch_size"] = values["per_device_train_batch_size"] * num_processes * spg
+        values["steps_per_generation"] = None
+    if not torch.cuda.is_available():
+        values["use_cpu"] = True
+    try:
+        SelfEvolveConfig(**values)
+    except Exception as error:  # any rejection by TRL or transformers is a problem of the recipe
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return [Problem("config", message, "change the field(s) the message names.")]
+    return []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dataset, model, endpoints, output
+
+
+def first_row_problems(dataset, rows: int) -> list[Problem]:
+    """Read the first `rows` rows (decoding and resizing their images); one problem per row that fails."""
+    problems = []
+    for i in range(min(rows, len(dataset))):
+        try:
+            row = dataset[i]
+        except Exception as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            problems.append(Problem(f"dataset row {i}", message, "fix or remove that row (and its image file)."))
+            continue
+        if not row.get("images"):
+            problems.append(Problem(f"dataset row {i}", "has no image.", "give every row an image, or check image_column."))
+    return problems
+
+
+def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> list[Problem]:
+    from .data import DataError, load_training_dataset
+    from .images import ImageError
+
+    try:
+        dataset = load_training_dataset(data_args, args.label_column)
+    except (DataError, ImageError) as error:
+        return [Problem("dataset", str(error), "point dataset_name at a readable dataset and set question_column / "
+                        "image_column / answer_column to its columns.")]
+    problems = []
+    if geometry is not None and len(dataset) < geometry.prompts_per_round:
+        problems.append(Problem(
+            "dataset", f"has {len(dataset)} rows; one generation round needs {geometry.prompts_per_round} prompts "
+            f"({geometry.generation_batch_size} completions / num_generations {geometry.num_generations}).",
+            "use more data or a smaller per_device_train_batch_size / steps_per_generation."))
+    return problems + first_row_problems(dataset, rows)
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+                "adapter_model.safetensors", "adapter_model.bin")
+
+
+def model_problems(model_args, data_args) -> list[Problem]:
+    from transformers import AutoConfig
+
+    from .cli import UsageError, load_processor, resolve_model_path
+
+    name = model_args.model_name_or_path
+    if not name:
+        return [Problem("model_name_or_path", "is not set.", "give a model folder, a hub id, or `tiny:qwen2.5-vl`.")]
+    try:
+        path = resolve_model_path(name)
+    except (UsageError, ValueError) as error:
+        return [Problem("model_name_or_path", str(error), "give an existing model folder, a hub id, or `tiny:qwen2.5-vl`.")]
+    problems = []
+    offline_fix = ("check the name; without network, download the model first (`hf download ...`) and give its folder.")
+    try:
+        config = AutoConfig.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=getattr(model_args, "trust_remote_code", False)
+        )
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return [Problem("model", f"cannot load the config of {path!r}: {message}", offline_fix)]
+    if getattr(config, "vision_config", None) is None:
+        problems.append(Problem(
+            "model", f"{path!r} ({config.model_type}) has no vision config; the data has images.",
+            "use a vision-language model such as Qwen/Qwen2.5-VL-7B-Instruct.", warning=True))
+    try:
+        load_processor(path, data_args, model_args)
+    except UsageError as error:
+        problems.append(Problem("processor", str(error), offline_fix))
+    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in WEIGHT_FILES):
+        problems.append(Problem("model", f"folder {path} has no weight files ({', '.join(WEIGHT_FILES[:2])}, ...).",
+                                "point model_name_or_path at a complete model folder."))
+    return problems
+
+
+def http_problem(area: str, url: str, timeout: float, healthy_only: bool, fix: str) -> Problem | None:
+    """None if `url` answers a GET within `timeout` seconds (any status, or only 2xx when `healthy_only`)."""
+    import requests
+
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as error:
+        return Problem(area, f"{url} is not reachable ({type(error).__name__}).", fix)
+    if healthy_only and response.status_code >= 300:
+        return Problem(area, f"{url} answered HTTP {response.status_code}.", fix)
+    if response.status_code >= 500:
+        return Problem(area, f"{url} answered HTTP {response.status_code}.", fix)
+    return None
+
+
+def endpoint_problems(args, timeout: float) -> list[Problem]:
+    problems = []
+    if args.use_vllm and args.vllm_mode == "server":
+        base = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+        problem = http_problem(
+            "vllm server", f"{base.rstrip('/')}/health", timeout, healthy_only=True,
+            fix=f"start it first (`trl vllm-serve --model MODEL --port {args.vllm_server_port}` on its own GPUs) or "
+                "fix vllm_server_host / vllm_server_port / vllm_server_base_url.")
+        if problem:
+            problems.append(problem)
+    judge_url = getattr(args, "judge_base_url", None)  # fields of the judge, where that feature is installed
+    if judge_url:
+        backend = getattr(args, "judge_backend", None)
+        problem = http_problem(
+            f"judge ({backend})" if backend else "judge", f"{judge_url.rstrip('/')}/models", timeout, healthy_only=False,
+            fix="start the judge server (an OpenAI-compatible endpoint, e.g. `vllm serve JUDGE_MODEL`) or fix judge_base_url.")
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def output_problems(args) -> list[Problem]:
+    from .checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
+
+    problems = []
+    output_dir = str(args.output_dir or "")
+    existing = os.path.abspath(os.path.expanduser(output_dir or "."))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        problems.append(Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to."))
+    try:
+        resume = resolve_resume_from_checkpoint(args.resume_from_checkpoint, output_dir)
+    except CheckpointError as error:
+        problems.append(Problem("resume_from_checkpoint", str(error).split(": ", 1)[-1], "give a checkpoint folder, or `last`."))
+        return problems
+    if resume is None and args.resume_from_checkpoint in (None, False) and output_dir and latest_checkpoint(output_dir):
+        problems.append(Problem(
+            "output_dir", f"already holds {os.path.basename(latest_checkpoint(output_dir))}; a fresh run writes next to it.",
+            "set resume_from_checkpoint: last to continue it, or choose a new output_dir.", warning=True))
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole check
+
+
+@dataclass
+class CheckReport:
+    recipe: str
+    num_processes: int
+    problems: list[Problem]
+    checked: list[str]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+    def format(self) -> str:
+        lines = [f"Checked {self.recipe} for {self.num_processes} process(es): {', '.join(self.checked)}."]
+        for problem in self.problems:
+            lines.append(f"  {'warning' if problem.warning else 'problem'}: {problem}")
+        errors = len(self.errors)
+        lines.append(f"{errors} problem(s)." if errors else "No problems: the recipe is ready to train.")
+        return "\n".join(lines)
+
+
+def load_recipe(path: str) -> dict[str, Any]:
+    """The recipe's YAML mapping; `ValueError` with one line for a missing file or malformed YAML."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ValueError(f"Recipe file not found: {path}")
+    try:
+        with open(path) as f:
+            content = yaml.safe_load(f)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"Recipe {path} is not valid YAML{where}: {problem}.") from None
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
+        raise ValueError(f"Recipe {path} must be a YAML mapping of field: value, got a {type(content).__name__}.")
+    return content
+
+
+def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | None = None, rows: int = 8,
+                 timeout: float = 3.0) -> CheckReport:
+    """Check a recipe (and command-line overrides) without training; return every problem found."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    num_processes = num_processes or int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        content = load_recipe(recipe)
+    except ValueError as error:
+        return CheckReport(recipe, num_processes, [Problem("recipe", str(error), "fix the YAML syntax there.")], ["YAML"])
+    problems = field_problems(content)
+    bad_keys = {p.area for p in problems}
+    (data_args, args, model_args), parse_problems = parse_raw(
+        {k: v for k, v in content.items() if k not in bad_keys and k not in PARSER_KEYS}, list(overrides)
+    )
+    problems += parse_problems
+    problems += reward_problems(args)
+    problems += advantage_problems(args)
+    geometry, batch = batch_problems(args, num_processes)
+    problems += batch
+    if not [p for p in problems if not p.warning]:
+        problems += config_build_problems(args, num_processes)
+    problems += dataset_problems(data_args, args, geometry, rows)
+    problems += model_problems(model_args, data_args)
+    problems += endpoint_problems(args, timeout)
+    problems += output_problems(args)
+    checked = ["fields", "rewards", "advantages", "batch geometry", "config", f"dataset (first {rows} rows)",
+               "model config and processor", "endpoints", "output_dir"]
+    return CheckReport(recipe, num_processes, problems, checked)
+
+
+def main(argv: list[str]) -> int:
+    """`check RECIPE.yaml [--num_processes N] [--rows N] [--timeout S] [--field value ...]`; exit 0 clean, 2 otherwise."""
+    argv = list(argv)
+    options = {"--num_processes": None, "--rows": 8, "--timeout": 3.0}
+    for option, default in list(options.items()):
+        for spelling in (option, option.replace("_", "-")):
+            if spelling in argv:
+                i = argv.index(spelling)
+                try:
+                    options[option] = type(default or 1)(argv[i + 1])
+                except (IndexError, ValueError):
+                    print(f"error: {spelling} needs a number.", file=sys.stderr)
+                    return 2
+                del argv[i : i + 2]
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print("error: usage: python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--field value ...]",
+              file=sys.stderr)
+        return 2
+    report = check_recipe(argv[0], argv[1:], options["--num_processes"], options["--rows"], options["--timeout"])
+    print(report.format())
+    return 2 if report.errors else 0

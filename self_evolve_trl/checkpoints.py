@@ -1,0 +1,179 @@
+"""Resuming a run: which checkpoint to resume from, and our own state saved with every checkpoint.
+
+Transformers' `Trainer` checkpoints the model, optimizer, scheduler, RNG states and `trainer_state.json`; TRL adds its
+own controller state. What the trainer of this package adds lives outside them: the reward-input providers (a
+judge's running statistics, the RNG of a visual perturbation, ...), stateful reward functions and the run's
+non-finite counters. Any such component that implements
+
+    state_dict() -> dict          # tensors, numbers, strings, None, and lists / tuples / dicts of them
+    load_state_dict(state) -> None
+
+is saved by `SelfEvolveGRPOTrainer` into each checkpoint (`self_evolve_state_rank{N}.pt`, one file per process,
+since providers run on every process) and restored when training resumes from that checkpoint.
+
+`resume_from_checkpoint` takes a checkpoint path, or `true` / `last` / `latest`: the latest complete checkpoint in
+`output_dir`, or a fresh start when there is none yet (so a preempted job can be requeued with the same command).
+A checkpoint is complete once `trainer_state.json` is written, the last file a checkpoint gets; one cut short by a
+kill is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+import torch
+
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "self_evolve_state_rank{rank}.pt"
+TRAINER_STATE_FILE = "trainer_state.json"
+LATEST_CHECKPOINT = ("true", "last", "latest")
+NO_CHECKPOINT = ("", "false", "none", "null", "no")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint to resume from that does not exist or is incomplete; the message names the path."""
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """Whether `path` is a checkpoint folder whose save finished (it has `trainer_state.json`)."""
+    return os.path.isfile(os.path.join(path, TRAINER_STATE_FILE))
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The latest complete `checkpoint-N` folder in `output_dir` (None if there is none).
+
+    Transformers' `get_last_checkpoint` picks the highest step; a checkpoint that a kill cut short is skipped for
+    the previous complete one.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not os.path.isdir(output_dir):
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last is None or is_complete_checkpoint(last):
+        return last
+    steps = sorted(
+        (int(match.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (match := _CHECKPOINT_DIR.match(name)) and is_complete_checkpoint(os.path.join(output_dir, name))
+    )
+    if steps:
+        logger.warning("Checkpoint %s is incomplete (the run was killed while saving it); using %s.", last, steps[-1][1])
+        return os.path.join(output_dir, steps[-1][1])
+    logger.warning("Checkpoint %s is incomplete and there is no earlier one.", last)
+    return None
+
+
+def resolve_resume_from_checkpoint(value: Any, output_dir: str) -> str | None:
+    """The checkpoint folder to resume from, for the recipe's `resume_from_checkpoint` value.
+
+    `None`/`false` -> None (start fresh); `true`/`last`/`latest` -> the latest complete checkpoint in `output_dir`,
+    or None when there is none; a path -> that path, which must be a complete checkpoint (`CheckpointError`).
+    """
+    if value is None or value is False:
+        return None
+    if value is True or (isinstance(value, str) and value.strip().lower() in LATEST_CHECKPOINT):
+        return latest_checkpoint(output_dir)
+    if isinstance(value, str) and value.strip().lower() in NO_CHECKPOINT:
+        return None
+    path = str(value)
+    if not os.path.isdir(path):
+        raise CheckpointError(
+            f"resume_from_checkpoint: checkpoint folder not found: {path} (use `last` for the latest in output_dir)."
+        )
+    if not is_complete_checkpoint(path):
+        raise CheckpointError(
+            f"resume_from_checkpoint: {path} is not a complete checkpoint (no {TRAINER_STATE_FILE}); "
+            f"use `last` to pick the latest complete one in output_dir."
+        )
+    return path
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def has_full_weights(checkpoint_dir: str) -> bool:
+    return any(os.path.isfile(os.path.join(checkpoint_dir, name)) for name in WEIGHT_FILES)
+
+
+def load_model_weights(model: torch.nn.Module, checkpoint_dir: str) -> None:
+    """Load a full-model checkpoint into `model` the way `from_pretrained` reads it, strictly.
+
+    Transformers' `Trainer._load_from_checkpoint` (5.17) calls `model.load_state_dict` on the saved file as is. But
+    `save_pretrained` writes the original checkpoint layout of models with a weight conversion mapping (Qwen2.5-VL:
+    `visual.*`, `model.layers.*`) while the model's own names are `model.visual.*`, `model.language_model.*`: no key
+    matches, only a warning is logged, and the "resumed" run trains on from the initial weights (transformers issue
+    #43701). Reading the checkpoint with `from_pretrained` applies the conversion; `strict=True` makes any remaining
+    mismatch an error instead of a warning.
+    """
+    loaded = type(model).from_pretrained(checkpoint_dir, dtype="auto")
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    del loaded
+
+
+def stateful_components(trainer) -> dict[str, Any]:
+    """The trainer's components with `state_dict`/`load_state_dict`, by a stable key."""
+    candidates: dict[str, Any] = {"nonfinite_counter": getattr(trainer, "nonfinite_counter", None)}
+    for name, provider in getattr(trainer, "reward_input_providers", {}).items():
+        candidates[f"reward_input:{name}"] = provider
+    for function in getattr(trainer, "reward_funcs", []):
+        inner = getattr(function, "function", function)
+        candidates[f"reward:{getattr(function, 'name', getattr(function, '__name__', repr(function)))}"] = inner
+    return {
+        key: component
+        for key, component in candidates.items()
+        if callable(getattr(component, "state_dict", None)) and callable(getattr(component, "load_state_dict", None))
+        and not isinstance(component, torch.nn.Module)  # models are checkpointed by the Trainer itself
+    }
+
+
+def save_component_states(trainer, checkpoint_dir: str) -> str | None:
+    """Write this process's stateful components to `checkpoint_dir` (atomically); return the file, if any."""
+    components = stateful_components(trainer)
+    if not components:
+        return None
+    rank = trainer.accelerator.process_index
+    state = {
+        "world_size": trainer.accelerator.num_processes,
+        "components": {key: component.state_dict() for key, component in components.items()},
+    }
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    path = os.path.join(checkpoint_dir, STATE_FILE.format(rank=rank))
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # a kill mid-write leaves the previous file or none, never half of one
+    return path
+
+
+def load_component_states(trainer, checkpoint_dir: str) -> list[str]:
+    """Restore the stateful components from `checkpoint_dir`; return the keys restored.
+
+    Each process reads its own rank's file; after a change of process count, a rank without a file reads rank 0's.
+    A component with no saved state (a checkpoint written before it existed) keeps its fresh state, with a warning.
+    """
+    components = stateful_components(trainer)
+    if not components:
+        return []
+    rank = trainer.accelerator.process_index
+    path = os.path.join(checkpoint_dir, STATE_FILE.format(rank=rank))
+    if not os.path.isfile(path):
+        fallback = os.path.join(checkpoint_dir, STATE_FILE.format(rank=0))
+        if not os.path.isfile(fallback):
+            logger.warning("Checkpoint %s has no saved state for %s; they start fresh.", checkpoint_dir, ", ".join(components))
+            return []
+        logger.warning("Checkpoint %s has no state file for process %d; using process 0's.", checkpoint_dir, rank)
+        path = fallback
+    saved = torch.load(path, map_location="cpu", weights_only=True)["components"]
+    restored = []
+    for key, component in components.items():
+        if key in saved:
+            component.load_state_dict(saved[key])
+            restored.append(key)
+        else:
+            logger.warning("Checkpoint %s has no saved state for %s; it starts fresh.", checkpoint_dir, key)
+    return restored

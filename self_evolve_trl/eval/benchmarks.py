@@ -1,0 +1,421 @@
+"""The papers' evaluation benchmarks: where each lives, which columns hold what, how a row becomes an item.
+
+| name | hub id (config) / split | rows | answer format | default metric |
+|---|---|---|---|---|
+| `mathvision` | `MathLLMs/MathVision` / `test` (`testmini`: 304) | 3040 | option letter or free form | accuracy |
+| `mathverse` | `AI4Math/MathVerse` (`testmini`) / `testmini`, "Vision Only" | 788 | letter or free form | accuracy |
+| `wemath` | `We-Math/We-Math` / `testmini` | 1740 | option letter | score_strict |
+| `logicvista` | `lscpku/LogicVista` / `test` | 448 | one or more letters | accuracy |
+| `dynamath` | `DynaMath/DynaMath_Sample` / `sample_variant1..10` | 501 x 10 | letter, float or text | worst_case |
+| `geo3k` | `hiyouga/geometry3k` / `test` | 601 | free form | accuracy |
+| `geoqa` | `leonardPKU/GEOQA_8K_R1V` / `test` | | free form | accuracy |
+
+A local copy is a data file (parquet, jsonl, json, csv) or a folder of them with the same columns as the hub copy
+(images as `datasets` image structs, bytes or paths relative to the folder). In a folder holding several splits,
+a file belongs to split S when its name starts with `S-`/`S_`/`S.` or a parent folder is named S (the hub layouts
+`data/test-00000-of-00001.parquet` and `default/testmini/0000.parquet`); a folder with no such names is one split.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class EvalError(ValueError):
+    """Input the user can fix (unknown benchmark, missing file or column, bad option); one line, no traceback."""
+
+
+@dataclass
+class EvalItem:
+    """One question of a benchmark.
+
+    Attributes:
+        id: unique within the benchmark (the cache key together with the settings).
+        question: the question as shown to the model, with its options, before the instruction is appended.
+        reference: the reference answer.
+        answer_type: `choice`, `choices`, `free` or `float` (see `scoring`).
+        options: option letter -> option text, where the data lists the options.
+        row: the row of the loaded dataset that holds the item's images.
+        group: DynaMath's seed question or WeMath's composite problem.
+        part: WeMath's sub-question key (`2steps_1`, ..., `3steps_multi`).
+    """
+
+    id: str
+    question: str
+    reference: str
+    answer_type: str
+    options: dict[str, str] = field(default_factory=dict)
+    row: int = 0
+    group: str | None = None
+    part: str | None = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's location, columns, protocol and row converter."""
+
+    name: str
+    title: str
+    hub_id: str
+    hub_config: str | None
+    splits: tuple[str, ...]
+    columns: tuple[str, ...]  # required besides the image; "a|b" = either
+    image_columns: tuple[str, ...]  # the first one present is used
+    make_item: Callable[..., EvalItem | None]
+    metrics: tuple[str, ...]  # selectable primary metrics, default first
+    scoring: str
+    grouped: bool = False  # `--limit` counts groups (seed questions, composite problems), not rows
+
+
+_IMAGE_TAG = re.compile(r"<image\s*\d*>", re.IGNORECASE)
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DEFAULT_VISION_ONLY_QUESTION = "Answer the question shown in the image."
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _strip_image_tags(text: str) -> str:
+    return re.sub(r"[ \t]{2,}", " ", _IMAGE_TAG.sub("", text)).strip()
+
+
+def format_options(options: dict[str, str]) -> str:
+    return "Choices:\n" + "\n".join(f"({letter}) {text}" for letter, text in options.items())
+
+
+def parse_option_string(text: str) -> dict[str, str]:
+    """Options written inline, as WeMath's `option` column: `A. 3; B. 4; C. 5` -> {A: 3, B: 4, C: 5}.
+
+    Example:
+
+    ```python
+    >>> parse_option_string("A. 3 cm; B. 4 cm; C. No correct answer")
+    {'A': '3 cm', 'B': '4 cm', 'C': 'No correct answer'}
+
+    ```
+    """
+    parts = re.split(r"(?:^|[;\n]|\s)\s*\(?([A-H])\)?\s*[.:：、)]\s*", text or "")
+    return {parts[i]: parts[i + 1].strip().rstrip(";").strip() for i in range(1, len(parts) - 1, 2)}
+
+
+_OPTIONS_MARKER = re.compile(r"\b(?:choices|choice|options)\s*:", re.IGNORECASE)
+
+
+def options_in_text(text: str) -> dict[str, str]:
+    """Options listed in a question's text after its last `Choices:` / `Options:` marker (at least two), else {}.
+
+    Example:
+
+    ```python
+    >>> options_in_text("Find the angle.\\nChoices:\\nA:20°\\nB:25°\\nC:40°")
+    {'A': '20°', 'B': '25°', 'C': '40°'}
+    >>> options_in_text("Which one?")
+    {}
+
+    ```
+    """
+    markers = list(_OPTIONS_MARKER.finditer(text or ""))
+    if not markers:
+        return {}
+    found = parse_option_string(text[markers[-1].end():])
+    return found if len(found) >= 2 else {}
+
+
+def _mathvision(row: dict, index: int, settings: dict) -> EvalItem:
+    choices = [str(c) for c in (row.get("options") or [])]
+    answer = _text(row["answer"])
+    question = _strip_image_tags(_text(row["question"]))
+    letters = {LETTERS[i]: c for i, c in enumerate(choices)}
+    if letters:
+        question = f"{question}\n{format_options(letters)}"
+    is_choice = bool(letters) or bool(re.fullmatch(r"[A-E]", answer))
+    return EvalItem(
+        id=_text(row.get("id")) or str(index), question=question, reference=answer,
+        answer_type="choice" if is_choice else "free", options=letters, row=index,
+    )
+
+
+def _mathverse(row: dict, index: int, settings: dict) -> EvalItem | None:
+    version = settings.get("mathverse_version", "Vision Only")
+    if version != "all" and _text(row["problem_version"]) != version:
+        return None
+    question = _strip_image_tags(_text(row["question"])) or DEFAULT_VISION_ONLY_QUESTION
+    is_choice = _text(row["question_type"]) == "multi-choice"
+    # the full text question (for Vision Only, the question is drawn in the image): options to match values against
+    full_question = _text(row.get("question_for_eval")) or question
+    return EvalItem(
+        id=_text(row.get("sample_index")) or str(index), question=question, reference=_text(row["answer"]),
+        answer_type="choice" if is_choice else "free", options=options_in_text(full_question) if is_choice else {},
+        row=index,
+    )
+
+
+def _wemath(row: dict, index: int, settings: dict) -> EvalItem:
+    option_text = _text(row["option"])
+    problem, part = _text(row["ID"]), _text(row["key"])
+    return EvalItem(
+        id=f"{problem}/{part}" if part else problem or str(index),
+        question=f"{_strip_image_tags(_text(row['question']))}\n{option_text}".strip(),
+        reference=_text(row["answer"]), answer_type="choice", options=parse_option_string(option_text),
+        row=index, group=problem, part=part,
+    )
+
+
+def _logicvista(row: dict, index: int, settings: dict) -> EvalItem:
+    return EvalItem(
+        id=_text(row.get("id")) or str(index), question=_strip_image_tags(_text(row["question"])),
+        reference=_text(row["answer"]), answer_type="choices", row=index,
+    )
+
+
+def _dynamath(row: dict, index: int, settings: dict) -> EvalItem:
+    answer_type = _text(row["answer_type"]).lower()
+    kind = "choice" if answer_type == "multiple choice" else "float" if answer_type in ("float", "integer") else "free"
+    seed = _text(row["id"])
+    variant = _text(row.get("__split")) or f"row{index}"
+    question = _strip_image_tags(_text(row["question"]))
+    return EvalItem(
+        id=f"{seed}/{variant}", question=question, reference=_text(row["ground_truth"]), answer_type=kind,
+        options=options_in_text(question) if kind == "choice" else {}, row=index, group=seed,
+    )
+
+
+def _geometry(row: dict, index: int, settings: dict) -> EvalItem:
+    from ..answers import extract_answer
+
+    answer = _text(row.get("answer") if "answer" in row else row.get("solution"))
+    answer = extract_answer(answer, "answer_tag") or answer  # GeoQA R1-V copies: `<answer> 140° </answer>`
+    # the question keeps its `<image>` tag: the image is placed there, as in training
+    return EvalItem(
+        id=_text(row.get("id")) or str(index), question=_text(row["problem"]), reference=answer,
+        answer_type="free", row=index,
+    )
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in [
+        Benchmark(
+            "mathvision", "MathVision", "MathLLMs/MathVision", None, ("test",), ("question", "answer", "options"),
+            ("decoded_image", "image"), _mathvision, ("accuracy",),
+            "option letter or option content for choice questions, math-aware equivalence for the others",
+        ),
+        Benchmark(
+            "mathverse", "MathVerse", "AI4Math/MathVerse", "testmini", ("testmini",),
+            ("question", "answer", "question_type", "problem_version"), ("image",), _mathverse, ("accuracy",),
+            "option letter for multi-choice, math-aware equivalence for free-form",
+        ),
+        Benchmark(
+            "wemath", "WeMath", "We-Math/We-Math", None, ("testmini",), ("ID", "key", "question", "option", "answer"),
+            ("image_path", "image"), _wemath, ("score_strict", "score_loose", "accuracy"),
+            "option letter or option content; four-dimensional metrics over composite problems",
+            grouped=True,
+        ),
+        Benchmark(
+            "logicvista", "LogicVista", "lscpku/LogicVista", None, ("test",), ("question", "answer"), ("image",),
+            _logicvista, ("accuracy",), "set of option letters equals the reference set (e.g. 'A, C')",
+        ),
+        Benchmark(
+            "dynamath", "DynaMath", "DynaMath/DynaMath_Sample", None,
+            tuple(f"sample_variant{i}" for i in range(1, 11)), ("id", "question", "ground_truth", "answer_type"),
+            ("decoded_image", "image"), _dynamath, ("worst_case", "average_case"),
+            "option letter; float within 1e-3; math-aware equivalence for text; worst case = all 10 variants right",
+            grouped=True,
+        ),
+        Benchmark(
+            "geo3k", "Geo3K", "hiyouga/geometry3k", None, ("test",), ("problem", "answer"), ("images", "image"),
+            _geometry, ("accuracy",), "math-aware equivalence",
+        ),
+        Benchmark(
+            "geoqa", "GeoQA", "leonardPKU/GEOQA_8K_R1V", None, ("test",), ("problem", "answer|solution"),
+            ("images", "image"), _geometry, ("accuracy",), "math-aware equivalence",
+        ),
+    ]
+}
+PAPER_BENCHMARKS = ("mathvision", "mathverse", "wemath", "logicvista", "dynamath")
+
+
+def get_benchmark(name: str) -> Benchmark:
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    if key not in BENCHMARKS:
+        raise EvalError(f"Unknown benchmark {name!r}; valid benchmarks: {', '.join(BENCHMARKS)}.")
+    return BENCHMARKS[key]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+
+LOCAL_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+@dataclass
+class LoadedBenchmark:
+    """A benchmark's items and the dataset that holds their images (read lazily, row by row)."""
+
+    benchmark: Benchmark
+    items: list[EvalItem]
+    dataset: Any
+    image_column: str
+    source: str  # hub id and split(s), or the local path
+    base_dir: str | None = None
+
+    def image_values(self, item: EvalItem) -> list:
+        value = self.dataset[item.row][self.image_column]
+        if value is None:
+            return []
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _belongs(path: str, root: str, split: str) -> bool:
+    relative = os.path.relpath(path, root)
+    parents = relative.split(os.sep)[:-1]
+    stem = os.path.basename(path)
+    return split in parents or re.match(rf"^{re.escape(split)}(?:[-_.]|$)", stem) is not None
+
+
+def _local_split_files(bench: Benchmark, path: str, splits: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
+    if os.path.isfile(path):
+        return [(None, [path])]
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(path)
+        for name in names
+        if os.path.splitext(name)[1] in LOCAL_EXTENSIONS
+    )
+    if not files:
+        raise EvalError(f"{bench.title}: no .parquet, .jsonl, .json or .csv file in folder {path}.")
+    by_split = [(split, [f for f in files if _belongs(f, path, split)]) for split in splits]
+    if not any(found for _, found in by_split):
+        if any(_belongs(f, path, s) for f in files for s in _ALL_SPLIT_NAMES):
+            raise EvalError(
+                f"{bench.title}: folder {path} has no file for split {', '.join(splits)} "
+                f"(files are matched by name: <split>-*.parquet or <split>/...)."
+            )
+        return [(None, files)]
+    return [(split, found) for split, found in by_split if found]
+
+
+_ALL_SPLIT_NAMES = ("train", "validation", "test", "testmini") + tuple(f"sample_variant{i}" for i in range(1, 11))
+
+
+def _read_files(bench: Benchmark, files: list[str]):
+    import datasets
+
+    kinds = {LOCAL_EXTENSIONS[os.path.splitext(f)[1]] for f in files}
+    if len(kinds) != 1:
+        raise EvalError(f"{bench.title}: mixed file kinds in {os.path.dirname(files[0])}; use one kind per folder.")
+    try:
+        return datasets.load_dataset(kinds.pop(), data_files=files, split="train")
+    except Exception as error:
+        raise EvalError(f"{bench.title}: cannot read {', '.join(files)}: {str(error).splitlines()[0]}") from None
+
+
+def _read_hub(bench: Benchmark, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(bench.hub_id, bench.hub_config, split=split)
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EvalError(
+            f"{bench.title}: cannot load {bench.hub_id} split {split!r} from the hub ({message}). "
+            f"Without network access, give a local copy: --data {bench.name}=PATH."
+        ) from None
+
+
+def _with_split_column(dataset, split: str | None):
+    if split is None:
+        return dataset
+    return dataset.add_column("__split", [split] * len(dataset))
+
+
+def load_benchmark(
+    bench: Benchmark,
+    path: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    settings: dict | None = None,
+) -> LoadedBenchmark:
+    """Read a benchmark from its hub id or a local copy, check its columns, and build its items.
+
+    `limit` keeps the first N items, or for DynaMath and WeMath the first N seed questions / composite problems with
+    all their rows (so that worst-case accuracy and the four-dimensional metrics stay defined).
+    """
+    import datasets
+
+    settings = settings or {}
+    splits = (split,) if split else bench.splits
+    if path is not None:
+        if not os.path.exists(path):
+            raise EvalError(f"{bench.title}: local data not found: {path}")
+        parts = [(s, _read_files(bench, files)) for s, files in _local_split_files(bench, path, splits)]
+        source = os.path.abspath(path)
+        base_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    else:
+        parts = [(s, _read_hub(bench, s)) for s in splits]
+        config = f" ({bench.hub_config})" if bench.hub_config else ""
+        source = f"{bench.hub_id}{config} split {','.join(splits)}"
+        base_dir = None
+    columns = list(parts[0][1].column_names)
+    for s, part in parts:
+        missing = [c for c in bench.columns if not any(a in part.column_names for a in c.split("|"))]
+        if missing:
+            where = f"{source}" + (f" split {s}" if s else "")
+            names = " or ".join(repr(name) for name in missing[0].split("|"))
+            raise EvalError(
+                f"{bench.title} data {where} has no column {names}; available columns: {', '.join(part.column_names)}."
+            )
+    image_column = next((c for c in bench.image_columns if c in columns), None)
+    if image_column is None:
+        raise EvalError(
+            f"{bench.title} data {source} has no image column (one of {', '.join(bench.image_columns)}); "
+            f"available columns: {', '.join(columns)}."
+        )
+    parts = [_with_split_column(_undecoded(part, image_column), s) for s, part in parts]
+    try:
+        dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    except ValueError as error:
+        raise EvalError(f"{bench.title}: the splits of {source} do not share columns: {error}") from None
+
+    text_columns = [c for c in dataset.column_names if c != image_column]
+    items: list[EvalItem] = []
+    groups: set[str] = set()
+    seen_ids: dict[str, int] = {}
+    for index, row in enumerate(dataset.select_columns(text_columns)):
+        item = bench.make_item(row, index, settings)
+        if item is None:
+            continue
+        if limit is not None:
+            if bench.grouped:
+                if item.group not in groups:
+                    if len(groups) >= limit:
+                        continue
+                    groups.add(item.group)
+            elif len(items) >= limit:
+                break
+        if item.id in seen_ids:  # keep ids unique: they key the cache
+            seen_ids[item.id] += 1
+            item.id = f"{item.id}#{seen_ids[item.id]}"
+        else:
+            seen_ids[item.id] = 0
+        items.append(item)
+    if not items:
+        raise EvalError(f"{bench.title}: no items in {source}" + (" after filtering" if settings else "") + ".")
+    return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir)
+
+
+def _undecoded(dataset, column: str):
+    """Images stay stored bytes/paths until a batch needs them."""
+    import datasets
+
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.Image):
+        return dataset.cast_column(column, datasets.Image(decode=False))
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.Image):
+        return dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return dataset

@@ -1,0 +1,176 @@
+"""The results table (Markdown and JSON), like the papers' Table 1, with the protocol behind every number; and the
+per-benchmark difference between two result files (`--compare A.json B.json`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "score_strict": "score, strict",
+    "score_loose": "score, loose",
+    "worst_case": "worst case",
+    "average_case": "average case",
+}
+MODES = ("greedy", "sampled", "majority")
+
+
+def mode_label(mode: str, run: dict) -> str:
+    if mode == "greedy":
+        return "greedy pass@1"
+    k = run.get("samples")
+    if mode == "sampled":
+        return f"sampled pass@1 (k={k}, T={run.get('temperature')}, top-p={run.get('top_p')})"
+    return f"maj@{k}"
+
+
+def column_label(name: str, entry: dict, run: dict) -> str:
+    label = entry["title"]
+    notes = []
+    if name == "mathverse" and run.get("mathverse_version") not in (None, "all"):
+        notes.append(str(run["mathverse_version"]).lower())
+    if entry["metric"] != "accuracy" or name in ("wemath", "dynamath"):
+        notes.append(METRIC_LABELS.get(entry["metric"], entry["metric"]))
+    return f"{label} ({', '.join(notes)})" if notes else label
+
+
+def build_table(results: dict) -> dict:
+    """Rows (one per generation mode) of the primary metric per benchmark and their average."""
+    run, benchmarks = results["run"], results["benchmarks"]
+    columns = [{"benchmark": name, "label": column_label(name, entry, run), "metric": entry["metric"]}
+               for name, entry in benchmarks.items()]
+    rows = []
+    for mode in MODES:
+        if not all(mode in entry["modes"] for entry in benchmarks.values()):
+            continue
+        values = {name: entry["modes"][mode].get(entry["metric"]) for name, entry in benchmarks.items()}
+        present = [v for v in values.values() if v is not None]
+        rows.append({
+            "mode": mode, "label": mode_label(mode, run), "values": values,
+            "average": sum(present) / len(present) if present else None, "average_of": len(present),
+        })
+    return {"columns": columns, "rows": rows}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def render_markdown(results: dict) -> str:
+    run, benchmarks, table = results["run"], results["benchmarks"], results["table"]
+    model = run["model"]
+    lines = [f"# Evaluation of `{model}`", ""]
+    header = ["Model", "Mode"] + [c["label"] for c in table["columns"]] + ["Average"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|")
+    name = os.path.basename(os.path.normpath(model))
+    for row in table["rows"]:
+        cells = [name, row["label"]] + [_fmt(row["values"][c["benchmark"]]) for c in table["columns"]]
+        cells.append(_fmt(row["average"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    n_columns = len(table["columns"])
+    lines += ["", f"Accuracy in percent. Average: mean of the {n_columns} benchmark columns (a column without a value "
+                  "is left out and the count says so in results.json).", "", "## Protocol", ""]
+    adapter = f" (LoRA adapter on `{run['base_model']}`)" if run.get("adapter") else ""
+    decoding = f"greedy (temperature 0), at most {run['max_new_tokens']} new tokens"
+    if run.get("samples"):
+        decoding += (f"; plus {run['samples']} samples per question at temperature {run['temperature']}, "
+                     f"top-p {run['top_p']}, seed {run['seed']} (sampled pass@1 = the metric averaged over the "
+                     f"samples; maj@{run['samples']} = the majority answer, math-aware classes)")
+    hint = f"; choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else ""
+    lines += [
+        f"- Model: `{model}`{adapter}; backend: {run['backend']}; decoding: {decoding}.",
+        "- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
+        f"\"{run['instruction']}\"{hint}.",
+        f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
+        f"max_pixels={run['max_pixels']} (None = Qwen's defaults).",
+        f"- Answer extraction: {run['extraction']}.",
+        "- Scoring: rule based (below); abstentions (no answer read) count as wrong.",
+    ]
+    if run.get("limit"):
+        lines.append(f"- Limit: first {run['limit']} questions per benchmark (DynaMath: seed questions; WeMath: "
+                     "composite problems) -- not comparable with full-benchmark numbers.")
+    lines += ["", "| Benchmark | Data | Items | Metric | Scoring | Answers read by |", "|---|---|---:|---|---|---|"]
+    for name, entry in benchmarks.items():
+        read = ", ".join(f"{rule} {count}" for rule, count in sorted(entry["extraction"].items()))
+        lines.append(f"| {entry['title']} | {entry['source']} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
+                     f"| {read} |")
+    lines += ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
+    for name, entry in benchmarks.items():
+        for mode, metrics in entry["modes"].items():
+            shown = ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in metrics.items())
+            lines.append(f"| {entry['title']} | {mode_label(mode, run)} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, output_dir: str) -> dict:
+    results["table"] = build_table(results)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, ensure_ascii=False)
+    markdown = render_markdown(results)
+    with open(os.path.join(output_dir, "results.md"), "w") as f:
+        f.write(markdown)
+    results["markdown"] = markdown
+    return results
+
+
+PROTOCOL_KEYS = ("backend", "instruction", "choice_hint", "min_pixels", "max_pixels", "max_new_tokens", "samples",
+                 "temperature", "top_p", "extraction", "limit", "mathverse_version")
+
+
+def compare(path_a: str, path_b: str) -> str:
+    """A Markdown table of B - A per benchmark and mode (primary metrics), and the protocol settings that differ."""
+    from .benchmarks import EvalError
+
+    loaded = []
+    for path in (path_a, path_b):
+        try:
+            with open(path) as f:
+                loaded.append(json.load(f))
+        except FileNotFoundError:
+            raise EvalError(f"Result file not found: {path}") from None
+        except json.JSONDecodeError as error:
+            raise EvalError(f"{path} is not a results.json file: {error}") from None
+        if "benchmarks" not in loaded[-1] or "run" not in loaded[-1]:
+            raise EvalError(f"{path} is not a results.json file of `python -m self_evolve_trl.eval`.")
+    a, b = loaded
+    lines = [f"A: {path_a} (`{a['run']['model']}`)", f"B: {path_b} (`{b['run']['model']}`)", "",
+             "| Benchmark | Metric | Mode | A | B | B - A |", "|---|---|---|---:|---:|---:|"]
+    diffs: dict[str, list[float]] = {}
+    for name, entry_a in a["benchmarks"].items():
+        entry_b = b["benchmarks"].get(name)
+        if entry_b is None:
+            continue
+        metric = entry_a["metric"]
+        note = "" if entry_b["metric"] == metric else f" (B: {entry_b['metric']})"
+        for mode in MODES:
+            if mode not in entry_a["modes"] or mode not in entry_b["modes"]:
+                continue
+            value_a = entry_a["modes"][mode].get(metric)
+            value_b = entry_b["modes"][mode].get(entry_b["metric"])
+            delta = value_b - value_a if value_a is not None and value_b is not None else None
+            if delta is not None:
+                diffs.setdefault(mode, []).append(delta)
+            sign = "n/a" if delta is None else f"{delta:+.1f}"
+            lines.append(
+                f"| {entry_a['title']} | {metric}{note} | {mode} | {_fmt(value_a)} | {_fmt(value_b)} | {sign} |"
+            )
+    for mode, values in diffs.items():
+        lines.append(f"| Average | | {mode} | | | {sum(values) / len(values):+.1f} |")
+    only = sorted(set(a["benchmarks"]) ^ set(b["benchmarks"]))
+    if only:
+        lines += ["", f"In one file only: {', '.join(only)}."]
+    differ = [k for k in PROTOCOL_KEYS if a["run"].get(k) != b["run"].get(k)]
+    data_of = lambda result, n: (result["benchmarks"][n]["source"], result["benchmarks"][n]["n"])  # noqa: E731
+    sources = [n for n in a["benchmarks"] if n in b["benchmarks"] and data_of(a, n) != data_of(b, n)]
+    if differ or sources:
+        lines += ["", "Protocols differ (the numbers are not directly comparable):"]
+        lines += [f"- {k}: A = {a['run'].get(k)!r}, B = {b['run'].get(k)!r}" for k in differ]
+        lines += [f"- {n} data: A = {a['benchmarks'][n]['source']} ({a['benchmarks'][n]['n']} items), "
+                  f"B = {b['benchmarks'][n]['source']} ({b['benchmarks'][n]['n']} items)" for n in sources]
+    else:
+        lines += ["", "Same protocol."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,159 @@
+"""`JudgeScoreProvider`: the `judge_scores` reward input, one judge score per completion (or `None`).
+
+The trainer builds it once (`JudgeScoreProvider(trainer)`) and calls it on every process with that process's rows.
+For each completion it asks the judge `judge_repeats` times (the image, the question with its format instruction,
+the whole completion, in the recipe's prompt template), parses every answer (`parse_judge_score`) and averages.
+
+Failure policy (a judge will fail in long runs):
+- a judgement that failed after the client's retries, or whose answer has no score, is counted; with
+  `judge_on_failure: zero` a failed repeat counts as score 0 in the average, with `neutral` it is left out; a
+  completion without any usable repeat gets `None`, which `judge_modulated` turns into s = 0 (`zero`) or gate 1
+  (`neutral`);
+- if more than `judge_max_failure_rate` of a step's judgements (over all processes) failed, or more than
+  `judge_max_parse_failure_rate` of its answers could not be parsed, training stops: a checkpoint of the last
+  completed step is saved first, and `JudgeUnavailableError` names the judge, what failed and the checkpoint.
+
+Metrics per step (over all processes): `judge/latency_s` (wall time of the step's judging), `judge/samples`,
+`judge/request_failures`, `judge/request_failure_rate`, `judge/parse_failures`, `judge/parse_failure_rate` (of the
+answers received) and, for endpoints, `judge/request_latency_s` (mean per request). The reward adds the score and
+gate statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+
+from ..rewards.judge import parse_judge_score
+from . import JudgeUnavailableError
+from .backends import build_backend
+from .prompt import JudgeTemplate, prompt_images, prompt_text
+
+
+logger = logging.getLogger(__name__)
+
+
+def row_images(row: dict) -> list[Any]:
+    """The images of a dataset row (`images` list or single `image`), for prompts that do not embed them."""
+    if row.get("images"):
+        return list(row["images"])
+    return [row["image"]] if row.get("image") is not None else []
+
+
+def aggregate_repeats(scores: list[float | None], on_failure: str) -> float | None:
+    """One judgement's score from its repeats: the mean, with failed repeats as 0 (`zero`) or left out (`neutral`);
+    `None` when no repeat gave a score.
+
+    Example:
+
+    ```python
+    >>> aggregate_repeats([0.9, None, 0.6], "zero"), aggregate_repeats([0.9, None, 0.6], "neutral")
+    (0.5, 0.75)
+
+    ```
+    """
+    parsed = [s for s in scores if s is not None]
+    if not parsed:
+        return None
+    return sum(parsed) / (len(scores) if on_failure == "zero" else len(parsed))
+
+
+class JudgeScoreProvider:
+    """Computes the `judge_scores` reward input with the judge backend that the trainer's config names."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.args = trainer.args
+        self.template = JudgeTemplate.load(self.args.judge_prompt_template)
+        self.backend = build_backend(trainer)
+        self._warned_unparsed = False
+        trainer.accelerator.print(f"Judge: {self.backend.describe()}, prompt template {self.template.path}")
+
+    def requests(self, inputs: list[dict], prompts: list, completions: list):
+        """The judge requests of a batch of completions, in order."""
+        return [
+            self.template.request(prompt_text(prompt), completion, prompt_images(prompt) or row_images(row))
+            for row, prompt, completion in zip(inputs, prompts, completions, strict=True)
+        ]
+
+    def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[float | None]:
+        repeats = self.args.judge_repeats
+        requests = self.requests(inputs, prompts, completions)
+        start = time.perf_counter()
+        outputs = self.backend.judge([r for r in requests for _ in range(repeats)])
+        elapsed = time.perf_counter() - start
+
+        samples = [None if o.text is None else parse_judge_score(o.text) for o in outputs]
+        scores = [
+            aggregate_repeats(samples[i * repeats : (i + 1) * repeats], self.args.judge_on_failure)
+            for i in range(len(requests))
+        ]
+        failed = sum(o.text is None for o in outputs)
+        unparsed = sum(o.text is not None and s is None for o, s in zip(outputs, samples))
+        latencies = [o.latency for o in outputs if o.latency is not None]
+
+        accelerator = self.trainer.accelerator
+        local = torch.tensor(
+            [len(outputs), failed, unparsed, sum(latencies), len(latencies)], dtype=torch.float64,
+            device=accelerator.device,
+        )
+        n, failed, unparsed, latency_sum, latency_count = accelerator.gather(local).view(-1, 5).sum(0).tolist()
+        elapsed = accelerator.gather(torch.tensor([elapsed], device=accelerator.device)).max().item()
+        answered = n - failed
+
+        metrics = {
+            "judge/latency_s": elapsed,
+            "judge/samples": n,
+            "judge/request_failures": failed,
+            "judge/request_failure_rate": failed / n if n else 0.0,
+            "judge/parse_failures": unparsed,
+        }
+        if answered:
+            metrics["judge/parse_failure_rate"] = unparsed / answered
+        if latency_count:
+            metrics["judge/request_latency_s"] = latency_sum / latency_count
+        mode = "train" if self.trainer.model.training else "eval"
+        for name, value in metrics.items():
+            self.trainer._metrics[mode][name].append(float(value))
+
+        if n and failed / n > self.args.judge_max_failure_rate:
+            errors = [e for e in gather_object([next((o.error for o in outputs if o.error), None)]) if e]
+            self.stop(
+                f"failed {int(failed)} of {int(n)} judgements after retries (judge_max_failure_rate "
+                f"{self.args.judge_max_failure_rate}); last error: {errors[0] if errors else 'unknown'}"
+            )
+        limit = self.args.judge_max_parse_failure_rate
+        if limit is not None and answered and unparsed / answered > limit:
+            self.stop(
+                f"answered {int(unparsed)} of {int(answered)} judgements without a score that could be parsed "
+                f"(judge_max_parse_failure_rate {limit})"
+            )
+        if answered and unparsed == answered and not self._warned_unparsed:
+            self._warned_unparsed = True
+            logger.warning(
+                "None of the judge's %d answers at step %d had a score that could be parsed (a \\boxed{} number or a "
+                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template.",
+                int(answered), self.trainer.state.global_step + 1, self.args.judge_on_failure,
+            )
+        return [None if s is None or math.isnan(s) else s for s in scores]
+
+    def stop(self, reason: str) -> None:
+        """Save a checkpoint of the last completed step (training only) and raise `JudgeUnavailableError`.
+
+        Called on every process together (the decision uses totals over all processes), as saving needs."""
+        trainer = self.trainer
+        step = trainer.state.global_step
+        if trainer.model.training and step > 0:
+            trainer._save_checkpoint(trainer.model_wrapped, trial=None)
+            checkpoint = f"{trainer._get_output_dir(trial=None)}/checkpoint-{step}"
+            saved = f"saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works"
+        else:
+            saved = "no training step had completed, so there was nothing to save"
+        raise JudgeUnavailableError(
+            f"The judge {self.backend.describe()} {reason}, while generating step {step + 1}; {saved}."
+        )

@@ -1,0 +1,286 @@
+"""CSRS re-inference (SPEC §4): cut each completion at anchor points and let the policy finish it again.
+
+After the G completions of a prompt are generated and before rewards, every completion y_i is cut at each anchor
+(a fraction of its length), and the policy samples K new endings from each prefix. The re-inferred texts reach the
+`retrace_frequency` reward (as the `retrace_completions` input) and nothing else: no loss is taken on them.
+
+- Prefix length: `actual_length` (the default) cuts at ⌊ρ·L⌋ tokens of the completion's own length L;
+  `max_length` (released CSRS) cuts at ⌊ρ·max_completion_length⌋, so a completion shorter than that is kept whole,
+  answer included.
+- Prompt: `new_turn` (released CSRS) closes the prefix as a finished assistant turn and opens a new assistant turn;
+  `continuation` (SCS) appends the prefix tokens to the prompt, so the model continues the same turn.
+- VSP: with `visual_perturbation`, the images of the re-inference prompts (only those) get Gaussian noise of
+  σ = k·255/100, k uniform in {1..max_level}, pixels clipped to [0, 255]. The noise comes from a numpy Generator
+  seeded by (seed, step, global completion index, anchor), so it is reproducible and survives a resume.
+
+Generation goes through the trainer's own backend (`GRPOTrainer._tokenize_prompts` and `_generate_single_turn`):
+transformers `generate`, or TRL's vLLM generation, where every process takes part in each call. With
+`reproducible_generation`, every re-inference is sampled on its own with a seed made of (seed, step, global
+completion index, anchor, sample), so the re-inferences do not depend on how completions are spread over processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import TrainerCallback
+
+
+RETRACE_MODES = ("new_turn", "continuation")
+ANCHOR_BASES = ("actual_length", "max_length")
+
+# Last component of the seeds: keeps the noise and the sampling streams apart.
+_NOISE_STREAM = 0
+_SAMPLING_STREAM = 1
+
+
+def prefix_length(length: int, anchor: float, base: str = "actual_length", max_length: int | None = None) -> int:
+    """Tokens kept from a completion of `length` tokens (its end-of-sequence token not counted).
+
+    Example:
+
+    ```python
+    >>> prefix_length(10, 0.7)                                       # ⌊0.7·10⌋
+    7
+    >>> prefix_length(10, 0.7, base="max_length", max_length=100)    # ⌊0.7·100⌋ = 70 > 10: kept whole
+    10
+    >>> prefix_length(90, 0.7, base="max_length", max_length=100)
+    70
+
+    ```
+    """
+    if base == "actual_length":
+        reference = length
+    elif base == "max_length":
+        if max_length is None:
+            raise ValueError("anchor base 'max_length' needs max_length.")
+        reference = max_length
+    else:
+        raise ValueError(f"Unknown anchor base {base!r}; valid bases: {', '.join(ANCHOR_BASES)}.")
+    cut = math.floor(anchor * reference + 1e-9)  # 0.7·10 is 7.000000000000001 in floating point, 0.29·100 28.99...
+    return max(0, min(length, cut))
+
+
+def strip_trailing(ids: list[int], tokens: list[int] | set[int]) -> list[int]:
+    """`ids` without its trailing end-of-sequence / padding tokens."""
+    end = len(ids)
+    while end and ids[end - 1] in tokens:
+        end -= 1
+    return list(ids[:end])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# VSP: visual perturbation of the re-inference images
+
+
+def noise_generator(seed: int, step: int, index: int, anchor: int) -> np.random.Generator:
+    """The noise generator of one re-inference prompt: completion `index` (global), anchor number `anchor`."""
+    return np.random.default_rng([seed, step, index, anchor, _NOISE_STREAM])
+
+
+def perturb_image(image: Image.Image, rng: np.random.Generator, max_level: int = 40) -> Image.Image:
+    """A copy of `image` with Gaussian noise of σ = k·255/100, k uniform in {1..max_level}, clipped to [0, 255]."""
+    level = int(rng.integers(1, max_level + 1))
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    pixels = np.asarray(image, dtype=np.float32)
+    noisy = pixels + rng.normal(0.0, level * 255 / 100, size=pixels.shape)
+    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), mode=image.mode)
+
+
+def perturb_images(images: list[Image.Image], rng: np.random.Generator, max_level: int = 40) -> list[Image.Image]:
+    """Every image of the list perturbed (the released code returned the clean list here)."""
+    return [perturb_image(image, rng, max_level) for image in images]
+
+
+def map_images(prompt: list[dict], function) -> list[dict]:
+    """A copy of a conversational prompt with every embedded image replaced by `function(image)`."""
+    mapped = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [
+                {**part, "image": function(part["image"])}
+                if isinstance(part, dict) and part.get("type") == "image" and part.get("image") is not None
+                else part
+                for part in content
+            ]
+        mapped.append({**message, "content": content})
+    return mapped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Re-inference requests and their generation
+
+
+@dataclass
+class RetraceRequest:
+    """One re-inference prompt: completion `index` (on this process; `global_index` over all processes) cut at anchor
+    number `anchor`.
+
+    `prompt_ids`, `images` and `fields` are what `GRPOTrainer._tokenize_prompts` returns for one prompt (with the
+    prefix already in `prompt_ids` in `continuation` mode); `prefix_ids` are the completion tokens kept.
+    """
+
+    index: int
+    global_index: int
+    anchor: int
+    prefix_ids: list[int]
+    prompt_ids: list[int]
+    images: list | None
+    fields: dict[str, Any]
+
+
+def _merge_fields(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-prompt multimodal fields merged as one batched `_tokenize_prompts` call returns them."""
+    if not rows or not rows[0]:
+        return {}
+    return {
+        key: torch.cat([row[key] for row in rows]) if isinstance(rows[0][key], torch.Tensor)
+        else [item for row in rows for item in row[key]]
+        for key in rows[0]
+    }
+
+
+class RetraceProvider:
+    """Computes the `retrace_completions` reward input: K re-inferences per anchor for every completion.
+
+    Built once with the trainer; called on every process with that process's rows (TRL's vLLM server generation is
+    collective, so every process must call it the same number of times). Returns, for each completion, its
+    re-inferred texts, anchor by anchor (anchors × K texts). Logs `retrace/*` metrics: seconds, tokens generated,
+    prefix length, and the share of the optimizer step spent re-inferring.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        args = trainer.args
+        self.anchors = list(args.retrace_anchors)
+        self.anchor_base = args.retrace_anchor_base
+        self.mode = args.retrace_mode
+        self.samples = args.retrace_samples_per_anchor
+        self.visual_perturbation = args.retrace_visual_perturbation
+        self.max_level = args.retrace_noise_max_level
+        self.max_rows = args.retrace_generation_batch_size
+        self.reproducible = getattr(args, "reproducible_generation", False)
+        self.seconds_this_step = 0.0
+        trainer.add_callback(_RetraceTimeShare(self))
+
+    @property
+    def _tokenizer(self):
+        return self.trainer._tokenizer
+
+    def _step(self) -> int:
+        return self.trainer.state.global_step
+
+    def requests(self, prompts: list, completion_ids_list: list[list[int]]) -> list[RetraceRequest]:
+        """The re-inference prompts of this process's completions, completion by completion, anchor by anchor."""
+        trainer, args = self.trainer, self.trainer.args
+        stop_tokens = set(trainer.eos_token_ids) | {self._tokenizer.pad_token_id}
+        offset = trainer.accelerator.process_index * len(prompts)
+        requests = []
+        for i, (prompt, completion_ids) in enumerate(zip(prompts, completion_ids_list)):
+            ids = strip_trailing(list(completion_ids), stop_tokens)
+            for j, anchor in enumerate(self.anchors):
+                prefix = ids[: prefix_length(len(ids), anchor, self.anchor_base, args.max_completion_length)]
+                retrace_prompt = prompt
+                if self.visual_perturbation:
+                    rng = noise_generator(args.seed, self._step(), offset + i, j)
+                    retrace_prompt = map_images(prompt, lambda image: perturb_image(image, rng, self.max_level))
+                if self.mode == "new_turn":
+                    if not isinstance(prompt, list):
+                        raise ValueError("retrace_mode 'new_turn' needs conversational prompts; use 'continuation'.")
+                    prefix_text = self._tokenizer.decode(prefix, skip_special_tokens=True)
+                    retrace_prompt = [*retrace_prompt, {"role": "assistant", "content": [{"type": "text", "text": prefix_text}]}]
+                prompt_ids, images, fields = trainer._tokenize_prompts([retrace_prompt])
+                prompt_ids = list(prompt_ids[0])
+                if self.mode == "continuation":
+                    n = len(prompt_ids)
+                    prompt_ids += prefix
+                    # per-token fields (Qwen's mm_token_type_ids): the prefix tokens are text
+                    fields = {
+                        k: [list(v[0]) + [0] * len(prefix)] if isinstance(v, list) and v and isinstance(v[0], list)
+                        and len(v[0]) == n else v
+                        for k, v in fields.items()
+                    }
+                requests.append(RetraceRequest(i, offset + i, j, prefix, prompt_ids, images[0] if images else None, fields))
+        return requests
+
+    def generate(self, requests: list[RetraceRequest], max_rows: int | None = None) -> list[list[list[int]]]:
+        """K sampled completions (token ids) per request, with the trainer's sampler and backend.
+
+        Generation calls hold at most `max_rows` rows (rounded down to whole K-blocks, at least one; default: all in
+        one call, the fastest). Every process makes the same number of calls (TRL's vLLM server generation is
+        collective), since every process has the same number of requests, as TRL's batches do.
+        """
+        trainer, k = self.trainer, self.samples
+        if not requests:
+            return []
+        if self.reproducible:
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            outputs = []
+            for request in requests:
+                samples = []
+                for s in range(k):
+                    seed = np.random.SeedSequence(
+                        [trainer.args.seed, self._step(), request.global_index, request.anchor, _SAMPLING_STREAM, s]
+                    ).generate_state(1, np.uint64)[0]
+                    with torch.random.fork_rng(devices=devices):
+                        torch.manual_seed(int(seed) % (2**63))
+                        ids, _ = trainer._generate_single_turn(
+                            [request.prompt_ids], None if request.images is None else [request.images], request.fields, 1
+                        )
+                    samples.append(list(ids[0]))
+                outputs.append(samples)
+            return outputs
+        per_call = len(requests) if max_rows is None else max(1, max_rows // k)
+        outputs = []
+        for start in range(0, len(requests), per_call):
+            chunk = requests[start : start + per_call]
+            # each prompt K times in a row, so that TRL's vLLM server path sends it once with n = K
+            prompt_ids = [r.prompt_ids for r in chunk for _ in range(k)]
+            images = [r.images for r in chunk for _ in range(k)]
+            images = None if all(image is None for image in images) else images
+            fields = _merge_fields([r.fields for r in chunk for _ in range(k)])
+            ids, _ = trainer._generate_single_turn(prompt_ids, images, fields, k)
+            outputs += [[list(x) for x in ids[n * k : (n + 1) * k]] for n in range(len(chunk))]
+        return outputs
+
+    def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
+        start = time.perf_counter()
+        requests = self.requests(prompts, completion_ids_list)
+        generated = self.generate(requests, max_rows=self.max_rows)
+        texts: list[list[str]] = [[] for _ in prompts]
+        new_tokens = 0
+        for request, samples in zip(requests, generated):
+            for ids in samples:
+                new_tokens += len(ids)
+                full = request.prefix_ids + ids if self.mode == "continuation" else ids
+                texts[request.index].append(self._tokenizer.decode(full, skip_special_tokens=True))
+        seconds = time.perf_counter() - start
+        self.seconds_this_step += seconds
+        n_generated = max(1, len(requests) * self.samples)
+        log = self.trainer._log_metric
+        log("retrace/seconds", seconds)
+        log("retrace/tokens_per_completion", new_tokens / max(1, len(prompts)))
+        log("retrace/completion_length", new_tokens / n_generated)
+        log("retrace/prefix_length", sum(len(r.prefix_ids) for r in requests) / max(1, len(requests)))
+        return texts
+
+
+class _RetraceTimeShare(TrainerCallback):
+    """Logs `retrace/time_share`: re-inference seconds / the optimizer step's time (TRL's `step_time`)."""
+
+    def __init__(self, provider: RetraceProvider):
+        self.provider = provider
+
+    def on_step_end(self, args, state, control, **kwargs):
+        metrics = self.provider.trainer._metrics["train"]
+        if metrics.get("step_time"):
+            metrics["retrace/time_share"].append(self.provider.seconds_this_step / metrics["step_time"][-1])
+        self.provider.seconds_this_step = 0.0

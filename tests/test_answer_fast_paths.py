@@ -1,0 +1,234 @@
+"""The fast paths of answer matching (issue 8) decide exactly as math-verify would, without calling it."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import self_evolve_trl.answers as answers
+from self_evolve_trl.answers import answer_classes, is_equivalent, normalize_answer
+from self_evolve_trl.latex_value import latex_value, values_compare
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def clear_caches():
+    for name in dir(answers):
+        cached = getattr(answers, name)
+        if callable(getattr(cached, "cache_clear", None)):
+            cached.cache_clear()
+
+
+def math_verify_equal(a: str, b: str) -> bool:
+    """The reference: math-verify on the normalised answers, no shortcut (gold = the smaller key, as ours)."""
+    ka, kb = sorted((normalize_answer(a), normalize_answer(b)))
+    if ka == kb:
+        return True
+    gold, target = answers._mv_parse(ka), answers._mv_parse(kb)
+    return bool(gold and target and answers._mv_verify(gold, target))
+
+
+@pytest.fixture
+def verify_calls(monkeypatch):
+    """Records every call of math-verify's `verify` made by the matcher (caches cleared before and after)."""
+    calls = []
+    original = answers._mv_verify
+
+    def recording(gold, target):
+        calls.append((gold, target))
+        return original(gold, target)
+
+    clear_caches()
+    monkeypatch.setattr(answers, "_mv_verify", recording)
+    yield calls
+    clear_caches()
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("2\\sqrt{3}", 2 * math.sqrt(3)),
+        ("\\sqrt{12}", math.sqrt(12)),
+        ("\\frac{\\sqrt{3}}{2}", math.sqrt(3) / 2),
+        ("\\frac{1}{2}\\sqrt{3}", math.sqrt(3) / 2),
+        ("\\sqrt{3}/2", math.sqrt(3) / 2),
+        ("\\frac{4\\pi}{4}", math.pi),
+        ("3\\pi/6", math.pi / 2),
+        ("\\frac12", 0.5),
+        ("\\sqrt3", math.sqrt(3)),
+        ("\\sqrt[3]{8}", 2.0),
+        ("-2^2", -4.0),
+        ("2^{-1}", 0.5),
+        ("10^{3}", 1000.0),
+        ("{2}/{3}", 2 / 3),
+        ("2\\cdot\\sqrt{3}", 2 * math.sqrt(3)),
+        ("2\\times3", 6.0),
+        ("(1+2)(3)", 9.0),
+        ("\\frac{1}{2}(3)", 1.5),
+        ("\\sqrt{2}\\sqrt{2}", 2.0),
+        (".5", 0.5),
+        ("3.5\\pi", 3.5 * math.pi),
+    ],
+)
+def test_latex_value_reads_as_math_verify_does(text, value):
+    import sympy
+
+    assert latex_value(text) == pytest.approx(value, rel=1e-12)
+    parsed = answers._mv_parse(text)[0]
+    assert float(sympy.N(parsed, 30)) == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2\\frac{1}{2}",  # math-verify: a mixed number, 5/2
+        "2(3)",  # math-verify: 5
+        "1/2\\pi",  # math-verify: 1/(2 pi)
+        "2^10",  # LaTeX: 2^1 0; math-verify: 2^10
+        "2^-1",  # math-verify: 2
+        "2^\\frac{1}{2}",  # math-verify: 2
+        "\\sqrt12",  # LaTeX: sqrt(1) 2
+        "\\sqrt{-4}",  # not real
+        "\\frac{1}{0}",
+        "x+1",
+        "\\infty",
+        "1,000",
+        "2,3",
+        "",
+        "2^2^3",
+    ],
+)
+def test_latex_value_declines_what_it_cannot_read_for_sure(text):
+    assert latex_value(text) is None
+
+
+def test_values_compare_leaves_close_values_to_math_verify():
+    assert values_compare(math.sqrt(12), 2 * math.sqrt(3)) is True
+    assert values_compare(1.0, 1.001) is False
+    assert values_compare(math.sqrt(2), 1.414214) is None  # math-verify: equal after rounding to 6 decimals
+    assert values_compare(0.0, 0.0) is True
+
+
+# Pairs that the fast paths decide (no call to math-verify's verify), with math-verify's own verdict.
+DECIDED_FAST = [
+    ("2\\sqrt{3}", "\\sqrt{12}", True),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}", True),
+    ("\\frac{4\\pi}{4}", "\\pi", True),
+    ("3\\pi/6", "\\frac{\\pi}{2}", True),
+    ("2\\cdot\\sqrt{3}", "\\sqrt{12}", True),
+    ("\\sqrt[3]{8}", "2", True),
+    ("\\sqrt{2}\\sqrt{2}", "2", True),
+    ("\\frac{2\\pi}{3}", "\\frac{2}{3}\\pi", True),
+    ("2\\sqrt{3}", "3\\sqrt{2}", False),
+    ("\\frac{\\pi}{3}", "\\frac{\\pi}{2}", False),
+    ("\\sqrt{5}/4", "\\frac{\\sqrt{7}}{4}", False),
+    ("4\\pi", "16\\pi", False),
+    ("5", "n/a", False),
+    ("5", "undefined", False),
+    ("\\frac{\\sqrt{3}}{2}", "I cannot determine the answer", False),
+    ("B", "\\text{The answer is not among the options}", False),
+    ("undefined", "see the reasoning above", False),
+    ("D", "\\angle ABC", False),
+    ("7", "\\infty", False),
+    ("5", "2, 3, 5", False),
+    ("0.5", "x^2+3x-\\frac{y}{2}=\\sqrt{z}", False),
+    ("\\frac{8\\pi}{4}", "2\\pi \\text{ cm}^2", True),
+    ("4\\pi", "2\\pi c", False),
+    ("12", "D", False),
+    ("\\angle ABC", "undefined", False),
+]
+
+# Pairs too close (or too unusual) for the fast paths: math-verify decides them, and its verdict stands.
+LEFT_TO_MATH_VERIFY = [
+    ("\\sqrt{2}", "1.414214", True),  # equal after rounding to 6 decimals
+    ("\\pi", "3.14159265", True),
+    ("ab", "ba", True),  # the same product of symbols
+    ("inf", "\\infty", True),  # math-verify rewrites inf, infinity
+    ("infinity", "inf", True),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("2x=10", "10", True),  # an equation compares by its right-hand side
+    ("\\{1, 2\\}", "\\{2, 1\\}", True),
+    ("\\sqrt{2}", "1.4142", False),
+]
+
+
+@pytest.mark.parametrize("a, b, equal", DECIDED_FAST)
+def test_fast_paths_agree_with_math_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal  # the reference verdict, computed before the matcher runs
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal
+    assert is_equivalent(b, a) is equal
+    assert verify_calls == []  # decided without math-verify's verify
+
+
+@pytest.mark.parametrize("a, b, equal", LEFT_TO_MATH_VERIFY)
+def test_what_the_fast_paths_cannot_decide_goes_to_math_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal
+    assert len(verify_calls) == 1
+
+
+def test_a_number_against_a_word_parses_only_the_word(verify_calls, monkeypatch):
+    parsed = []
+    original = answers._mv_parse
+    monkeypatch.setattr(answers, "_mv_parse", lambda key: parsed.append(key) or original(key))
+    assert answer_classes(["\\frac{\\sqrt{3}}{2}", "n/a", "\\infty", "2\\sqrt{3}", "\\sqrt{12}"]) == [0, 1, 2, 3, 3]
+    assert sorted(parsed) == ["\\infty", "n/a"]
+    assert verify_calls == []  # n/a ~ \infty: a product of symbols is never infinite
+
+
+def test_classes_of_a_realistic_group_use_no_verify(verify_calls):
+    group = ["140°", "140", "140^{\\circ}", "2\\sqrt{3}", "\\sqrt{12}", "undefined", None, "(B)", "b"]
+    assert answer_classes(group) == [0, 0, 0, 1, 1, 2, None, 3, 3]
+    assert verify_calls == []
+
+
+def test_answer_matching_benchmark_without_mathruler_says_so(monkeypatch, capsys):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import answer_matching
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.setitem(sys.modules, "mathruler", None)
+    monkeypatch.setitem(sys.modules, "mathruler.grader", None)
+    monkeypatch.setattr(sys, "argv", ["answer_matching.py", "--prompts", "8", "--repeats", "1", "--skip-brute-force"])
+    answer_matching.main()
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "released (mathruler)   skipped: mathruler is not installed" in lines[-1]
+    assert "pip install -e .[bench]" in lines[-1]
+    assert any(line.strip().startswith("new batch, warm process, cold caches ours") for line in lines)
+
+
+def test_units_after_pi_are_stripped():
+    """`2\\pi \\text{ cm}^2` is `2\\pi`: math-verify finds the raw strings equal (units after \\pi were kept)."""
+    assert normalize_answer("2\\pi \\text{ cm}^2") == "2\\pi"
+    assert normalize_answer("16\\pi\\,\\text{m}^2") == "16\\pi"
+    assert answer_classes(["2\\pi \\text{ cm}^2", "2 \\pi", "\\frac{8\\pi}{4}", "4\\pi \\text{ cm}^2"]) == [0, 0, 0, 1]
+
+
+def test_close_or_huge_values_and_equations_against_sets_are_left_to_math_verify(verify_calls):
+    assert values_compare(2.0**64, 2.0**64 - 1) is None  # floats cannot tell these integers apart
+    assert math_verify_equal("2^{64}", "18446744073709551615") is False
+    assert is_equivalent("2^{64}", "18446744073709551615") is False
+    # math-verify compares an equation with a set by its solution set; the right-hand side alone would be wrong
+    expected = math_verify_equal("x^2=4", "\\{-2, 2\\}")
+    verify_calls.clear()
+    assert is_equivalent("x^2=4", "\\{-2, 2\\}") is expected
+    assert len(verify_calls) == 1
+
+
+def test_math_verify_reads_every_letter_but_e_and_I_as_a_one_letter_symbol():
+    """What `_key_reading` assumes without parsing a choice letter."""
+    import string
+
+    import sympy
+
+    for letter in string.ascii_letters:
+        parsed = answers._mv_parse(letter)[0]
+        if letter in ("e", "I"):
+            assert parsed in (sympy.E, sympy.I)
+        else:
+            assert isinstance(parsed, sympy.Symbol) and len(parsed.name) == 1

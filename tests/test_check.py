@@ -1,0 +1,244 @@
+"""`cli check` / `--dry-run`: every problem of a recipe at once, each with its fix, nothing trained."""
+
+import http.server
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from PIL import Image
+
+from self_evolve_trl.check import (
+    Problem,
+    batch_problems,
+    check_recipe,
+    endpoint_problems,
+    field_problems,
+    main as check_main,
+)
+
+
+BASE = {
+    "dataset_name": "synthetic",
+    "synthetic_size": 8,
+    "instruction": "Answer in \\boxed{}.",
+    "reward_funcs": ["soft_frequency", "format"],
+    "num_generations": 4,
+    "per_device_train_batch_size": 4,
+    "max_completion_length": 8,
+    "max_steps": 2,
+    "save_steps": 1,
+    "use_cpu": True,
+    "bf16": False,
+    "report_to": "none",
+}
+
+
+def write_recipe(tmp_path, tiny_model_dir, **fields) -> str:
+    recipe = {**BASE, "model_name_or_path": tiny_model_dir, "output_dir": str(tmp_path / "out"), **fields}
+    recipe = {k: v for k, v in recipe.items() if v is not None}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def areas(report) -> list[str]:
+    return [p.area for p in report.problems if not p.warning]
+
+
+def test_a_clean_recipe_passes_and_writes_nothing(tmp_path, tiny_model_dir, capsys):
+    recipe = write_recipe(tmp_path, tiny_model_dir)
+    assert check_main([recipe]) == 0
+    out = capsys.readouterr().out
+    assert "No problems: the recipe is ready to train." in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_problem_at_once_each_with_its_fix(tmp_path, tiny_model_dir):
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir,
+        reward_funcs=["soft_frequncy", "format", "no_such_module:fn"],
+        reward_kwargs={"format": {"penalti": 0.5}, "majority_vote": {}},
+        reward_weights=[1.0, 1.0],
+        advantage="lsee",
+        lse_tau=-1.0,
+        num_generations=3,
+        lerning_rate=1e-3,
+        max_steps=[1],
+        resume_from_checkpoint=str(tmp_path / "no-checkpoint"),
+    )
+    report = check_recipe(recipe)
+    by_area = {p.area: p for p in report.problems}
+    assert areas(report) == [
+        "advantage", "lerning_rate", "max_steps",
+        "reward_kwargs", "reward 'soft_frequncy'", "reward_kwargs['format']", "reward 'no_such_module:fn'",
+        "reward_weights", "lse_tau", "batch", "resume_from_checkpoint",
+    ]
+    assert by_area["advantage"].fix == "use one of: grpo, centered, lse."
+    assert by_area["lerning_rate"].fix == "did you mean `learning_rate`?"
+    assert by_area["max_steps"].message == "expected an integer, got [1]."
+    assert "majority_vote" in by_area["reward_kwargs"].message
+    fix = by_area["reward 'soft_frequncy'"].fix  # the registry may hold more rewards than these
+    assert fix.startswith("use one of: format, majority_vote, ") and "soft_frequency" in fix
+    assert by_area["reward_kwargs['format']"].fix == "set only: pattern, penalty."
+    assert by_area["reward_weights"].message == "has 2 entries for 3 reward functions."
+    assert "4 completions per generation round, not a whole number of groups of num_generations (3)" in by_area["batch"].message
+    assert by_area["batch"].fix.startswith("make per_device_train_batch_size a multiple of 3")
+    text = report.format()
+    assert text.endswith("11 problem(s).") and text.count("Fix: ") == 11
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_geometry_for_the_process_count():
+    args = SimpleNamespace(num_generations=8, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                           steps_per_generation=None, generation_batch_size=None, num_generations_eval=None,
+                           do_eval=False, num_iterations=1, save_steps=500, save_strategy="steps")
+    geometry, problems = batch_problems(args, num_processes=2)
+    assert problems == [] and geometry.generation_batch_size == 8 and geometry.prompts_per_round == 1
+    _, problems = batch_problems(args, num_processes=1)
+    assert [p.area for p in problems] == ["batch"]
+    assert "4 completions per generation round" in problems[0].message
+    assert problems[0].fix.startswith("make per_device_train_batch_size a multiple of 8")
+    _, problems = batch_problems(SimpleNamespace(**{**vars(args), "num_generations": 6}), num_processes=4)
+    assert problems[0].fix.startswith("make per_device_train_batch_size a multiple of 3")  # 4 processes give 2 of 6
+    _, problems = batch_problems(SimpleNamespace(**{**vars(args), "steps_per_generation": 2, "generation_batch_size": 16}), 2)
+    assert problems[0].message == "and steps_per_generation are both set."
+    _, problems = batch_problems(SimpleNamespace(**{**vars(args), "gradient_accumulation_steps": 2, "steps_per_generation": 4,
+                                                    "save_steps": 1}), 2)
+    assert [(p.area, p.warning) for p in problems] == [("save_steps", True)]  # checkpoints inside a generation round
+
+
+def test_process_count_from_the_command_line(tmp_path, tiny_model_dir, capsys):
+    recipe = write_recipe(tmp_path, tiny_model_dir, num_generations=8, per_device_train_batch_size=4, synthetic_size=16)
+    assert check_main([recipe, "--num_processes", "2"]) == 0
+    assert check_main([recipe, "--num-processes", "1"]) == 2
+    assert "× 1 process(es) × steps_per_generation (1) = 4 completions" in capsys.readouterr().out
+
+
+def test_field_types_and_names():
+    problems = field_problems({
+        "max_steps": "12",  # argparse converts a string default: fine
+        "learning_rate": "1e-6",  # YAML 1.1 reads 1e-6 as a string; argparse makes it a float: fine
+        "save_strategy": "steps",
+        "report_to": "none",
+        "lora_target_modules": "all-linear",
+        "resume_from_checkpoint": True,
+        "num_generations": 2.5,
+        "bf16": "maybe",
+        "save_strategy_": "epoch",
+        "lr_scheduler_type": "cosine_wobble",
+        "reward_weights": ["one"],
+        "retrace_anchors_": 0.7,
+        "env": {"HF_HOME": "/tmp"},
+    })
+    assert [(p.area, p.message) for p in problems] == [
+        ("num_generations", "expected an integer (or null), got 2.5."),
+        ("bf16", "expected true or false (or null), got 'maybe'."),
+        ("save_strategy_", "unknown field."),
+        ("lr_scheduler_type", problems[3].message),
+        ("reward_weights", "expected a list of numbers (or null), got ['one']."),
+        ("retrace_anchors_", "unknown field."),
+    ]
+    assert problems[2].fix == "did you mean `save_strategy`?"
+    assert problems[3].message.startswith("expected one of 'linear', 'cosine'")
+    assert problems[3].message.endswith(", got 'cosine_wobble'.") and "a string" not in problems[3].message
+
+
+def test_what_trl_itself_rejects_is_reported(tmp_path, tiny_model_dir):
+    recipe = write_recipe(tmp_path, tiny_model_dir, vllm_importance_sampling_clip_min=5.0,
+                          vllm_importance_sampling_clip_max=3.0)
+    report = check_recipe(recipe)
+    assert areas(report) == ["config"]
+    assert report.problems[0].message.startswith("vllm_importance_sampling_clip_min (5.0) must be less than")
+
+
+def test_dataset_rows_and_images(tmp_path, tiny_model_dir):
+    Image.new("RGB", (56, 56), "red").save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    rows = [{"problem": f"How many? {i}", "image": "broken.png" if i == 2 else "ok.png", "answer": "1"} for i in range(5)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, dataset_name=str(data), synthetic_size=None,
+                                       per_device_train_batch_size=24))
+    assert areas(report) == ["dataset", "dataset row 2"]
+    assert report.problems[0].message.startswith("has 5 rows; one generation round needs 6 prompts")
+    assert report.problems[1].message == f"Cannot read image {tmp_path}/broken.png: cannot identify image file '{tmp_path}/broken.png'"
+
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, dataset_name=str(data), question_column="question"))
+    assert areas(report) == ["dataset"] and "no question column 'question'" in report.problems[0].message
+
+
+def test_model_config_processor_and_weights_without_loading_them(tmp_path, tiny_model_dir):
+    incomplete = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, incomplete, ignore=shutil.ignore_patterns("*.safetensors"))
+    report = check_recipe(write_recipe(tmp_path, str(incomplete)))
+    assert areas(report) == ["model"] and report.problems[0].message.startswith(f"folder {incomplete} has no weight files")
+
+    report = check_recipe(write_recipe(tmp_path, str(tmp_path / "missing")))
+    assert areas(report) == ["model_name_or_path"]
+    assert report.problems[0].message == f"Model path not found: {tmp_path / 'missing'}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on localhost: 200 on /health and /v1/models, 404 elsewhere."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path in ("/health", "/v1/models") else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_vllm_server_and_judge_endpoints(http_server):
+    closed = f"http://127.0.0.1:{free_port()}"
+    args = SimpleNamespace(use_vllm=True, vllm_mode="server", vllm_server_base_url=http_server, vllm_server_port=8000)
+    assert endpoint_problems(args, timeout=2.0) == []
+    args.vllm_server_base_url = closed
+    (problem,) = endpoint_problems(args, timeout=2.0)
+    assert problem.area == "vllm server" and problem.message == f"{closed}/health is not reachable (ConnectionError)."
+    assert problem.fix.startswith("start it first (`trl vllm-serve --model MODEL --port 8000`")
+    args.vllm_mode = "colocate"
+    assert endpoint_problems(args, timeout=2.0) == []
+
+    # the judge's fields are read only where they exist (another feature adds them)
+    judge = SimpleNamespace(use_vllm=False, judge_backend="openai", judge_base_url=f"{http_server}/v1")
+    assert endpoint_problems(judge, timeout=2.0) == []
+    judge.judge_base_url = f"{closed}/v1"
+    (problem,) = endpoint_problems(judge, timeout=2.0)
+    assert problem.area == "judge (openai)" and "/v1/models is not reachable" in problem.message
+
+
+def test_dry_run_on_the_training_command(tmp_path, tiny_model_dir, run, python):
+    recipe = write_recipe(tmp_path, tiny_model_dir, num_generations=3)
+    result = run([python, "-m", "self_evolve_trl.cli", recipe, "--dry-run", "--max_steps", "5"], timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "problem: batch:" in result.stdout and result.stdout.strip().endswith("1 problem(s).")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+    result = run([python, "-m", "self_evolve_trl.cli", "check", recipe, "--num_generations", "4", "--bogus_flag", "1"], timeout=300)
+    assert result.returncode == 2
+    assert "problem: --bogus_flag: unknown command-line flag." in result.stdout
+
+
+def test_problem_text():
+    assert str(Problem("lse_tau", "must be > 0", "use 1.0.")) == "lse_tau: must be > 0. Fix: use 1.0."

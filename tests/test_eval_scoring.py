@@ -1,0 +1,259 @@
+"""Scoring of each benchmark's answer format on known cases, the aggregate metrics, answer extraction, prompts."""
+
+import pytest
+
+from self_evolve_trl.eval.benchmarks import BENCHMARKS, EvalItem, LoadedBenchmark, _belongs, parse_option_string
+from self_evolve_trl.eval.extraction import extract_by_rules
+from self_evolve_trl.eval.runner import Extractor, build_conversation, score_benchmark
+from self_evolve_trl.eval.scoring import (
+    choice_letter,
+    choice_letters,
+    dynamath_accuracy,
+    mean_metrics,
+    score_answer,
+    wemath_metrics,
+)
+
+
+def item_of(name, row, index=0, options=None):
+    return BENCHMARKS[name].make_item(row, index, options or {})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MathVision: choice questions (options listed) and free-form ones
+
+
+def test_mathvision_items():
+    item = item_of("mathvision", {"id": "7", "question": "<image1>Which is red?", "options": ["square", "circle"],
+                                  "answer": "B"})
+    assert item.question == "Which is red?\nChoices:\n(A) square\n(B) circle"
+    assert (item.id, item.answer_type, item.options) == ("7", "choice", {"A": "square", "B": "circle"})
+    free = item_of("mathvision", {"id": "8", "question": "Length? <image1>", "options": [], "answer": "\\frac{1}{2}"})
+    assert (free.question, free.answer_type, free.options) == ("Length?", "free", {})
+    # a letter answer with the options drawn in the image is still a choice question
+    assert item_of("mathvision", {"id": "9", "question": "q", "options": [], "answer": "C"}).answer_type == "choice"
+
+
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("B", True), ("(b)", True), ("B. circle", True), ("Option B", True), ("\\text{B}", True), ("circle", True),
+     ("A", False), ("square", False), ("(C)", False), ("triangle", False)],
+)
+def test_mathvision_choice(prediction, expected):
+    assert score_answer(prediction, "B", "choice", {"A": "square", "B": "circle", "C": "1/2"}) is expected
+
+
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [("0.5", "\\frac{1}{2}", True), ("140^\\circ", "140", True), ("2\\sqrt{3}", "\\sqrt{12}", True),
+     ("12 cm", "12", True), ("13", "12", False), (None, "12", False)],
+)
+def test_free_form_math_equivalence(prediction, reference, expected):
+    assert score_answer(prediction, reference, "free") is expected
+
+
+def test_choice_by_option_content_uses_math_equivalence():
+    options = {"A": "\\frac{1}{4}", "B": "\\frac{1}{2}", "C": "1"}
+    assert choice_letter("0.5", options) == "B"
+    assert choice_letter("A cat", options) is None  # an article is not an option letter
+    assert choice_letter("0.3", options) is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MathVerse: Vision Only by default, multi-choice letters and free-form answers
+
+
+def test_mathverse_items_and_version_filter():
+    row = {"sample_index": "3", "problem_version": "Vision Only", "question": "", "answer": "A",
+           "question_type": "multi-choice"}
+    item = item_of("mathverse", row)
+    assert (item.id, item.answer_type, item.question) == ("3", "choice", "Answer the question shown in the image.")
+    assert item_of("mathverse", {**row, "problem_version": "Text Dominant"}) is None
+    assert item_of("mathverse", {**row, "problem_version": "Text Dominant"}, options={"mathverse_version": "all"})
+    free = item_of("mathverse", {**row, "question_type": "free-form", "answer": "5"})
+    assert free.answer_type == "free" and score_answer("5 cm", free.reference, "free")
+    assert score_answer("A", "A", "choice") and not score_answer("5", "A", "choice")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# WeMath: option letters, and the four-dimensional metrics over composite problems
+
+
+def test_wemath_items():
+    item = item_of("wemath", {"ID": "12", "key": "2steps_multi", "question": "How long?",
+                              "option": "A. 3 cm; B. 4 cm; C. No correct answer", "answer": "B"})
+    assert (item.id, item.group, item.part) == ("12/2steps_multi", "12", "2steps_multi")
+    assert item.question == "How long?\nA. 3 cm; B. 4 cm; C. No correct answer"
+    assert item.options == {"A": "3 cm", "B": "4 cm", "C": "No correct answer"}
+    assert score_answer("4", "B", "choice", item.options) and not score_answer("3", "B", "choice", item.options)
+
+
+def test_parse_option_string_forms():
+    assert parse_option_string("A: 1\nB: 2\nC: 3") == {"A": "1", "B": "2", "C": "3"}
+    assert parse_option_string("(A) 30° (B) 45°") == {"A": "30°", "B": "45°"}
+    assert parse_option_string("") == {}
+
+
+def test_wemath_four_dimensional_metrics():
+    rows = [
+        ("P1", "2steps_1", True), ("P1", "2steps_2", True), ("P1", "2steps_multi", True),  # CM (strict and loose)
+        ("P2", "2steps_1", True), ("P2", "2steps_2", False), ("P2", "2steps_multi", True),  # RM strict, CM loose
+        ("P3", "2steps_1", False), ("P3", "2steps_2", False), ("P3", "2steps_multi", True),  # RM strict and loose
+        ("P4", "3steps_1", True), ("P4", "3steps_2", True), ("P4", "3steps_3", True),
+        ("P4", "3steps_multi", False),  # IG
+        ("P5", "3steps_1", False), ("P5", "3steps_2", True), ("P5", "3steps_3", True),
+        ("P5", "3steps_multi", False),  # IK
+        ("P6", "2steps_1", True),  # incomplete (a --limit cut): left out of the four dimensions
+    ]
+    metrics = wemath_metrics(*zip(*rows))
+    assert metrics["composite_problems"] == 5
+    assert {k: metrics[k] for k in ("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose")} == dict(
+        IK=1, IG=1, CM_strict=1, CM_loose=2, RM_strict=2, RM_loose=1)
+    assert metrics["score_strict"] == pytest.approx(100 * (5 - 0.5 * 1 - 2 - 1) / 5)  # 30.0
+    assert metrics["score_loose"] == pytest.approx(100 * (5 - 0.5 * 1 - 1 - 1) / 5)  # 50.0
+    assert metrics["accuracy"] == pytest.approx(100 * 12 / 18)
+    assert wemath_metrics(["P"], ["2steps_1"], [True])["score_strict"] is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LogicVista: one or more letters
+
+
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("A, C", True), ("C,A", True), ("AC", True), ("(A) and (C)", True), ("A C", True), ("A", False),
+     ("A, B, C", False), ("C", False), ("apples", False)],
+)
+def test_logicvista_letter_sets(prediction, expected):
+    assert score_answer(prediction, "A, C", "choices") is expected
+
+
+def test_logicvista_single_letter():
+    assert score_answer("(D)", "D", "choices") and score_answer("D.", "D", "choices")
+    assert choice_letters("None of them") is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DynaMath: letters, floats within 1e-3, text; average and worst case over variants
+
+
+def test_dynamath_items():
+    row = {"id": "17", "question": "Slope?", "ground_truth": "2.500", "answer_type": "float",
+           "__split": "sample_variant3"}
+    item = item_of("dynamath", row)
+    assert (item.id, item.group, item.answer_type) == ("17/sample_variant3", "17", "float")
+    assert item_of("dynamath", {**row, "answer_type": "multiple choice"}).answer_type == "choice"
+    assert item_of("dynamath", {**row, "answer_type": "text"}).answer_type == "free"
+
+
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [("3.142", "3.1416", True), ("3.15", "3.1416", False), ("\\pi", "3.142", True), ("1/3", "0.333", True),
+     ("2\\sqrt{2}", "2.828", True), ("2.5", "2.500", True), ("x", "2.5", False)],
+)
+def test_dynamath_float_tolerance(prediction, reference, expected):
+    assert score_answer(prediction, reference, "float") is expected
+
+
+def test_dynamath_average_and_worst_case():
+    groups = ["q1"] * 3 + ["q2"] * 3 + ["q3"] * 3
+    correct = [True, True, True, True, False, True, False, False, False]
+    result = dynamath_accuracy(groups, correct)
+    assert result["average_case"] == pytest.approx(100 * 5 / 9)
+    assert result["worst_case"] == pytest.approx(100 / 3)
+    assert result["seed_questions"] == 3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Extraction, prompts, sampled pass@1 and maj@k
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("<think>x=3</think> \\boxed{2} ... so \\boxed{\\frac{1}{2}}", ("\\frac{1}{2}", "boxed")),
+     ("<think>...</think><answer>B</answer>", ("B", "answer_tag")),
+     ("Therefore, the final answer is 12.", ("12", "phrase")),
+     ("Answer: (C)", ("(C)", "phrase")),
+     ("I do not know", (None, None))],
+)
+def test_rule_extraction(text, expected):
+    assert extract_by_rules(text) == expected
+
+
+def test_prompt_is_the_training_prompt_plus_choice_hint():
+    item = EvalItem(id="1", question="Which?\nChoices:\n(A) 1\n(B) 2", reference="A", answer_type="choice")
+    conversation = build_conversation(item, "Box it.", "Answer with the letter.", n_images=1)
+    assert conversation == [{"role": "user", "content": [
+        {"type": "image", "text": None},
+        {"type": "text", "text": "Which?\nChoices:\n(A) 1\n(B) 2\nAnswer with the letter. Box it."}]}]
+    geometry = EvalItem(id="2", question="<image>Find x.", reference="3", answer_type="free")
+    content = build_conversation(geometry, "Box it.", "Answer with the letter.", n_images=1)[0]["content"]
+    assert content == [{"type": "image", "text": None}, {"type": "text", "text": "Find x. Box it."}]
+
+
+def test_sampled_pass_at_1_and_majority_vote():
+    items = [EvalItem(id="c", question="q", reference="B", answer_type="choice", options={"A": "1", "B": "2"}),
+             EvalItem(id="f", question="q", reference="1/2", answer_type="free"),
+             EvalItem(id="n", question="q", reference="7", answer_type="free")]
+    loaded = LoadedBenchmark(BENCHMARKS["mathvision"], items, dataset=None, image_column="image", source="test")
+    greedy = {"c": ["\\boxed{A}"], "f": ["\\boxed{0.5}"], "n": ["no answer"]}
+    sampled = {"c": ["\\boxed{(B)}", "\\boxed{2}", "\\boxed{A}"],  # B twice (letter, then option content): B wins
+               "f": ["\\boxed{0.5}", "\\boxed{3}", "\\boxed{\\frac{1}{2}}"],
+               "n": ["\\boxed{6}", "nothing", "\\boxed{6}"]}
+    result = score_benchmark(loaded, greedy, sampled, Extractor(None))
+    modes = result["modes"]
+    assert modes["greedy"]["accuracy"] == pytest.approx(100 / 3)
+    # per sample index j: j=0 -> c, f right; j=1 -> c right; j=2 -> f right
+    assert modes["sampled"]["accuracy"] == pytest.approx((200 / 3 + 100 / 3 + 100 / 3) / 3)
+    assert modes["majority"]["accuracy"] == pytest.approx(200 / 3)
+    assert result["extraction"] == {"boxed": 10, "none": 2}
+
+
+def test_mean_metrics():
+    runs = [{"a": 10.0, "n": 2, "s": "x"}, {"a": 20.0, "n": 2, "s": "x"}]
+    assert mean_metrics(runs) == {"a": 15.0, "n": 2, "s": "x"}
+
+
+def test_local_files_are_matched_to_splits_by_name(tmp_path):
+    root = str(tmp_path)
+    assert _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "testmini")
+    assert not _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "test")
+    assert _belongs(f"{root}/default/testmini/0000.parquet", root, "testmini")
+    assert not _belongs(f"{root}/data/sample_variant10-0.parquet", root, "sample_variant1")
+
+
+def test_majority_of_float_answers_votes_on_values():
+    items = [EvalItem(id="d", question="q", reference="3.1416", answer_type="float")]
+    loaded = LoadedBenchmark(BENCHMARKS["dynamath"], [EvalItem(**{**items[0].__dict__, "group": "s"})], None, "i", "t")
+    sampled = {"d": ["\\boxed{3.1416}", "\\boxed{4}", "\\boxed{\\pi}", "\\boxed{4.0}", "\\boxed{3.14159}"]}
+    result = score_benchmark(loaded, {"d": ["\\boxed{4}"]}, sampled, Extractor(None))
+    assert result["modes"]["majority"]["accuracy"] == 100.0  # 3.142 three times (3.1416, pi, 3.14159) beats 4 twice
+    assert result["modes"]["greedy"]["worst_case"] == 0.0
+
+
+def test_mathverse_and_dynamath_options_from_the_question_text():
+    row = {"sample_index": "4", "problem_version": "Vision Only", "question": "", "answer": "B",
+           "question_type": "multi-choice",
+           "question_for_eval": "As shown in the figure, find angle A.\nChoices:\nA:20°\nB:25°\nC:40°\nD:50°"}
+    item = item_of("mathverse", row)
+    assert item.options == {"A": "20°", "B": "25°", "C": "40°", "D": "50°"}
+    assert score_answer("25^\\circ", "B", "choice", item.options)
+    assert not score_answer("40", "B", "choice", item.options)
+    dyn = item_of("dynamath", {"id": "3", "question": "Which graph? Choices: (A) f (B) g (C) h",
+                               "ground_truth": "C", "answer_type": "multiple choice"})
+    assert dyn.options == {"A": "f", "B": "g", "C": "h"}
+
+
+def test_unreachable_llm_extractor_is_a_clear_error(tmp_path):
+    import socket
+
+    from self_evolve_trl.eval.benchmarks import EvalError
+    from self_evolve_trl.eval.extraction import LLMExtractor
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    extractor = LLMExtractor(model="judge", base_url=f"http://127.0.0.1:{port}/v1", timeout=5, max_retries=0,
+                             cache_path=str(tmp_path / "cache.jsonl"))
+    with pytest.raises(EvalError, match=f"LLM extractor judge at http://127.0.0.1:{port}/v1 failed .*run the same"):
+        extractor("question", "no answer here")

@@ -1,0 +1,486 @@
+"""CSRS (SPEC §2 `retrace_frequency`, §4): prefixes, re-inference prompts, VSP, the reward, training runs."""
+
+import re
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from trl.data_utils import prepare_multimodal_messages
+
+from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+from self_evolve_trl.retrace import (
+    RetraceProvider,
+    map_images,
+    noise_generator,
+    perturb_image,
+    perturb_images,
+    prefix_length,
+)
+from self_evolve_trl.rewards import get_reward_function
+from self_evolve_trl.rewards.retrace import retrace_frequency
+from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+
+
+def boxed(*answers):
+    return [f"<think>...</think> \\boxed{{{a}}}" if a is not None else "<think>...</think> no answer" for a in answers]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The reward on hand-made groups
+
+
+def spec_reward(c, G, K, fmt, beta=1.2, w=0.9):
+    """SPEC §2: r = w·min(1, β·c/(G·(K+1))) + (1 − w)·fmt."""
+    return w * min(1.0, beta * c / (G * (K + 1))) + (1 - w) * fmt
+
+
+def test_retrace_frequency_counts_the_whole_groups_reinferences():
+    # G = 4, K = 3. Original answers 1/2, 0.5, 3, none; re-inferences of every completion are pooled.
+    completions = boxed("1/2", "0.5", "3", None)
+    retraced = [
+        boxed("\\frac{1}{2}", "0.5", "7"),   # two in the 1/2 class
+        boxed("3", None, "1/2"),             # one 3, one 1/2, one failed extraction
+        boxed("3", "3", "3"),
+        boxed(None, None, "2"),
+    ]
+    rewards = retrace_frequency(completions, 4, retraced)
+    # 1/2 class: \frac{1}{2}, 0.5, 1/2 -> c = 3 for the first two; 3 class: 3+1 = 4; the abstention: 0
+    expected = [spec_reward(3, 4, 3, 1), spec_reward(3, 4, 3, 1), spec_reward(4, 4, 3, 1), spec_reward(0, 4, 3, 0)]
+    assert rewards == pytest.approx(expected)
+    assert rewards == pytest.approx([0.9 * 1.2 * 3 / 16 + 0.1, 0.9 * 1.2 * 3 / 16 + 0.1, 0.9 * 1.2 * 4 / 16 + 0.1, 0.0])
+
+
+def test_originals_are_not_counted_and_groups_are_separate():
+    # every original says 5, but no re-inference does: no reward beyond the format term
+    group_a = boxed("5", "5")
+    group_b = boxed("5", "6")
+    retraced = [boxed("6"), boxed("6"), boxed("5"), boxed("5")]
+    rewards = retrace_frequency(group_a + group_b, 2, retraced, format_pattern=".*")
+    assert rewards == pytest.approx([0.1, 0.1, spec_reward(2, 2, 1, 1), 0.1])
+
+
+def test_failed_extractions_never_match_even_a_missing_answer():
+    completions = ["no box", "no box either"]
+    retraced = [["still none"], ["none"]]
+    assert retrace_frequency(completions, 2, retraced, format_pattern=".*") == pytest.approx([0.1, 0.1])
+
+
+def test_beta_clip_weight_and_matching_mode():
+    completions = boxed("2", "2.0")
+    retraced = [boxed("2", "2"), boxed("2.0", "2")]
+    # math: all four agree; c = 4, β·c/(G·(K+1)) = 3·4/6 = 2 -> clipped to 1
+    assert retrace_frequency(completions, 2, retraced, beta=3.0, weight=0.5) == pytest.approx([1.0, 1.0])
+    # exact matching splits 2 and 2.0: c = 3 and 1
+    exact = retrace_frequency(completions, 2, retraced, match="exact", weight=1.0)
+    assert exact == pytest.approx([1.2 * 3 / 6, 1.2 * 1 / 6])
+
+
+def test_format_term_uses_the_pattern():
+    completions = ["<think>a</think> \\boxed{1}", "\\boxed{1}"]
+    retraced = [boxed("9"), boxed("9")]
+    assert retrace_frequency(completions, 2, retraced) == pytest.approx([0.1, 0.0])
+    assert retrace_frequency(completions, 2, retraced, format_pattern=r".*\\boxed\{.*\}.*") == pytest.approx([0.1, 0.1])
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="same number of re-inferences"):
+        retrace_frequency(boxed("1", "1"), 2, [boxed("1"), boxed("1", "1")])
+    with pytest.raises(ValueError, match="retrace_completions has 1 entries for 2"):
+        retrace_frequency(boxed("1", "1"), 2, [boxed("1")])
+    with pytest.raises(ValueError, match="whole groups"):
+        retrace_frequency(boxed("1", "1", "1"), 2, [boxed("1")] * 3)
+
+
+def test_registry_logging_and_declared_input():
+    fn = get_reward_function("retrace_frequency", beta=1.2)
+    assert fn.required_inputs == ("retrace_completions",)
+    logged, extra = {}, {}
+    rewards = fn(
+        boxed("1", "2"), 2, retrace_completions=[boxed("1", "2"), boxed(None, "2")],
+        log_metric=logged.__setitem__, log_extra=extra.__setitem__,
+    )
+    assert rewards == pytest.approx([spec_reward(1, 2, 2, 1), spec_reward(2, 2, 2, 1)])
+    assert logged["retrace/agreement"] == pytest.approx((0.5 + 0.5) / 2)
+    assert logged["retrace/abstention_rate"] == pytest.approx(0.25)
+    assert extra["retrace_answers"] == ["1 | 2", " | 2"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(retrace_mode="prefix"), "Unknown retrace_mode 'prefix'; valid choices: new_turn, continuation."),
+        (dict(retrace_anchor_base="tokens"), "valid choices: actual_length, max_length"),
+        (dict(retrace_anchors=[0.5, 1.5]), "retrace_anchors must be a non-empty list of fractions in [0, 1]"),
+        (dict(retrace_anchors=[]), "retrace_anchors must be a non-empty list"),
+        (dict(retrace_samples_per_anchor=0), "retrace_samples_per_anchor must be >= 1"),
+        (dict(retrace_noise_max_level=0), "retrace_noise_max_level must be in 1..100"),
+        (dict(retrace_generation_batch_size=0), "retrace_generation_batch_size must be >= 1 or null"),
+    ],
+)
+def test_config_errors_name_the_valid_values(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SelfEvolveConfig(output_dir=str(tmp_path), use_cpu=True, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prefixes and prompts
+
+
+def test_prefix_length_both_bases():
+    assert [prefix_length(n, 0.7) for n in (0, 1, 10, 20, 100)] == [0, 0, 7, 14, 70]
+    assert prefix_length(100, 0.29) == 29  # not 28 from 0.29·100 = 28.999999999999996
+    assert [prefix_length(n, 0.7, "max_length", 100) for n in (10, 69, 70, 71, 100)] == [10, 69, 70, 70, 70]
+    assert prefix_length(10, 1.0) == 10 and prefix_length(10, 0.0) == 0
+    with pytest.raises(ValueError, match="valid bases: actual_length, max_length"):
+        prefix_length(10, 0.5, "tokens")
+
+
+def make_trainer(model_dir, processor, dataset, config, **kwargs):
+    return SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor, **kwargs)
+
+
+@pytest.fixture
+def csrs_trainer(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    def make(**overrides):
+        config = cpu_config(reward_funcs=["retrace_frequency"], **overrides)
+        return make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+
+    return make
+
+
+def rows(trainer, n=1):
+    """Conversational prompts with their images embedded, as TRL hands them to `_calculate_rewards`."""
+    out = []
+    for i in range(n):
+        row = trainer.train_dataset[i]
+        out.append(prepare_multimodal_messages(row["prompt"], images=row["images"]))
+    return out
+
+
+def test_provider_prefix_lengths_for_both_anchor_bases(csrs_trainer):
+    eos = csrs_trainer().eos_token_ids[0]
+    completions = [list(range(70, 80)) + [eos], list(range(70, 88))]  # 10 tokens + EOS; 18 tokens, truncated
+    for base, expected in [("actual_length", [5, 7, 9, 12]), ("max_length", [10, 10, 10, 14])]:
+        trainer = csrs_trainer(retrace_anchors=[0.5, 0.7], retrace_anchor_base=base, max_completion_length=20)
+        requests = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer, 2), completions)
+        assert [(r.index, r.anchor) for r in requests] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+        assert [len(r.prefix_ids) for r in requests] == expected, base
+        assert all(r.prefix_ids == completions[r.index][: len(r.prefix_ids)] for r in requests)
+
+
+SYSTEM_AND_USER = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\n<|vision_start|><|image_pad|><|image_pad|><|image_pad|><|image_pad|><|vision_end|>"
+    "How many squares in the image are filled with colour? Answer in \\boxed{}.<|im_end|>\n"
+)
+
+
+def test_new_turn_prompt_structure(csrs_trainer, tiny_processor):
+    trainer = csrs_trainer(retrace_mode="new_turn", retrace_anchors=[0.5])
+    tokenizer = tiny_processor.tokenizer
+    completion = tokenizer.encode("<think>two and two</think> \\boxed{4}") + [trainer.eos_token_ids[0]]
+    (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [completion])
+    prefix_text = tokenizer.decode(completion[: (len(completion) - 1) // 2])
+    assert prefix_text and prefix_text == tokenizer.decode(request.prefix_ids)
+    assert tokenizer.decode(request.prompt_ids) == (
+        SYSTEM_AND_USER + f"<|im_start|>assistant\n{prefix_text}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert len(request.fields["mm_token_type_ids"][0]) == len(request.prompt_ids)
+    assert request.fields["image_grid_thw"].tolist() == [[1, 4, 4]] and len(request.images) == 1
+
+
+def test_continuation_prompt_structure(csrs_trainer, tiny_processor):
+    trainer = csrs_trainer(retrace_mode="continuation", retrace_anchors=[0.5])
+    tokenizer = tiny_processor.tokenizer
+    completion = tokenizer.encode("<think>two and two</think> \\boxed{4}") + [trainer.eos_token_ids[0]]
+    (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [completion])
+    prompt_ids, _, fields = trainer._tokenize_prompts(rows(trainer))
+    prefix = completion[: (len(completion) - 1) // 2]
+    assert request.prompt_ids == prompt_ids[0] + prefix  # the very tokens, no re-tokenisation
+    assert tokenizer.decode(request.prompt_ids) == SYSTEM_AND_USER + "<|im_start|>assistant\n" + tokenizer.decode(prefix)
+    assert request.fields["mm_token_type_ids"] == [fields["mm_token_type_ids"][0] + [0] * len(prefix)]
+
+
+def test_reinference_samples_and_texts_per_mode(csrs_trainer, tiny_processor):
+    """K samples per anchor per completion; continuation texts start with the prefix."""
+    tokenizer = tiny_processor.tokenizer
+    completion = tokenizer.encode("<think>two and two make four</think> \\boxed{4}") + [288]
+    for mode in ("new_turn", "continuation"):
+        trainer = csrs_trainer(retrace_mode=mode, retrace_anchors=[0.3, 0.8], retrace_samples_per_anchor=2,
+                               max_completion_length=6)
+        provider = trainer.reward_input_providers["retrace_completions"]
+        requests = provider.requests(rows(trainer), [completion])
+        samples = provider.generate(requests)
+        assert [len(s) for s in samples] == [2, 2]
+        assert all(1 <= len(ids) <= 6 for s in samples for ids in s)  # at most max_completion_length new tokens
+        (texts,) = provider(None, rows(trainer), [None], [completion])
+        assert len(texts) == 4
+        prefixes = [tokenizer.decode(r.prefix_ids) for r in requests]
+        if mode == "continuation":
+            assert all(t.startswith(prefixes[i // 2]) for i, t in enumerate(texts))
+        else:
+            assert not any(t.startswith(prefixes[1]) for t in texts)
+
+
+def test_generation_calls_are_chunked_in_whole_k_blocks_and_mapped_back(csrs_trainer):
+    trainer = csrs_trainer(retrace_samples_per_anchor=2, retrace_generation_batch_size=5)
+    provider = trainer.reward_input_providers["retrace_completions"]
+    completions = [list(range(70, 70 + n)) for n in (4, 6, 8)]  # three different prefixes: 2, 4, 5 tokens
+    requests = provider.requests(rows(trainer, 3), completions)
+    calls = []
+
+    def fake_generate(prompt_ids, images, fields, num_generations):
+        calls.append((len(prompt_ids), num_generations, len(images), fields["image_grid_thw"].size(0)))
+        return [[len(ids), n % num_generations] for n, ids in enumerate(prompt_ids)], None
+
+    trainer._generate_single_turn = fake_generate
+    outputs = provider.generate(requests, max_rows=provider.max_rows)
+    assert calls == [(4, 2, 4, 4), (2, 2, 2, 2)]  # 5 rows allow 2 whole K-blocks per call
+    assert outputs == [[[len(r.prompt_ids), 0], [len(r.prompt_ids), 1]] for r in requests]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# VSP
+
+
+def gray(size=28, value=128):
+    return Image.new("RGB", (size, size), (value, value, value))
+
+
+def test_vsp_changes_the_pixels_of_every_image_in_a_list():
+    images = [gray(), gray(value=30)]
+    noisy = perturb_images(images, np.random.default_rng(0))
+    assert len(noisy) == 2
+    for clean, dirty in zip(images, noisy):
+        assert dirty is not clean and dirty.size == clean.size and dirty.mode == clean.mode
+        assert not np.array_equal(np.asarray(clean), np.asarray(dirty))
+    assert np.asarray(images[0]).max() == 128 and np.asarray(images[0]).min() == 128  # inputs untouched
+
+
+def test_vsp_noise_level_and_clipping():
+    rng = np.random.default_rng(1)
+    diff = np.asarray(perturb_image(gray(200), rng, max_level=1), dtype=float) - 128
+    assert diff.std() == pytest.approx(2.55, rel=0.05)  # k = 1 -> σ = 2.55
+    levels = [int(np.random.default_rng(s).integers(1, 41)) for s in range(200)]
+    assert min(levels) >= 1 and max(levels) <= 40
+    black = np.asarray(perturb_image(gray(value=0), np.random.default_rng(2)))
+    assert black.min() == 0 and black.max() > 0  # clipped at 0, not wrapped around
+
+
+def test_vsp_is_seeded_and_reproducible():
+    a = perturb_image(gray(), noise_generator(0, 3, 5, 0))
+    b = perturb_image(gray(), noise_generator(0, 3, 5, 0))
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    for other in [noise_generator(1, 3, 5, 0), noise_generator(0, 4, 5, 0), noise_generator(0, 3, 6, 0),
+                  noise_generator(0, 3, 5, 1)]:
+        assert not np.array_equal(np.asarray(a), np.asarray(perturb_image(gray(), other)))
+
+
+def test_map_images_copies_the_prompt():
+    image = gray()
+    prompt = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "q"}]}]
+    mapped = map_images(prompt, lambda im: "replaced")
+    assert mapped[0]["content"][0]["image"] == "replaced" and prompt[0]["content"][0]["image"] is image
+    assert mapped[0]["content"][1] == {"type": "text", "text": "q"}
+
+
+def test_vsp_only_on_reinference_prompts(csrs_trainer, tiny_processor):
+    """The rollouts and the trained batch see the clean images; only the re-inference prompts get noise."""
+    trainer = csrs_trainer(retrace_visual_perturbation=True, max_steps=1)
+    calls = []
+    original = trainer._generate_single_turn
+
+    def spy(prompt_ids, images, fields, num_generations, **kwargs):
+        calls.append(([list(x) for x in images], fields["pixel_values"].clone()))
+        return original(prompt_ids, images, fields, num_generations, **kwargs)
+
+    trainer._generate_single_turn = spy
+    trainer.model.train()
+    row = trainer.train_dataset[0]
+    output = trainer._generate_and_score_completions([row] * 4)
+
+    clean = np.asarray(row["images"][0])
+    clean_pixels = tiny_processor.image_processor(images=[row["images"][0]])["pixel_values"]
+    (rollout_images, rollout_pixels), (retrace_images, retrace_pixels) = calls  # one rollout call, one re-inference call
+    assert all(np.array_equal(np.asarray(imgs[0]), clean) for imgs in rollout_images)
+    assert torch.allclose(output["pixel_values"], clean_pixels.repeat(4, 1))  # the trained batch: clean
+    assert len(retrace_images) == 4 * 3  # 4 completions × 1 anchor × K = 3
+    noisy = [np.asarray(imgs[0]) for imgs in retrace_images]
+    assert not any(np.array_equal(image, clean) for image in noisy)
+    # the K samples of a prefix share one noisy image; different completions get different noise
+    assert all(np.array_equal(noisy[3 * n], noisy[3 * n + s]) for n in range(4) for s in range(3))
+    assert not np.array_equal(noisy[0], noisy[3])
+    assert not torch.allclose(retrace_pixels, clean_pixels.repeat(12, 1))
+
+    # reproducible: the same step and completion give the same noise
+    provider = trainer.reward_input_providers["retrace_completions"]
+    again = provider.requests([prepare_multimodal_messages(row["prompt"], images=row["images"])], [[70, 71]])
+    assert np.array_equal(np.asarray(again[0].images[0]), noisy[0])
+
+
+def test_no_vsp_keeps_the_clean_images(csrs_trainer):
+    trainer = csrs_trainer(retrace_visual_perturbation=False)
+    row = trainer.train_dataset[0]
+    (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [[70, 71]])
+    assert np.array_equal(np.asarray(request.images[0]), np.asarray(row["images"][0]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_two_training_steps_log_retrace_metrics_and_rewards(csrs_trainer):
+    trainer = csrs_trainer(retrace_visual_perturbation=True, max_completion_length=6)
+    trainer.train()
+    steps = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert len(steps) == 2
+    for entry in steps:
+        for key in ["retrace/seconds", "retrace/tokens_per_completion", "retrace/completion_length",
+                    "retrace/prefix_length", "retrace/time_share", "retrace/abstention_rate",
+                    "rewards/retrace_frequency/mean"]:
+            assert key in entry, key
+        assert 0 < entry["retrace/time_share"] < 1
+        assert 0 < entry["retrace/tokens_per_completion"] <= 3 * 6  # K re-inferences of at most 6 tokens
+        assert 0 <= entry["rewards/retrace_frequency/mean"] <= 0.9 * 1.2 * 3 / 4 + 0.1
+
+
+def test_reinferred_completions_never_enter_the_loss(csrs_trainer):
+    trainer = csrs_trainer(max_completion_length=6)
+    trainer.model.train()
+    output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)
+    assert output["completion_ids"].size(0) == 4 and output["prompt_ids"].size(0) == 4
+    assert output["advantages"].shape == (4,)
+
+
+class FakeVLLMGeneration:
+    """Stand-in for TRL's `VLLMGeneration` (vLLM needs CUDA): server-mode semantics, canned completions.
+
+    Like the server, it generates `num_generations` completions for every `num_generations`-th prompt. The first call
+    after a weight sync is the rollout: completions answer 1, 1, 2 and (no answer) in turn; later calls are
+    re-inferences and answer 1.
+    """
+
+    instances = []
+
+    def __init__(self, model, accelerator, processing_class, **kwargs):
+        self.tokenizer = processing_class.tokenizer
+        self.calls, self.syncs = [], 0
+        self.vllm_client = type("Client", (), {"get_server_info": lambda self: {"model_config": {"logprobs_mode": "processed_logprobs"}}})()
+        FakeVLLMGeneration.instances.append(self)
+
+    def sync_weights(self):
+        self.syncs += 1
+        self.calls_since_sync = 0
+
+    def generate(self, prompts, images, num_generations, profiler=None):
+        self.calls.append((prompts, images, num_generations))
+        unique = prompts[::num_generations]
+        for n, prompt in enumerate(unique):  # the server sees each prompt once: the copies must be identical
+            assert all(p == prompt for p in prompts[n * num_generations : (n + 1) * num_generations])
+        self.calls_since_sync += 1
+        rollout = self.calls_since_sync == 1
+        texts = ["<think>a</think> \\boxed{1}", "<think>b</think> \\boxed{1}", "<think>c</think> \\boxed{2}", "no"]
+        completions = []
+        for n in range(len(unique) * num_generations):
+            text = texts[n % 4] if rollout else "\\boxed{1}"
+            completions.append(self.tokenizer.encode(text) + [self.tokenizer.convert_tokens_to_ids("<|im_end|>")])
+        logprobs = [[[0.0]] * len(c) for c in completions]
+        return [p for p in unique for _ in range(num_generations)], completions, logprobs, None
+
+
+def test_vllm_server_path_through_the_stand_in(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config, monkeypatch):
+    """vLLM can't run here (CUDA only): TRL's `VLLMGeneration` is replaced by a stand-in at that boundary."""
+    monkeypatch.setattr("trl.trainer.grpo_trainer.VLLMGeneration", FakeVLLMGeneration)
+    FakeVLLMGeneration.instances.clear()
+    config = cpu_config(
+        reward_funcs=["retrace_frequency"], use_vllm=True, vllm_mode="server", vllm_importance_sampling_correction=False,
+        retrace_visual_perturbation=True, max_steps=1, max_completion_length=16,
+    )
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+    trainer.train()
+    (fake,) = FakeVLLMGeneration.instances
+    assert fake.syncs == 1  # the re-inference reuses the step's weights: no second sync
+    (_, rollout_images, rollout_n), (retrace_prompts, retrace_images, retrace_n) = fake.calls
+    assert rollout_n == 4 and retrace_n == 3 and len(retrace_prompts) == 4 * 3  # each prefix K times in a row, n = K
+    clean = np.asarray(rollout_images[0][0])
+    assert not any(np.array_equal(np.asarray(images[0]), clean) for images in retrace_images)
+    # new-turn prompts: the rollout's prefix as a finished assistant turn, then a new one
+    decoded = tiny_processor.tokenizer.decode(retrace_prompts[0])
+    assert decoded.endswith("<|im_end|>\n<|im_start|>assistant\n") and decoded.count("<|im_start|>assistant") == 2
+    # every re-inference answers 1: c = 12 for the two completions that answer 1 -> 0.9·min(1, 1.2·12/16) + 0.1
+    entry = trainer.state.log_history[0]
+    expected = [spec_reward(12, 4, 3, 1), spec_reward(12, 4, 3, 1), spec_reward(0, 4, 3, 1), spec_reward(0, 4, 3, 0)]
+    assert entry["rewards/retrace_frequency/mean"] == pytest.approx(sum(expected) / 4)
+    assert entry["retrace/abstention_rate"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The recipe, one and two processes
+
+
+def run_recipe(run, python, output_dir, nproc, extra=()):
+    args = ["recipes/tiny-cpu-csrs.yaml", "--max_steps", "2", "--output_dir", str(output_dir), "--log_completions",
+            "true", "--save_strategy", "no", "--reproducible_generation", "true", "--num_generations", "4",
+            "--per_device_train_batch_size", str(4 // nproc), "--max_completion_length", "12", "--synthetic_size", "8",
+            *extra]
+    env = {"SELF_EVOLVE_TRL_CACHE": str(output_dir.parent / "cache")}
+    if nproc == 1:
+        result = run([python, "-m", "self_evolve_trl.cli", *args], env=env)
+    else:
+        with socket.socket() as free:  # other test runs may share the machine: no fixed port
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
+                      "-m", "self_evolve_trl.cli", *args], env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]
+
+
+@pytest.mark.slow
+def test_recipe_two_processes_give_the_same_rewards_as_one(run, python, tmp_path):
+    """Groups of 4 split over 2 processes (2 completions each): same completions, re-inferences and rewards."""
+    one = run_recipe(run, python, tmp_path / "one", 1)
+    two = run_recipe(run, python, tmp_path / "two", 2)
+    retraced = 0
+    for a, b in zip(one, two):
+        assert len(a) == len(b) == 4
+        assert list(a["completion"].astype(str)) == list(b["completion"].astype(str))
+        assert list(a["retrace_answers"]) == list(b["retrace_answers"])
+        assert list(a["answer"]) == list(b["answer"])
+        assert a["retrace_frequency"].tolist() == b["retrace_frequency"].tolist()
+        assert all(len(x.split(" | ")) == 3 for x in a["retrace_answers"])
+        retraced += sum(bool(answer) for x in a["retrace_answers"] for answer in x.split(" | "))
+    assert retraced > 0  # some re-inferences did produce answers, so the comparison means something
+
+
+def test_tiny_csrs_recipe_trains_two_steps(run, python, tmp_path):
+    out = tmp_path / "run"
+    result = run([python, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-csrs.yaml", "--max_steps", "2",
+                  "--output_dir", str(out), "--log_completions", "true"],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Run summary: 2 steps" in result.stdout and (out / "summary.json").exists()
+    for step in (1, 2):
+        table = pd.read_parquet(out / "completions" / f"completions_{step:05d}.parquet")
+        assert len(table) == 8
+        assert all(len(x.split(" | ")) == 3 for x in table["retrace_answers"])  # K = 3 re-inferences each
+        assert table["retrace_frequency"].between(0.0, 0.9 * 0.9 + 0.1 + 1e-6).all()
+
+
+def test_geoqa_csrs_recipe_settings():
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, config, model_args = parse_recipe(["recipes/geoqa-csrs.yaml", "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and data_args.dataset_name == "geoqa"
+    assert config.reward_funcs == ["retrace_frequency"] and config.advantage == "grpo"
+    assert (config.retrace_anchors, config.retrace_anchor_base, config.retrace_mode) == ([0.7], "actual_length", "new_turn")
+    assert config.retrace_samples_per_anchor == 3 and config.retrace_visual_perturbation
+    assert config.use_vllm and config.vllm_mode == "server"
+    assert (config.num_generations, config.temperature, config.learning_rate, config.beta) == (8, 1.0, 1e-6, 0.01)

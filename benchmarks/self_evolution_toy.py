@@ -5,9 +5,8 @@
 1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.tiny`) is taught a synthetic visual task (count the cells of a
    colour on a grid whose cells are Qwen's 28-px merged patches, `self_evolve_trl.synthetic`) by a plain supervised
    loop on correct worked solutions written along several routes (row by row, column by column, or at once), mixed
-   with a verification task (is this candidate solution right? `\\boxed{1}` or `\\boxed{0}`), so that the frozen copy
-   can be the judge. Training stops at the first validation check where greedy pass@1 reaches `--sft-target`: the base
-   is partly competent.
+   with a verification task (recount, compare with the candidate's answer, `\\boxed{1}` or `\\boxed{0}`), so that
+   the frozen copy can be the judge. A fixed, short budget (`--sft-steps`) leaves the base partly competent.
 2. Label-free training. From that base, every method trains with the same budget, data and settings (only its own
    reward and advantage differ) for each seed: majority_vote + grpo (MM-UPT), soft_frequency + centered,
    soft_frequency + lse, judge_modulated + lse (Self-Judge; frozen base as judge) and retrace_frequency (CSRS)
@@ -154,9 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("supervised base")
     g.add_argument("--sft-examples", type=int, default=3000)
     g.add_argument("--sft-batch-size", type=int, default=32)
-    g.add_argument("--sft-lr", type=float, default=1e-3)
-    g.add_argument("--sft-steps", type=int, default=300, help="supervised steps (learning rate: warm-up, then linear decay to 10%%)")
-    g.add_argument("--sft-eval-every", type=int, default=50, help="log validation greedy pass@1 every N steps")
+    g.add_argument("--sft-lr", type=float, default=2e-3)
+    g.add_argument("--sft-steps", type=int, default=600, help="supervised steps (learning rate: warm-up, then linear decay to 10%%)")
+    g.add_argument("--sft-eval-every", type=int, default=100, help="log validation greedy pass@1 every N steps")
     g.add_argument("--val-size", type=int, default=96, help="validation boards (supervised progress only)")
     g.add_argument("--verify-share", type=float, default=0.25, help="share of supervised examples that are verification (judge) examples")
     g = p.add_argument_group("label-free training (same for every method)")
@@ -166,7 +165,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--rl-steps", type=int, default=60)
     g.add_argument("--prompts-per-step", type=int, default=4)
     g.add_argument("--num-generations", type=int, default=8)
-    g.add_argument("--rl-lr", type=float, default=5e-4)
+    g.add_argument("--rl-lr", type=float, default=1e-4)
     g.add_argument("--beta", type=float, default=0.0)
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--max-completion-length", type=int, default=32)
@@ -260,8 +259,8 @@ def judge_solution(board: Board, grid: int, candidate: str) -> str:
 
 
 def judge_messages(board: Board, candidate: str, image, template) -> list[dict]:
-    """The judge's chat for one candidate, as the judge backend renders the template (system part if any, then the
-    image and the user text)."""
+    """The judge's chat for one candidate, as the `reference` judge backend builds it (system part if any, then the
+    image and the user text; `self_evolve_trl.judge.backends`)."""
     request = template.request(prompt_text(board), candidate, [image])
     messages = []
     if request.system:
@@ -272,26 +271,9 @@ def judge_messages(board: Board, candidate: str, image, template) -> list[dict]:
 
 
 def load_judge_template(path: str):
-    """The judge prompt template, parsed by the judge module when installed, else by a minimal reader."""
-    try:
-        from self_evolve_trl.judge.prompt import JudgeTemplate
+    from self_evolve_trl.judge.prompt import JudgeTemplate
 
-        return JudgeTemplate.load(path)
-    except ImportError:
-        text = Path(path).read_text()
-        user = text.split("=== user ===", 1)[1].strip("\n")
-
-        @dataclass
-        class _Request:
-            system: str
-            text: str
-            images: list
-
-        class _Template:
-            def request(self, problem, completion, images):
-                return _Request("", user.replace("{problem}", problem).replace("{completion}", completion), images)
-
-        return _Template()
+    return JudgeTemplate.load(path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -369,7 +351,7 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
         batch = collate(encoded, pad_id, left=True)
         width = batch["input_ids"].shape[1]
         out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id)
-        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        texts = greedy_texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         lengths = (out[:, width:] != pad_id).sum(1).tolist()
         for board, text, n in zip(chunk, texts, lengths):
             totals["greedy"] += _correct(extract_answer(text), board)
@@ -382,6 +364,9 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
         )
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         lengths = (out[:, width:] != pad_id).sum(1).tolist()
+        if start == 0:
+            examples = [{"answer": b.answer, "question": b.question, "greedy": greedy_texts[i], "samples": texts[i * k : i * k + 4]}
+                        for i, b in enumerate(chunk[:4])]
         for i, board in enumerate(chunk):
             group = texts[i * k : (i + 1) * k]
             answers = [extract_answer(t) for t in group]
@@ -407,6 +392,7 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
             abstention=totals["abstention"] / n,
             p_max=totals["p_max"] / n,
             **{f"route_{r}": routes[r] / (n * k) for r in (*SOLUTION_ROUTES, "other")},
+            examples=examples,
         )
     return result
 
@@ -654,7 +640,7 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 def aggregate(base: dict[str, float], results: list[dict]) -> list[dict]:
     """One row per method: held-out means ± sd over seeds, and the training curves' first/last quarter means."""
-    rows = [{"method": "base (supervised)", "seeds": 1, **{f"{k}": (v, 0.0) for k, v in base.items()}}]
+    rows = [{"method": "base (supervised)", "seeds": 1, **{k: (v, 0.0) for k, v in base.items() if k != "examples"}}]
     for name in dict.fromkeys(r["method"] for r in results):
         runs = [r for r in results if r["method"] == name]
         row: dict[str, Any] = {"method": name, "seeds": len(runs)}

@@ -1,22 +1,26 @@
 """Label-free training in miniature: the papers' comparison on CPU, end to end through `SelfEvolveGRPOTrainer`.
 
-    python benchmarks/self_evolution_toy.py [--task count_color --grid 3 --seeds 0,1,2 --rl-steps 60 ...]
+    python benchmarks/self_evolution_toy.py --figures-dir benchmarks/figures     # about 15-20 minutes on 2 cores
 
-1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.tiny`) is taught a synthetic visual task (count the cells of a
-   colour on a grid whose cells are Qwen's 28-px merged patches, `self_evolve_trl.synthetic`) by a plain supervised
-   loop on correct worked solutions written along several routes (row by row, column by column, or at once), mixed
-   with a verification task (recount, compare with the candidate's answer, `\\boxed{1}` or `\\boxed{0}`), so that
-   the frozen copy can be the judge. A fixed, short budget (`--sft-steps`) leaves the base partly competent.
-2. Label-free training. From that base, every method trains with the same budget, data and settings (only its own
-   reward and advantage differ) for each seed: majority_vote + grpo (MM-UPT), soft_frequency + centered,
-   soft_frequency + lse, judge_modulated + lse (Self-Judge; frozen base as judge) and retrace_frequency (CSRS)
-   where those rewards are installed. The label column is hidden from the rewards.
+1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.tiny`) is taught a synthetic visual task (how many cells of a
+   colour on a 3x3 grid whose cells are Qwen's 28-px merged patches, `self_evolve_trl.synthetic`) by a plain
+   supervised loop on correct worked solutions written along three routes (row by row, column by column, or the
+   answer at once), mixed with a verification task (recount, compare with a candidate's answer, `\\boxed{1}` or
+   `\\boxed{0}`) so that the frozen copy can act as the judge. A fixed, short budget (`--sft-steps`, learning rate
+   decaying) leaves the base partly competent, with maj@k well above greedy pass@1.
+2. Label-free training. From that base, every method trains with the same data, steps, batch, learning rate, KL
+   coefficient and sampler for each seed; only its own reward and advantage differ: majority_vote + grpo (MM-UPT),
+   soft_frequency + centered, soft_frequency + lse, judge_modulated + lse (Self-Judge; the frozen base judges with
+   a short template) and retrace_frequency + grpo (CSRS, released settings, and re-inferring in the same turn);
+   methods whose reward is not installed are skipped and named. Rewards never see the label column.
 3. Report. On a held-out split that shares no (image, question) with any training split: greedy pass@1, sampled
    pass@1, maj@k and pass@k (k samples at the training temperature); from the training logs: pseudo-label accuracy,
    the high-confidence share (groups with p_max >= 0.8), answer entropy and completion length (means of the first
-   and the last quarter of the steps). Writes `results.json`, `table.md`, per-run `log_history.json` and figures
-   (mean over seeds per method) to `--output-dir` (and the figures to `--figures-dir` if given). The table is printed
-   last.
+   and the last quarter of the steps). Writes `results.json`, `table.md`, each run's `log_history.json` and two
+   figures (curves, mean over seeds per method; held-out bars) to `--output-dir` (the figures also to
+   `--figures-dir`). The table is printed last.
+
+Task, grid, routes, sizes, seeds and step budget are arguments (`--help`), so the script runs other variants too.
 """
 
 from __future__ import annotations
@@ -73,8 +77,19 @@ class Method:
     config: dict[str, Any]
 
 
-def methods(hard_threshold: float | None, judge_template: str) -> dict[str, Method]:
+def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: float = 0.7) -> dict[str, Method]:
     soft = {"hard_threshold": hard_threshold}
+    csrs_config = dict(
+        reward_funcs=["retrace_frequency"],
+        reward_kwargs={"retrace_frequency": {"beta": 1.2, "weight": 0.9, "format_pattern": BOXED_PATTERN}},
+        advantage="grpo",  # released CSRS: stock GRPO advantages
+        retrace_anchors=[csrs_anchor],
+        retrace_anchor_base="actual_length",
+        retrace_mode="new_turn",
+        retrace_samples_per_anchor=3,
+        retrace_visual_perturbation=True,
+        retrace_noise_max_level=40,
+    )
     return {
         m.name: m
         for m in [
@@ -111,25 +126,20 @@ def methods(hard_threshold: float | None, judge_template: str) -> dict[str, Meth
                     judge_on_failure="zero",
                 ),
             ),
-            Method(
-                "csrs",
-                "retrace_frequency",
-                dict(
-                    reward_funcs=["retrace_frequency"],
-                    reward_kwargs={"retrace_frequency": {"beta": 1.2, "weight": 0.9, "format_pattern": BOXED_PATTERN}},
-                    advantage="grpo",
-                    retrace_anchors=[0.7],
-                    retrace_anchor_base="actual_length",
-                    retrace_mode="new_turn",
-                    retrace_samples_per_anchor=3,
-                    retrace_visual_perturbation=True,
-                ),
-            ),
+            Method("csrs", "retrace_frequency", csrs_config),
         ]
+    } | {
+        # CSRS re-inferring in the same assistant turn (SPEC's other mode; the base never saw a second turn)
+        "csrs_continuation": Method(
+            "csrs_continuation", "retrace_frequency", dict(csrs_config, retrace_mode="continuation")
+        ),
+        # CSRS without its visual perturbation: re-inference on the clean images (isolates what VSP does)
+        "csrs_no_vsp": Method("csrs_no_vsp", "retrace_frequency", dict(csrs_config, retrace_visual_perturbation=False)),
     }
 
 
-DEFAULT_METHODS = ("majority_vote+grpo", "soft_frequency+centered", "soft_frequency+lse", "judge_modulated+lse", "csrs")
+DEFAULT_METHODS = ("majority_vote+grpo", "soft_frequency+centered", "soft_frequency+lse", "judge_modulated+lse", "csrs",
+                   "csrs_continuation")
 
 
 def installed(method: Method) -> bool:
@@ -162,14 +172,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     g.add_argument("--seeds", default="0,1,2")
     g.add_argument("--rl-prompts", type=int, default=512, help="unlabelled training prompts")
-    g.add_argument("--rl-steps", type=int, default=60)
+    g.add_argument("--rl-steps", type=int, default=100)
     g.add_argument("--prompts-per-step", type=int, default=4)
     g.add_argument("--num-generations", type=int, default=8)
     g.add_argument("--rl-lr", type=float, default=1e-4)
-    g.add_argument("--beta", type=float, default=0.0)
+    g.add_argument("--beta", type=float, default=0.05, help="KL coefficient to the base (TRL's beta)")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--max-completion-length", type=int, default=32)
     g.add_argument("--hard-threshold", type=float, default=None, help="soft_frequency's hard_threshold (also the judge's prior)")
+    g.add_argument("--csrs-anchor", type=float, default=0.7, help="CSRS anchor: the share of each completion kept before re-inference")
     g = p.add_argument_group("held-out evaluation and output")
     g.add_argument("--eval-size", type=int, default=200)
     g.add_argument("--eval-samples", type=int, default=8, help="k of maj@k / sampled pass@1")
@@ -750,6 +761,35 @@ def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = 0.6) -
     return [path]
 
 
+def plot_heldout(rows: list[dict], out_dir: str, k: int) -> list[str]:
+    """Held-out greedy pass@1, sampled pass@1 and maj@k per method (mean ± sd over seeds), base first. One PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("greedy_pass1", "greedy pass@1"), ("sampled_pass1", "sampled pass@1"), ("maj_at_k", f"maj@{k}")]
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    width = 0.8 / len(metrics)
+    for j, (key, label) in enumerate(metrics):
+        means = [100 * r[key][0] for r in rows]
+        sds = [100 * r[key][1] for r in rows]
+        ax.bar([i + (j - 1) * width for i in range(len(rows))], means, width, yerr=sds, capsize=3, label=label)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r["method"].replace("+", "\n+") for r in rows], fontsize=8)
+    ax.set_ylabel("% of held-out questions")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    ax.set_title("Held-out accuracy after label-free training (mean ± sd over seeds)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "self_evolution_toy_heldout.png")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return [path]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -760,14 +800,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     os.makedirs(args.output_dir, exist_ok=True)
     started = time.time()
-    catalog = methods(args.hard_threshold, "")
+    catalog = methods(args.hard_threshold, "", args.csrs_anchor)
     chosen = [catalog[m] for m in args.methods]
     skipped = [m.name for m in chosen if not installed(m)]
     for name in skipped:
         print(f"note: method {name} skipped: its reward {catalog[name].reward!r} is not installed in this checkout.")
     template_path = os.path.join(args.output_dir, "judge_template.txt")
     Path(template_path).write_text(JUDGE_TEMPLATE)
-    catalog = methods(args.hard_threshold, template_path)
+    catalog = methods(args.hard_threshold, template_path, args.csrs_anchor)
     chosen = [catalog[m] for m in args.methods if m not in skipped]
     template = load_judge_template(template_path)
 
@@ -805,9 +845,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = aggregate(base, results)
     goal = goal_check(rows)
     table = format_table(rows, args.eval_samples)
-    figures = plot_curves(results, os.path.join(args.output_dir, "figures"))
-    if args.figures_dir:
-        figures += plot_curves(results, args.figures_dir)
+    figures = []
+    for folder in [os.path.join(args.output_dir, "figures")] + ([args.figures_dir] if args.figures_dir else []):
+        figures += plot_curves(results, folder) + plot_heldout(rows, folder, args.eval_samples)
     total_s = time.time() - started
     report = {
         "args": {k: v for k, v in vars(args).items()},

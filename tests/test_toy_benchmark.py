@@ -61,10 +61,11 @@ def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["sft"]["steps"] == 3 and saved["goal"]["best_method"] == "judge_modulated+lse"
-    assert {Path(p).name for p in report["figures"]} == {"self_evolution_toy_curves.png"}
+    names = {"self_evolution_toy_curves.png", "self_evolution_toy_heldout.png"}
+    assert {Path(p).name for p in report["figures"]} == names
     for path in report["figures"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "figures" / "self_evolution_toy_curves.png").exists()
+    assert (tmp_path / "figures" / "self_evolution_toy_heldout.png").exists()
     assert (out / "base" / "config.json").exists()
 
 

@@ -135,11 +135,20 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
         ),
         # CSRS without its visual perturbation: re-inference on the clean images (isolates what VSP does)
         "csrs_no_vsp": Method("csrs_no_vsp", "retrace_frequency", dict(csrs_config, retrace_visual_perturbation=False)),
+        # crossed pairs, to tell the reward's part from the advantage's
+        "majority_vote+centered": Method(
+            "majority_vote+centered", "majority_vote", dict(reward_funcs=["majority_vote"], advantage="centered")
+        ),
+        "soft_frequency+grpo": Method(
+            "soft_frequency+grpo",
+            "soft_frequency",
+            dict(reward_funcs=["soft_frequency"], reward_kwargs={"soft_frequency": soft}, advantage="grpo"),
+        ),
     }
 
 
 DEFAULT_METHODS = ("majority_vote+grpo", "soft_frequency+centered", "soft_frequency+lse", "judge_modulated+lse", "csrs",
-                   "csrs_continuation")
+                   "csrs_continuation", "majority_vote+centered", "soft_frequency+grpo")
 
 
 def installed(method: Method) -> bool:
@@ -626,7 +635,10 @@ CURVES = {
     "pseudo_label_accuracy": "labels/pseudo_label_accuracy",
     "rollout_accuracy": "labels/rollout_accuracy",
     "token_entropy": "entropy",
+    "advantage_std": "advantages/std",
 }
+CONFIDENT = 0.5  # "collapse speed": the step at which the smoothed high-confidence share first reaches this
+SMOOTH = 0.6  # EMA weight of the curves (TensorBoard's smoothing)
 
 
 def _series(history: list[dict], key: str) -> list[float]:
@@ -640,6 +652,24 @@ def quarter_means(values: list[float]) -> tuple[float, float]:
         return math.nan, math.nan
     width = max(1, len(values) // 4)
     return sum(values[:width]) / width, sum(values[-width:]) / width
+
+
+def first_step_at(values: list[float], level: float = CONFIDENT, weight: float = SMOOTH) -> float:
+    """The first step (1-based) at which the smoothed `values` reach `level`; NaN if never.
+
+    Example:
+
+    ```python
+    >>> first_step_at([0.0, 0.25, 1.0, 1.0], level=0.5, weight=0.0)
+    3
+    >>> first_step_at([0.0, 0.25], level=0.5)
+    nan
+
+    ```
+    """
+    from self_evolve_trl.plot import smooth
+
+    return next((i + 1 for i, v in enumerate(smooth(values, weight)) if v >= level), math.nan)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -662,6 +692,8 @@ def aggregate(base: dict[str, float], results: list[dict]) -> list[dict]:
             firsts, lasts = zip(*(quarter_means(_series(r["history"], key)) for r in runs))
             row[f"{short}_first"] = _mean_sd(list(firsts))
             row[f"{short}_last"] = _mean_sd(list(lasts))
+        row["confident_step"] = _mean_sd([first_step_at(_series(r["history"], CURVES["high_confidence"]))
+                                          for r in runs])
         row["train_s"] = _mean_sd([r["train_s"] for r in runs])
         rows.append(row)
     return rows
@@ -683,15 +715,23 @@ def _arrow(row, short, digits=2, percent=False) -> str:
     return f"{first[0]:.{digits}f} → {last[0]:.{digits}f}"
 
 
+def _steps(pair) -> str:
+    if pair is None or math.isnan(pair[0]):
+        return "–"
+    return f"{pair[0]:.0f} ± {pair[1]:.0f}" if pair[1] else f"{pair[0]:.0f}"
+
+
 def format_table(rows: list[dict], k: int) -> str:
     header = (f"| method | seeds | greedy pass@1 | sampled pass@1 | maj@{k} | pass@{k} | pseudo-label acc. (train) "
-              f"| high-conf. share (train) | answer entropy (train) | completion length (train) |")
-    lines = [header, "|" + "---|" * 10]
+              f"| high-conf. share (train) | step it reaches {CONFIDENT} | answer entropy (train) "
+              f"| completion length (train) |")
+    lines = [header, "|" + "---|" * 11]
     for row in rows:
         lines.append(
             f"| {row['method']} | {row['seeds']} | {_pct(row['greedy_pass1'])} | {_pct(row['sampled_pass1'])} "
             f"| {_pct(row['maj_at_k'])} | {_pct(row['pass_at_k'])} | {_arrow(row, 'pseudo_label_accuracy', percent=True)} "
-            f"| {_arrow(row, 'high_confidence', percent=True)} | {_arrow(row, 'answer_entropy')} "
+            f"| {_arrow(row, 'high_confidence', percent=True)} | {_steps(row.get('confident_step'))} "
+            f"| {_arrow(row, 'answer_entropy')} "
             f"| {_arrow(row, 'completion_length', digits=1)} |"
         )
     return "\n".join(lines)
@@ -709,6 +749,7 @@ def goal_check(rows: list[dict]) -> dict[str, Any]:
     gap = base["maj_at_k"][0] - base["greedy_pass1"][0]
     closed = gain / gap if gap > 0 else math.nan
     rises = {r["method"]: r["high_confidence_last"][0] - r["high_confidence_first"][0] for r in trained}
+    reached = {r["method"]: r["confident_step"][0] for r in trained if not math.isnan(r["confident_step"][0])}
     return {
         "best_method": best["method"],
         "greedy_gain_points": 100 * gain,
@@ -717,12 +758,14 @@ def goal_check(rows: list[dict]) -> dict[str, Any]:
         "goal_met": gain >= 0.10 and (gap <= 0 or closed >= 0.5),
         "high_confidence_rise": rises,
         "fastest_high_confidence_rise": max(rises, key=rises.get),
+        "high_confidence_reached_at": reached,
+        "earliest_high_confidence": min(reached, key=reached.get) if reached else None,
     }
 
 
-def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = 0.6) -> list[str]:
-    """Training curves, mean over seeds per method: high-confidence share, answer entropy, completion length,
-    pseudo-label accuracy. One PNG."""
+def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = SMOOTH) -> list[str]:
+    """Training curves, mean over seeds per method: high-confidence share, answer and token entropy, completion
+    length, pseudo-label and rollout accuracy. One PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -733,11 +776,13 @@ def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = 0.6) -
     panels = [
         ("high_confidence", "groups with p_max ≥ 0.8 (collapse indicator)"),
         ("answer_entropy", "answer entropy per group (nats)"),
+        ("token_entropy", "token entropy (TRL's)"),
         ("completion_length", "completion length (tokens)"),
         ("pseudo_label_accuracy", "pseudo-label accuracy (hidden labels)"),
+        ("rollout_accuracy", "rollout pass@1 (hidden labels)"),
     ]
     os.makedirs(out_dir, exist_ok=True)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 10))
     names = list(dict.fromkeys(r["method"] for r in results))
     for ax, (short, title) in zip(axes.flat, panels):
         for name in names:
@@ -752,7 +797,7 @@ def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = 0.6) -
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"Label-free training from the supervised base (mean over seeds, EMA {smooth_weight})", fontsize=11)
     fig.tight_layout()
     path = os.path.join(out_dir, "self_evolution_toy_curves.png")
@@ -867,6 +912,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f.write(table + "\n")
     print(f"3. report ({total_s / 60:.1f} min in all; label-free runs {rl_s / 60:.1f} min): {args.output_dir}")
     if goal:
+        print(f"high-confidence share (smoothed) reaches {CONFIDENT} first with {goal['earliest_high_confidence']}: "
+              + ", ".join(f"{m} at step {v:.0f}" for m, v in sorted(goal["high_confidence_reached_at"].items(),
+                                                                     key=lambda kv: kv[1])))
         print(f"best method {goal['best_method']}: greedy pass@1 {goal['greedy_gain_points']:+.1f} points over the base "
               f"(base gap to maj@{args.eval_samples}: {goal['base_gap_points']:.1f} points, closed "
               f"{goal['gap_closed']:.0%}); goal {'met' if goal['goal_met'] else 'missed'}; fastest high-confidence "

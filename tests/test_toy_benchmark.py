@@ -40,6 +40,7 @@ def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
     table = (out / "table.md").read_text().strip().splitlines()
     assert printed[-len(table):] == table
     assert table[0].startswith("| method | seeds | greedy pass@1 | sampled pass@1 | maj@4 | pass@4 |")
+    assert all(line.count("|") == 12 for line in table)
     assert [line.split("|")[1].strip() for line in table[2:]] == ["base (supervised)", "judge_modulated+lse"]
     assert [row["method"] for row in report["table"]] == ["base (supervised)", "judge_modulated+lse"]
     assert report["table"][1]["seeds"] == 1

@@ -801,8 +801,7 @@ def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = SMOOTH
     fig.suptitle(f"Label-free training from the supervised base (mean over seeds, EMA {smooth_weight})", fontsize=11)
     fig.tight_layout()
     path = os.path.join(out_dir, "self_evolution_toy_curves.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    _save(fig, path)
     return [path]
 
 
@@ -830,9 +829,18 @@ def plot_heldout(rows: list[dict], out_dir: str, k: int) -> list[str]:
     fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "self_evolution_toy_heldout.png")
+    _save(fig, path)
+    return [path]
+
+
+def _save(fig, path: str) -> None:
+    """Save a figure as a small PNG (64-colour palette: a quarter of the size, small enough to commit)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return [path]
+    Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from self_evolve_trl.rewards import available_rewards
 from self_evolve_trl.check import (
     Problem,
     batch_problems,
@@ -21,6 +20,7 @@ from self_evolve_trl.check import (
     field_problems,
     main as check_main,
 )
+from self_evolve_trl.rewards import available_rewards
 
 
 BASE = {

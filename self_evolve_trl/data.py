@@ -50,15 +50,20 @@ class DataError(ValueError):
     """A dataset that cannot be used as given; the message names the file, split or column and the choices."""
 
 
+def data_files_in(folder: str) -> list[str]:
+    """The .parquet, .jsonl, .json and .csv files under `folder`, sorted."""
+    return sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if os.path.splitext(name)[1] in LOCAL_EXTENSIONS
+    )
+
+
 def _local_files(path: str) -> tuple[str, list[str]]:
     """(datasets builder name, files) for a local file or a folder of data files."""
     if os.path.isdir(path):
-        files = sorted(
-            os.path.join(root, f)
-            for root, _, names in os.walk(path)
-            for f in names
-            if os.path.splitext(f)[1] in LOCAL_EXTENSIONS
-        )
+        files = data_files_in(path)
         if not files:
             raise DataError(f"No .parquet, .jsonl, .json or .csv files in folder {path}.")
     else:

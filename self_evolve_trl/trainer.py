@@ -44,10 +44,10 @@ from .voting import vote_groups
 # `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
 # A provider with state (running statistics, an RNG) implements `state_dict()` / `load_state_dict(state)`; the trainer
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
-REWARD_INPUT_PROVIDERS: dict[str, str] = {}
-# CSRS (issue 4): the re-inferred completions of the `retrace_frequency` reward.
-REWARD_INPUT_PROVIDERS["retrace_completions"] = "self_evolve_trl.retrace:RetraceProvider"
-REWARD_INPUT_PROVIDERS["judge_scores"] = "self_evolve_trl.judge.provider:JudgeScoreProvider"  # Actor–Judge
+REWARD_INPUT_PROVIDERS: dict[str, str] = {
+    "judge_scores": "self_evolve_trl.judge.provider:JudgeScoreProvider",  # Actor–Judge: the frozen judge's scores
+    "retrace_completions": "self_evolve_trl.retrace:RetraceProvider",  # CSRS: the re-inferred completions
+}
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
 

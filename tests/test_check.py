@@ -20,6 +20,7 @@ from self_evolve_trl.check import (
     field_problems,
     main as check_main,
 )
+from self_evolve_trl.rewards import available_rewards
 
 
 BASE = {
@@ -83,7 +84,7 @@ def test_every_problem_at_once_each_with_its_fix(tmp_path, tiny_model_dir):
     assert by_area["max_steps"].message == "expected an integer, got [1]."
     assert "majority_vote" in by_area["reward_kwargs"].message
     fix = by_area["reward 'soft_frequncy'"].fix  # the registry may hold more rewards than these
-    assert fix.startswith("use one of: format, majority_vote, ") and "soft_frequency" in fix
+    assert fix == f"use one of: {', '.join(available_rewards())}, or an importable `module:function`."
     assert by_area["reward_kwargs['format']"].fix == "set only: pattern, penalty."
     assert by_area["reward_weights"].message == "has 2 entries for 3 reward functions."
     assert "4 completions per generation round, not a whole number of groups of num_generations (3)" in by_area["batch"].message

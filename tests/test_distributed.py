@@ -78,11 +78,11 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, py
     assert local != b["majority_vote"].tolist()[4:8]
 
 
-def test_deepspeed_zero3_on_cpu(tmp_path, tiny_model_dir, run):
+def test_deepspeed_zero3_on_cpu(tmp_path, tiny_model_dir, run, python):
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, max_steps=2, per_device_train_batch_size=4,
                           log_completions=False, reproducible_generation=False)
     out = tmp_path / "z3"
-    result = run(["accelerate", "launch", "--config_file", str(REPO / "accelerate_configs" / "zero3_cpu.yaml"),
+    result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "accelerate_configs" / "zero3_cpu.yaml"),
                   "-m", "self_evolve_trl.cli", str(recipe), "--output_dir", str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DeepSpeed" in result.stdout + result.stderr

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..data import LOCAL_EXTENSIONS, data_files_in
+
 
 class EvalError(ValueError):
     """Input the user can fix (unknown benchmark, missing file or column, bad option); one line, no traceback."""
@@ -249,9 +251,6 @@ def get_benchmark(name: str) -> Benchmark:
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
 
-LOCAL_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
-
-
 @dataclass
 class LoadedBenchmark:
     """A benchmark's items and the dataset that holds their images (read lazily, row by row)."""
@@ -280,12 +279,7 @@ def _belongs(path: str, root: str, split: str) -> bool:
 def _local_split_files(bench: Benchmark, path: str, splits: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
     if os.path.isfile(path):
         return [(None, [path])]
-    files = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(path)
-        for name in names
-        if os.path.splitext(name)[1] in LOCAL_EXTENSIONS
-    )
+    files = data_files_in(path)
     if not files:
         raise EvalError(f"{bench.title}: no .parquet, .jsonl, .json or .csv file in folder {path}.")
     by_split = [(split, [f for f in files if _belongs(f, path, split)]) for split in splits]

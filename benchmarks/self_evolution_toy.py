@@ -32,10 +32,9 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from self_evolve_trl.answers import extract_answer, is_equivalent  # noqa: E402
-from self_evolve_trl.synthetic import SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution  # noqa: E402
+from self_evolve_trl.synthetic import (  # noqa: E402
+    SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution,
+)
 from self_evolve_trl.voting import vote  # noqa: E402
 
 
@@ -134,7 +135,9 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
             "csrs_continuation", "retrace_frequency", dict(csrs_config, retrace_mode="continuation")
         ),
         # CSRS without its visual perturbation: re-inference on the clean images (isolates what VSP does)
-        "csrs_no_vsp": Method("csrs_no_vsp", "retrace_frequency", dict(csrs_config, retrace_visual_perturbation=False)),
+        "csrs_no_vsp": Method(
+            "csrs_no_vsp", "retrace_frequency", dict(csrs_config, retrace_visual_perturbation=False)
+        ),
         # crossed pairs, to tell the reward's part from the advantage's
         "majority_vote+centered": Method(
             "majority_vote+centered", "majority_vote", dict(reward_funcs=["majority_vote"], advantage="centered")
@@ -147,8 +150,10 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
     }
 
 
-DEFAULT_METHODS = ("majority_vote+grpo", "soft_frequency+centered", "soft_frequency+lse", "judge_modulated+lse", "csrs",
-                   "csrs_continuation", "majority_vote+centered", "soft_frequency+grpo")
+DEFAULT_METHODS = (
+    "majority_vote+grpo", "soft_frequency+centered", "soft_frequency+lse", "judge_modulated+lse", "csrs",
+    "csrs_continuation", "majority_vote+centered", "soft_frequency+grpo",
+)
 
 
 def installed(method: Method) -> bool:
@@ -162,21 +167,26 @@ def installed(method: Method) -> bool:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     g = p.add_argument_group("task")
     g.add_argument("--task", default="count_color", choices=TASKS)
     g.add_argument("--grid", type=int, default=3, help="cells per side")
-    g.add_argument("--routes", default="rows,cols,direct", help=f"solution routes of the supervised data ({', '.join(SOLUTION_ROUTES)})")
+    g.add_argument("--routes", default="rows,cols,direct",
+                   help=f"solution routes of the supervised data ({', '.join(SOLUTION_ROUTES)})")
     g.add_argument("--preset", default="tiny", help="tiny model preset (self_evolve_trl.tiny.PRESETS)")
     g.add_argument("--data-seed", type=int, default=0)
     g = p.add_argument_group("supervised base")
     g.add_argument("--sft-examples", type=int, default=3000)
     g.add_argument("--sft-batch-size", type=int, default=32)
     g.add_argument("--sft-lr", type=float, default=2e-3)
-    g.add_argument("--sft-steps", type=int, default=600, help="supervised steps (learning rate: warm-up, then linear decay to 10%%)")
+    g.add_argument("--sft-steps", type=int, default=600,
+                   help="supervised steps (learning rate: warm-up, then linear decay to 10%%)")
     g.add_argument("--sft-eval-every", type=int, default=100, help="log validation greedy pass@1 every N steps")
     g.add_argument("--val-size", type=int, default=96, help="validation boards (supervised progress only)")
-    g.add_argument("--verify-share", type=float, default=0.25, help="share of supervised examples that are verification (judge) examples")
+    g.add_argument("--verify-share", type=float, default=0.25,
+                   help="share of supervised examples that are verification (judge) examples")
     g = p.add_argument_group("label-free training (same for every method)")
     g.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     g.add_argument("--seeds", default="0,1,2")
@@ -188,8 +198,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--beta", type=float, default=0.05, help="KL coefficient to the base (TRL's beta)")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--max-completion-length", type=int, default=32)
-    g.add_argument("--hard-threshold", type=float, default=None, help="soft_frequency's hard_threshold (also the judge's prior)")
-    g.add_argument("--csrs-anchor", type=float, default=0.7, help="CSRS anchor: the share of each completion kept before re-inference")
+    g.add_argument("--hard-threshold", type=float, default=None,
+                   help="soft_frequency's hard_threshold (also the judge's prior)")
+    g.add_argument("--csrs-anchor", type=float, default=0.7,
+                   help="CSRS anchor: the share of each completion kept before re-inference")
     g = p.add_argument_group("held-out evaluation and output")
     g.add_argument("--eval-size", type=int, default=200)
     g.add_argument("--eval-samples", type=int, default=8, help="k of maj@k / sampled pass@1")
@@ -385,8 +397,11 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         lengths = (out[:, width:] != pad_id).sum(1).tolist()
         if start == 0:
-            examples = [{"answer": b.answer, "question": b.question, "greedy": greedy_texts[i], "samples": texts[i * k : i * k + 4]}
-                        for i, b in enumerate(chunk[:4])]
+            examples = [
+                {"answer": b.answer, "question": b.question, "greedy": greedy_texts[i],
+                 "samples": texts[i * k : i * k + 4]}
+                for i, b in enumerate(chunk[:4])
+            ]
         for i, board in enumerate(chunk):
             group = texts[i * k : (i + 1) * k]
             answers = [extract_answer(t) for t in group]
@@ -453,7 +468,10 @@ def supervised_examples(splits: Splits, args, processor, template) -> list[dict]
         route = rng.choice(args.routes)
         if rng.random() < args.verify_share:
             good = rng.random() < 0.5
-            candidate = worked_solution(board, args.grid, route) if good else wrong_solution(board, args.grid, route, rng)
+            if good:
+                candidate = worked_solution(board, args.grid, route)
+            else:
+                candidate = wrong_solution(board, args.grid, route, rng)
             messages = judge_messages(board, candidate, image, template)
             target = judge_solution(board, args.grid, candidate)
         else:
@@ -729,7 +747,8 @@ def format_table(rows: list[dict], k: int) -> str:
     for row in rows:
         lines.append(
             f"| {row['method']} | {row['seeds']} | {_pct(row['greedy_pass1'])} | {_pct(row['sampled_pass1'])} "
-            f"| {_pct(row['maj_at_k'])} | {_pct(row['pass_at_k'])} | {_arrow(row, 'pseudo_label_accuracy', percent=True)} "
+            f"| {_pct(row['maj_at_k'])} | {_pct(row['pass_at_k'])} "
+            f"| {_arrow(row, 'pseudo_label_accuracy', percent=True)} "
             f"| {_arrow(row, 'high_confidence', percent=True)} | {_steps(row.get('confident_step'))} "
             f"| {_arrow(row, 'answer_entropy')} "
             f"| {_arrow(row, 'completion_length', digits=1)} |"
@@ -890,7 +909,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(f"2. label-free runs: {len(chosen)} methods x {len(args.seeds)} seeds, {args.rl_steps} steps each, "
           f"{args.workers} worker(s)")
-    jobs = [{"args": args, "method": m, "seed": s, "splits": splits, "base_dir": base_dir} for m in chosen for s in args.seeds]
+    jobs = [
+        {"args": args, "method": m, "seed": s, "splits": splits, "base_dir": base_dir}
+        for m in chosen
+        for s in args.seeds
+    ]
     rl_start = time.time()
     results = run_all(jobs, args.workers)
     rl_s = time.time() - rl_start
@@ -923,7 +946,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"high-confidence share (smoothed) reaches {CONFIDENT} first with {goal['earliest_high_confidence']}: "
               + ", ".join(f"{m} at step {v:.0f}" for m, v in sorted(goal["high_confidence_reached_at"].items(),
                                                                      key=lambda kv: kv[1])))
-        print(f"best method {goal['best_method']}: greedy pass@1 {goal['greedy_gain_points']:+.1f} points over the base "
+        print(f"best method {goal['best_method']}: greedy pass@1 {goal['greedy_gain_points']:+.1f} points over the "
+              "base "
               f"(base gap to maj@{args.eval_samples}: {goal['base_gap_points']:.1f} points, closed "
               f"{goal['gap_closed']:.0%}); goal {'met' if goal['goal_met'] else 'missed'}; fastest high-confidence "
               f"rise: {goal['fastest_high_confidence_rise']}")

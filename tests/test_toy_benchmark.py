@@ -83,7 +83,8 @@ def test_held_out_boards_never_occur_in_training(toy):
 def test_supervised_loss_is_on_the_target_only(toy, tiny_processor):
     from self_evolve_trl.synthetic import Board, draw_board
 
-    board = Board({(0, 0): "red", (1, 2): "red", (2, 2): "blue"}, "red", "How many red squares are there in the image?", 2)
+    cells = {(0, 0): "red", (1, 2): "red", (2, 2): "blue"}
+    board = Board(cells, "red", "How many red squares are there in the image?", 2)
     target = toy.worked_solution(board, 3, "cols")
     example = toy.encode_example(tiny_processor, toy.prompt_messages(board, 3, draw_board(board.cells, 3)), target)
     labels = example["labels"][0]
@@ -123,7 +124,8 @@ def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_proc
 def test_bad_arguments_name_the_choices(toy, capsys):
     with pytest.raises(SystemExit):
         toy.parse_args(["--methods", "majority_vote+grpo,nope"])
-    assert "unknown method 'nope'; valid methods: majority_vote+grpo, soft_frequency+centered" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "unknown method 'nope'; valid methods: majority_vote+grpo, soft_frequency+centered" in error
     with pytest.raises(SystemExit):
         toy.parse_args(["--routes", "rows,diagonal"])
     assert "unknown route 'diagonal'; valid routes: rows, cols, direct" in capsys.readouterr().err

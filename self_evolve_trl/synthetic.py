@@ -8,11 +8,16 @@ filled with a colour. Tasks:
 
 The answer is an integer kept in the hidden `label` column. The dataset is built in memory, seeded, in well under
 a second for hundreds of examples.
+
+For supervised warm-up (`benchmarks/self_evolution_toy.py`), `worked_solution` writes a correct solution of a board
+along one of several routes (`SOLUTION_ROUTES`: count row by row, column by column, or answer at once), and
+`make_boards` draws the boards themselves (cells, target colour, question, answer), so solutions can be written.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
@@ -21,6 +26,7 @@ CELL = 28
 COLORS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220)}
 BACKGROUND = (245, 245, 245)
 TASKS = ("count", "count_color")
+SOLUTION_ROUTES = ("rows", "cols", "direct")
 
 
 def draw_board(cells: dict[tuple[int, int], str], grid: int) -> Image.Image:
@@ -33,24 +39,83 @@ def draw_board(cells: dict[tuple[int, int], str], grid: int) -> Image.Image:
     return image
 
 
-def make_example(rng: random.Random, task: str, grid: int) -> tuple[Image.Image, str, str]:
-    """One (image, question, answer) triple."""
+@dataclass(frozen=True)
+class Board:
+    """One drawn question: the filled cells (cell -> colour), the colour asked about (None: any), question, answer."""
+
+    cells: dict[tuple[int, int], str]
+    target: str | None
+    question: str
+    answer: int
+
+    def counted(self, cell: tuple[int, int]) -> bool:
+        """Whether the question counts this cell."""
+        color = self.cells.get(cell)
+        return color is not None and (self.target is None or color == self.target)
+
+    def key(self) -> tuple:
+        """Identity of the question (same image and same question), to keep splits apart."""
+        return (tuple(sorted(self.cells.items())), self.target)
+
+
+def make_board(rng: random.Random, task: str, grid: int) -> Board:
+    """One random board of `task` on a `grid` x `grid` board."""
     positions = [(r, c) for r in range(grid) for c in range(grid)]
     n_filled = rng.randint(1, len(positions))
     chosen = rng.sample(positions, n_filled)
     if task == "count":
         color = rng.choice(sorted(COLORS))
         cells = {p: color for p in chosen}
-        question = "How many squares in the image are filled with colour?"
-        answer = n_filled
-    elif task == "count_color":
+        return Board(cells, None, "How many squares in the image are filled with colour?", n_filled)
+    if task == "count_color":
         cells = {p: rng.choice(sorted(COLORS)) for p in chosen}
         target = rng.choice(sorted(COLORS))
-        question = f"How many {target} squares are there in the image?"
         answer = sum(1 for c in cells.values() if c == target)
-    else:
+        return Board(cells, target, f"How many {target} squares are there in the image?", answer)
+    raise ValueError(f"Unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}.")
+
+
+def make_example(rng: random.Random, task: str, grid: int) -> tuple[Image.Image, str, str]:
+    """One (image, question, answer) triple."""
+    board = make_board(rng, task, grid)
+    return draw_board(board.cells, grid), board.question, str(board.answer)
+
+
+def make_boards(size: int, task: str = "count", grid: int = 2, seed: int = 0) -> list[Board]:
+    """`size` boards drawn with `seed` (the same boards as `make_synthetic_rows` with the same arguments)."""
+    if task not in TASKS:
         raise ValueError(f"Unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}.")
-    return draw_board(cells, grid), question, str(answer)
+    rng = random.Random(seed)
+    return [make_board(rng, task, grid) for _ in range(size)]
+
+
+def worked_solution(board: Board, grid: int, route: str) -> str:
+    """A correct solution of `board` in the actor's output format, along `route`.
+
+    `rows`/`cols` count line by line inside `<think>` and add up; `direct` gives the answer at once.
+
+    Example:
+
+    ```python
+    >>> board = Board({(0, 0): "red", (1, 0): "red", (1, 1): "blue"}, "red", "How many red squares?", 2)
+    >>> worked_solution(board, 2, "rows")
+    '<think>rows 1+1=2</think>\\\\boxed{2}'
+    >>> worked_solution(board, 2, "cols")
+    '<think>cols 2+0=2</think>\\\\boxed{2}'
+    >>> worked_solution(board, 2, "direct")
+    '\\\\boxed{2}'
+
+    ```
+    """
+    if route == "direct":
+        return f"\\boxed{{{board.answer}}}"
+    if route == "rows":
+        lines = [sum(board.counted((r, c)) for c in range(grid)) for r in range(grid)]
+    elif route == "cols":
+        lines = [sum(board.counted((r, c)) for r in range(grid)) for c in range(grid)]
+    else:
+        raise ValueError(f"Unknown solution route {route!r}; valid routes: {', '.join(SOLUTION_ROUTES)}.")
+    return f"<think>{route} {'+'.join(map(str, lines))}={board.answer}</think>\\boxed{{{board.answer}}}"
 
 
 def make_synthetic_rows(size: int, task: str = "count", grid: int = 2, seed: int = 0) -> list[dict]:

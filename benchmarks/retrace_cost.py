@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8, help="G")
     parser.add_argument("--max_completion_length", type=int, default=24)
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be at least 2: the first step of each run warms up and is not timed")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
@@ -98,6 +100,7 @@ def main() -> None:
             line += (f" {(statistics.median(times) - base) / base:>26.2f} {share:>21.2f} {share / (1 - share):>8.2f}"
                      f" {statistics.median(token_ratios[name]):>37.2f}")
         print(line)
+
 
 if __name__ == "__main__":
     main()

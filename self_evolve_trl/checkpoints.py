@@ -117,6 +117,29 @@ def load_model_weights(model: torch.nn.Module, checkpoint_dir: str) -> None:
     del loaded
 
 
+_INDEXED_CPU = re.compile(r"cpu:\d+")
+_indexed_cpu_registered = False
+
+
+def _indexed_cpu_deserialize(storage, location: str):
+    return storage if _INDEXED_CPU.fullmatch(location) else None
+
+
+def accept_indexed_cpu_map_location() -> None:
+    """Let `torch.load(..., map_location=torch.device("cpu", 0))` restore CPU tensors.
+
+    In a multi-process CPU run (gloo) accelerate's device is `cpu:0`, and transformers loads the optimizer state with
+    `map_location=args.device` whenever there is more than one process; torch restores only the location `"cpu"`
+    and fails with "don't know how to restore data location ... (tagged with cpu:0)". This registers, once, a
+    deserializer (torch's public `register_package`) that treats `cpu:N` as the CPU.
+    """
+    global _indexed_cpu_registered
+    if not _indexed_cpu_registered:
+        # priority 15: after torch's own CPU entry (10), before the accelerators (20+); a priority no torch entry uses
+        torch.serialization.register_package(15, lambda storage: None, _indexed_cpu_deserialize)
+        _indexed_cpu_registered = True
+
+
 def stateful_components(trainer) -> dict[str, Any]:
     """The trainer's components with `state_dict`/`load_state_dict`, by a stable key."""
     candidates: dict[str, Any] = {"nonfinite_counter": getattr(trainer, "nonfinite_counter", None)}

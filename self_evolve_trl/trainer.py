@@ -30,7 +30,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import group_advantages
-from .checkpoints import has_full_weights, load_component_states, load_model_weights, save_component_states
+from .checkpoints import (
+    accept_indexed_cpu_map_location,
+    has_full_weights,
+    load_component_states,
+    load_model_weights,
+    save_component_states,
+)
 from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
@@ -338,6 +344,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        accept_indexed_cpu_map_location()  # multi-process CPU runs map the optimizer state to "cpu:0"
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None:
             load_component_states(self, checkpoint)

@@ -285,3 +285,34 @@ def test_deepspeed_zero3_resume_continues_the_run(tmp_path, tiny_model_dir):
     assert [e["test/calls"] for e in steps] == [1, 2, 3, 4] and [e["test/calls_this_process"] for e in steps][2:] == [1, 2]
     final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
     assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_resume_continues_the_run(tmp_path, tiny_model_dir):
+    """`torchrun --nproc_per_node 2` on CPU (gloo): transformers loads the optimizer state with map_location "cpu:0",
+    which torch alone cannot restore. Resumed from checkpoint-2 of a 4-step run, it ends where the run itself ended."""
+    (tmp_path / "stateful_reward.py").write_text(PROVIDER_MODULE)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.format(model=tiny_model_dir).replace("max_steps: 6", "max_steps: 4"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli",
+                str(recipe), "--per_device_train_batch_size", "2"]  # each group of 4 split over the 2 processes
+
+    full = subprocess.run([*torchrun, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    (tmp_path / "part").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
+    part = subprocess.run([*torchrun, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert part.returncode == 0, part.stderr[-3000:]
+
+    def steps(run: str) -> list[dict]:
+        state = json.loads((tmp_path / run / "checkpoint-4" / "trainer_state.json").read_text())
+        return [e for e in state["log_history"] if "reward" in e]
+
+    assert [e["test/calls_this_process"] for e in steps("part")] == [1, 2, 1, 2]  # new processes took over at step 3
+    for key in ("loss", "reward", "grad_norm", "test/calls", "test/draw"):
+        assert [e[key] for e in steps("part")] == [e[key] for e in steps("full")], key
+    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
+    assert all(torch.equal(final[k], expected[k]) for k in expected)

@@ -343,6 +343,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         else:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
+    def _load_best_model(self):
+        best = self.state.best_model_checkpoint
+        plain = not (self.is_fsdp_enabled or self.is_deepspeed_enabled or hasattr(self.model, "peft_config"))
+        if plain and has_full_weights(best):
+            load_model_weights(self.model, best)  # `load_best_model_at_end`: the same renamed-key miss as on resume
+        else:
+            super()._load_best_model()
+
     def _load_optimizer_and_scheduler(self, checkpoint):
         accept_indexed_cpu_map_location()  # multi-process CPU runs map the optimizer state to "cpu:0"
         super()._load_optimizer_and_scheduler(checkpoint)

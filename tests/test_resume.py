@@ -126,6 +126,12 @@ def test_resume_loads_the_checkpoint_weights(tiny_model_dir, tiny_processor, syn
     assert all(torch.equal(p, expected[n]) for n, p in fresh.model.named_parameters())
     assert sum(not torch.equal(p, initial[n]) for n, p in expected.items()) > 50  # training did move them
 
+    # `load_best_model_at_end` reads checkpoints the same way
+    best = SelfEvolveGRPOTrainer(model=tiny_model_dir, args=config, train_dataset=synthetic_dataset(8), processing_class=tiny_processor)
+    best.state.best_model_checkpoint = checkpoint
+    best._load_best_model()
+    assert all(torch.equal(p, expected[n]) for n, p in best.model.named_parameters())
+
 
 PROVIDER_MODULE = '''
 """A stand-in for a judge with running statistics and a perturbation RNG, registered as a reward-input provider."""

@@ -174,6 +174,8 @@ def test_dynamath_average_and_worst_case():
      ("<think>...</think><answer>B</answer>", ("B", "answer_tag")),
      ("Therefore, the final answer is 12.", ("12", "phrase")),
      ("Answer: (C)", ("(C)", "phrase")),
+     ("So the answer is: B.", ("B", "phrase")),
+     ("The correct answer is: A, C.", ("A, C", "phrase")),
      ("I do not know", (None, None))],
 )
 def test_rule_extraction(text, expected):

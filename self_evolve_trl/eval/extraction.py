@@ -22,7 +22,7 @@ RULES = ("boxed", "answer_tag", "phrase")
 RULES_DESCRIPTION = "rules: last \\boxed{} > last <answer></answer> > closing 'the answer is ...' / 'Answer: ...'"
 
 _PHRASE = re.compile(
-    r"(?:final answer|the answer|correct answer|correct option|answer)\s*(?:is|:|=)\s*(?:option\s*)?"
+    r"(?:final answer|the answer|correct answer|correct option|answer)\s*(?:is\s*:?|:|=)\s*(?:option\s*)?"
     r"([^\n]+?)\s*(?:\.\s|\.$|\n|$)",
     re.IGNORECASE,
 )

@@ -1,24 +1,36 @@
 """Held-out evaluation during training: the labelled split that TRL's evaluation loop scores (`eval_strategy`).
 
 TRL's GRPO evaluation generates `num_generations_eval` completions per prompt of the eval split (sampled with the
-training sampler) and computes the rewards and the diagnostics in eval mode; with the labels of the split, the
-trainer's label metrics are then the evaluation command's scores of those samples (rule-based answer extraction
-and `answers.is_equivalent`), logged with TRL's `eval_` prefix:
+training sampler) and computes the rewards and the diagnostics in eval mode. With the labels of the split, three
+label metrics are then the evaluation command's scores of those samples (`python -m self_evolve_trl.eval`: answers
+read by its rules, `\\boxed{}` > `<answer>` > "the answer is ...", and scored as free-form answers with the
+math-aware equivalence), so that a checkpoint chosen here is the one the evaluation command would choose:
 
     eval_labels/rollout_accuracy  sampled pass@1 (mean over the k = num_generations_eval samples of each prompt)
     eval_labels/maj_at_g          maj@k (the majority answer of the k samples is right)
     eval_labels/pass_at_g         pass@k (at least one of the k samples is right)
 
-They are exact over the whole split (one value per prompt, averaged by TRL), so checkpoints can be compared and
-chosen; greedy pass@1 needs the evaluation command on the saved checkpoint.
+The other eval metrics (`eval_labels/pseudo_label_accuracy`, `eval_labels/reward_accuracy` and the label-free
+ones) describe the reward and so read answers with the recipe's `answer_extractor`, as in training. All are exact
+over the whole split (one value per prompt, averaged by TRL); greedy pass@1 needs the evaluation command on the
+saved checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any, Sequence
+
+from .answers import completion_text
 
 from .config import ConfigError
 from .data import PRESETS, DataError, load_training_dataset
+from .eval.extraction import extract_by_rules
+from .eval.scoring import score_samples
+
+
+EVAL_COMMAND_METRICS = ("labels/rollout_accuracy", "labels/maj_at_g", "labels/pass_at_g")
 
 
 def eval_requested(training_args) -> bool:
@@ -72,3 +84,33 @@ def load_heldout_dataset(data_args, training_args):
             "them (set answer_column for local files)."
         )
     return dataset
+
+
+def eval_command_label_metrics(
+    completions: Sequence[Any], group_labels: Sequence[Any], group_size: int
+) -> dict[str, list[float]]:
+    """Sampled pass@1, maj@k and pass@k of each group as the evaluation command scores them (NaN without a label).
+
+    Example:
+
+    ```python
+    >>> group = ["The answer is 5.", "\\\\boxed{5}", "<answer>7</answer>", "5"]  # the last one: no rule reads it
+    >>> eval_command_label_metrics(group, ["5"], 4)
+    {'labels/rollout_accuracy': [0.5], 'labels/maj_at_g': [1.0], 'labels/pass_at_g': [1.0]}
+
+    ```
+    """
+    metrics: dict[str, list[float]] = {name: [] for name in EVAL_COMMAND_METRICS}
+    for g, label in enumerate(group_labels):
+        label = None if label is None else str(label).strip()
+        if not label:
+            for name in EVAL_COMMAND_METRICS:
+                metrics[name].append(math.nan)
+            continue
+        texts = completions[g * group_size : (g + 1) * group_size]
+        answers = [extract_by_rules(completion_text(text))[0] for text in texts]
+        right, _, majority_right = score_samples(answers, label, "free")
+        metrics["labels/rollout_accuracy"].append(sum(right) / len(right))
+        metrics["labels/maj_at_g"].append(float(majority_right))
+        metrics["labels/pass_at_g"].append(float(any(right)))
+    return metrics

@@ -40,6 +40,7 @@ from .checkpoints import (
 from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
+from .heldout import eval_command_label_metrics
 from .rewards import RewardFunction, get_reward_function
 from .voting import vote_groups
 
@@ -273,6 +274,9 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             format_pattern=format_pattern_of(self.reward_funcs),
             abstain_as_answer=args.abstain_as_answer,
         )
+        if not self.model.training and "labels/rollout_accuracy" in metrics:
+            # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)
+            metrics.update(eval_command_label_metrics(completions, group_labels, group_size))
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         answers = [answer for vote in votes for answer in vote.answers]
         logged_extra.setdefault("answer", ["" if a is None else a for a in answers])

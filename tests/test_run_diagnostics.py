@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from self_evolve_trl.diagnostics import LABEL_FREE_METRICS, LABEL_METRICS, format_pattern_of, group_diagnostics
+from self_evolve_trl.diagnostics import (
+    LABEL_FREE_METRICS,
+    LABEL_METRICS,
+    finite_mean,
+    format_pattern_of,
+    group_diagnostics,
+)
+from self_evolve_trl.heldout import eval_command_label_metrics
 from self_evolve_trl.voting import vote_groups
 
 
@@ -167,7 +174,11 @@ def test_eval_metrics_are_exact_over_the_whole_split(tiny_model_dir, tiny_proces
         completions = [c for batch, _, _ in batches for c in batch]
         labels = [label_of[u] for _, _, uids in batches for u in uids[::4]]
         votes = vote_groups(completions, 4, extractor="last_number")
-        return group_diagnostics(votes, completions, labels, format_pattern=format_pattern_of(trainer.reward_funcs))
+        metrics = group_diagnostics(votes, completions, labels, format_pattern=format_pattern_of(trainer.reward_funcs))
+        # pass@1, maj@k and pass@k are the evaluation command's scores (its rules, not the recipe's extractor)
+        by_eval_command = eval_command_label_metrics(completions, labels, 4)
+        metrics.update({name: finite_mean(values) for name, values in by_eval_command.items()})
+        return metrics
 
     expected = diagnose(seen)
     for name, value in expected.items():
@@ -179,6 +190,18 @@ def test_eval_metrics_are_exact_over_the_whole_split(tiny_model_dir, tiny_proces
         not math.isnan(value) and value != pytest.approx(sum(b[name] for b in per_batch) / len(per_batch))
         for name, value in expected.items()
     )
+
+    # In eval mode, pass@1 / maj@k / pass@k read answers by the evaluation command's rules, whatever the recipe's
+    # extractor (last_number here, which reads all four answers below; the rules read three, one of them wrong).
+    group = ["The answer is 5.", "\\boxed{5}", "<answer>7</answer>", "5"]
+    rows = [{"completion": c, "label": "5", "prompt": None, "completion_ids": None, "columns": {"uid": "q"},
+             "extras": {}} for c in group]
+    trainer.model.eval()
+    scored = trainer._score_groups(rows, ["uid"], [])["metrics"]
+    assert scored["labels/rollout_accuracy"] == [0.5] and scored["labels/maj_at_g"] == [1.0]
+    assert scored["labels/pseudo_label_accuracy"] == [1.0] and scored["labels/reward_accuracy"] == [1.0]
+    trainer.model.train()
+    assert trainer._score_groups(rows, ["uid"], [])["metrics"]["labels/rollout_accuracy"] == [0.75]
 
 
 def _pngs(folder: Path) -> dict[str, int]:

@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..answers import MATCH_STATS, completion_text
-from ..voting import vote
 from .benchmarks import BENCHMARKS, EvalError, EvalItem, LoadedBenchmark, get_benchmark, load_benchmark
 from .extraction import RULES_DESCRIPTION, LLMExtractor, extract_by_rules
-from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, vote_key, wemath_metrics
+from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, score_samples, wemath_metrics
 
 
 DEFAULT_CHOICE_HINT = "For a multiple-choice question, the answer is the letter of the correct option."
@@ -351,21 +350,14 @@ def score_benchmark(
         row = {"id": item.id, "reference": item.reference, "answer_type": item.answer_type,
                "greedy": {"answer": answer, "extracted_by": rule, "correct": ok}}
         if sampled is not None:
-            answers, rules, oks = [], [], []
+            answers, rules = [], []
             for text in sampled[item.id]:
                 a, r = extractor(item, text)
                 by_rule[r or "none"] = by_rule.get(r or "none", 0) + 1
                 answers.append(a)
                 rules.append(r)
-                oks.append(score_answer(a, item.reference, item.answer_type, item.options))
+            oks, group_vote, majority_ok = score_samples(answers, item.reference, item.answer_type, item.options)
             sample_correct.append(oks)
-            if item.answer_type in ("choice", "choices", "float"):
-                keys = [vote_key(a, item.answer_type, item.options) for a in answers]
-                group_vote = vote(keys, match="exact")
-            else:
-                group_vote = vote(answers, match="math")
-            winner = group_vote.majority
-            majority_ok = winner is not None and oks[group_vote.classes.index(winner)]
             majority_correct.append(majority_ok)
             row["samples"] = {"answers": answers, "extracted_by": rules, "correct": oks,
                               "majority": group_vote.majority_answer, "majority_correct": majority_ok}

@@ -20,6 +20,7 @@ from collections import defaultdict
 from typing import Iterable, Sequence
 
 from ..answers import _parsed, is_equivalent, normalize_answer
+from ..voting import GroupVote, vote
 
 
 ANSWER_TYPES = ("choice", "choices", "free", "float")
@@ -187,6 +188,31 @@ def vote_key(prediction: str | None, answer_type: str, options: dict[str, str] |
         value = numeric_value(prediction)
         return f"{value:.3f}" if value is not None else normalize_answer(prediction)
     raise ValueError(f"vote_key is for choice and float answers, not {answer_type!r}.")
+
+
+def score_samples(
+    answers: Sequence[str | None], reference: str, answer_type: str, options: dict[str, str] | None = None
+) -> tuple[list[bool], GroupVote, bool]:
+    """Score k sampled answers to one question: (each one right?, their vote, is the majority right? — maj@k).
+
+    Choice and float answers vote on `vote_key`; free-form answers on the math-aware classes of `voting.vote`.
+
+    Example:
+
+    ```python
+    >>> right, group_vote, majority_right = score_samples(["0.5", "1/2", "3", None], "\\\\frac{1}{2}", "free")
+    >>> right, group_vote.majority_answer, majority_right
+    ([True, True, False, False], '0.5', True)
+
+    ```
+    """
+    right = [score_answer(a, reference, answer_type, options) for a in answers]
+    if answer_type in ("choice", "choices", "float"):
+        group_vote = vote([vote_key(a, answer_type, options) for a in answers], match="exact")
+    else:
+        group_vote = vote(list(answers), match="math")
+    majority_right = group_vote.majority is not None and right[group_vote.classes.index(group_vote.majority)]
+    return right, group_vote, majority_right
 
 
 # ----------------------------------------------------------------------------------------------------------------

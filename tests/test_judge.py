@@ -481,7 +481,7 @@ def judge_answer(score) -> str:
 
 class JudgeStub:
     """An OpenAI-compatible judge on loopback whose behaviour the test sets: `mode` is `score` (a well-formed
-    judgement with `score`), `garbage` (a chat completion without a score), `not_json` (an HTML page), `error`
+    judgement with `score`), `garbage` (a chat completion without a score), `not_json` (an HTML page), `bad_json` (broken JSON), `error`
     (HTTP 503), `drop` (closes the connection) or `slow` (waits `delay` seconds, then scores). After `fail_after`
     chat requests it switches to `drop` (the endpoint goes down)."""
 
@@ -526,6 +526,8 @@ class JudgeStub:
                     return self.reply(503, {"error": {"message": "overloaded"}})
                 if mode == "not_json":
                     return self.reply(200, b"<html>502 Bad Gateway</html>", "text/html")
+                if mode == "bad_json":  # says JSON, is not: a body cut off by a proxy
+                    return self.reply(200, b'{"id": "c", "choices": [{"mess')
                 text = "I like this solution a lot." if mode == "garbage" else judge_answer(stub.score)
                 self.reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
                                  "choices": [{"index": 0, "finish_reason": "stop",
@@ -635,6 +637,7 @@ def test_mixed_answers_within_the_allowed_failure_rate(judge_stub, tiny_model_di
         ("drop", "APIConnectionError: Connection error."),
         ("error", "InternalServerError: Error code: 503"),
         ("not_json", "MalformedResponse: not a chat completion: '<html>502 Bad Gateway</html>'"),
+        ("bad_json", "MalformedResponse: JSONDecodeError: Unterminated string"),
         ("slow", "APITimeoutError: Request timed out."),
     ],
 )
@@ -650,7 +653,7 @@ def test_failing_endpoint_stops_training(mode, error, judge_stub, tiny_model_dir
                               f"retries (judge_max_failure_rate 0.25); last error: {error}")
     assert message.endswith("while generating step 1; no training step had completed, so there was nothing to save.")
     assert "\n" not in message
-    retried = {"drop": 2, "error": 2, "slow": 2, "not_json": 1}[mode]  # a 200 that is not a completion: no retry
+    retried = {"drop": 2, "error": 2, "slow": 2, "not_json": 1, "bad_json": 1}[mode]  # a 200 that is not a completion: no retry
     assert len(judge_stub.chat_requests()) == 4 * retried
 
 

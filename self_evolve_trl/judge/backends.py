@@ -262,6 +262,9 @@ class OpenAIJudge:
             response = self.client.chat.completions.create(model=self.model, messages=messages, **self.sampling)
         except openai.OpenAIError as error:
             return JudgeOutput(text=None, error=self._describe_error(error), latency=time.perf_counter() - start)
+        except Exception as error:  # noqa: BLE001 - e.g. a 200 whose JSON body is cut off: the client's JSONDecodeError
+            error = f"MalformedResponse: {self._describe_error(error)}"
+            return JudgeOutput(text=None, error=error, latency=time.perf_counter() - start)
         latency = time.perf_counter() - start
         choices = getattr(response, "choices", None)
         if not choices or getattr(choices[0], "message", None) is None:

@@ -236,7 +236,7 @@ def _values(obj) -> dict[str, Any]:
 
 
 def reward_problems(args) -> list[Problem]:
-    from .rewards import RewardError, available_rewards, get_reward_function
+    from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function
     from .trainer import REWARD_INPUT_PROVIDERS, _import
 
     problems = []
@@ -270,6 +270,8 @@ def reward_problems(args) -> list[Problem]:
         bound = kwargs.get(name) if isinstance(kwargs.get(name), dict) else {}
         try:
             get_reward_function(name, **bound)
+        except RewardValueError as error:
+            problems.append(Problem(f"reward_kwargs[{name!r}]", str(error), "give each argument a value of its type and choices."))
         except RewardError as error:
             accepted = sorted(function.parameters - {"completions", "group_size", "prompts", "completion_ids"})
             problems.append(Problem(

@@ -94,6 +94,16 @@ def test_every_problem_at_once_each_with_its_fix(tmp_path, tiny_model_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_bad_reward_kwarg_values(tmp_path, tiny_model_dir):
+    recipe = write_recipe(tmp_path, tiny_model_dir, reward_funcs=["majority_vote", "format"],
+                          reward_kwargs={"majority_vote": {"match": "fuzzy"}, "format": {"penalty": "x"}})
+    report = check_recipe(recipe)
+    assert areas(report) == ["reward_kwargs['majority_vote']", "reward_kwargs['format']"]
+    assert report.problems[0].message == "Reward 'majority_vote': match='fuzzy' is not one of: exact, normalized, math."
+    assert report.problems[1].message == "Reward 'format': penalty='x' is not a float."
+    assert report.problems[1].fix == "give each argument a value of its type and choices."
+
+
 def test_batch_geometry_for_the_process_count():
     args = SimpleNamespace(num_generations=8, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                            steps_per_generation=None, generation_batch_size=None, num_generations_eval=None,

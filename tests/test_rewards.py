@@ -2,7 +2,7 @@
 
 import pytest
 
-from self_evolve_trl.rewards import RewardError, get_reward_function
+from self_evolve_trl.rewards import RewardError, RewardValueError, get_reward_function
 
 
 def boxed(*answers):
@@ -100,6 +100,39 @@ def test_unknown_reward_names_the_valid_ones():
 def test_bad_kwargs_name_the_accepted_ones():
     with pytest.raises(RewardError, match=r"unknown keyword argument\(s\) threshold.*hard_threshold"):
         get_reward_function("soft_frequency", threshold=0.85)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("majority_vote", {"match": "fuzzy"}, "match='fuzzy' is not one of: exact, normalized, math"),
+        ("soft_frequency", {"extractor": "last"}, "extractor='last' is not one of: boxed, answer_tag, last_number"),
+        ("soft_frequency", {"hard_threshold": "high"}, "hard_threshold='high' is not a float or None"),
+        ("soft_frequency", {"abstain_as_answer": "yes"}, "abstain_as_answer='yes' is not a bool"),
+        ("format", {"penalty": "x", "pattern": "["}, "penalty='x' is not a float; pattern='[' is not a valid regular"),
+        ("judge_modulated", {"on_failure": "skip"}, "on_failure='skip' is not one of: zero, neutral"),
+        ("retrace_frequency", {"beta": "1.2"}, "beta='1.2' is not a float"),
+    ],
+)
+def test_bad_kwarg_values_are_refused_when_the_reward_is_built(name, kwargs, message):
+    with pytest.raises(RewardValueError) as raised:
+        get_reward_function(name, **kwargs)
+    assert str(raised.value).startswith(f"Reward {name!r}: ") and message in str(raised.value)
+
+
+def test_good_kwarg_values_pass():
+    assert get_reward_function("soft_frequency", hard_threshold=1, power=2, match="exact", tie="none")
+    assert get_reward_function("soft_frequency", hard_threshold=None).kwargs == {"hard_threshold": None}
+
+
+def test_custom_rewards_get_type_checks_but_keep_their_own_choices(tmp_path, monkeypatch):
+    (tmp_path / "choice_rewards.py").write_text(
+        "def by_match(completions, match: str = 'mine', scale: float = 1.0):\n    return [scale] * len(completions)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert get_reward_function("choice_rewards:by_match", match="mine")(["a"]) == [1.0]
+    with pytest.raises(RewardValueError, match="scale='2' is not a float"):
+        get_reward_function("choice_rewards:by_match", scale="2")
 
 
 def test_module_function_path(tmp_path, monkeypatch):

@@ -24,7 +24,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +53,62 @@ def available_rewards() -> list[str]:
 
 class RewardError(ValueError):
     """A reward function that cannot be found or configured; the message names the valid choices."""
+
+
+class RewardValueError(RewardError):
+    """A keyword argument of a reward function with a value it cannot take (wrong type, unknown choice)."""
+
+
+def _choice_kwargs() -> dict[str, tuple[str, ...]]:
+    """Keyword arguments that several rewards share, with their valid values."""
+    from ..answers import EXTRACTORS, MATCH_MODES
+    from ..voting import TIE_RULES
+    from .judge import ON_FAILURE_POLICIES
+
+    return {"extractor": EXTRACTORS, "match": MATCH_MODES, "tie": TIE_RULES, "on_failure": ON_FAILURE_POLICIES}
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether `value` fits a simple type annotation (int, float, str, bool, None, unions, containers); True for
+    annotations it cannot judge."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_fits(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None) or annotation is None:
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, dict, tuple, set):
+        return isinstance(value, origin)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _value_problem(name: str, value: Any, annotation: Any, ours: bool) -> str | None:
+    choices = _choice_kwargs().get(name) if ours else None
+    if choices is not None and value not in choices:
+        return f"{name}={value!r} is not one of: {', '.join(choices)}"
+    if annotation is not inspect.Parameter.empty and not _fits(value, annotation):
+        return f"{name}={value!r} is not a {_type_name(annotation)}"
+    if name.endswith("pattern") and isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as error:
+            return f"{name}={value!r} is not a valid regular expression ({error})"
+    return None
 
 
 def _import_target(path: str) -> Callable:
@@ -109,7 +168,23 @@ class RewardFunction:
                 f"Reward {name!r} got unknown keyword argument(s) {', '.join(unknown)}; "
                 f"it accepts: {', '.join(accepted) or 'none'}."
             )
+        self._check_values()
         self.required_inputs = getattr(function, "reward_inputs", ())
+
+    def _check_values(self) -> None:
+        try:
+            hints = typing.get_type_hints(self.function)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve: check the choices only
+            hints = {}
+        # the shared answer settings have this package's meaning in this package's rewards; others get type checks
+        ours = getattr(self.function, "__module__", "").startswith("self_evolve_trl.")
+        problems = [
+            problem
+            for key, value in self.kwargs.items()
+            if (problem := _value_problem(key, value, hints.get(key, inspect.Parameter.empty), ours)) is not None
+        ]
+        if problems:
+            raise RewardValueError(f"Reward {self.name!r}: {'; '.join(problems)}.")
 
     def accepts(self, name: str) -> bool:
         return self.takes_var_kwargs or name in self.parameters

@@ -381,8 +381,9 @@ class DataArguments:
             Column with reference answers, moved to the hidden label column (default: the preset's; `none` for no
             labels).
         label_extractor (`str`, *optional*):
-            How the reference answer is read from `answer_column`: `null` (the column is the answer), `answer_tag`
-            (inside `<answer>` tags, as GeoQA's `solution`) or `boxed`.
+            How the reference answer is read from `answer_column`: `null` (the column is the answer, or what its
+            `<answer>` tags hold when it has them), `answer_tag` (inside `<answer>` tags, as GeoQA's `solution`) or
+            `boxed`.
         max_train_samples (`int`, *optional*):
             Keep only the first N examples.
         instruction (`str`, *optional*):

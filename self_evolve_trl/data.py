@@ -138,6 +138,8 @@ def _read_label(value: Any, label_extractor: str | None) -> str | None:
         if value is None:
             return None
     text = str(value)
+    if not label_extractor and "<answer>" in text:  # GeoQA's `solution` style, e.g. in a local copy
+        label_extractor = "answer_tag"
     if label_extractor:
         return extract_answer(text, label_extractor) or text.strip()
     return text.strip()

@@ -32,6 +32,15 @@ def test_geoqa_shaped_parquet_answer_moves_to_the_hidden_label(tmp_path):
     assert image.size == (112, 56)  # 100x60 resized the Qwen way: sides multiples of 28, aspect kept
 
 
+def test_geoqa_shaped_parquet_with_no_column_settings(tmp_path):
+    """A local GeoQA copy read with the defaults: `solution` is found and its `<answer>` tag read."""
+    rows = [{"image": _image(), "problem": "Find angle ABC.", "solution": "<answer>140°</answer>"},
+            {"image": _image(), "problem": "Find x.", "solution": "12"}]
+    datasets.Dataset.from_list(rows).cast_column("image", datasets.Image()).to_parquet(tmp_path / "geoqa.parquet")
+    ds = load_training_dataset(DataArguments(dataset_name=str(tmp_path / "geoqa.parquet")))
+    assert ds["label"] == ["140°", "12"]
+
+
 def test_geo3k_shaped_jsonl_with_image_placeholder_and_paths(tmp_path):
     _image("blue").save(tmp_path / "a.png")
     rows = [{"problem": "<image>Find x. Use the figure.", "images": ["a.png"], "answer": "3",

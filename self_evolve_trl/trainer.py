@@ -30,6 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import group_advantages
+from .answers import MATCH_STATS
 from .checkpoints import (
     accept_indexed_cpu_map_location,
     has_full_weights,
@@ -211,6 +212,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         args = self.args
         group_size = self._group_size()
         completions = [row["completion"] for row in rows]
+        match_stats_before = MATCH_STATS.snapshot()
         logged_metrics: dict[str, list[float]] = defaultdict(list)
         logged_extra: dict[str, list] = {}
 
@@ -278,6 +280,9 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)
             metrics.update(eval_command_label_metrics(completions, group_labels, group_size))
         metrics["rewards/nonfinite_count"] = float(nonfinite)
+        match_stats = MATCH_STATS.snapshot()
+        for key in ("math_timeouts", "math_errors"):  # comparisons counted as "not equal" (SPEC §1)
+            metrics[f"answers/{key}"] = float(match_stats.get(key, 0) - match_stats_before.get(key, 0))
         answers = [answer for vote in votes for answer in vote.answers]
         logged_extra.setdefault("answer", ["" if a is None else a for a in answers])
         return {

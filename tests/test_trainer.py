@@ -98,3 +98,29 @@ def test_nonfinite_rewards_never_reach_the_loss(tiny_model_dir, tiny_processor, 
     assert torch.isfinite(output["advantages"]).all()
     assert output["advantages"].tolist() == pytest.approx([0.0, 0.5, 0.0, -0.5])
     assert trainer._metrics["train"]["rewards/nonfinite_count"][-1] == 2.0  # inf and a float NaN (None is not counted)
+
+
+def test_math_verify_errors_are_counted_in_a_metric(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config,
+                                                    monkeypatch):
+    """A comparison that raises counts as "not equal" and shows in `answers/math_errors` (SPEC §1)."""
+    from self_evolve_trl import answers
+
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4),
+                           cpu_config(max_steps=1, answer_extractor="boxed", reward_funcs=["soft_frequency"]))
+    group = ["\\boxed{3y+3}", "\\boxed{3(y+1)}", "\\boxed{3y+3}", "\\boxed{4}"]
+    rows = [{"completion": c, "label": None, "prompt": None, "completion_ids": None, "columns": {}, "extras": {}}
+            for c in group]
+    trainer.model.train()
+    scored = trainer._score_groups(rows, [], [])
+    assert scored["metrics"]["answers/math_errors"] == 0.0 and scored["metrics"]["answers/math_timeouts"] == 0.0
+    assert scored["rewards"] == [[0.75], [0.75], [0.75], [0.25]]  # 3y+3 = 3(y+1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("math-verify broke")
+
+    monkeypatch.setattr(answers, "_mv_verify", broken)
+    group = ["\\boxed{5z+10}", "\\boxed{5(z+2)}", "\\boxed{5z+10}", "\\boxed{4}"]
+    rows = [{**row, "completion": c} for row, c in zip(rows, group)]
+    scored = trainer._score_groups(rows, [], [])
+    assert scored["metrics"]["answers/math_errors"] >= 1.0
+    assert scored["rewards"] == [[0.5], [0.25], [0.5], [0.25]]  # the failed comparison counted as "not equal"

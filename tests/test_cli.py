@@ -44,8 +44,10 @@ def test_gpu_recipes_use_the_vllm_server_and_released_settings(recipe):
     assert args.use_vllm and args.vllm_mode == "server"
     assert (args.num_generations, args.temperature, args.top_p, args.learning_rate) == (8, 1.0, 1.0, 1e-6)
     assert (args.beta, args.epsilon, args.max_completion_length, args.num_train_epochs) == (0.01, 0.2, 2048, 15)
-    # 512 prompts x 8 per generation round with the 4 trainer processes of the README
-    assert args.per_device_train_batch_size * 4 * args.steps_per_generation == 512 * 8
+    # 512 prompts x 8 per generation round with the 4 trainer processes of the README and of the launch configs
+    for launch in ("zero3.yaml", "zero2.yaml"):
+        processes = yaml.safe_load((REPO / "accelerate_configs" / launch).read_text())["num_processes"]
+        assert args.per_device_train_batch_size * processes * args.steps_per_generation == 512 * 8, launch
 
 
 def _cli(run, python, args, tmp_path):

@@ -484,19 +484,26 @@ def model_problems(model_args, data_args) -> list[Problem]:
     return problems
 
 
-def http_problem(area: str, url: str, timeout: float, healthy_only: bool, fix: str) -> Problem | None:
-    """None if `url` answers a GET within `timeout` seconds (any status, or only 2xx when `healthy_only`)."""
+def http_problem(area: str, url: str, timeout: float, healthy_only: bool, fix: str, shown=str) -> Problem | None:
+    """None if `url` answers a GET within `timeout` seconds (any status, or only 2xx when `healthy_only`); the
+    problem shows the URL as `shown` writes it."""
     import requests
 
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as error:
-        return Problem(area, f"{url} is not reachable ({type(error).__name__}).", fix)
-    if healthy_only and response.status_code >= 300:
-        return Problem(area, f"{url} answered HTTP {response.status_code}.", fix)
-    if response.status_code >= 500:
-        return Problem(area, f"{url} answered HTTP {response.status_code}.", fix)
+        return Problem(area, f"{shown(url)} is not reachable ({type(error).__name__}).", fix)
+    if response.status_code >= (300 if healthy_only else 500):
+        return Problem(area, f"{shown(url)} answered HTTP {response.status_code}.", fix)
     return None
+
+
+def _join_url(base: str, path: str) -> str:
+    """`base` with `/path` added to its path (its query string kept)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))
 
 
 def endpoint_problems(args, timeout: float) -> list[Problem]:
@@ -510,10 +517,11 @@ def endpoint_problems(args, timeout: float) -> list[Problem]:
         if problem:
             problems.append(problem)
     judge_url = getattr(args, "judge_base_url", None)  # fields of the judge, where that feature is installed
-    if judge_url:
-        backend = getattr(args, "judge_backend", None)
+    if judge_url and getattr(args, "judge_backend", None) == "openai":  # the `reference` judge has no endpoint
+        from .judge.backends import _redacted_url
+
         problem = http_problem(
-            f"judge ({backend})" if backend else "judge", f"{judge_url.rstrip('/')}/models", timeout, healthy_only=False,
+            "judge (openai)", _join_url(judge_url, "models"), timeout, healthy_only=False, shown=_redacted_url,
             fix="start the judge server (an OpenAI-compatible endpoint, e.g. `vllm serve JUDGE_MODEL`) or fix judge_base_url.")
         if problem:
             problems.append(problem)
@@ -528,7 +536,9 @@ def output_problems(args) -> list[Problem]:
     existing = os.path.abspath(os.path.expanduser(output_dir or "."))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.access(existing, os.W_OK):
+    if not os.path.isdir(existing):
+        problems.append(Problem("output_dir", f"{existing} is a file, not a folder.", "choose another output_dir."))
+    elif not os.access(existing, os.W_OK):
         problems.append(Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to."))
     try:
         resume = resolve_resume_from_checkpoint(args.resume_from_checkpoint, output_dir)

@@ -236,6 +236,18 @@ def test_vllm_server_and_judge_endpoints(http_server):
     judge.judge_base_url = f"{closed}/v1"
     (problem,) = endpoint_problems(judge, timeout=2.0)
     assert problem.area == "judge (openai)" and "/v1/models is not reachable" in problem.message
+    judge.judge_base_url = f"http://user:s3cret@{closed.split('//')[1]}/v1?api_key=s3cret"
+    (problem,) = endpoint_problems(judge, timeout=2.0)  # a key in the URL is not shown
+    assert problem.message == f"http://***@{closed.split('//')[1]}/v1/models is not reachable (ConnectionError)."
+    judge.judge_backend = "reference"  # the frozen in-process judge has no endpoint to reach
+    assert endpoint_problems(judge, timeout=2.0) == []
+
+
+def test_output_dir_that_is_a_file(tmp_path, tiny_model_dir):
+    (tmp_path / "taken").write_text("not a folder")
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "taken")))
+    (problem,) = [p for p in report.problems if p.area == "output_dir"]
+    assert problem.message == f"{tmp_path / 'taken'} is a file, not a folder."
 
 
 def test_dry_run_on_the_training_command(tmp_path, tiny_model_dir, run, python):

@@ -601,11 +601,17 @@ def test_openai_backend_success_path(judge_stub, monkeypatch, tmp_path, tiny_mod
 
 @pytest.mark.parametrize("on_failure", ["zero", "neutral"])
 def test_garbage_answers_follow_the_failure_policy(on_failure, judge_stub, tiny_model_dir, tiny_processor,
-                                                   synthetic_dataset, cpu_config):
+                                                   synthetic_dataset, cpu_config, caplog):
     judge_stub.mode = "garbage"
     args = stub_config(cpu_config, judge_stub, judge_on_failure=on_failure, judge_repeats=2)
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
-    completions, rewards = score_one_batch(trainer)
+    with caplog.at_level("WARNING", logger="self_evolve_trl.judge.provider"):
+        completions, rewards = score_one_batch(trainer)
+    assert [r.getMessage() for r in caplog.records if "no score that could be parsed" in r.getMessage()] == [
+        f"8 of the judge's 8 answers at step 1 had no score that could be parsed (a \\boxed{{}} number or a JSON "
+        f"overall_score); they count as judge_on_failure={on_failure}. Check the judge model and prompt template, or "
+        "set judge_max_parse_failure_rate to stop such a run (see judge/parse_failure_rate)."
+    ]
     gate = gate_formula(0.0) if on_failure == "zero" else 1.0
     expected = [b * gate for b in soft_frequency(completions, 4, extractor="last_number")]
     assert rewards == pytest.approx(expected, abs=1e-6)

@@ -217,7 +217,7 @@ class OpenAIJudge:
         self._secret = os.environ.get(api_key_env) or ""
         self.client = openai.OpenAI(base_url=base_url, api_key=self._secret or "EMPTY", timeout=timeout,
                                     max_retries=max_retries)
-        self.base_url = str(self.client.base_url).rstrip("/")
+        self.base_url = _redacted_url(str(self.client.base_url).rstrip("/"))
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
         self.model = model or self._served_model()
@@ -286,6 +286,24 @@ class OpenAIJudge:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+def _redacted_url(url: str) -> str:
+    """The URL as logs and errors show it: without user info (`user:key@`) or query string (`?key=...`).
+
+    Example:
+
+    ```python
+    >>> _redacted_url("http://user:s3cret@judge.local:8001/v1?api_key=s3cret")
+    'http://***@judge.local:8001/v1'
+
+    ```
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc if "@" not in parts.netloc else "***@" + parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _image_key(image: Any):

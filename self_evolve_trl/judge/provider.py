@@ -63,6 +63,11 @@ def aggregate_repeats(scores: list[float | None], on_failure: str) -> float | No
     return sum(parsed) / (len(scores) if on_failure == "zero" else len(parsed))
 
 
+# A step where more than this share of the judge's answers have no score is warned about (again every N steps).
+UNPARSED_WARNING_RATE = 0.5
+UNPARSED_WARNING_EVERY = 50
+
+
 class JudgeScoreProvider:
     """Computes the `judge_scores` reward input with the judge backend that the trainer's config names."""
 
@@ -71,7 +76,7 @@ class JudgeScoreProvider:
         self.args = trainer.args
         self.template = JudgeTemplate.load(self.args.judge_prompt_template)
         self.backend = build_backend(trainer)
-        self._warned_unparsed = False
+        self._last_unparsed_warning: int | None = None
         trainer.accelerator.print(f"Judge: {self.backend.describe()}, prompt template {self.template.path}")
 
     def requests(self, inputs: list[dict], prompts: list, completions: list):
@@ -133,12 +138,16 @@ class JudgeScoreProvider:
                 f"answered {int(unparsed)} of {int(answered)} judgements without a score that could be parsed "
                 f"(judge_max_parse_failure_rate {limit})"
             )
-        if answered and unparsed == answered and not self._warned_unparsed:
-            self._warned_unparsed = True
+        step = self.trainer.state.global_step + 1
+        if answered and unparsed / answered > UNPARSED_WARNING_RATE and (
+            self._last_unparsed_warning is None or step - self._last_unparsed_warning >= UNPARSED_WARNING_EVERY
+        ):
+            self._last_unparsed_warning = step
             logger.warning(
-                "None of the judge's %d answers at step %d had a score that could be parsed (a \\boxed{} number or a "
-                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template.",
-                int(answered), self.trainer.state.global_step + 1, self.args.judge_on_failure,
+                "%d of the judge's %d answers at step %d had no score that could be parsed (a \\boxed{} number or a "
+                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template, "
+                "or set judge_max_parse_failure_rate to stop such a run (see judge/parse_failure_rate).",
+                int(unparsed), int(answered), step, self.args.judge_on_failure,
             )
         return [None if s is None or math.isnan(s) else s for s in scores]
 

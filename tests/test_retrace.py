@@ -419,6 +419,8 @@ def test_vllm_server_path_through_the_stand_in(tiny_model_dir, tiny_processor, s
     expected = [spec_reward(12, 4, 3, 1), spec_reward(12, 4, 3, 1), spec_reward(0, 4, 3, 1), spec_reward(0, 4, 3, 0)]
     assert entry["rewards/retrace_frequency/mean"] == pytest.approx(sum(expected) / 4)
     assert entry["retrace/abstention_rate"] == 0.0
+    # agreement of each answered completion's own re-inferences with its answer: 1, 1 and 0 (the one that answers 2)
+    assert entry["retrace/agreement"] == pytest.approx(2 / 3)
 
 
 # ----------------------------------------------------------------------------------------------------------------

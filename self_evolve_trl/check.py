@@ -481,6 +481,27 @@ def model_problems(model_args, data_args) -> list[Problem]:
     if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in WEIGHT_FILES):
         problems.append(Problem("model", f"folder {path} has no weight files ({', '.join(WEIGHT_FILES[:2])}, ...).",
                                 "point model_name_or_path at a complete model folder."))
+    elif os.path.isdir(path):
+        problems += safetensors_problems(path)
+    return problems
+
+
+def safetensors_problems(folder: str) -> list[Problem]:
+    """Weight files whose header cannot be read or that are shorter than it says (a cut-off download or copy).
+
+    Only the headers are read, not the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    problems = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".safetensors"):
+            continue
+        try:
+            with safe_open(os.path.join(folder, name), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            problems.append(Problem("model", f"weight file {os.path.join(folder, name)} is unreadable ({error}).",
+                                    "download or copy the model again."))
     return problems
 
 

@@ -138,6 +138,7 @@ def load_processor(model_path: str, data_args, model_args):
 def train(data_args, training_args, model_args):
     """Build everything from the parsed recipe and train; returns the trainer."""
     from accelerate import PartialState
+    from safetensors import SafetensorError
     from trl import get_peft_config
 
     from .check import first_row_problems
@@ -181,7 +182,7 @@ def train(data_args, training_args, model_args):
                 processing_class=processor,
                 peft_config=get_peft_config(model_args),
             )
-        except OSError as error:
+        except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
             raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
         if training_args.resume_from_checkpoint not in (None, False) and resume is None and trainer.accelerator.is_main_process:
             print(f"No checkpoint in {training_args.output_dir} yet: starting from step 0.")

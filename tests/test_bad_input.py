@@ -41,6 +41,7 @@ def cases(tmp_path: Path, model: str) -> dict[str, tuple[list[str], str]]:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     corrupt = write_rows(tmp_path / "corrupt.jsonl", image_rows(tmp_path, 4, broken={0}))
+    cut_off = truncated_model(model, tmp_path / "cut-off-model")
     return {
         "malformed YAML": ([str(malformed)], f"Recipe {malformed} is not valid YAML at line 3, column 11: expected ',' or ']'"),
         "wrong type in the recipe": ([recipe_for(tmp_path, model, max_steps=[1])], "Recipe "),
@@ -54,11 +55,27 @@ def cases(tmp_path: Path, model: str) -> dict[str, tuple[list[str], str]]:
         "unknown reward": ([recipe_for(tmp_path, model, reward_funcs=["majority"])], "Unknown reward 'majority'. Valid rewards:"),
         "resume from a missing checkpoint": ([recipe_for(tmp_path, model, resume_from_checkpoint=str(tmp_path / "ckpt"))],
                                              "resume_from_checkpoint: checkpoint folder not found"),
+        "bad reward kwarg value": ([recipe_for(tmp_path, model, reward_funcs=["majority_vote"],
+                                               reward_kwargs={"majority_vote": {"match": "fuzzy"}})],
+                                   "Reward 'majority_vote': match='fuzzy' is not one of: exact, normalized, math."),
+        "corrupt model weights": ([recipe_for(tmp_path, cut_off)],
+                                  f"Cannot load model '{cut_off}': Error while deserializing header"),
     }
 
 
+def truncated_model(model: str, folder: Path) -> str:
+    """A copy of the model whose weight file was cut off half-way (an interrupted download)."""
+    import shutil
+
+    shutil.copytree(model, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return str(folder)
+
+
 NAMES = ["malformed YAML", "wrong type in the recipe", "wrong type on the command line", "empty dataset", "corrupt image",
-         "missing model path", "unknown field", "unknown flag", "unknown reward", "resume from a missing checkpoint"]
+         "missing model path", "unknown field", "unknown flag", "unknown reward", "resume from a missing checkpoint",
+         "bad reward kwarg value", "corrupt model weights"]
 DETAILS = {
     "wrong type in the recipe": "max_steps: expected an integer, got [1]. Fix: write `max_steps:` as an integer.",
     "unknown field": "Unknown recipe field(s): lerning_rate. (lerning_rate: did you mean `learning_rate`?)",

@@ -243,6 +243,19 @@ def test_vllm_server_and_judge_endpoints(http_server):
     assert endpoint_problems(judge, timeout=2.0) == []
 
 
+def test_cut_off_weight_file(tmp_path, tiny_model_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    report = check_recipe(write_recipe(tmp_path, str(model)))
+    (problem,) = [p for p in report.problems if p.area == "model"]
+    assert problem.message.startswith(f"weight file {weights} is unreadable (Error while deserializing header")
+    assert problem.fix == "download or copy the model again."
+
+
 def test_output_dir_that_is_a_file(tmp_path, tiny_model_dir):
     (tmp_path / "taken").write_text("not a folder")
     report = check_recipe(write_recipe(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "taken")))

@@ -161,19 +161,18 @@ def prepare_dataset(
 ):
     """Map a raw dataset to TRL's columns (`prompt`, `images`, the hidden label, `uid`, other non-answer columns).
 
-    Checks the columns first and raises `DataError` naming the missing column and the available ones.
+    Checks the columns first and raises `DataError` naming every missing column and the available ones.
     """
     columns = list(raw.column_names)
-
-    def require(kind: str, column: str | None, option: str):
-        if column is not None and column not in columns:
-            raise DataError(
-                f"{source} has no {kind} column {column!r} (set {option}); available columns: {', '.join(columns)}."
-            )
-
-    require("question", question_column, "question_column")
-    require("image", image_column, "image_column")
-    require("answer", answer_column, "answer_column")
+    missing = [
+        f"no {kind} column {column!r} (set {option})"
+        for kind, column, option in [("question", question_column, "question_column"),
+                                     ("image", image_column, "image_column"),
+                                     ("answer", answer_column, "answer_column")]
+        if column is not None and column not in columns
+    ]
+    if missing:
+        raise DataError(f"{source} has {' and '.join(missing)}; available columns: {', '.join(columns)}.")
     if len(raw) == 0:
         raise DataError(f"{source} is empty.")
     if max_samples is not None:

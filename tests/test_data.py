@@ -71,6 +71,14 @@ def test_missing_column_error_names_the_available_ones(tmp_path):
     datasets.Dataset.from_list([{"question": "q", "image": _image()}]).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(DataError, match=r"has no question column 'problem' \(set question_column\); available columns: question, image"):
         load_training_dataset(DataArguments(dataset_name=str(tmp_path / "x.parquet")))
+    with pytest.raises(DataError) as raised:  # every missing column at once
+        load_training_dataset(DataArguments(dataset_name=str(tmp_path / "x.parquet"), image_column="picture",
+                                            answer_column="solution"))
+    assert str(raised.value) == (
+        f"Dataset {str(tmp_path / 'x.parquet')!r} has no question column 'problem' (set question_column) and no image "
+        "column 'picture' (set image_column) and no answer column 'solution' (set answer_column); available columns: "
+        "question, image."
+    )
 
 
 def test_missing_file_and_empty_dataset(tmp_path):

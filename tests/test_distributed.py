@@ -107,4 +107,19 @@ def test_lora_from_yaml(tmp_path, tiny_model_dir, run, python):
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: non-zero means it trained
     assert not any("visual" in name for name in weights)  # the vision tower has no q_proj/v_proj
+
+    # the evaluation command takes the trained adapter folder as it is (base model named in its config)
+    import datasets
+    from PIL import Image
+
+    from self_evolve_trl.eval.runner import EvalConfig, evaluate
+
+    features = datasets.Features({"images": datasets.List(datasets.Image()), "problem": datasets.Value("string"),
+                                  "answer": datasets.Value("string")})
+    datasets.Dataset.from_dict({"images": [[Image.new("RGB", (56, 56), "red")]], "problem": ["<image>Angle?"],
+                                "answer": ["140"]}, features=features).to_parquet(str(tmp_path / "geoqa.parquet"))
+    results = evaluate(EvalConfig(model=str(out), benchmarks=["geoqa"], data={"geoqa": str(tmp_path / "geoqa.parquet")},
+                                  output_dir=str(tmp_path / "eval"), max_new_tokens=3, progress=False))
+    assert results["run"]["adapter"] == str(out) and results["run"]["base_model"] == config["base_model_name_or_path"]
+    assert results["benchmarks"]["geoqa"]["n"] == 1
     shutil.rmtree(out)

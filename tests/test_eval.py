@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import sys
 import threading
 
@@ -469,6 +470,57 @@ def test_bad_options(argv, message, capsys, tmp_path):
     assert message in _error(["--model", "m", "--output-dir", str(tmp_path), *argv], capsys)
 
 
+def test_data_dir_must_hold_every_benchmark(fixtures, tmp_path, capsys, tiny_model_dir):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(fixtures["geoqa"], data_dir / "geoqa.parquet")
+    err = _error(["--model", tiny_model_dir, "--benchmarks", "geoqa,logicvista", "--data-dir", str(data_dir),
+                  "--output-dir", str(tmp_path / "out")], capsys)
+    assert err == (f"error: --data-dir {data_dir} has no copy of logicvista: looked for {data_dir / 'logicvista'} (a "
+                   f"folder) and {data_dir / 'logicvista'}{{.parquet,.jsonl,.json,.csv}}; add it, or give it with "
+                   "--data logicvista=PATH.")
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_bounds_default_to_the_models_processor(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    """A trained checkpoint's processor keeps its recipe's pixel bounds: evaluation resizes images to those."""
+    from transformers import AutoProcessor
+
+    from self_evolve_trl.eval.runner import evaluate
+
+    model = tmp_path / "checkpoint"
+    shutil.copytree(tiny_model_dir, model)
+    AutoProcessor.from_pretrained(tiny_model_dir, min_pixels=28 * 28, max_pixels=28 * 28 * 6).save_pretrained(model)
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    results = evaluate(_config(str(model), fixtures, tmp_path / "out", backend="vllm", limit=2))
+    (engine,) = fake.engines
+    assert engine["mm_processor_kwargs"] == {"min_pixels": 28 * 28, "max_pixels": 28 * 28 * 6}
+    for requests, _, _ in fake.calls:
+        for request in requests:
+            assert all(image.width * image.height <= 28 * 28 * 6 for image in request["multi_modal_data"]["image"])
+    assert (results["run"]["min_pixels"], results["run"]["max_pixels"]) == (28 * 28, 28 * 28 * 6)
+    assert "min_pixels=784, max_pixels=4704 (the model's processor's unless given)" in results["markdown"]
+
+
+def test_lora_adapter_without_its_base_model_name(tiny_model_dir, fixtures, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from self_evolve_trl.eval.runner import evaluate
+
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
+                   LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(adapter_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "base_model_name_or_path": None}))
+    err = _error(["--model", str(adapter_dir), "--benchmarks", "geoqa", "--data", f"geoqa={fixtures['geoqa']}",
+                  "--output-dir", str(tmp_path / "out")], capsys)
+    assert "does not name its base model (base_model_name_or_path); pass --base-model." in err
+    results = evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", base_model=tiny_model_dir, limit=1))
+    assert results["run"]["base_model"] == tiny_model_dir and results["run"]["adapter"] == str(adapter_dir)
+
+
 def test_missing_split_file_and_missing_model(fixtures, tmp_path, capsys, tiny_model_dir):
     err = _error(["--model", tiny_model_dir, "--benchmarks", "mathvision", "--split", "mathvision=sample_variant3",
                   "--data", f"mathvision={fixtures['mathvision']}", "--output-dir", str(tmp_path)], capsys)
@@ -573,7 +625,9 @@ def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_di
     results = evaluate(config)
     (engine,) = fake.engines
     assert engine["model"] == tiny_model_dir and engine["limit_mm_per_prompt"] == {"image": 4}
-    assert engine["mm_processor_kwargs"] == {"max_pixels": 28 * 28 * 16} and "enable_lora" not in engine
+    # the bound given, and the model's processor's for the other (Qwen's default minimum)
+    assert engine["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 28 * 28 * 16}
+    assert "enable_lora" not in engine
     greedy_calls = [c for c in fake.calls if c[1]["n"] == 1]
     sampled_calls = [c for c in fake.calls if c[1]["n"] == 3]
     assert [len(c[0]) for c in greedy_calls] == [4, 1] and [len(c[0]) for c in sampled_calls] == [4, 1]
@@ -600,11 +654,12 @@ def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fi
 
     adapter_dir = tmp_path / "adapter"
     get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
-                   LoraConfig(r=32, target_modules=["q_proj"])).save_pretrained(adapter_dir)
+                   LoraConfig(r=24, target_modules=["q_proj"])).save_pretrained(adapter_dir)
     fake = FakeVLLM()
     fake.install(monkeypatch)
     evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
     (engine,) = fake.engines
+    # rank 24 needs max_lora_rank 32: vLLM accepts only 1, 8, 16, 32, 64, ...
     assert engine["model"] == tiny_model_dir and engine["enable_lora"] is True and engine["max_lora_rank"] == 32
     lora = fake.calls[0][2]
     assert (lora.name, lora.path) == ("adapter", str(adapter_dir))

@@ -75,6 +75,41 @@ def load_processor(source: ModelSource, min_pixels: int | None, max_pixels: int 
         raise EvalError(f"Cannot load the processor of {source.processor!r}: {str(error).splitlines()[0]}") from None
 
 
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's `MaxLoRARanks`: no other value is accepted
+
+
+def vllm_max_lora_rank(rank: int) -> int:
+    """The smallest `max_lora_rank` vLLM accepts that holds an adapter of rank `rank`.
+
+    Example:
+
+    ```python
+    >>> [vllm_max_lora_rank(r) for r in (4, 8, 12, 24, 300)]
+    [8, 8, 16, 32, 320]
+
+    ```
+    """
+    for allowed in VLLM_MAX_LORA_RANKS[1:]:
+        if rank <= allowed:
+            return allowed
+    raise EvalError(f"vLLM serves LoRA adapters up to rank {VLLM_MAX_LORA_RANKS[-1]}; this one has rank {rank}: "
+                    "use --backend transformers.")
+
+
+def processor_pixel_bounds(processor) -> tuple[int | None, int | None]:
+    """(min_pixels, max_pixels) that the processor resizes images to: a trained checkpoint's saved processor keeps
+    its recipe's bounds, which the evaluation must then use too (the model saw images of those sizes)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if size is None:
+        return None, None
+
+    def read(key):
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        return int(value) if value else None
+
+    return read("shortest_edge"), read("longest_edge")
+
+
 def chat_text(processor, conversation: list[dict]) -> str:
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
@@ -173,7 +208,7 @@ class VLLMBackend:
         if source.adapter:
             with open(os.path.join(source.adapter, "adapter_config.json")) as f:
                 rank = json.load(f).get("r", 16)
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, rank))
+            kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(rank))
             self.lora = LoRARequest("adapter", 1, source.adapter)
         self.llm = LLM(**kwargs)
         self.processor = processor

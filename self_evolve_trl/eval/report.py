@@ -85,7 +85,7 @@ def render_markdown(results: dict) -> str:
         "- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
         f"\"{run['instruction']}\"{hint}.",
         f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
-        f"max_pixels={run['max_pixels']} (None = Qwen's defaults).",
+        f"max_pixels={run['max_pixels']} (the model's processor's unless given).",
         f"- Answer extraction: {run['extraction']}.",
         "- Scoring: rule based (below); abstentions (no answer read) count as wrong.",
     ]

@@ -11,6 +11,7 @@ the scoring rules never needs new generations.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,7 +54,7 @@ class EvalConfig:
         data (`dict[str, str]`, *optional*):
             Local copy per benchmark (file or folder); the hub otherwise.
         data_dir (`str`, *optional*):
-            Folder of local copies named after the benchmarks.
+            Folder of local copies named after the benchmarks; every benchmark not given by `data` must be there.
         splits (`dict[str, str]`, *optional*):
             Another split per benchmark (e.g. `{"mathvision": "testmini"}`).
         metrics (`dict[str, str]`, *optional*):
@@ -384,6 +385,9 @@ def default_instruction() -> str:
     return DEFAULT_INSTRUCTION
 
 
+LOCAL_DATA_EXTENSIONS = (".parquet", ".jsonl", ".json", ".csv")
+
+
 def resolve_data_path(config: EvalConfig, name: str) -> str | None:
     if name in config.data:
         return config.data[name]
@@ -391,7 +395,7 @@ def resolve_data_path(config: EvalConfig, name: str) -> str | None:
         candidate = os.path.join(config.data_dir, name)
         if os.path.exists(candidate):
             return candidate
-        for ext in (".parquet", ".jsonl", ".json", ".csv"):
+        for ext in LOCAL_DATA_EXTENSIONS:
             if os.path.exists(candidate + ext):
                 return candidate + ext
     return None
@@ -430,6 +434,14 @@ def check_config(config: EvalConfig) -> list:
             raise EvalError(f"Local data not found: {path}")
     if config.data_dir and not os.path.isdir(config.data_dir):
         raise EvalError(f"--data-dir is not a folder: {config.data_dir}")
+    if config.data_dir:  # a local run stays local: no silent fall-back to the hub for what the folder lacks
+        for bench in benchmarks:
+            if resolve_data_path(config, bench.name) is None:
+                looked = os.path.join(config.data_dir, bench.name)
+                raise EvalError(
+                    f"--data-dir {config.data_dir} has no copy of {bench.name}: looked for {looked} (a folder) and "
+                    f"{looked}{{{','.join(LOCAL_DATA_EXTENSIONS)}}}; add it, or give it with --data {bench.name}=PATH."
+                )
     return benchmarks
 
 
@@ -450,7 +462,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
 
     `backend` may be given to reuse a loaded model (it must have `generate(...)` as `TransformersBackend`).
     """
-    from .backends import load_processor, resolve_model
+    from .backends import load_processor, processor_pixel_bounds, resolve_model
     from .report import write_results
 
     benchmarks = check_config(config)
@@ -462,8 +474,12 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
             bench, resolve_data_path(config, bench.name), config.splits.get(bench.name), config.limit,
             {"mathverse_version": config.mathverse_version} if bench.name == "mathverse" else {},
         ))
+    processor = load_processor(source, config.min_pixels, config.max_pixels) if backend is None else backend.processor
+    if config.min_pixels is None or config.max_pixels is None:  # the bounds of the model's own processor
+        min_pixels, max_pixels = processor_pixel_bounds(processor)
+        config = dataclasses.replace(config, min_pixels=config.min_pixels or min_pixels,
+                                     max_pixels=config.max_pixels or max_pixels)
     if backend is None:
-        processor = load_processor(source, config.min_pixels, config.max_pixels)
         backend = make_backend(config, source, processor)
 
     llm = None

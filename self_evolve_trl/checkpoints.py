@@ -1,9 +1,9 @@
 """Resuming a run: which checkpoint to resume from, and our own state saved with every checkpoint.
 
 Transformers' `Trainer` checkpoints the model, optimizer, scheduler, RNG states and `trainer_state.json`; TRL adds its
-own controller state. What the trainer of this package adds lives outside them: the reward-input providers (a
-judge's running statistics, the RNG of a visual perturbation, ...), stateful reward functions and the run's
-non-finite counters. Any such component that implements
+own controller state. What the trainer of this package adds lives outside them: reward-input providers and reward
+functions that keep state across steps (running statistics, an RNG, ...; the built-in judge and CSRS providers
+keep none, CSRS seeds its noise by step) and the run's non-finite counters. Any such component that implements
 
     state_dict() -> dict          # tensors, numbers, strings, None, and lists / tuples / dicts of them
     load_state_dict(state) -> None

@@ -86,7 +86,16 @@ def noise_generator(seed: int, step: int, index: int, anchor: int) -> np.random.
 
 def perturb_image(image: Image.Image, rng: np.random.Generator, max_level: int = 40) -> Image.Image:
     """A copy of `image` with Gaussian noise of σ = k·255/100, k uniform in {1..max_level}, clipped to [0, 255]."""
-    level = int(rng.integers(1, max_level + 1))
+    return add_noise(image, rng, noise_level(rng, max_level))
+
+
+def noise_level(rng: np.random.Generator, max_level: int = 40) -> int:
+    """The noise level k of one perturbation, uniform in {1..max_level}."""
+    return int(rng.integers(1, max_level + 1))
+
+
+def add_noise(image: Image.Image, rng: np.random.Generator, level: int) -> Image.Image:
+    """A copy of `image` with Gaussian noise of σ = level·255/100, clipped to [0, 255]."""
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     pixels = np.asarray(image, dtype=np.float32)
@@ -169,6 +178,7 @@ class RetraceProvider:
         self.max_rows = args.retrace_generation_batch_size
         self.reproducible = getattr(args, "reproducible_generation", False)
         self.seconds_this_step = 0.0
+        self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
         trainer.add_callback(_RetraceTimeShare(self))
 
     @property
@@ -184,6 +194,7 @@ class RetraceProvider:
         stop_tokens = set(trainer.eos_token_ids) | {self._tokenizer.pad_token_id}
         offset = trainer.accelerator.process_index * len(prompts)
         requests = []
+        self.noise_levels = []
         for i, (prompt, completion_ids) in enumerate(zip(prompts, completion_ids_list)):
             ids = strip_trailing(list(completion_ids), stop_tokens)
             for j, anchor in enumerate(self.anchors):
@@ -191,7 +202,13 @@ class RetraceProvider:
                 retrace_prompt = prompt
                 if self.visual_perturbation:
                     rng = noise_generator(args.seed, self._step(), offset + i, j)
-                    retrace_prompt = map_images(prompt, lambda image: perturb_image(image, rng, self.max_level))
+
+                    def perturb(image, rng=rng):
+                        level = noise_level(rng, self.max_level)
+                        self.noise_levels.append(level)
+                        return add_noise(image, rng, level)
+
+                    retrace_prompt = map_images(prompt, perturb)
                 if self.mode == "new_turn":
                     if not isinstance(prompt, list):
                         raise ValueError("retrace_mode 'new_turn' needs conversational prompts; use 'continuation'.")
@@ -270,6 +287,8 @@ class RetraceProvider:
         log("retrace/tokens_per_completion", new_tokens / max(1, len(prompts)))
         log("retrace/completion_length", new_tokens / n_generated)
         log("retrace/prefix_length", sum(len(r.prefix_ids) for r in requests) / max(1, len(requests)))
+        if self.noise_levels:
+            log("retrace/noise_level", sum(self.noise_levels) / len(self.noise_levels))
         return texts
 
 

@@ -322,3 +322,35 @@ def test_two_process_cpu_resume_continues_the_run(tmp_path, tiny_model_dir):
         assert [e[key] for e in steps("part")] == [e[key] for e in steps("full")], key
     final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
     assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_csrs_with_visual_perturbation_resumes_exactly(tmp_path, tiny_model_dir):
+    """The built-in CSRS state: its perturbation noise and re-inference sampling are drawn from (seed, step,
+    completion), so a run resumed from checkpoint-2 re-infers from the same noisy images and ends where the run itself
+    ended (rewards, agreement, weights). A noise stream that did not resume would change the re-inferences."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "self_evolve_trl.cli", str(REPO_ROOT / "recipes" / "tiny-cpu-csrs.yaml"),
+               "--model_name_or_path", tiny_model_dir, "--max_steps", "4", "--save_steps", "2", "--synthetic_size", "8",
+               "--num_generations", "4", "--per_device_train_batch_size", "4", "--max_completion_length", "12"]
+
+    full = subprocess.run([*command, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    (tmp_path / "part").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
+    part = subprocess.run([*command, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert part.returncode == 0, part.stderr[-3000:]
+
+    def steps(run: str) -> list[dict]:
+        state = json.loads((tmp_path / run / "checkpoint-4" / "trainer_state.json").read_text())
+        return [e for e in state["log_history"] if "reward" in e]
+
+    assert [e["step"] for e in steps("part")] == [1, 2, 3, 4]
+    for key in ("loss", "reward", "retrace/noise_level", "retrace/prefix_length", "retrace/tokens_per_completion",
+                "retrace/abstention_rate"):
+        assert [e[key] for e in steps("part")] == [e[key] for e in steps("full")], key
+    assert [e.get("retrace/agreement") for e in steps("part")] == [e.get("retrace/agreement") for e in steps("full")]
+    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
+    assert all(torch.equal(final[k], expected[k]) for k in expected)

@@ -342,6 +342,7 @@ def test_two_training_steps_log_retrace_metrics_and_rewards(csrs_trainer):
     steps = [entry for entry in trainer.state.log_history if "reward" in entry]
     assert len(steps) == 2
     for entry in steps:
+        assert 1 <= entry["retrace/noise_level"] <= 40  # mean VSP level k of the step's re-inference images
         for key in ["retrace/seconds", "retrace/tokens_per_completion", "retrace/completion_length",
                     "retrace/prefix_length", "retrace/time_share", "retrace/abstention_rate",
                     "rewards/retrace_frequency/mean"]:

@@ -301,7 +301,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         group_size = self._group_size()
         rewards_per_func = self._last_rewards_per_func
         if self.args.advantage == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
-            all_advantages = torch.tensor(list(self._logs["advantages"])[-rewards_per_func.size(0):])
+            # TRL's own aggregation (e.g. normalize_then_sum) is kept: its advantages, from every process
+            all_advantages = self.accelerator.gather(output["advantages"]).cpu()
         else:
             weights = self.reward_weights.to(rewards_per_func.device)
             rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)

@@ -124,3 +124,24 @@ def test_math_verify_errors_are_counted_in_a_metric(tiny_model_dir, tiny_process
     scored = trainer._score_groups(rows, [], [])
     assert scored["metrics"]["answers/math_errors"] >= 1.0
     assert scored["rewards"] == [[0.5], [0.25], [0.5], [0.25]]  # the failed comparison counted as "not equal"
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_grpo_keeps_trls_normalize_then_sum(training, tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    """With `advantage: grpo` and TRL's `multi_objective_aggregation: normalize_then_sum`, the advantages are TRL's:
+    each reward normalised within its group, weighted, summed, then normalised over the batch. In eval the batch
+    (8 completions here) may be larger than a training generation batch (4)."""
+    config = cpu_config(advantage="grpo", multi_objective_aggregation="normalize_then_sum",
+                        reward_funcs=["soft_frequency", "format"], reward_weights=[1.0, 0.5],
+                        per_device_eval_batch_size=8, num_generations_eval=4)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+    trainer.model.train(training)
+    output = trainer._generate_and_score_completions([trainer.train_dataset[i] for i in [0, 0, 0, 0, 1, 1, 1, 1]])
+    grouped = trainer._last_rewards_per_func.view(2, 4, 2)
+    mean, std = grouped.mean(dim=1, keepdim=True), grouped.std(dim=1, keepdim=True)
+    summed = (((grouped - mean) / (std + 1e-4)).view(8, 2) * torch.tensor([1.0, 0.5])).sum(dim=1)
+    expected = (summed - summed.mean()) / (summed.std() + 1e-4)
+    assert output["advantages"].shape == (8,)
+    assert torch.allclose(output["advantages"], expected, atol=1e-5)
+    mode = "train" if training else "eval"
+    assert trainer._metrics[mode]["advantages/abs_max"][-1] == pytest.approx(expected.abs().max().item(), abs=1e-5)

@@ -428,9 +428,17 @@ def first_row_problems(dataset, rows: int) -> list[Problem]:
 
 
 def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> list[Problem]:
+    from .config import ConfigError, DataArguments
     from .data import DataError, load_training_dataset
     from .images import ImageError
 
+    try:
+        DataArguments.__post_init__(data_args)  # the data settings' own validation (the raw recipe skipped it)
+    except ConfigError as error:
+        from .synthetic import TASKS
+
+        return [Problem("dataset", str(error),
+                        f"give synthetic_task one of: {', '.join(TASKS)}, and synthetic_size / synthetic_grid >= 1.")]
     try:
         dataset = load_training_dataset(data_args, args.label_column)
     except (DataError, ImageError) as error:

@@ -19,6 +19,7 @@ from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
 from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES
+from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
 
 
@@ -393,7 +394,7 @@ class DataArguments:
         max_pixels (`int`, *optional*):
             Upper bound on image pixels (Qwen resizing); also set on the processor.
         synthetic_task (`str`, *optional*, defaults to `"count"`):
-            Task of the synthetic dataset: `count` or `sum`.
+            Task of the synthetic dataset: `count` (how many coloured cells) or `count_color` (how many red cells).
         synthetic_size (`int`, *optional*, defaults to `64`):
             Number of synthetic examples.
         synthetic_grid (`int`, *optional*, defaults to `2`):
@@ -432,7 +433,9 @@ class DataArguments:
     )
     min_pixels: int | None = field(default=None, metadata={"help": "Lower bound on image pixels."})
     max_pixels: int | None = field(default=None, metadata={"help": "Upper bound on image pixels."})
-    synthetic_task: str = field(default="count", metadata={"help": "Synthetic task: `count` or `sum`."})
+    synthetic_task: str = field(
+        default="count", metadata={"help": "Synthetic task.", "choices": list(SYNTHETIC_TASKS)}
+    )
     synthetic_size: int = field(default=64, metadata={"help": "Number of synthetic examples."})
     synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})
@@ -445,6 +448,12 @@ class DataArguments:
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     # --- end held-out evaluation ---
+
+    def __post_init__(self):
+        _check_choice("synthetic_task", self.synthetic_task, SYNTHETIC_TASKS)
+        for name in ("synthetic_size", "synthetic_grid"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
 # ---- CSRS (issue 4) ----------------------------------------------------------------------------------------------

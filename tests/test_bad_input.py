@@ -55,6 +55,7 @@ def cases(tmp_path: Path, model: str) -> dict[str, tuple[list[str], str]]:
         "unknown reward": ([recipe_for(tmp_path, model, reward_funcs=["majority"])], "Unknown reward 'majority'. Valid rewards:"),
         "resume from a missing checkpoint": ([recipe_for(tmp_path, model, resume_from_checkpoint=str(tmp_path / "ckpt"))],
                                              "resume_from_checkpoint: checkpoint folder not found"),
+        "empty synthetic dataset": ([recipe_for(tmp_path, model, synthetic_size=0)], "synthetic_size must be at least 1, got 0."),
         "bad reward kwarg value": ([recipe_for(tmp_path, model, reward_funcs=["majority_vote"],
                                                reward_kwargs={"majority_vote": {"match": "fuzzy"}})],
                                    "Reward 'majority_vote': match='fuzzy' is not one of: exact, normalized, math."),
@@ -75,7 +76,7 @@ def truncated_model(model: str, folder: Path) -> str:
 
 NAMES = ["malformed YAML", "wrong type in the recipe", "wrong type on the command line", "empty dataset", "corrupt image",
          "missing model path", "unknown field", "unknown flag", "unknown reward", "resume from a missing checkpoint",
-         "bad reward kwarg value", "corrupt model weights"]
+         "empty synthetic dataset", "bad reward kwarg value", "corrupt model weights"]
 DETAILS = {
     "wrong type in the recipe": "max_steps: expected an integer, got [1]. Fix: write `max_steps:` as an integer.",
     "unknown field": "Unknown recipe field(s): lerning_rate. (lerning_rate: did you mean `learning_rate`?)",

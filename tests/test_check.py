@@ -256,6 +256,12 @@ def test_cut_off_weight_file(tmp_path, tiny_model_dir):
     assert problem.fix == "download or copy the model again."
 
 
+def test_data_settings_are_validated(tmp_path, tiny_model_dir):
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, synthetic_size=0))
+    (problem,) = [p for p in report.problems if p.area == "dataset"]
+    assert problem.message == "synthetic_size must be at least 1, got 0."
+
+
 def test_output_dir_that_is_a_file(tmp_path, tiny_model_dir):
     (tmp_path / "taken").write_text("not a folder")
     report = check_recipe(write_recipe(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "taken")))

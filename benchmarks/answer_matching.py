@@ -10,7 +10,9 @@ Measures, on one generation batch of realistic completions (seeded):
 3. agreement of our classes with brute force: every pair of answers in a group compared with math-verify (on the raw
    strings, and on our normalised keys with no fast path). A pair that brute force finds equal but that our classes
    split is a *lost equivalence* (goal: none); a pair that we merge but that brute force never finds equal directly
-   is reported as a merge through a third answer.
+   is reported as a merge through a third answer. Since brute force also accepts equal normalised keys, a wrong merge
+   by our normaliser would not show there: the batch also records which value every answer spells, and our classes
+   are checked against that too (pairs of one value split, pairs of different values merged; goal: none).
 
 Goals: the whole batch in at most 1 s on one core, no slower than the released approach, no lost equivalences.
 Run on one core:
@@ -94,34 +96,36 @@ def _choice_spellings(letter: str) -> list[str]:
 
 
 def _answer_family(rng: random.Random):
-    """A question's true answer and two wrong ones, each as a list of equivalent spellings."""
+    """A question's true answer and two wrong ones, each as a list of equivalent spellings, and the value each list
+    spells (a key that is equal exactly when the values are: two wrong answers may equal each other, e.g. 2π and
+    8π/4)."""
     kind = rng.choices(
         ["integer", "decimal", "fraction", "surd", "pi", "root_fraction", "degrees", "choice"],
         weights=[22, 8, 12, 8, 6, 4, 16, 24],
     )[0]
     if kind == "integer":
         values = rng.sample([*range(-20, 60), 100, 120, 144, 360, 1200, 2024, 15000], 3)
-        return kind, [_int_spellings(v) for v in values]
+        return kind, [_int_spellings(v) for v in values], values
     if kind == "decimal":
         values = rng.sample([Fraction(n, d) for n in range(1, 40) for d in (2, 4, 5, 8) if n % d], 3)
-        return kind, [_rational_spellings(v) for v in values]
+        return kind, [_rational_spellings(v) for v in values], values
     if kind == "fraction":
         values = rng.sample([Fraction(n, d) for d in (3, 6, 7, 9, 11, 12) for n in range(-5, 20) if n % d], 3)
-        return kind, [_rational_spellings(v) for v in values]
+        return kind, [_rational_spellings(v) for v in values], values
     if kind == "surd":
         values = rng.sample([(k, m) for k in (2, 3, 4, 5, 6) for m in (2, 3, 5, 6, 7)], 3)
-        return kind, [_surd_spellings(k, m) for k, m in values]
+        return kind, [_surd_spellings(k, m) for k, m in values], [("surd", k * k * m) for k, m in values]
     if kind == "pi":
         values = rng.sample([(p, q) for p in (1, 2, 3, 4, 5, 8, 9, 16) for q in (1, 2, 3, 4, 6)], 3)
-        return kind, [_pi_spellings(p, q) for p, q in values]
+        return kind, [_pi_spellings(p, q) for p, q in values], [("pi", Fraction(p, q)) for p, q in values]
     if kind == "root_fraction":
         values = rng.sample([(m, q) for m in (2, 3, 5, 7) for q in (2, 3, 4)], 3)
-        return kind, [_root_fraction_spellings(m, q) for m, q in values]
+        return kind, [_root_fraction_spellings(m, q) for m, q in values], [("root", m, q) for m, q in values]
     if kind == "degrees":
         values = rng.sample(range(10, 180, 5), 3)
-        return kind, [_degree_spellings(v) for v in values]
+        return kind, [_degree_spellings(v) for v in values], values
     letters = rng.sample("ABCDE", 3)
-    return kind, [_choice_spellings(letter) for letter in letters]
+    return kind, [_choice_spellings(letter) for letter in letters], letters
 
 
 _WORDS = ("so the angle is", "therefore", "we get", "by the Pythagorean theorem", "the area equals", "hence",
@@ -141,24 +145,33 @@ def _reasoning(rng: random.Random) -> str:
 def make_batch(n_prompts: int = 512, group_size: int = 8, seed: int = 0) -> list[str]:
     """`n_prompts * group_size` completions, group after group: mostly the true answer in varied spellings, some
     wrong answers (also in varied spellings), some completions without a final answer, some garbage."""
+    return make_labelled_batch(n_prompts, group_size, seed)[0]
+
+
+def make_labelled_batch(n_prompts: int = 512, group_size: int = 8, seed: int = 0) -> tuple[list[str], list]:
+    """`make_batch`'s completions and, for each, the value its answer spells (every spelling of a value is equal by
+    construction), "garbage" or None (no answer)."""
     rng = random.Random(seed)
-    completions = []
+    completions, values = [], []
     for _ in range(n_prompts):
-        _, (right, *wrong) = _answer_family(rng)
+        _, (right, *wrong), keys = _answer_family(rng)
         accuracy = rng.random()  # some questions are easy, some hard
         for _ in range(group_size):
             roll = rng.random()
             if roll < 0.08:
                 completions.append(f"<think>{_reasoning(rng)}</think> I am not sure.")  # abstention
+                values.append(None)
                 continue
             if roll < 0.12:
-                answer = rng.choice(_GARBAGE)
+                answer, value = rng.choice(_GARBAGE), "garbage"
             elif roll < 0.12 + 0.88 * accuracy:
-                answer = rng.choice(right)
+                answer, value = rng.choice(right), keys[0]
             else:
-                answer = rng.choice(rng.choice(wrong))
+                index = rng.randrange(len(wrong))  # the same draw as rng.choice(wrong)
+                answer, value = rng.choice(wrong[index]), keys[1 + index]
             completions.append(f"<think>{_reasoning(rng)}</think> The answer is $\\boxed{{{answer}}}$.")
-    return completions
+            values.append(value)
+    return completions, values
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,6 +277,37 @@ def class_agreement(completions, group_size):
     return pairs, len(equal), lost, merged_through_third
 
 
+def construction_agreement(n_prompts: int, group_size: int, seed: int):
+    """Our classes against the values the answers spell by construction (garbage and abstentions left out):
+    (pairs of the same value, of them split by us, pairs of different values, of them merged by us, examples)."""
+    from self_evolve_trl.answers import answer_classes, extract_answer
+
+    clear_caches()
+    completions, values = make_labelled_batch(n_prompts, group_size, seed)
+    same = split = different = merged = 0
+    examples = []
+    for start in range(0, len(completions), group_size):
+        group = [extract_answer(c) for c in completions[start : start + group_size]]
+        classes = answer_classes(group)
+        value = values[start : start + group_size]
+        for i in range(group_size):
+            for j in range(i + 1, group_size):
+                if any(v is None or v == "garbage" for v in (value[i], value[j])):
+                    continue
+                together = classes[i] is not None and classes[i] == classes[j]
+                if value[i] == value[j]:
+                    same += 1
+                    split += not together
+                    if not together:
+                        examples.append(("split", group[i], group[j]))
+                else:
+                    different += 1
+                    merged += together
+                    if together:
+                        examples.append(("merged", group[i], group[j]))
+    return same, split, different, merged, examples
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -339,6 +383,7 @@ def main():
     agreement = None if args.skip_brute_force else class_agreement(
         make_batch(args.prompts, args.group_size, args.seed), args.group_size
     )
+    construction = construction_agreement(args.prompts, args.group_size, args.seed)
 
     completions = make_batch(args.prompts, args.group_size, args.seed)
     answers = [extract_answer(c) for c in completions]
@@ -351,6 +396,11 @@ def main():
               f"merge {merged} through a third answer")
         for a, b in lost[:20]:
             print(f"  lost: {a!r} ~ {b!r}")
+    same, split, different, merged_wrongly, examples = construction
+    print(f"by construction (seed {args.seed}): {same} pairs spell the same value, our classes split {split}; "
+          f"{different} pairs spell different values, our classes merge {merged_wrongly}")
+    for kind, a, b in examples[:20]:
+        print(f"  {kind}: {a!r} ~ {b!r}")
     print()
     print(f"figures (seconds for the whole batch of {len(completions)} completions; median (min - max) of "
           f"{args.repeats}):")
@@ -367,6 +417,8 @@ def main():
         print(f"  released (mathruler)   {released_note}")
     if agreement is not None:
         print(f"  lost equivalences vs brute-force math-verify: {len(agreement[2])} (of {agreement[1]} equal pairs)")
+    print(f"  against the values spelled: split {construction[1]} of {construction[0]} same-value pairs, merged "
+          f"{construction[3]} of {construction[2]} different-value pairs")
 
 
 if __name__ == "__main__":

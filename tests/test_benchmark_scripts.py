@@ -33,7 +33,8 @@ def run_benchmark(name: str, *args: str, timeout: int = 600) -> str:
      ["re-inference share"]),
     ("profile_step.py", ["--steps", "1"], ["training_step (all of the above but optimizer)"]),
     ("answer_matching.py", ["--prompts", "16", "--repeats", "1"],
-     ["ratio ours / released:", "lost equivalences vs brute-force math-verify: 0"]),
+     ["ratio ours / released:", "lost equivalences vs brute-force math-verify: 0", "against the values spelled: split 0 of ",
+      "same-value pairs, merged 0 of "]),
     ("gather_payload.py", ["--completions", "8", "--tokens", "16"], [" MB   dumps "]),
 ])
 def test_benchmark_runs_and_prints_its_figures_last(script, args, last_lines):

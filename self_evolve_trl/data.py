@@ -192,7 +192,7 @@ def prepare_dataset(
             out["uid"] = str(index)
         return out
 
-    raw = _undecoded_images(raw, image_column)
+    raw = undecoded_images(raw, image_column)
     mapped = raw.map(
         convert,
         with_indices=True,
@@ -202,7 +202,7 @@ def prepare_dataset(
     return with_qwen_images(mapped, min_pixels, max_pixels, base_dir)
 
 
-def _undecoded_images(raw, column: str | None):
+def undecoded_images(raw, column: str | None):
     """Keep images as stored bytes/paths through `map` (decoded lazily when a row is read, never re-encoded)."""
     import datasets
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..data import LOCAL_EXTENSIONS, data_files_in
+from ..data import LOCAL_EXTENSIONS, data_files_in, undecoded_images
 
 
 class EvalError(ValueError):
@@ -369,7 +369,7 @@ def load_benchmark(
             f"{bench.title} data {source} has no image column (one of {', '.join(bench.image_columns)}); "
             f"available columns: {', '.join(columns)}."
         )
-    parts = [_with_split_column(_undecoded(part, image_column), s) for s, part in parts]
+    parts = [_with_split_column(undecoded_images(part, image_column), s) for s, part in parts]
     try:
         dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     except ValueError as error:
@@ -402,14 +402,3 @@ def load_benchmark(
     return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir)
 
 
-def _undecoded(dataset, column: str):
-    """Images stay stored bytes/paths until a batch needs them."""
-    import datasets
-
-    feature = dataset.features[column]
-    if isinstance(feature, datasets.Image):
-        return dataset.cast_column(column, datasets.Image(decode=False))
-    inner = getattr(feature, "feature", None)
-    if isinstance(inner, datasets.Image):
-        return dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
-    return dataset

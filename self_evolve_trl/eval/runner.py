@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..answers import MATCH_STATS, completion_text
+from ..data import LOCAL_EXTENSIONS
 from .benchmarks import BENCHMARKS, EvalError, EvalItem, LoadedBenchmark, get_benchmark, load_benchmark
 from .extraction import RULES_DESCRIPTION, LLMExtractor, extract_by_rules
 from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, score_samples, wemath_metrics
@@ -385,9 +386,6 @@ def default_instruction() -> str:
     return DEFAULT_INSTRUCTION
 
 
-LOCAL_DATA_EXTENSIONS = (".parquet", ".jsonl", ".json", ".csv")
-
-
 def resolve_data_path(config: EvalConfig, name: str) -> str | None:
     if name in config.data:
         return config.data[name]
@@ -395,7 +393,7 @@ def resolve_data_path(config: EvalConfig, name: str) -> str | None:
         candidate = os.path.join(config.data_dir, name)
         if os.path.exists(candidate):
             return candidate
-        for ext in LOCAL_DATA_EXTENSIONS:
+        for ext in LOCAL_EXTENSIONS:
             if os.path.exists(candidate + ext):
                 return candidate + ext
     return None
@@ -440,7 +438,7 @@ def check_config(config: EvalConfig) -> list:
                 looked = os.path.join(config.data_dir, bench.name)
                 raise EvalError(
                     f"--data-dir {config.data_dir} has no copy of {bench.name}: looked for {looked} (a folder) and "
-                    f"{looked}{{{','.join(LOCAL_DATA_EXTENSIONS)}}}; add it, or give it with --data {bench.name}=PATH."
+                    f"{looked}{{{','.join(LOCAL_EXTENSIONS)}}}; add it, or give it with --data {bench.name}=PATH."
                 )
     return benchmarks
 

@@ -265,92 +265,79 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_end(tmp_path, tiny_mo
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
 
 
+def run_then_resume(command: list[str], tmp_path: Path, env: dict, timeout: int = 600) -> tuple[Path, Path]:
+    """Runs `command` (4 steps, checkpoints every 2) to the end in `full`, then again in `part` resumed from a copy
+    of `full`'s checkpoint-2; returns the two output folders."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    result = subprocess.run([*command, "--output_dir", str(full)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    part.mkdir()
+    shutil.copytree(full / "checkpoint-2", part / "checkpoint-2")
+    result = subprocess.run([*command, "--output_dir", str(part), "--resume_from_checkpoint", "last"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return full, part
+
+
+def logged_steps(output_dir: Path) -> list[dict]:
+    state = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    return [e for e in state["log_history"] if "reward" in e]
+
+
+def assert_same_final_weights(output_dir: Path, reference: Path):
+    final, expected = load_file(output_dir / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def stateful_recipe(tmp_path: Path, tiny_model_dir: str) -> tuple[Path, dict]:
+    (tmp_path / "stateful_reward.py").write_text(PROVIDER_MODULE)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.format(model=tiny_model_dir).replace("max_steps: 6", "max_steps: 4"))
+    return recipe, {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+
+
 @pytest.mark.slow
 def test_deepspeed_zero3_resume_continues_the_run(tmp_path, tiny_model_dir):
     """ZeRO-3 (the multi-node setting, here one CPU process): resumed from checkpoint-2 of a 4-step run, it ends where
     the run itself ended, provider state included."""
-    (tmp_path / "stateful_reward.py").write_text(PROVIDER_MODULE)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(model=tiny_model_dir).replace("max_steps: 6", "max_steps: 4"))
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    recipe, env = stateful_recipe(tmp_path, tiny_model_dir)
     accelerate = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--config_file",
                   str(REPO_ROOT / "accelerate_configs" / "zero3_cpu.yaml"), "-m", "self_evolve_trl.cli", str(recipe)]
-
-    full = subprocess.run([*accelerate, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert full.returncode == 0, full.stderr[-3000:]
-    assert (tmp_path / "full" / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed checkpoint
-    (tmp_path / "part").mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
-    part = subprocess.run([*accelerate, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert part.returncode == 0, part.stderr[-3000:]
-
-    steps = [e for e in json.loads((tmp_path / "part" / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
-             if "reward" in e]
+    full, part = run_then_resume(accelerate, tmp_path, env, timeout=900)
+    assert (full / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed checkpoint
+    steps = logged_steps(part)
     assert [e["test/calls"] for e in steps] == [1, 2, 3, 4] and [e["test/calls_this_process"] for e in steps][2:] == [1, 2]
-    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
-    assert all(torch.equal(final[k], expected[k]) for k in expected)
+    assert_same_final_weights(part, full)
 
 
 @pytest.mark.slow
 def test_two_process_cpu_resume_continues_the_run(tmp_path, tiny_model_dir):
     """`torchrun --nproc_per_node 2` on CPU (gloo): transformers loads the optimizer state with map_location "cpu:0",
     which torch alone cannot restore. Resumed from checkpoint-2 of a 4-step run, it ends where the run itself ended."""
-    (tmp_path / "stateful_reward.py").write_text(PROVIDER_MODULE)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(model=tiny_model_dir).replace("max_steps: 6", "max_steps: 4"))
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
+    recipe, env = stateful_recipe(tmp_path, tiny_model_dir)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli",
                 str(recipe), "--per_device_train_batch_size", "2"]  # each group of 4 split over the 2 processes
-
-    full = subprocess.run([*torchrun, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert full.returncode == 0, full.stderr[-3000:]
-    (tmp_path / "part").mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
-    part = subprocess.run([*torchrun, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert part.returncode == 0, part.stderr[-3000:]
-
-    def steps(run: str) -> list[dict]:
-        state = json.loads((tmp_path / run / "checkpoint-4" / "trainer_state.json").read_text())
-        return [e for e in state["log_history"] if "reward" in e]
-
-    assert [e["test/calls_this_process"] for e in steps("part")] == [1, 2, 1, 2]  # new processes took over at step 3
+    full, part = run_then_resume(torchrun, tmp_path, env)
+    assert [e["test/calls_this_process"] for e in logged_steps(part)] == [1, 2, 1, 2]  # new processes at step 3
     for key in ("loss", "reward", "grad_norm", "test/calls", "test/draw"):
-        assert [e[key] for e in steps("part")] == [e[key] for e in steps("full")], key
-    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
-    assert all(torch.equal(final[k], expected[k]) for k in expected)
+        assert [e[key] for e in logged_steps(part)] == [e[key] for e in logged_steps(full)], key
+    assert_same_final_weights(part, full)
 
 
 @pytest.mark.slow
 def test_csrs_with_visual_perturbation_resumes_exactly(tmp_path, tiny_model_dir):
     """The built-in CSRS state: its perturbation noise and re-inference sampling are drawn from (seed, step,
     completion), so a run resumed from checkpoint-2 re-infers from the same noisy images and ends where the run itself
-    ended (rewards, agreement, weights). A noise stream that did not resume would change the re-inferences."""
+    ended (rewards, noise levels, weights). A noise stream that did not resume would change the noise levels."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "self_evolve_trl.cli", str(REPO_ROOT / "recipes" / "tiny-cpu-csrs.yaml"),
                "--model_name_or_path", tiny_model_dir, "--max_steps", "4", "--save_steps", "2", "--synthetic_size", "8",
                "--num_generations", "4", "--per_device_train_batch_size", "4", "--max_completion_length", "12"]
-
-    full = subprocess.run([*command, "--output_dir", str(tmp_path / "full")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert full.returncode == 0, full.stderr[-3000:]
-    (tmp_path / "part").mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "part" / "checkpoint-2")
-    part = subprocess.run([*command, "--output_dir", str(tmp_path / "part"), "--resume_from_checkpoint", "last"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert part.returncode == 0, part.stderr[-3000:]
-
-    def steps(run: str) -> list[dict]:
-        state = json.loads((tmp_path / run / "checkpoint-4" / "trainer_state.json").read_text())
-        return [e for e in state["log_history"] if "reward" in e]
-
-    assert [e["step"] for e in steps("part")] == [1, 2, 3, 4]
+    full, part = run_then_resume(command, tmp_path, env)
+    assert [e["step"] for e in logged_steps(part)] == [1, 2, 3, 4]
     for key in ("loss", "reward", "retrace/noise_level", "retrace/prefix_length", "retrace/tokens_per_completion",
                 "retrace/abstention_rate"):
-        assert [e[key] for e in steps("part")] == [e[key] for e in steps("full")], key
-    assert [e.get("retrace/agreement") for e in steps("part")] == [e.get("retrace/agreement") for e in steps("full")]
-    final, expected = load_file(tmp_path / "part" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
-    assert all(torch.equal(final[k], expected[k]) for k in expected)
+        assert [e[key] for e in logged_steps(part)] == [e[key] for e in logged_steps(full)], key
+    assert [e.get("retrace/agreement") for e in logged_steps(part)] == [e.get("retrace/agreement") for e in logged_steps(full)]
+    assert_same_final_weights(part, full)

@@ -16,8 +16,11 @@
 3. Report. On a held-out split that shares no (image, question) with any training split: greedy pass@1, sampled
    pass@1, maj@k and pass@k (k samples at the training temperature); from the training logs: pseudo-label accuracy,
    the high-confidence share (groups with p_max >= 0.8), answer entropy and completion length (means of the first
-   and the last quarter of the steps). Writes `results.json`, `table.md`, each run's `log_history.json` and two
-   figures (curves, mean over seeds per method; held-out bars) to `--output-dir` (the figures also to
+   and the last quarter of the steps); how fast the high-confidence share rises, per seed: the first step from which
+   its 5-step trailing mean stays >= 0.5 for 5 consecutive steps ("never" if it does not; `--reach-*`), and,
+   threshold-free, its mean over the first half of the steps. Writes `results.json`, `table.md`, each run's
+   `log_history.json` and two figures (curves: mean over seeds per method with a lowest-to-highest-seed band,
+   EMA `--smooth`; held-out bars), named `--figures-prefix`, to `--output-dir` (the figures also to
    `--figures-dir`). The table is printed last.
 
 Task, grid, routes, sizes, seeds and step budget are arguments (`--help`), so the script runs other variants too.
@@ -49,6 +52,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from self_evolve_trl.answers import extract_answer, is_equivalent  # noqa: E402
+from self_evolve_trl.plot import series, smooth  # noqa: E402
 from self_evolve_trl.synthetic import (  # noqa: E402
     SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution,
 )
@@ -210,7 +214,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--output-dir", default="outputs/self_evolution_toy")
     g.add_argument("--reuse-base", action="store_true", help="reuse OUTPUT_DIR/base if trained with the same settings")
     g.add_argument("--figures-dir", default=None, help="also write the figures here (e.g. benchmarks/figures)")
+    g.add_argument("--figures-prefix", default="self_evolution_toy",
+                   help="figure file names: PREFIX_curves.png and PREFIX_heldout.png (e.g. self_evolution_toy_seed1)")
+    g.add_argument("--smooth", type=float, default=SMOOTH,
+                   help="EMA weight of the figures' curves, in [0, 1) (0: raw); the table never smooths this way")
+    g = p.add_argument_group(
+        "how fast the high-confidence share rises",
+        "The table reports, per seed, the first step from which the trailing REACH_WINDOW-step mean of the share of "
+        "groups with p_max >= 0.8 stays >= REACH_LEVEL for REACH_RUN consecutive steps ('never' if it does not), "
+        "and, threshold-free, the mean share over the first half of the steps.",
+    )
+    g.add_argument("--reach-level", type=float, default=CONFIDENT, help="level of the high-confidence share")
+    g.add_argument("--reach-window", type=int, default=REACH_WINDOW,
+                   help="steps in the trailing mean (defined from this step on, so one early spike cannot count)")
+    g.add_argument("--reach-run", type=int, default=REACH_RUN,
+                   help="consecutive steps the trailing mean must stay at or above the level")
     args = p.parse_args(argv)
+    if not 0 <= args.smooth < 1:
+        p.error(f"--smooth must be in [0, 1), got {args.smooth}")
+    for name in ("reach_window", "reach_run"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive number of steps, got {getattr(args, name)}")
     args.routes = [r for r in args.routes.split(",") if r]
     for route in args.routes:
         if route not in SOLUTION_ROUTES:
@@ -655,13 +679,15 @@ CURVES = {
     "token_entropy": "entropy",
     "advantage_std": "advantages/std",
 }
-CONFIDENT = 0.5  # "collapse speed": the step at which the smoothed high-confidence share first reaches this
-SMOOTH = 0.6  # EMA weight of the curves (TensorBoard's smoothing)
+CONFIDENT = 0.5  # the high-confidence share whose sustained reach the table reports
+REACH_WINDOW = 5  # ... as a trailing mean over this many steps
+REACH_RUN = 5  # ... that stays at or above CONFIDENT for this many consecutive steps
+SMOOTH = 0.9  # EMA weight of the figures' curves (TensorBoard's smoothing)
 
 
-def _series(history: list[dict], key: str) -> list[float]:
-    return [float(e[key]) for e in history if "step" in e and isinstance(e.get(key), (int, float))
-            and math.isfinite(e[key]) and "train_runtime" not in e]
+def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the training steps' logged `key` (not the final summary entry)."""
+    return series([e for e in history if "train_runtime" not in e], key)
 
 
 def quarter_means(values: list[float]) -> tuple[float, float]:
@@ -672,49 +698,100 @@ def quarter_means(values: list[float]) -> tuple[float, float]:
     return sum(values[:width]) / width, sum(values[-width:]) / width
 
 
-def first_step_at(values: list[float], level: float = CONFIDENT, weight: float = SMOOTH) -> float:
-    """The first step (1-based) at which the smoothed `values` reach `level`; NaN if never.
+def early_mean(values: list[float], share: float = 0.5) -> float:
+    """Mean of the first `share` of `values` (rounded down, at least one value; NaN for none): the area under the
+    curve over the early steps, per step, with no threshold.
 
     Example:
 
     ```python
-    >>> first_step_at([0.0, 0.25, 1.0, 1.0], level=0.5, weight=0.0)
-    3
-    >>> first_step_at([0.0, 0.25], level=0.5)
-    nan
+    >>> early_mean([0.0, 0.5, 1.0, 1.0])
+    0.25
 
     ```
     """
-    from self_evolve_trl.plot import smooth
+    if not values:
+        return math.nan
+    width = max(1, int(len(values) * share))
+    return sum(values[:width]) / width
 
-    return next((i + 1 for i, v in enumerate(smooth(values, weight)) if v >= level), math.nan)
+
+def sustained_step(steps: list[int], values: list[float], level: float = CONFIDENT, window: int = REACH_WINDOW,
+                   run: int = REACH_RUN) -> int | None:
+    """The first step from which the trailing `window`-step mean of `values` stays at or above `level` for `run`
+    consecutive steps; None if it never does. The mean is defined from the `window`-th step on, so a single early
+    value (with few groups a step the share jumps in steps of 1/groups) cannot count on its own.
+
+    Example:
+
+    ```python
+    >>> sustained_step([1, 2, 3, 4, 5, 6, 7], [1.0, 0.0, 0.0, 0.5, 1.0, 1.0, 0.0], level=0.5, window=2, run=2)
+    5
+    >>> print(sustained_step([1, 2, 3], [1.0, 0.0, 0.0], level=0.5, window=3, run=1))
+    None
+
+    ```
+    """
+    streak = 0
+    for i in range(window - 1, len(values)):
+        mean = sum(values[i - window + 1 : i + 1]) / window
+        streak = streak + 1 if mean >= level else 0
+        if streak == run:
+            return steps[i - run + 1]
+    return None
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
+    """Mean and sample sd; NaN if there are no values or any is NaN (a missing value is never dropped silently)."""
+    if not values or any(math.isnan(v) for v in values):
         return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def aggregate(base: dict[str, float], results: list[dict]) -> list[dict]:
-    """One row per method: held-out means ± sd over seeds, and the training curves' first/last quarter means."""
+def aggregate(base: dict[str, float], results: list[dict], level: float = CONFIDENT, window: int = REACH_WINDOW,
+              run: int = REACH_RUN) -> list[dict]:
+    """One row per method: held-out means ± sd over seeds, the training curves' first/last quarter means, the mean
+    high-confidence share of the first half of the steps, and per seed the step it stays >= `level` from (None:
+    never; `sustained_step`)."""
     rows = [{"method": "base (supervised)", "seeds": 1, **{k: (v, 0.0) for k, v in base.items() if k != "examples"}}]
     for name in dict.fromkeys(r["method"] for r in results):
         runs = [r for r in results if r["method"] == name]
-        row: dict[str, Any] = {"method": name, "seeds": len(runs)}
+        row: dict[str, Any] = {"method": name, "seeds": len(runs), "seed_ids": [r["seed"] for r in runs]}
         for key in ("greedy_pass1", "sampled_pass1", "maj_at_k", "pass_at_k", "sampled_length", "greedy_length",
                     "route_direct", "route_rows", "route_cols"):
             row[key] = _mean_sd([r["heldout"][key] for r in runs])
         for short, key in CURVES.items():
-            firsts, lasts = zip(*(quarter_means(_series(r["history"], key)) for r in runs))
+            firsts, lasts = zip(*(quarter_means(_series(r["history"], key)[1]) for r in runs))
             row[f"{short}_first"] = _mean_sd(list(firsts))
             row[f"{short}_last"] = _mean_sd(list(lasts))
-        row["confident_step"] = _mean_sd([first_step_at(_series(r["history"], CURVES["high_confidence"]))
-                                          for r in runs])
+        confidence = [_series(r["history"], CURVES["high_confidence"]) for r in runs]
+        row["high_confidence_early"] = _mean_sd([early_mean(values) for _, values in confidence])
+        row["confident_steps"] = [sustained_step(steps, values, level, window, run) for steps, values in confidence]
         row["train_s"] = _mean_sd([r["train_s"] for r in runs])
         rows.append(row)
     return rows
+
+
+def reached_summary(per_seed: list[int | None]) -> str:
+    """How many seeds reach the level and the mean step of those that do.
+
+    Example:
+
+    ```python
+    >>> reached_summary([10, 40, None])
+    '2 of 3 seeds, mean step 25 ± 21; 1 never'
+    >>> reached_summary([None, None])
+    '0 of 2 seeds; 2 never'
+
+    ```
+    """
+    reached = [s for s in per_seed if s is not None]
+    text = f"{len(reached)} of {len(per_seed)} seeds"
+    if reached:
+        mean, sd = _mean_sd([float(s) for s in reached])
+        text += f", mean step {mean:.0f}" + (f" ± {sd:.0f}" if sd else "")
+    never = len(per_seed) - len(reached)
+    return text + (f"; {never} never" if never else "")
 
 
 def _pct(pair) -> str:
@@ -733,23 +810,27 @@ def _arrow(row, short, digits=2, percent=False) -> str:
     return f"{first[0]:.{digits}f} → {last[0]:.{digits}f}"
 
 
-def _steps(pair) -> str:
-    if pair is None or math.isnan(pair[0]):
+def _per_seed(steps: list[int | None] | None) -> str:
+    if not steps:
         return "–"
-    return f"{pair[0]:.0f} ± {pair[1]:.0f}" if pair[1] else f"{pair[0]:.0f}"
+    return " / ".join("never" if s is None else str(s) for s in steps)
 
 
-def format_table(rows: list[dict], k: int) -> str:
+def format_table(rows: list[dict], k: int, level: float = CONFIDENT, window: int = REACH_WINDOW,
+                 run: int = REACH_RUN) -> str:
     header = (f"| method | seeds | greedy pass@1 | sampled pass@1 | maj@{k} | pass@{k} | pseudo-label acc. (train) "
-              f"| high-conf. share (train) | step it reaches {CONFIDENT} | answer entropy (train) "
-              f"| completion length (train) |")
-    lines = [header, "|" + "---|" * 11]
+              f"| high-conf. share (train) | high-conf. share, mean of the first half "
+              f"| step its {window}-step mean stays ≥ {level} for {run} steps (per seed) "
+              f"| answer entropy (train) | completion length (train) |")
+    lines = [header, "|" + "---|" * 12]
     for row in rows:
+        early_share = row.get("high_confidence_early")
         lines.append(
             f"| {row['method']} | {row['seeds']} | {_pct(row['greedy_pass1'])} | {_pct(row['sampled_pass1'])} "
             f"| {_pct(row['maj_at_k'])} | {_pct(row['pass_at_k'])} "
             f"| {_arrow(row, 'pseudo_label_accuracy', percent=True)} "
-            f"| {_arrow(row, 'high_confidence', percent=True)} | {_steps(row.get('confident_step'))} "
+            f"| {_arrow(row, 'high_confidence', percent=True)} "
+            f"| {_pct(early_share) if early_share else '–'} | {_per_seed(row.get('confident_steps'))} "
             f"| {_arrow(row, 'answer_entropy')} "
             f"| {_arrow(row, 'completion_length', digits=1)} |"
         )
@@ -758,7 +839,8 @@ def format_table(rows: list[dict], k: int) -> str:
 
 def goal_check(rows: list[dict]) -> dict[str, Any]:
     """The issue's goal for the best method (by mean greedy pass@1): +10 points over the base, and half of the base's
-    gap between greedy pass@1 and maj@k closed."""
+    gap between greedy pass@1 and maj@k closed; and which method's high-confidence share rises fastest, by the
+    threshold-free early mean and by the step it stays at the level from (median over seeds, never = last)."""
     base = rows[0]
     trained = [r for r in rows[1:] if not math.isnan(r["greedy_pass1"][0])]
     if not trained:
@@ -767,8 +849,13 @@ def goal_check(rows: list[dict]) -> dict[str, Any]:
     gain = best["greedy_pass1"][0] - base["greedy_pass1"][0]
     gap = base["maj_at_k"][0] - base["greedy_pass1"][0]
     closed = gain / gap if gap > 0 else math.nan
-    rises = {r["method"]: r["high_confidence_last"][0] - r["high_confidence_first"][0] for r in trained}
-    reached = {r["method"]: r["confident_step"][0] for r in trained if not math.isnan(r["confident_step"][0])}
+    rises = {r["method"]: r["high_confidence_last"][0] - r["high_confidence_first"][0] for r in trained
+             if not math.isnan(r["high_confidence_first"][0])}
+    early = {r["method"]: r["high_confidence_early"][0] for r in trained
+             if not math.isnan(r["high_confidence_early"][0])}
+    median_step = {r["method"]: statistics.median(math.inf if s is None else s for s in r["confident_steps"])
+                   for r in trained if r["confident_steps"]}
+    median_step = {m: v for m, v in median_step.items() if math.isfinite(v)}  # most seeds never: not ranked
     return {
         "best_method": best["method"],
         "greedy_gain_points": 100 * gain,
@@ -776,21 +863,23 @@ def goal_check(rows: list[dict]) -> dict[str, Any]:
         "gap_closed": closed,
         "goal_met": gain >= 0.10 and (gap <= 0 or closed >= 0.5),
         "high_confidence_rise": rises,
-        "fastest_high_confidence_rise": max(rises, key=rises.get),
-        "high_confidence_reached_at": reached,
-        "earliest_high_confidence": min(reached, key=reached.get) if reached else None,
+        "fastest_high_confidence_rise": max(rises, key=rises.get) if rises else None,
+        "high_confidence_early_mean": early,
+        "highest_early_high_confidence": max(early, key=early.get) if early else None,
+        "high_confidence_reached_at": {r["method"]: r["confident_steps"] for r in trained},
+        "earliest_high_confidence": min(median_step, key=median_step.get) if median_step else None,
     }
 
 
-def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = SMOOTH) -> list[str]:
-    """Training curves, mean over seeds per method: high-confidence share, answer and token entropy, completion
-    length, pseudo-label and rollout accuracy. One PNG."""
+def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = SMOOTH,
+                prefix: str = "self_evolution_toy") -> list[str]:
+    """Training curves per method: the mean over seeds of each seed's smoothed curve, with a light band from the
+    lowest to the highest seed; high-confidence share, answer and token entropy, completion length, pseudo-label
+    and rollout accuracy. One PNG, the legend under the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from self_evolve_trl.plot import series, smooth
 
     panels = [
         ("high_confidence", "groups with p_max ≥ 0.8 (collapse indicator)"),
@@ -801,30 +890,42 @@ def plot_curves(results: list[dict], out_dir: str, smooth_weight: float = SMOOTH
         ("rollout_accuracy", "rollout pass@1 (hidden labels)"),
     ]
     os.makedirs(out_dir, exist_ok=True)
-    fig, axes = plt.subplots(3, 2, figsize=(11, 10))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 11))
     names = list(dict.fromkeys(r["method"] for r in results))
+    colors = plt.get_cmap("tab10").colors
+    handles = {}
     for ax, (short, title) in zip(axes.flat, panels):
-        for name in names:
-            curves = [series(r["history"], CURVES[short]) for r in results if r["method"] == name]
+        for j, name in enumerate(names):
+            curves = [_series(r["history"], CURVES[short]) for r in results if r["method"] == name]
             curves = [c for c in curves if c[0]]
             if not curves:
                 continue
             length = min(len(c[0]) for c in curves)
             steps = curves[0][0][:length]
-            mean = [statistics.fmean(c[1][i] for c in curves) for i in range(length)]
-            ax.plot(steps, smooth(mean, smooth_weight), label=name)
-        ax.set_title(title, fontsize=10)
+            smoothed = [smooth(c[1][:length], smooth_weight) for c in curves]
+            at_step = list(zip(*smoothed))
+            color, style = colors[j % len(colors)], ["-", "--", ":", "-."][j // len(colors) % 4]
+            (line,) = ax.plot(steps, [statistics.fmean(v) for v in at_step], color=color, linestyle=style, lw=1.6)
+            if len(curves) > 1:
+                ax.fill_between(steps, [min(v) for v in at_step], [max(v) for v in at_step], color=color, alpha=0.12,
+                                lw=0)
+            handles.setdefault(name, line)
+        ax.set_title(title, fontsize=11)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"Label-free training from the supervised base (mean over seeds, EMA {smooth_weight})", fontsize=11)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "self_evolution_toy_curves.png")
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, max(1, len(handles))), fontsize=10,
+               frameon=False)
+    seeds = len({r["seed"] for r in results})
+    fig.suptitle(f"Label-free training from the supervised base: mean over {seeds} seed(s) of each seed's curve "
+                 f"(EMA {smooth_weight}), band: lowest to highest seed", fontsize=11)
+    rows_of_legend = math.ceil(len(handles) / 4)
+    fig.tight_layout(rect=(0, 0.025 * rows_of_legend + 0.01, 1, 0.97))
+    path = os.path.join(out_dir, f"{prefix}_curves.png")
     _save(fig, path)
     return [path]
 
 
-def plot_heldout(rows: list[dict], out_dir: str, k: int) -> list[str]:
+def plot_heldout(rows: list[dict], out_dir: str, k: int, prefix: str = "self_evolution_toy") -> list[str]:
     """Held-out greedy pass@1, sampled pass@1 and maj@k per method (mean ± sd over seeds), base first. One PNG."""
     import matplotlib
 
@@ -847,7 +948,7 @@ def plot_heldout(rows: list[dict], out_dir: str, k: int) -> list[str]:
     ax.set_title("Held-out accuracy after label-free training (mean ± sd over seeds)", fontsize=10)
     fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "self_evolution_toy_heldout.png")
+    path = os.path.join(out_dir, f"{prefix}_heldout.png")
     _save(fig, path)
     return [path]
 
@@ -918,12 +1019,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = run_all(jobs, args.workers)
     rl_s = time.time() - rl_start
 
-    rows = aggregate(base, results)
+    reach = (args.reach_level, args.reach_window, args.reach_run)
+    rows = aggregate(base, results, *reach)
     goal = goal_check(rows)
-    table = format_table(rows, args.eval_samples)
+    table = format_table(rows, args.eval_samples, *reach)
     figures = []
     for folder in [os.path.join(args.output_dir, "figures")] + ([args.figures_dir] if args.figures_dir else []):
-        figures += plot_curves(results, folder) + plot_heldout(rows, folder, args.eval_samples)
+        figures += plot_curves(results, folder, args.smooth, args.figures_prefix)
+        figures += plot_heldout(rows, folder, args.eval_samples, args.figures_prefix)
     total_s = time.time() - started
     report = {
         "args": {k: v for k, v in vars(args).items()},
@@ -943,9 +1046,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f.write(table + "\n")
     print(f"3. report ({total_s / 60:.1f} min in all; label-free runs {rl_s / 60:.1f} min): {args.output_dir}")
     if goal:
-        print(f"high-confidence share (smoothed) reaches {CONFIDENT} first with {goal['earliest_high_confidence']}: "
-              + ", ".join(f"{m} at step {v:.0f}" for m, v in sorted(goal["high_confidence_reached_at"].items(),
-                                                                     key=lambda kv: kv[1])))
+        print(f"high-confidence share: first step its {args.reach_window}-step mean stays >= {args.reach_level} for "
+              f"{args.reach_run} steps, per seed ({', '.join(map(str, args.seeds))}):")
+        for row in rows[1:]:
+            print(f"  {row['method']:<24} {_per_seed(row['confident_steps']):<20} "
+                  f"({reached_summary(row['confident_steps'])}); mean share over the first half "
+                  f"{_pct(row['high_confidence_early'])} %")
+        print(f"earliest (median over seeds): {goal['earliest_high_confidence']}; highest mean share over the first "
+              f"half: {goal['highest_early_high_confidence']}")
         print(f"best method {goal['best_method']}: greedy pass@1 {goal['greedy_gain_points']:+.1f} points over the "
               "base "
               f"(base gap to maj@{args.eval_samples}: {goal['base_gap_points']:.1f} points, closed "

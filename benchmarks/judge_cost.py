@@ -70,6 +70,7 @@ def main() -> None:
         judge_backend=args.backend, judge_base_url=args.judge_base_url, judge_model=args.judge_model,
         judge_max_tokens=args.judge_max_tokens, judge_repeats=args.judge_repeats, judge_timeout=600,
         judge_prompt_template=args.judge_prompt_template,
+        judge_max_parse_failure_rate=None,  # the tiny model's random weights never write a score: time it anyway
     )
     trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor)
     trainer.remove_callback(PrinterCallback)

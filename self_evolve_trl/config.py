@@ -137,9 +137,10 @@ class SelfEvolveConfig(GRPOConfig):
         judge_max_failure_rate (`float`, *optional*, defaults to `0.25`):
             Stop training (after saving a checkpoint) when more than this share of a step's judgements fail after
             retries, e.g. because the endpoint is down.
-        judge_max_parse_failure_rate (`float`, *optional*):
-            Also stop when more than this share of the judge's answers in a step have no score that can be parsed;
-            `null`: never (they count per `judge_on_failure`).
+        judge_max_parse_failure_rate (`float`, *optional*, defaults to `0.9`):
+            Also stop (after saving a checkpoint) when more than this share of the judge's answers in a step have no
+            score that can be parsed: the wrong judge model or prompt template. `null`: never (they count per
+            `judge_on_failure`), e.g. for a judge with random weights.
         judge_timeout (`float`, *optional*, defaults to `120.0`):
             Seconds per judge request before it counts as timed out (`openai` backend).
         judge_max_retries (`int`, *optional*, defaults to `3`):
@@ -256,7 +257,7 @@ class SelfEvolveConfig(GRPOConfig):
         metadata={"help": "Stop (after saving a checkpoint) when more than this share of a step's judgements fail."},
     )
     judge_max_parse_failure_rate: float | None = field(
-        default=None,
+        default=0.9,
         metadata={"help": "Also stop when more than this share of the judge's answers has no score (null: never)."},
     )
     judge_timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request (`openai` backend)."})

@@ -305,19 +305,24 @@ def test_judge_recipes_parse(name):
                 args.max_completion_length, args.num_train_epochs, args.advantage) == (
             8, 1.0, 1.0, 1e-6, 0.01, 0.2, 2048, 15, "lse")
         assert args.use_vllm and args.vllm_mode == "server"
+        assert args.judge_max_parse_failure_rate == 0.5
     else:
         assert args.judge_backend == "reference" and args.beta == 0.0
+        assert args.judge_max_parse_failure_rate is None  # random weights: never stop on unparsed answers
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # Trainer helpers
 
 JUDGE_KWARGS = {"judge_modulated": {"base_kwargs": {"hard_threshold": None}, "format_pattern": None}}
+# The tiny model's random weights never write a score: runs that judge with it turn off the parse-failure stop.
+NEVER_SCORES = {"judge_max_parse_failure_rate": None}
 
 
-def judge_config(cpu_config, **overrides):
+def judge_config(cpu_config, parse_limit=NEVER_SCORES, **overrides):
+    """A CPU config with the judge_modulated reward (`parse_limit={}`: the default judge_max_parse_failure_rate)."""
     settings = dict(reward_funcs=["judge_modulated"], reward_kwargs=json.loads(json.dumps(JUDGE_KWARGS)),
-                    judge_max_tokens=8, advantage="centered")
+                    judge_max_tokens=8, advantage="centered", **parse_limit)
     return cpu_config(**{**settings, **overrides})
 
 
@@ -411,6 +416,76 @@ def test_reference_judge_with_lora_is_the_base_model(tiny_model_dir, tiny_proces
     assert [e["judge/samples"] for e in trainer.state.log_history if "judge/samples" in e] == [4, 4]
 
 
+def varied_reward(completion_ids, **kwargs):
+    """A reward that differs between completions, so that the policy must move."""
+    return [sum(ids) % 7 / 7 for ids in completion_ids]
+
+
+def test_reference_judge_with_sync_ref_model_is_a_frozen_copy(tiny_model_dir, tiny_processor, synthetic_dataset,
+                                                              cpu_config, capsys):
+    """With `sync_ref_model`, TRL blends the policy into its reference model; the judge must stay the initial
+    policy (SPEC: never updated), so it is a frozen copy of its own."""
+    from transformers import AutoModelForImageTextToText
+
+    args = judge_config(cpu_config, beta=0.1, sync_ref_model=True, ref_model_sync_steps=1, ref_model_mixup_alpha=1.0)
+    judge_reward = get_reward_function("judge_modulated", **args.reward_kwargs["judge_modulated"])
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(8), args,
+                           reward_funcs=[judge_reward, varied_reward])
+    backend = trainer.reward_input_providers["judge_scores"].backend
+    assert backend.source == "frozen_copy" and trainer.ref_model is not None
+    assert backend.frozen_model is not trainer.ref_model
+    assert ("Judge: 'reference' (a frozen copy of the initial model, since sync_ref_model updates TRL's reference "
+            "model)") in capsys.readouterr().out
+    initial = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
+    trainer.train()
+
+    synced = trainer.ref_model.state_dict()
+    assert any(not torch.equal(synced[k], initial[k]) for k in initial)  # TRL's reference model moved
+    judge_weights = backend.frozen_model.state_dict()
+    assert all(torch.equal(judge_weights[k], initial[k]) for k in initial)  # the judge did not
+    assert [e["judge/samples"] for e in trainer.state.log_history if "judge/samples" in e] == [4, 4]
+
+
+def test_reference_judge_batches_its_generate_calls_and_its_scores_reach_the_rewards(
+        tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config, monkeypatch):
+    """The frozen judge's `generate` answers `\\boxed{0.97}` (the real processor builds its inputs, the real
+    tokenizer decodes its output): 4 completions x 3 repeats in ceil(12 / 5) = 3 batched calls, each prompt holding
+    the image, the rubric, the question and the completion, and the parsed scores gate the rewards."""
+    args = judge_config(cpu_config, beta=0.0, judge_repeats=3, judge_batch_size=5, parse_limit={})
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
+    provider = trainer.reward_input_providers["judge_scores"]
+    backend = provider.backend
+    tokenizer = tiny_processor.tokenizer
+    answer = tokenizer("\\boxed{0.97}", add_special_tokens=False, return_tensors="pt").input_ids
+    calls = []
+
+    def generate(input_ids, generation_config, **kwargs):
+        calls.append({"input_ids": input_ids, "generation_config": generation_config, **kwargs})
+        return torch.cat([input_ids, answer.expand(input_ids.size(0), -1)], dim=1)
+
+    monkeypatch.setattr(backend.frozen_model, "generate", generate)
+    completions, rewards = score_one_batch(trainer)
+
+    assert [len(c["input_ids"]) for c in calls] == [5, 5, 2]
+    assert all(c["generation_config"].max_new_tokens == 8 for c in calls)
+    row = trainer.train_dataset[0]
+    question = row["prompt"][0]["content"][-1]["text"]
+    prompts = [tokenizer.decode(ids) for c in calls for ids in c["input_ids"]]
+    for i, prompt in enumerate(prompts):
+        assert prompt.count("<|vision_start|>") == 1 and "<|image_pad|>" in prompt  # the image
+        assert provider.template.system in prompt  # the rubric
+        assert f"[PROBLEM]\n{question}\n[END PROBLEM]" in prompt
+        assert f"[CANDIDATE_SOLUTION]\n{completions[i // 3]}\n[END CANDIDATE_SOLUTION]" in prompt  # 3 repeats each
+    for call in calls:  # one image per prompt
+        assert call["image_grid_thw"].shape[0] == len(call["input_ids"]) and call["pixel_values"].numel() > 0
+
+    expected = [b * gate_formula(0.97) for b in soft_frequency(completions, 4, extractor="last_number")]
+    assert rewards == pytest.approx(expected, abs=1e-6)
+    assert metric(trainer, "judge/samples") == 12 and metric(trainer, "judge/parse_failure_rate") == 0.0
+    assert metric(trainer, "judge/score_mean") == pytest.approx(0.97)
+    assert metric(trainer, "judge/out_of_range_share") == 0.0
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The openai backend against `transformers serve` running the tiny model
 
@@ -481,13 +556,17 @@ def judge_answer(score) -> str:
 
 class JudgeStub:
     """An OpenAI-compatible judge on loopback whose behaviour the test sets: `mode` is `score` (a well-formed
-    judgement with `score`), `garbage` (a chat completion without a score), `not_json` (an HTML page), `bad_json` (broken JSON), `error`
-    (HTTP 503), `drop` (closes the connection) or `slow` (waits `delay` seconds, then scores). After `fail_after`
-    chat requests it switches to `drop` (the endpoint goes down)."""
+    judgement with `score`, or with the n-th of a list of scores for the n-th request), `garbage` (a chat completion
+    without a score), `not_json` (an HTML page), `bad_json` (broken JSON), `error` (HTTP 503), `unauthorized`
+    (HTTP 401 whose body echoes the request's `Authorization` header, as some gateways do), `flaky` (HTTP 503 on a
+    request's first attempt, a score on its retry), `drop` (closes the connection) or `slow` (waits `delay` seconds,
+    then scores). After `fail_after` chat requests it switches to `then` (default `drop`: the endpoint goes down).
+    `peak_in_flight` is the most chat requests it was ever handling at once."""
 
     def __init__(self):
-        self.mode, self.score, self.delay, self.fail_after = "score", 0.97, 0.0, None
+        self.mode, self.score, self.delay, self.fail_after, self.then = "score", 0.97, 0.0, None, "drop"
         self.requests: list[dict] = []
+        self.in_flight = self.peak_in_flight = 0
         self.lock = threading.Lock()
         stub = self
 
@@ -510,12 +589,24 @@ class JudgeStub:
                     self.reply(404, {"error": "not found"})
 
             def do_POST(self):
+                with stub.lock:
+                    stub.in_flight += 1
+                    stub.peak_in_flight = max(stub.peak_in_flight, stub.in_flight)
+                try:
+                    self.answer()
+                finally:
+                    with stub.lock:
+                        stub.in_flight -= 1
+
+            def answer(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 with stub.lock:
                     stub.requests.append({"path": self.path, "body": body,
                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
                     n = len(stub.requests)
-                mode = "drop" if stub.fail_after is not None and n > stub.fail_after else stub.mode
+                mode = stub.then if stub.fail_after is not None and n > stub.fail_after else stub.mode
+                if mode == "flaky":  # the openai client numbers a request's attempts in this header
+                    mode = "error" if self.headers.get("x-stainless-retry-count") == "0" else "score"
                 if mode == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -524,11 +615,14 @@ class JudgeStub:
                     time.sleep(stub.delay)
                 if mode == "error":
                     return self.reply(503, {"error": {"message": "overloaded"}})
+                if mode == "unauthorized":
+                    return self.reply(401, {"error": {"message": f"invalid key in {self.headers['Authorization']}"}})
                 if mode == "not_json":
                     return self.reply(200, b"<html>502 Bad Gateway</html>", "text/html")
                 if mode == "bad_json":  # says JSON, is not: a body cut off by a proxy
                     return self.reply(200, b'{"id": "c", "choices": [{"mess')
-                text = "I like this solution a lot." if mode == "garbage" else judge_answer(stub.score)
+                score = stub.score[(n - 1) % len(stub.score)] if isinstance(stub.score, list) else stub.score
+                text = "I like this solution a lot." if mode == "garbage" else judge_answer(score)
                 self.reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}}]})
@@ -579,7 +673,7 @@ def test_openai_backend_success_path(judge_stub, monkeypatch, tmp_path, tiny_mod
     assert metric(trainer, "judge/score_mean") == pytest.approx(0.97)
     assert metric(trainer, "judge/gate_mean") == pytest.approx(gate_formula(0.97), abs=1e-6)
     assert metric(trainer, "judge/amplified_share") == 1.0 and metric(trainer, "judge/parse_failure_rate") == 0.0
-    assert metric(trainer, "judge/request_failures") == 0
+    assert metric(trainer, "judge/request_failures") == 0 and metric(trainer, "judge/out_of_range_share") == 0.0
 
     requests = judge_stub.chat_requests()
     assert len(requests) == 4
@@ -682,6 +776,148 @@ def test_endpoint_down_at_start(tiny_model_dir, tiny_processor, synthetic_datase
                      judge_config(cpu_config, judge_backend="openai", judge_base_url=url, judge_max_retries=0))
 
 
+def test_out_of_range_scores_are_clamped_and_counted(judge_stub, tiny_model_dir, tiny_processor, synthetic_dataset,
+                                                     cpu_config):
+    judge_stub.score = [1.5, 0.5, -0.2, 0.97]  # one request at a time, in row order
+    args = stub_config(cpu_config, judge_stub, judge_concurrency=1)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
+    completions, rewards = score_one_batch(trainer)
+    gates = [gate_formula(s) for s in (1.0, 0.5, 0.0, 0.97)]  # SPEC: clamped to [0, 1]
+    b = soft_frequency(completions, 4, extractor="last_number")
+    assert rewards == pytest.approx([min(1.0, x * g) for x, g in zip(b, gates)], abs=1e-6)
+    assert metric(trainer, "judge/out_of_range_share") == 0.5
+    assert metric(trainer, "judge/score_mean") == pytest.approx((1.0 + 0.5 + 0.0 + 0.97) / 4)
+
+
+def test_requests_in_flight_stay_within_the_pool_which_closes_when_training_ends(
+        judge_stub, tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    judge_stub.mode, judge_stub.delay = "slow", 0.2  # 8 requests per step, 2 at a time
+    args = stub_config(cpu_config, judge_stub, judge_model="stub-judge", judge_concurrency=2, judge_repeats=2)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(8), args)
+    backend = trainer.reward_input_providers["judge_scores"].backend
+    pool = backend.pool
+    trainer.train()
+    assert len(judge_stub.chat_requests()) == 16
+    assert judge_stub.peak_in_flight == 2
+    assert len(pool._threads) == 2 and not any(t.is_alive() for t in pool._threads)  # closed at the end
+    assert [e["judge/score_mean"] for e in trainer.state.log_history if "judge/score_mean" in e] == [
+        pytest.approx(0.97)] * 2
+    score_one_batch(trainer)  # judging again afterwards (e.g. `trainer.evaluate()`) opens a new pool
+    assert metric(trainer, "judge/score_mean") == pytest.approx(0.97) and len(judge_stub.chat_requests()) == 24
+
+
+def test_flaky_endpoint_recovers_with_retries(judge_stub, tiny_model_dir, tiny_processor, synthetic_dataset,
+                                              cpu_config):
+    judge_stub.mode = "flaky"  # every request: 503 first, a score on its retry
+    args = stub_config(cpu_config, judge_stub, judge_model="stub-judge", judge_max_retries=1)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
+    completions, rewards = score_one_batch(trainer)
+    assert sorted(r["headers"]["x-stainless-retry-count"] for r in judge_stub.chat_requests()) == ["0"] * 4 + ["1"] * 4
+    assert metric(trainer, "judge/request_failures") == 0
+    expected = [b * gate_formula(0.97) for b in soft_frequency(completions, 4, extractor="last_number")]
+    assert rewards == pytest.approx([min(1.0, r) for r in expected], abs=1e-6)
+    assert metric(trainer, "judge/score_mean") == pytest.approx(0.97)
+
+
+def test_api_key_echoed_by_the_endpoint_never_reaches_errors_or_logs(judge_stub, monkeypatch, tiny_model_dir,
+                                                                     tiny_processor, synthetic_dataset, cpu_config,
+                                                                     caplog):
+    secret = "sk-echoed-secret-77"
+    monkeypatch.setenv("MY_JUDGE_KEY", secret)
+    judge_stub.mode = "unauthorized"
+    args = stub_config(cpu_config, judge_stub, judge_model="stub-judge", judge_api_key_env="MY_JUDGE_KEY",
+                       judge_max_retries=2)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
+    with caplog.at_level("DEBUG"), pytest.raises(JudgeUnavailableError) as raised:
+        score_one_batch(trainer)
+    message = str(raised.value)
+    assert {r["headers"]["authorization"] for r in judge_stub.chat_requests()} == {f"Bearer {secret}"}
+    assert len(judge_stub.chat_requests()) == 4  # a 401 is not retried
+    assert ("failed 4 of 4 judgements after retries (judge_max_failure_rate 0.25); last error: AuthenticationError: "
+            "Error code: 401 - invalid key in Bearer ***, while generating step 1") in message
+    assert secret not in message
+    assert caplog.records and secret not in caplog.text
+
+
+def test_unreachable_host_fails_within_the_connect_limit(monkeypatch):
+    """A host that never completes the TCP handshake (here: a listening socket whose accept queue is full, so the
+    kernel drops further SYNs) fails after the connect limit, not after the whole judge_timeout."""
+    import openai
+
+    from self_evolve_trl.judge import backends
+    from self_evolve_trl.judge.prompt import JudgeRequest
+
+    assert backends.OpenAIJudge("http://127.0.0.1:9/v1", model="m", timeout=120).client.timeout == openai.Timeout(
+        120, connect=10.0)
+    assert backends.OpenAIJudge("http://127.0.0.1:9/v1", model="m", timeout=3).client.timeout == openai.Timeout(3)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        fillers = []
+        for _ in range(8):  # fill the accept queue until a connection attempt hangs
+            filler = socket.socket()
+            filler.settimeout(0.3)
+            fillers.append(filler)
+            try:
+                filler.connect(server.getsockname())
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the accept queue never filled")
+        monkeypatch.setattr(backends, "CONNECT_TIMEOUT", 1.0)
+        host, port = server.getsockname()
+        judge = backends.OpenAIJudge(f"http://{host}:{port}/v1", model="m", timeout=60, max_retries=0)
+        start = time.perf_counter()
+        (output,) = judge.judge([JudgeRequest(system="", text="hi")])
+        elapsed = time.perf_counter() - start
+        judge.close()
+        for filler in fillers:
+            filler.close()
+    assert output.text is None and output.error == "APITimeoutError: Request timed out."
+    assert 0.9 < elapsed < 10  # about the 1 s connect limit, far below the 60 s judge_timeout
+
+
+def test_garbage_answers_stop_the_run_under_the_default_limit(judge_stub, tiny_model_dir, tiny_processor,
+                                                              synthetic_dataset, cpu_config):
+    """An endpoint that answers 200 with text holding no score (the wrong model or template) stops the run under
+    the default judge_max_parse_failure_rate, after saving the last completed step."""
+    judge_stub.fail_after, judge_stub.then = 4, "garbage"  # step 1 is scored, then nothing parses
+    args = stub_config(cpu_config, judge_stub, judge_model="stub-judge", parse_limit={}, max_steps=3)
+    assert args.judge_max_parse_failure_rate == 0.9
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(8), args)
+    with pytest.raises(JudgeUnavailableError) as raised:
+        trainer.train()
+    checkpoint = Path(args.output_dir) / "checkpoint-1"
+    assert str(raised.value) == (
+        f"The judge at {judge_stub.url} (model stub-judge) answered 4 of 4 judgements without a score that could be "
+        "parsed (judge_max_parse_failure_rate 0.9; check the judge model and prompt template), while generating "
+        f"step 2; saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works."
+    )
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+
+
+def test_judge_outage_during_evaluation_saves_a_checkpoint(judge_stub, tiny_model_dir, tiny_processor,
+                                                           synthetic_dataset, cpu_config):
+    """TRL's evaluation generates and scores too: the judge going down there saves the last completed step."""
+    judge_stub.fail_after = 4  # step 1's four judgements, then the endpoint is gone (the evaluation after step 1)
+    args = stub_config(cpu_config, judge_stub, judge_model="stub-judge", eval_strategy="steps", eval_steps=1,
+                       per_device_eval_batch_size=4)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args,
+                           eval_dataset=synthetic_dataset(1))
+    with pytest.raises(JudgeUnavailableError) as raised:
+        trainer.train()
+    checkpoint = Path(args.output_dir) / "checkpoint-1"
+    assert str(raised.value) == (
+        f"The judge at {judge_stub.url} (model stub-judge) failed 4 of 4 judgements after retries "
+        "(judge_max_failure_rate 0.25); last error: APIConnectionError: Connection error., while evaluating at "
+        f"step 1; saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works."
+    )
+    assert trainer._metrics["eval"]["judge/request_failures"] == [4]
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+
+
 def tiny_recipe(tmp_path, model_dir, output_dir, **overrides) -> Path:
     """A recipe file for a short CPU run of judge_modulated on the tiny model."""
     recipe = tmp_path / "judge.yaml"
@@ -689,7 +925,7 @@ def tiny_recipe(tmp_path, model_dir, output_dir, **overrides) -> Path:
         "model_name_or_path": model_dir, "dataset_name": "synthetic", "synthetic_size": 8,
         "instruction": "Answer in \\boxed{}.", "answer_extractor": "last_number",
         "reward_funcs": ["judge_modulated"], "reward_kwargs": JUDGE_KWARGS, "advantage": "centered",
-        "judge_max_retries": 0, "judge_timeout": 10, "judge_max_tokens": 8, "num_generations": 4,
+        "judge_max_retries": 0, "judge_timeout": 10, "judge_max_tokens": 8, **NEVER_SCORES, "num_generations": 4,
         "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 0.05, "max_steps": 3,
         "logging_steps": 1, "save_strategy": "no", "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
         "report_to": "none", "dataloader_num_workers": 0, "output_dir": str(output_dir), **overrides,

@@ -47,8 +47,10 @@ class ReferenceJudge:
     Where the frozen weights come from, in order:
     - the policy is a PEFT model: the policy itself with its adapter disabled (or TRL's "ref" adapter when an
       existing adapter is re-trained), i.e. the base model;
-    - TRL built a reference model (beta > 0): that model;
-    - otherwise: a frozen copy of the initial model, loaded once for the judge, placed like TRL's reference model.
+    - TRL built a reference model (beta > 0) that stays frozen: that model;
+    - otherwise (beta = 0, or `sync_ref_model`, which blends the policy into TRL's reference model every
+      `ref_model_sync_steps`): a frozen copy of the initial model, loaded once for the judge, placed like TRL's
+      reference model.
 
     Every judgement of a step is made in batched `generate` calls of `batch_size` prompts each.
     """
@@ -71,7 +73,7 @@ class ReferenceJudge:
         if is_peft_model(policy):
             self.source = "peft_base"
             self.frozen_model = None
-        elif trainer.ref_model is not None:
+        elif trainer.ref_model is not None and not trainer.args.sync_ref_model:
             self.source = "ref_model"
             self.frozen_model = trainer.ref_model
         else:
@@ -94,6 +96,9 @@ class ReferenceJudge:
         )
 
     def describe(self) -> str:
+        if self.source == "frozen_copy" and self.trainer.ref_model is not None:  # sync_ref_model moves TRL's copy
+            return ("'reference' (a frozen copy of the initial model, since sync_ref_model updates TRL's reference "
+                    "model)")
         return {
             "peft_base": "'reference' (the base model, adapter disabled)",
             "ref_model": "'reference' (TRL's reference model)",
@@ -197,14 +202,21 @@ def image_data_url(image: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+# Seconds to open a connection to the judge endpoint (at most `judge_timeout`): a host that does not answer fails
+# fast instead of holding a request for the whole `judge_timeout`, which is sized for long generations.
+CONNECT_TIMEOUT = 10.0
+
+
 class OpenAIJudge:
     """A judge behind any OpenAI-compatible chat-completions endpoint (e.g. `vllm serve` of the base model).
 
     Requests run concurrently, at most `concurrency` at a time. The `openai` client applies `timeout` (seconds) to
-    each request and retries connection errors, timeouts, 408/409/429 and 5xx answers up to `max_retries` times with
-    exponential backoff. The API key is read from the environment variable `api_key_env` (any non-empty value
-    works for a `vllm serve` without `--api-key`); it is sent only in the request header, and scrubbed from error
-    messages. `model=None` asks the endpoint which model it serves (`GET /models`).
+    each request (opening the connection: at most `CONNECT_TIMEOUT`) and retries connection errors, timeouts,
+    408/409/429 and 5xx answers up to `max_retries` times with exponential backoff. The API key is read from the
+    environment variable `api_key_env` (any non-empty value works for a `vllm serve` without `--api-key`); it is
+    sent only in the request header, and scrubbed from error messages. `model=None` asks the endpoint which model it
+    serves (`GET /models`). `close()` ends the request threads and connections (the provider calls it when training
+    ends); a later `judge()` opens them again.
     """
 
     name = "openai"
@@ -215,11 +227,17 @@ class OpenAIJudge:
         import openai
 
         self._secret = os.environ.get(api_key_env) or ""
-        self.client = openai.OpenAI(base_url=base_url, api_key=self._secret or "EMPTY", timeout=timeout,
-                                    max_retries=max_retries)
+        self._client_kwargs = {
+            "base_url": base_url,
+            "api_key": self._secret or "EMPTY",
+            "timeout": openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            "max_retries": max_retries,
+        }
+        self.concurrency = concurrency
+        self.client = openai.OpenAI(**self._client_kwargs)
         self.base_url = _redacted_url(str(self.client.base_url).rstrip("/"))
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
+        self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
         self.model = model or self._served_model()
 
     def describe(self) -> str:
@@ -281,11 +299,19 @@ class OpenAIJudge:
                 key = _image_key(image)
                 if key not in urls:
                     urls[key] = image_data_url(image)
+        if self.pool is None:  # closed when training ended, and judging again (e.g. `trainer.evaluate()` after it)
+            import openai
+
+            self.client = openai.OpenAI(**self._client_kwargs)
+            self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
         return list(self.pool.map(self._request, [self._messages(r, urls) for r in requests]))
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.client.close()
+        """End the request threads and close the connections."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+            self.client.close()
 
 
 def _redacted_url(url: str) -> str:

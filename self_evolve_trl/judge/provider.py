@@ -11,12 +11,14 @@ Failure policy (a judge will fail in long runs):
   (`neutral`);
 - if more than `judge_max_failure_rate` of a step's judgements (over all processes) failed, or more than
   `judge_max_parse_failure_rate` of its answers could not be parsed, training stops: a checkpoint of the last
-  completed step is saved first, and `JudgeUnavailableError` names the judge, what failed and the checkpoint.
+  completed step is saved first, and `JudgeUnavailableError` names the judge, what failed and the checkpoint. The
+  same holds when the judge fails during evaluation (TRL's evaluation generates and scores too).
 
 Metrics per step (over all processes): `judge/latency_s` (wall time of the step's judging), `judge/samples`,
 `judge/request_failures`, `judge/request_failure_rate`, `judge/parse_failures`, `judge/parse_failure_rate` (of the
-answers received) and, for endpoints, `judge/request_latency_s` (mean per request). The reward adds the score and
-gate statistics.
+answers received), `judge/out_of_range_share` (of the parsed scores, those outside [0, 1] that were clamped, e.g. a
+`\\boxed{3}` quoting the candidate's answer) and, for endpoints, `judge/request_latency_s` (mean per request). The
+reward adds the score and gate statistics.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object
+from transformers import TrainerCallback
 
 from ..rewards.judge import parse_judge_score
 from . import JudgeUnavailableError
@@ -77,6 +80,7 @@ class JudgeScoreProvider:
         self.template = JudgeTemplate.load(self.args.judge_prompt_template)
         self.backend = build_backend(trainer)
         self._last_unparsed_warning: int | None = None
+        trainer.add_callback(_CloseJudgeAtTrainEnd(self.backend))
         trainer.accelerator.print(f"Judge: {self.backend.describe()}, prompt template {self.template.path}")
 
     def requests(self, inputs: list[dict], prompts: list, completions: list):
@@ -93,21 +97,24 @@ class JudgeScoreProvider:
         outputs = self.backend.judge([r for r in requests for _ in range(repeats)])
         elapsed = time.perf_counter() - start
 
-        samples = [None if o.text is None else parse_judge_score(o.text) for o in outputs]
+        written = [None if o.text is None else parse_judge_score(o.text, clamp=False) for o in outputs]
+        samples = [None if w is None else min(1.0, max(0.0, w)) for w in written]
         scores = [
             aggregate_repeats(samples[i * repeats : (i + 1) * repeats], self.args.judge_on_failure)
             for i in range(len(requests))
         ]
         failed = sum(o.text is None for o in outputs)
         unparsed = sum(o.text is not None and s is None for o, s in zip(outputs, samples))
+        out_of_range = sum(w is not None and not 0.0 <= w <= 1.0 for w in written)
         latencies = [o.latency for o in outputs if o.latency is not None]
 
         accelerator = self.trainer.accelerator
         local = torch.tensor(
-            [len(outputs), failed, unparsed, sum(latencies), len(latencies)], dtype=torch.float64,
+            [len(outputs), failed, unparsed, out_of_range, sum(latencies), len(latencies)], dtype=torch.float64,
             device=accelerator.device,
         )
-        n, failed, unparsed, latency_sum, latency_count = accelerator.gather(local).view(-1, 5).sum(0).tolist()
+        totals = accelerator.gather(local).view(-1, 6).sum(0).tolist()
+        n, failed, unparsed, out_of_range, latency_sum, latency_count = totals
         elapsed = accelerator.gather(torch.tensor([elapsed], device=accelerator.device)).max().item()
         answered = n - failed
 
@@ -120,6 +127,8 @@ class JudgeScoreProvider:
         }
         if answered:
             metrics["judge/parse_failure_rate"] = unparsed / answered
+        if answered > unparsed:
+            metrics["judge/out_of_range_share"] = out_of_range / (answered - unparsed)
         if latency_count:
             metrics["judge/request_latency_s"] = latency_sum / latency_count
         mode = "train" if self.trainer.model.training else "eval"
@@ -136,7 +145,7 @@ class JudgeScoreProvider:
         if limit is not None and answered and unparsed / answered > limit:
             self.stop(
                 f"answered {int(unparsed)} of {int(answered)} judgements without a score that could be parsed "
-                f"(judge_max_parse_failure_rate {limit})"
+                f"(judge_max_parse_failure_rate {limit}; check the judge model and prompt template)"
             )
         step = self.trainer.state.global_step + 1
         if answered and unparsed / answered > UNPARSED_WARNING_RATE and (
@@ -145,24 +154,38 @@ class JudgeScoreProvider:
             self._last_unparsed_warning = step
             logger.warning(
                 "%d of the judge's %d answers at step %d had no score that could be parsed (a \\boxed{} number or a "
-                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template, "
-                "or set judge_max_parse_failure_rate to stop such a run (see judge/parse_failure_rate).",
+                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template%s "
+                "(see judge/parse_failure_rate).",
                 int(unparsed), int(answered), step, self.args.judge_on_failure,
+                ", or set judge_max_parse_failure_rate to stop such a run" if limit is None
+                else f"; more than judge_max_parse_failure_rate {limit} of a step's answers without one stop the run",
             )
         return [None if s is None or math.isnan(s) else s for s in scores]
 
     def stop(self, reason: str) -> None:
-        """Save a checkpoint of the last completed step (training only) and raise `JudgeUnavailableError`.
+        """Save a checkpoint of the last completed step and raise `JudgeUnavailableError`.
 
-        Called on every process together (the decision uses totals over all processes), as saving needs."""
+        In training the step being generated is lost; in evaluation (which TRL runs between steps) the model is the
+        one of the last completed step, saved all the same. Called on every process together (the decision uses
+        totals over all processes), as saving needs."""
         trainer = self.trainer
         step = trainer.state.global_step
-        if trainer.model.training and step > 0:
+        when = f"while generating step {step + 1}" if trainer.model.training else f"while evaluating at step {step}"
+        if step > 0:
             trainer._save_checkpoint(trainer.model_wrapped, trial=None)
             checkpoint = f"{trainer._get_output_dir(trial=None)}/checkpoint-{step}"
             saved = f"saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works"
         else:
             saved = "no training step had completed, so there was nothing to save"
-        raise JudgeUnavailableError(
-            f"The judge {self.backend.describe()} {reason}, while generating step {step + 1}; {saved}."
-        )
+        self.backend.close()  # training ends here
+        raise JudgeUnavailableError(f"The judge {self.backend.describe()} {reason}, {when}; {saved}.")
+
+
+class _CloseJudgeAtTrainEnd(TrainerCallback):
+    """Closes the judge backend (its request threads and connections) when training ends."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.backend.close()

@@ -74,7 +74,7 @@ def judge_gate(
     return (1 + amplify - suppress).clamp(g_min, g_max)
 
 
-def _as_score(value: Any) -> float | None:
+def _as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     if isinstance(value, str):
@@ -82,7 +82,7 @@ def _as_score(value: Any) -> float | None:
         if not _NUMBER.fullmatch(value):
             return None
     value = float(value)
-    return min(1.0, max(0.0, value)) if math.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 _JSON = json.JSONDecoder()
@@ -101,12 +101,14 @@ def _json_objects(text: str):
         start = text.find("{", start + 1)
 
 
-def parse_judge_score(text: str | None) -> float | None:
+def parse_judge_score(text: str | None, clamp: bool = True) -> float | None:
     """The overall score in a judge's output, clamped to [0, 1]; `None` when there is none (a parse failure).
 
     Rules (SPEC §2): the last `\\boxed{}` holding a bare number; else the `overall_score` of a JSON object, looked for
     first in the `[BEGIN SCORES] ... [END SCORES]` block (also `[SCORES]`, and a block cut off at the end of the
-    output), then anywhere in the output; else `None`.
+    output), then anywhere in the output; else `None`. A number outside [0, 1] (e.g. a box that quotes the
+    candidate's answer, `\\boxed{3}`) is clamped; `clamp=False` returns it as written, so that a caller can count
+    such scores (the judge's `judge/out_of_range_share`).
 
     Example:
 
@@ -117,21 +119,28 @@ def parse_judge_score(text: str | None) -> float | None:
     0.9
     >>> parse_judge_score("The answer looks right.") is None
     True
+    >>> parse_judge_score("\\\\boxed{3}"), parse_judge_score("\\\\boxed{3}", clamp=False)
+    (1.0, 3.0)
 
     ```
     """
+    score = _find_score(text)
+    return min(1.0, max(0.0, score)) if clamp and score is not None else score
+
+
+def _find_score(text: str | None) -> float | None:
     if not text:
         return None
     boxed = extract_answer(text, "boxed")
     if boxed is not None:
-        score = _as_score(boxed.strip().strip("$").strip())
+        score = _as_number(boxed.strip().strip("$").strip())
         if score is not None:
             return score
     regions = [m.group(1) for pattern in _SCORE_BLOCKS for m in [pattern.search(text)] if m] + [text]
     for region in regions:
         for obj in _json_objects(region):
             if "overall_score" in obj:
-                score = _as_score(obj["overall_score"])
+                score = _as_number(obj["overall_score"])
                 if score is not None:
                     return score
     return None

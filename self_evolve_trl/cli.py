@@ -143,8 +143,9 @@ def train(data_args, training_args, model_args):
 
     from .check import first_row_problems
     from .checkpoints import resolve_resume_from_checkpoint
-    from .data import load_training_dataset
+    from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
+    from .images import processor_pixel_bounds
     from .summary import write_summary
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
@@ -160,6 +161,11 @@ def train(data_args, training_args, model_args):
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
         model_path = resolve_model_path(model_args.model_name_or_path)
     processor = load_processor(model_path, data_args, model_args)
+    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
+    # processor and a vLLM engine with the same bounds then leave unchanged.
+    bounds = processor_pixel_bounds(processor)
+    dataset = with_pixel_bounds(dataset, *bounds)
+    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
 
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
     model_init_kwargs.setdefault("revision", model_args.model_revision)

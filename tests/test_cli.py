@@ -139,3 +139,28 @@ def test_embedded_default_runs_and_writes_its_outputs(tmp_path, run, python):
     assert {"reward", "self_consistency/majority_ratio", "labels/rollout_accuracy"} <= set(summary["metrics"])
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "reward" in e] == [1, 2, 3, 4]
+
+
+def test_training_images_are_resized_within_the_processors_bounds(tmp_path, tiny_model_dir, tiny_processor):
+    """A recipe without min_pixels/max_pixels: the training rows' images are resized within the loaded processor's
+    bounds (the tiny one's: 3,136 to 50,176 pixels), so that they give the image tokens the processor itself gives."""
+    import datasets
+    from PIL import Image
+
+    from self_evolve_trl.cli import train
+
+    large = Image.new("RGB", (2000, 1500), "blue")
+    rows = [{"image": large, "problem": "How many squares?", "answer": "2"}] * 2
+    datasets.Dataset.from_list(rows).cast_column("image", datasets.Image()).to_parquet(tmp_path / "large.parquet")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": tiny_model_dir, "dataset_name": str(tmp_path / "large.parquet"),
+        "reward_funcs": ["majority_vote"], "num_generations": 2, "per_device_train_batch_size": 2,
+        "max_completion_length": 4, "max_steps": 1, "save_strategy": "no", "use_cpu": True, "bf16": False,
+        "report_to": "none", "output_dir": str(tmp_path / "out"),
+    }))
+    trainer = train(*parse_recipe([str(recipe)]))
+    (image,) = trainer.train_dataset[0]["images"]
+    assert 3136 <= image.width * image.height <= 50176 and image.width % 28 == 0 and image.height % 28 == 0
+    grid = tiny_processor.image_processor(images=[image])["image_grid_thw"].tolist()
+    assert grid == tiny_processor.image_processor(images=[large])["image_grid_thw"].tolist()

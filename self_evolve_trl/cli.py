@@ -4,8 +4,9 @@
 training command) checks the recipe without training and lists every problem with its fix (see `check.py`).
 
 The recipe is a flat YAML file (TRL's `TrlParser` conventions: keys of `SelfEvolveConfig`, `DataArguments` and
-TRL's `ModelConfig`); flags on the command line override it. Under `accelerate launch` or `torchrun` every process
-runs this same command.
+TRL's `ModelConfig`); flags on the command line override it. A `--reward_funcs` flag also drops the recipe's
+`reward_kwargs` entries and `reward_weights` that no longer fit the new list, and says so. Under `accelerate launch`
+or `torchrun` every process runs this same command.
 
 Bad input (an unknown reward or advantage, bad reward kwargs, a missing dataset column, a batch that cannot hold
 whole groups, ...) stops the run before any model is loaded, with one line naming the problem and the valid
@@ -49,6 +50,33 @@ def _recipe_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def without_stale_reward_settings(config: dict, argv: list[str]) -> tuple[dict, str | None]:
+    """The recipe's YAML mapping without the reward settings that a `--reward_funcs` on the command line makes stale,
+    and one line saying what was dropped (None if nothing): the `reward_kwargs` entries of functions no longer listed
+    and `reward_weights` of another length, unless the command line gives those too."""
+    import argparse
+
+    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("reward_funcs", "reward_kwargs", "reward_weights"):
+        flags.add_argument(f"--{name}", f"--{name.replace('_', '-')}", nargs="+")
+    given = flags.parse_known_args(argv)[0]
+    if given.reward_funcs is None:
+        return config, None
+    config, dropped = dict(config), []
+    kwargs = config.get("reward_kwargs")
+    stale = [name for name in kwargs if name not in given.reward_funcs] if isinstance(kwargs, dict) else []
+    if given.reward_kwargs is None and stale:
+        config["reward_kwargs"] = {name: value for name, value in kwargs.items() if name not in stale}
+        dropped.append(f"reward_kwargs of {', '.join(stale)}")
+    weights = config.get("reward_weights")
+    if given.reward_weights is None and isinstance(weights, list) and len(weights) != len(given.reward_funcs):
+        del config["reward_weights"]
+        dropped.append(f"reward_weights {weights} ({len(weights)} for {len(given.reward_funcs)} function(s))")
+    if not dropped:
+        return config, None
+    return config, f"--reward_funcs {' '.join(given.reward_funcs)}: dropped from the recipe: {'; '.join(dropped)}."
+
+
 def parse_recipe(argv: list[str]):
     """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
     from trl import ModelConfig, TrlParser
@@ -59,6 +87,12 @@ def parse_recipe(argv: list[str]):
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse would print the usage of hundreds of fields first
             raise UsageError(message)
+
+        def set_defaults_with_config(self, **config):  # the YAML's values, before the flags override them
+            config, note = without_stale_reward_settings(config, argv)
+            if note and os.environ.get("RANK", "0") == "0":
+                print(note)
+            return super().set_defaults_with_config(**config)
 
     argv = _recipe_argv(argv)
     if "--config" in argv:

@@ -27,6 +27,45 @@ def test_recipe_values_and_command_line_overrides(tmp_path):
     assert args.reward_kwargs == {"soft_frequency": {"power": 2}}
 
 
+@pytest.mark.parametrize(
+    "flags, funcs, kwargs, weights, note",
+    [
+        (["--reward_funcs", "soft_frequency", "majority_vote"], ["soft_frequency", "majority_vote"],
+         {"soft_frequency": {"hard_threshold": 0.85}}, [1.0, 1.0],
+         "--reward_funcs soft_frequency majority_vote: dropped from the recipe: reward_kwargs of format."),
+        (["--reward_funcs", "majority_vote", "--reward_weights", "2.0"], ["majority_vote"], {}, [2.0],
+         "--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency, format."),
+        (["--reward-funcs=soft_frequency", "--reward_kwargs", '{"soft_frequency": {"power": 2}}'], ["soft_frequency"],
+         {"soft_frequency": {"power": 2}}, None,
+         "--reward_funcs soft_frequency: dropped from the recipe: reward_weights [1.0, 1.0] (2 for 1 function(s))."),
+        (["--learning_rate", "0.1"], ["soft_frequency", "format"],
+         {"soft_frequency": {"hard_threshold": 0.85}, "format": {"pattern": ".*\\\\boxed\\{.*\\}.*", "penalty": 0.5}},
+         [1.0, 1.0], None),
+    ],
+)
+def test_reward_funcs_flag_drops_the_recipes_stale_reward_settings(flags, funcs, kwargs, weights, note, capsys):
+    """tiny-cpu.yaml has reward_kwargs for soft_frequency and format and two reward_weights: a `--reward_funcs` flag
+    drops what no longer fits its list (unless also given as a flag) and says what in one line."""
+    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu.yaml"), *flags])
+    assert (args.reward_funcs, args.reward_kwargs, args.reward_weights) == (funcs, kwargs, weights)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == ([note] if note else [])
+
+
+def test_reward_funcs_swapped_on_the_command_line_trains(tmp_path, run, python):
+    """The README's recipe with its rewards swapped by a flag: one step of training with majority_vote alone."""
+    out = tmp_path / "swapped"
+    result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--reward_funcs", "majority_vote",
+                                "--max_steps", "1", "--save_strategy", "no", "--output_dir", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == (
+        "--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency, format; "
+        "reward_weights [1.0, 1.0] (2 for 1 function(s))."
+    )
+    (step,) = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert "rewards/majority_vote/mean" in step and not any(k.startswith("rewards/soft_frequency") for k in step)
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_parses(recipe):
     # GPU recipes ask for bf16; on this CPU machine parse them with the CPU switches.

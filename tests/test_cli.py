@@ -203,3 +203,49 @@ def test_training_images_are_resized_within_the_processors_bounds(tmp_path, tiny
     assert 3136 <= image.width * image.height <= 50176 and image.width % 28 == 0 and image.height % 28 == 0
     grid = tiny_processor.image_processor(images=[image])["image_grid_thw"].tolist()
     assert grid == tiny_processor.image_processor(images=[large])["image_grid_thw"].tolist()
+
+
+def _readme_commands(section: str) -> list[tuple[dict, list[str]]]:
+    """(environment, argv) of every command in the bash blocks of a README section (line continuations joined)."""
+    import re
+    import shlex
+
+    text = (REPO / "README.md").read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            words = shlex.split(line, comments=True)
+            env = dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Z_]+=\S*", w))
+            if words:
+                commands.append((env, words[len(env):]))
+    return commands
+
+
+def test_readme_direct_vllm_serve_command_is_the_trl_vllm_serve_one():
+    """README "Training on GPUs": the direct `vllm serve` command is what TRL 1.16's `trl vllm-serve` runs for the
+    README's step 1 (its `build_command`), less the flags at vLLM's defaults, on the same GPUs."""
+    from trl.scripts.vllm_serve import build_command, make_parser
+
+    commands = _readme_commands("Training on GPUs")
+    (trl_env, trl_argv), = [(env, argv) for env, argv in commands if argv[:2] == ["trl", "vllm-serve"]]
+    (direct_env, direct_argv), = [(env, argv) for env, argv in commands if argv[:2] == ["vllm", "serve"]]
+    (script_args,) = make_parser().parse_args_and_config(trl_argv[2:])
+    built = build_command(script_args)
+    built = built[built.index("serve") + 1:]
+
+    def flags(argv):  # {flag: value or None}
+        out, i = {}, 0
+        while i < len(argv):
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            out[argv[i]] = argv[i + 1] if has_value else None
+            i += 2 if has_value else 1
+        return out
+
+    vllm_defaults = {"--host": "0.0.0.0", "--data-parallel-size": "1", "--gpu-memory-utilization": "0.9",
+                     "--dtype": "auto", "--kv-cache-dtype": "auto", "--model-impl": "vllm", "--uvicorn-log-level": "info"}
+    expected = {k: v for k, v in flags(built[1:]).items() if vllm_defaults.get(k) != v}
+    expected["--enable-scale-out"] = None  # added by TRL with vLLM >= 0.30 (not installed here)
+    assert direct_argv[2] == built[0] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert flags(direct_argv[3:]) == expected
+    assert direct_env == {**trl_env, "VLLM_SERVER_DEV_MODE": "1"}
+    assert trl_env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and expected["--tensor-parallel-size"] == "4"

@@ -265,7 +265,11 @@ MATCH_STATS = MatchStats()
 
 
 class _Deadline:
-    """Runs a call on a worker thread and gives up after `seconds`; a stuck worker is abandoned, not reused."""
+    """Runs a call on a worker thread and gives up after `seconds`; a stuck worker is abandoned, not reused.
+
+    The trade-off: Python cannot stop a thread, so an abandoned worker runs its sympy call to the end (a pathological
+    one may never end), taking GIL time from the trainer, and each timeout can leave one more such thread behind.
+    `signal.alarm` would stop the call, but it works only on the main thread, where rewards do not always run."""
 
     def __init__(self):
         self._executor = None

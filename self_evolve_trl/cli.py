@@ -4,8 +4,9 @@
 training command) checks the recipe without training and lists every problem with its fix (see `check.py`).
 
 The recipe is a flat YAML file (TRL's `TrlParser` conventions: keys of `SelfEvolveConfig`, `DataArguments` and
-TRL's `ModelConfig`); flags on the command line override it. Under `accelerate launch` or `torchrun` every process
-runs this same command.
+TRL's `ModelConfig`); flags on the command line override it. A `--reward_funcs` flag also drops the recipe's
+`reward_kwargs` entries and `reward_weights` that no longer fit the new list, and says so. Under `accelerate launch`
+or `torchrun` every process runs this same command.
 
 Bad input (an unknown reward or advantage, bad reward kwargs, a missing dataset column, a batch that cannot hold
 whole groups, ...) stops the run before any model is loaded, with one line naming the problem and the valid
@@ -49,6 +50,33 @@ def _recipe_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def without_stale_reward_settings(config: dict, argv: list[str]) -> tuple[dict, str | None]:
+    """The recipe's YAML mapping without the reward settings that a `--reward_funcs` on the command line makes stale,
+    and one line saying what was dropped (None if nothing): the `reward_kwargs` entries of functions no longer listed
+    and `reward_weights` of another length, unless the command line gives those too."""
+    import argparse
+
+    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in ("reward_funcs", "reward_kwargs", "reward_weights"):
+        flags.add_argument(f"--{name}", f"--{name.replace('_', '-')}", nargs="+")
+    given = flags.parse_known_args(argv)[0]
+    if given.reward_funcs is None:
+        return config, None
+    config, dropped = dict(config), []
+    kwargs = config.get("reward_kwargs")
+    stale = [name for name in kwargs if name not in given.reward_funcs] if isinstance(kwargs, dict) else []
+    if given.reward_kwargs is None and stale:
+        config["reward_kwargs"] = {name: value for name, value in kwargs.items() if name not in stale}
+        dropped.append(f"reward_kwargs of {', '.join(stale)}")
+    weights = config.get("reward_weights")
+    if given.reward_weights is None and isinstance(weights, list) and len(weights) != len(given.reward_funcs):
+        del config["reward_weights"]
+        dropped.append(f"reward_weights {weights} ({len(weights)} for {len(given.reward_funcs)} function(s))")
+    if not dropped:
+        return config, None
+    return config, f"--reward_funcs {' '.join(given.reward_funcs)}: dropped from the recipe: {'; '.join(dropped)}."
+
+
 def parse_recipe(argv: list[str]):
     """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
     from trl import ModelConfig, TrlParser
@@ -59,6 +87,12 @@ def parse_recipe(argv: list[str]):
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse would print the usage of hundreds of fields first
             raise UsageError(message)
+
+        def set_defaults_with_config(self, **config):  # the YAML's values, before the flags override them
+            config, note = without_stale_reward_settings(config, argv)
+            if note and os.environ.get("RANK", "0") == "0":
+                print(note)
+            return super().set_defaults_with_config(**config)
 
     argv = _recipe_argv(argv)
     if "--config" in argv:
@@ -143,8 +177,9 @@ def train(data_args, training_args, model_args):
 
     from .check import first_row_problems
     from .checkpoints import resolve_resume_from_checkpoint
-    from .data import load_training_dataset
+    from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
+    from .images import processor_pixel_bounds
     from .summary import write_summary
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
@@ -160,6 +195,11 @@ def train(data_args, training_args, model_args):
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
         model_path = resolve_model_path(model_args.model_name_or_path)
     processor = load_processor(model_path, data_args, model_args)
+    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
+    # processor and a vLLM engine with the same bounds then leave unchanged.
+    bounds = processor_pixel_bounds(processor)
+    dataset = with_pixel_bounds(dataset, *bounds)
+    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
 
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
     model_init_kwargs.setdefault("revision", model_args.model_revision)

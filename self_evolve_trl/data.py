@@ -3,7 +3,8 @@
 Every dataset comes out with the same columns:
 
 - `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (SPEC §5);
-- `images`: the list of images, resized the Qwen way when the row is read;
+- `images`: the list of images, resized the Qwen way when the row is read (within the recipe's `min_pixels` /
+  `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
   only by the diagnostics;
 - `uid` and any other column of the source that does not carry the answer.
@@ -11,12 +12,14 @@ Every dataset comes out with the same columns:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .answers import extract_answer
+from .images import ImageError, load_image, qwen_resize
 
 
 LABEL_COLUMN = "label"
@@ -217,25 +220,42 @@ def undecoded_images(raw, column: str | None):
     return raw
 
 
-def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, base_dir: str | None = None):
-    """The dataset with its `images` loaded and resized the Qwen way whenever a row is read (lazily)."""
-    from .images import ImageError, load_image, qwen_resize
+@dataclass(frozen=True)
+class QwenImages:
+    """The `datasets` transform that loads a batch's `images` and resizes them the Qwen way (within
+    [min_pixels, max_pixels], Qwen's defaults where None); paths are relative to `base_dir`."""
 
-    def transform(batch):
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    base_dir: str | None = None
+
+    def __call__(self, batch):
         batch = dict(batch)
         if "images" in batch:
-            batch["images"] = [[_read(img) for img in (images or [])] for images in batch["images"]]
+            batch["images"] = [[self.read(img) for img in (images or [])] for images in batch["images"]]
         return batch
 
-    def _read(value):
+    def read(self, value):
         try:
-            return qwen_resize(load_image(value, base_dir), min_pixels, max_pixels)
+            return qwen_resize(load_image(value, self.base_dir), self.min_pixels, self.max_pixels)
         except ImageError:
             raise
         except Exception as error:  # qwen_vl_utils: extreme aspect ratio, ...
             raise ImageError(f"Cannot use image: {error}") from None
 
-    return dataset.with_transform(transform)
+
+def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, base_dir: str | None = None):
+    """The dataset with its `images` loaded and resized the Qwen way whenever a row is read (lazily)."""
+    return dataset.with_transform(QwenImages(min_pixels, max_pixels, base_dir))
+
+
+def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
+    """A dataset of `load_training_dataset` whose images are resized within [min_pixels, max_pixels] instead: the
+    bounds of the processor the trainer loaded, so that the processor leaves them unchanged."""
+    transform = dataset.format["format_kwargs"].get("transform")
+    if not isinstance(transform, QwenImages):
+        raise TypeError("with_pixel_bounds needs a dataset prepared by load_training_dataset (its images transform).")
+    return dataset.with_transform(dataclasses.replace(transform, min_pixels=min_pixels, max_pixels=max_pixels))
 
 
 def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):

@@ -2,7 +2,8 @@
 
 `qwen_resize` uses `qwen_vl_utils.fetch_image`: both sides a multiple of 28 (patch 14 x merge 2) and the pixel
 count within [min_pixels, max_pixels]. An image resized this way is left unchanged by a Qwen2.5-VL processor (or a
-vLLM server) configured with the same bounds.
+vLLM server) configured with the same bounds. `processor_pixel_bounds` reads a processor's bounds, which training and
+evaluation use when the recipe sets none.
 """
 
 from __future__ import annotations
@@ -63,3 +64,17 @@ def qwen_resize(image: Image.Image, min_pixels: int | None = None, max_pixels: i
         element["max_pixels"] = max_pixels
     return fetch_image(element)
 
+
+
+def processor_pixel_bounds(processor) -> tuple[int | None, int | None]:
+    """(min_pixels, max_pixels) that the processor resizes images to: a trained checkpoint's saved processor keeps
+    its recipe's bounds, which the evaluation must then use too (the model saw images of those sizes)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if size is None:
+        return None, None
+
+    def read(key):
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        return int(value) if value else None
+
+    return read("shortest_edge"), read("longest_edge")

@@ -1,6 +1,6 @@
 """`SelfEvolveGRPOTrainer`: TRL's `GRPOTrainer` with group rewards over whole groups and pluggable advantages.
 
-Two methods of TRL's trainer are overridden, nothing else:
+Seven methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
   group of `num_generations` completions can be split across processes (TRL issue #3896). Here the completions (and
@@ -11,8 +11,16 @@ Two methods of TRL's trainer are overridden, nothing else:
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
 
-Two checkpoint hooks, as TRL's own trainer uses them (`_save_checkpoint`, `_load_optimizer_and_scheduler`, via
-`super()`), save and restore the state of our own components (`checkpoints.py`), so a resumed run continues them.
+`__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
+extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own.
+
+Four checkpoint hooks:
+
+- `_save_checkpoint` and `_load_optimizer_and_scheduler` save and restore the state of our own components
+  (`checkpoints.py`) around TRL's own (`super()`), so a resumed run continues them;
+- `_load_from_checkpoint` (resume) and `_load_best_model` (`load_best_model_at_end`) load a full checkpoint of a
+  plain model with `checkpoints.load_model_weights`, since transformers' own load matches none of the keys that
+  `save_pretrained` writes for Qwen2.5-VL; DeepSpeed, FSDP and PEFT models keep transformers' load (`super()`).
 """
 
 from __future__ import annotations

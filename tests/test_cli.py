@@ -27,6 +27,45 @@ def test_recipe_values_and_command_line_overrides(tmp_path):
     assert args.reward_kwargs == {"soft_frequency": {"power": 2}}
 
 
+@pytest.mark.parametrize(
+    "flags, funcs, kwargs, weights, note",
+    [
+        (["--reward_funcs", "soft_frequency", "majority_vote"], ["soft_frequency", "majority_vote"],
+         {"soft_frequency": {"hard_threshold": 0.85}}, [1.0, 1.0],
+         "--reward_funcs soft_frequency majority_vote: dropped from the recipe: reward_kwargs of format."),
+        (["--reward_funcs", "majority_vote", "--reward_weights", "2.0"], ["majority_vote"], {}, [2.0],
+         "--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency, format."),
+        (["--reward-funcs=soft_frequency", "--reward_kwargs", '{"soft_frequency": {"power": 2}}'], ["soft_frequency"],
+         {"soft_frequency": {"power": 2}}, None,
+         "--reward_funcs soft_frequency: dropped from the recipe: reward_weights [1.0, 1.0] (2 for 1 function(s))."),
+        (["--learning_rate", "0.1"], ["soft_frequency", "format"],
+         {"soft_frequency": {"hard_threshold": 0.85}, "format": {"pattern": ".*\\\\boxed\\{.*\\}.*", "penalty": 0.5}},
+         [1.0, 1.0], None),
+    ],
+)
+def test_reward_funcs_flag_drops_the_recipes_stale_reward_settings(flags, funcs, kwargs, weights, note, capsys):
+    """tiny-cpu.yaml has reward_kwargs for soft_frequency and format and two reward_weights: a `--reward_funcs` flag
+    drops what no longer fits its list (unless also given as a flag) and says what in one line."""
+    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu.yaml"), *flags])
+    assert (args.reward_funcs, args.reward_kwargs, args.reward_weights) == (funcs, kwargs, weights)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == ([note] if note else [])
+
+
+def test_reward_funcs_swapped_on_the_command_line_trains(tmp_path, run, python):
+    """The README's recipe with its rewards swapped by a flag: one step of training with majority_vote alone."""
+    out = tmp_path / "swapped"
+    result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--reward_funcs", "majority_vote",
+                                "--max_steps", "1", "--save_strategy", "no", "--output_dir", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == (
+        "--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency, format; "
+        "reward_weights [1.0, 1.0] (2 for 1 function(s))."
+    )
+    (step,) = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert "rewards/majority_vote/mean" in step and not any(k.startswith("rewards/soft_frequency") for k in step)
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_parses(recipe):
     # GPU recipes ask for bf16; on this CPU machine parse them with the CPU switches.
@@ -139,3 +178,74 @@ def test_embedded_default_runs_and_writes_its_outputs(tmp_path, run, python):
     assert {"reward", "self_consistency/majority_ratio", "labels/rollout_accuracy"} <= set(summary["metrics"])
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "reward" in e] == [1, 2, 3, 4]
+
+
+def test_training_images_are_resized_within_the_processors_bounds(tmp_path, tiny_model_dir, tiny_processor):
+    """A recipe without min_pixels/max_pixels: the training rows' images are resized within the loaded processor's
+    bounds (the tiny one's: 3,136 to 50,176 pixels), so that they give the image tokens the processor itself gives."""
+    import datasets
+    from PIL import Image
+
+    from self_evolve_trl.cli import train
+
+    large = Image.new("RGB", (2000, 1500), "blue")
+    rows = [{"image": large, "problem": "How many squares?", "answer": "2"}] * 2
+    datasets.Dataset.from_list(rows).cast_column("image", datasets.Image()).to_parquet(tmp_path / "large.parquet")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": tiny_model_dir, "dataset_name": str(tmp_path / "large.parquet"),
+        "reward_funcs": ["majority_vote"], "num_generations": 2, "per_device_train_batch_size": 2,
+        "max_completion_length": 4, "max_steps": 1, "save_strategy": "no", "use_cpu": True, "bf16": False,
+        "report_to": "none", "output_dir": str(tmp_path / "out"),
+    }))
+    trainer = train(*parse_recipe([str(recipe)]))
+    (image,) = trainer.train_dataset[0]["images"]
+    assert 3136 <= image.width * image.height <= 50176 and image.width % 28 == 0 and image.height % 28 == 0
+    grid = tiny_processor.image_processor(images=[image])["image_grid_thw"].tolist()
+    assert grid == tiny_processor.image_processor(images=[large])["image_grid_thw"].tolist()
+
+
+def _readme_commands(section: str) -> list[tuple[dict, list[str]]]:
+    """(environment, argv) of every command in the bash blocks of a README section (line continuations joined)."""
+    import re
+    import shlex
+
+    text = (REPO / "README.md").read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            words = shlex.split(line, comments=True)
+            env = dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Z_]+=\S*", w))
+            if words:
+                commands.append((env, words[len(env):]))
+    return commands
+
+
+def test_readme_direct_vllm_serve_command_is_the_trl_vllm_serve_one():
+    """README "Training on GPUs": the direct `vllm serve` command is what TRL 1.16's `trl vllm-serve` runs for the
+    README's step 1 (its `build_command`), less the flags at vLLM's defaults, on the same GPUs."""
+    from trl.scripts.vllm_serve import build_command, make_parser
+
+    commands = _readme_commands("Training on GPUs")
+    (trl_env, trl_argv), = [(env, argv) for env, argv in commands if argv[:2] == ["trl", "vllm-serve"]]
+    (direct_env, direct_argv), = [(env, argv) for env, argv in commands if argv[:2] == ["vllm", "serve"]]
+    (script_args,) = make_parser().parse_args_and_config(trl_argv[2:])
+    built = build_command(script_args)
+    built = built[built.index("serve") + 1:]
+
+    def flags(argv):  # {flag: value or None}
+        out, i = {}, 0
+        while i < len(argv):
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            out[argv[i]] = argv[i + 1] if has_value else None
+            i += 2 if has_value else 1
+        return out
+
+    vllm_defaults = {"--host": "0.0.0.0", "--data-parallel-size": "1", "--gpu-memory-utilization": "0.9",
+                     "--dtype": "auto", "--kv-cache-dtype": "auto", "--model-impl": "vllm", "--uvicorn-log-level": "info"}
+    expected = {k: v for k, v in flags(built[1:]).items() if vllm_defaults.get(k) != v}
+    expected["--enable-scale-out"] = None  # added by TRL with vLLM >= 0.30 (not installed here)
+    assert direct_argv[2] == built[0] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert flags(direct_argv[3:]) == expected
+    assert direct_env == {**trl_env, "VLLM_SERVER_DEV_MODE": "1"}
+    assert trl_env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and expected["--tensor-parallel-size"] == "4"

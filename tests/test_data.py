@@ -54,6 +54,54 @@ def test_geo3k_shaped_jsonl_with_image_placeholder_and_paths(tmp_path):
     assert ds[0]["images"][0].getpixel((0, 0)) == (0, 0, 255)
 
 
+def _hub_dataset(columns: dict, image_column: str):
+    image = datasets.Image()
+    features = datasets.Features({
+        name: (datasets.List(image) if name == image_column == "images" else image if name == image_column
+               else datasets.Value("string"))
+        for name in columns
+    })
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+@pytest.mark.parametrize(
+    "preset, hub_id, columns, question, label",
+    [
+        ("geo3k", "hiyouga/geometry3k",
+         {"images": [[_image("blue")]], "problem": ["<image>Find x. Round to the nearest tenth."], "answer": ["3.5"]},
+         "Find x. Round to the nearest tenth. Box it.", "3.5"),
+        ("geoqa", "leonardPKU/GEOQA_R1V_Train_8K",
+         {"image": [_image("green")], "problem": ["As shown in the figure, find angle ABC."],
+          "solution": ["<think>Supplementary angles.</think> <answer>140°</answer>"]},
+         "As shown in the figure, find angle ABC. Box it.", "140°"),
+        ("mmr1", "MMR1/MMR1-Math-RL-Data-v0",
+         {"images": [[_image("red")]], "problem": ["What is the area of the shaded region?"], "answer": ["12"]},
+         "What is the area of the shaded region? Box it.", "12"),
+    ],
+)
+def test_presets_load_their_hub_dataset_and_columns(monkeypatch, preset, hub_id, columns, question, label):
+    """Each preset of SPEC §6: the hub id it asks `datasets` for, the question (with the instruction) and image it
+    reads, and the answer moved to the hidden label (GeoQA's read from its `<answer>` tag)."""
+    image_column = "image" if "image" in columns else "images"
+    requested = []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        requested.append((path, name, split))
+        return _hub_dataset(columns, image_column)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    ds = load_training_dataset(DataArguments(dataset_name=preset, instruction="Box it."))
+    assert requested == [(hub_id, None, "train")]
+    assert sorted(ds.column_names) == ["images", "label", "prompt", "uid"]  # the answer column is gone
+    row = ds[0]
+    assert row["prompt"] == [{"role": "user", "content": [{"type": "image", "text": None},
+                                                          {"type": "text", "text": question}]}]
+    assert row["label"] == label
+    (image,) = row["images"]
+    expected = columns[image_column][0][0] if image_column == "images" else columns[image_column][0]
+    assert image.getpixel((0, 0)) == expected.getpixel((0, 0))
+
+
 def test_placeholders_in_the_middle_are_kept_in_place():
     content = build_prompt("Look <image> and <image> then answer.", 2, "Box it.")[0]["content"]
     assert [p["type"] for p in content] == ["text", "image", "text", "image", "text"]
@@ -110,7 +158,12 @@ def test_synthetic_answers_follow_the_image():
         assert str(filled) == row["answer"]
     rows = make_synthetic_rows(20, task="count_color", grid=3, seed=1)
     assert all(0 <= int(r["answer"]) <= 9 for r in rows) and any("red" in r["question"] for r in rows)
-    assert make_synthetic_rows(5, seed=7)[0]["answer"] == make_synthetic_rows(5, seed=7)[0]["answer"]
+    # a seed gives the same rows every time (images included), another seed other rows; seed 7 pinned
+    first, again, other = make_synthetic_rows(5, seed=7), make_synthetic_rows(5, seed=7), make_synthetic_rows(5, seed=8)
+    assert [r["answer"] for r in first] == ["3", "1", "1", "1", "1"]
+    assert [r["answer"] for r in other] == ["2", "2", "2", "1", "4"]
+    assert [r["image"].tobytes() for r in first] == [r["image"].tobytes() for r in again]
+    assert first[0]["image"].tobytes() != other[0]["image"].tobytes()
 
 
 def test_tiny_model_is_a_real_qwen25vl(tiny_model_dir, tiny_processor):

@@ -91,6 +91,46 @@ def test_deepspeed_zero3_on_cpu(tmp_path, tiny_model_dir, run, python):
     assert (out / "model.safetensors").exists()  # ZeRO-3 weights gathered into a plain checkpoint
 
 
+def test_lora_recipe_adapts_the_language_model_only(tiny_model_dir):
+    """recipes/lora-single-gpu.yaml's target modules, applied as the trainer applies them (TRL's `get_peft_config`,
+    then peft), on the tiny Qwen2.5-VL: every language-model projection gets LoRA, the vision tower none (its blocks
+    have `mlp.gate_proj/up_proj/down_proj` too)."""
+    from peft import get_peft_model
+    from transformers import AutoModelForImageTextToText
+    from trl import get_peft_config
+
+    from self_evolve_trl.cli import parse_recipe
+
+    _, _, model_args = parse_recipe([str(REPO / "recipes" / "lora-single-gpu.yaml"), "--use_cpu", "true", "--bf16", "false"])
+    model = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir), get_peft_config(model_args))
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in model.named_parameters() if ".lora_A" in name}
+    assert not [name for name in adapted if ".visual." in name]
+    layers = model.config.text_config.num_hidden_layers
+    projections = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    assert sorted(adapted) == sorted(
+        f"base_model.model.model.language_model.layers.{i}.{p}" for i in range(layers) for p in projections
+    )
+
+
+def test_lora_recipe_fits_a_48_gb_gpu():
+    """The colocated vLLM of recipes/lora-single-gpu.yaml holds Qwen2.5-VL-7B's weights and a KV cache for at least
+    one sequence of its context (else vLLM refuses to start), and the context holds the longest prompt (the image
+    token budget of max_pixels) plus the completion."""
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, args, model_args = parse_recipe([str(REPO / "recipes" / "lora-single-gpu.yaml"), "--use_cpu", "true",
+                                                "--bf16", "false"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and args.vllm_mode == "colocate"
+    assert args.vllm_max_model_length >= data_args.max_pixels // 28**2 + 512 + args.max_completion_length
+    gb, weights = 48e9, 8.29e9 * 2  # Qwen2.5-VL-7B in bf16
+    kv_per_token = 28 * 2 * 4 * 128 * 2  # layers x (K, V) x KV heads x head dim x bf16 bytes
+    overhead = 3e9  # vLLM's profiling run and CUDA graphs
+    vllm_share = args.vllm_gpu_memory_utilization * gb
+    assert vllm_share >= weights + overhead + 8 * args.vllm_max_model_length * kv_per_token  # 8 sequences at once
+    assert gb - vllm_share >= weights + 3e9  # training: the frozen copy, the adapter and its AdamW states
+
+
 def test_lora_from_yaml(tmp_path, tiny_model_dir, run, python):
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, max_steps=2, per_device_train_batch_size=4,
                           use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"],

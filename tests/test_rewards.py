@@ -1,5 +1,7 @@
 """Consistency and format rewards on hand-made groups (SPEC §2), and the registry."""
 
+import asyncio
+
 import pytest
 
 from self_evolve_trl.rewards import RewardError, RewardValueError, get_reward_function
@@ -146,3 +148,28 @@ def test_module_function_path(tmp_path, monkeypatch):
         get_reward_function("my_rewards:nope")
     with pytest.raises(RewardError, match="Cannot import module 'no_such_module'"):
         get_reward_function("no_such_module:fn")
+
+
+def test_async_reward_function(tmp_path, monkeypatch):
+    """An `async def` reward given as module:function (TRL supports them): its coroutine is awaited, on the same
+    event loop every call (so that async clients it keeps stay usable), also from inside a running loop."""
+    (tmp_path / "async_rewards.py").write_text(
+        "import asyncio\n"
+        "loops = []\n"
+        "async def length_reward(completions, scale=1.0):\n"
+        "    await asyncio.sleep(0)\n"
+        "    loops.append(asyncio.get_running_loop())\n"
+        "    return [scale * len(c) for c in completions]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = get_reward_function("async_rewards:length_reward", scale=0.5)
+    assert fn(["ab", "abcd"], group_size=2) == [1.0, 2.0]
+    assert fn.call_with({"completions": ["abcdef"], "group_size": 1, "prompts": [None]}) == [3.0]
+
+    async def from_a_running_loop():
+        return fn(["a"], group_size=1)
+
+    assert asyncio.run(from_a_running_loop()) == [0.5]
+    import async_rewards
+
+    assert len(async_rewards.loops) == 3 and len(set(map(id, async_rewards.loops))) == 1

@@ -22,6 +22,16 @@ OUR_METRICS = [
 ]
 
 
+def test_module_docstring_names_every_overridden_method():
+    """The trainer module's docstring lists what is overridden of TRL's trainer, all of it."""
+    import self_evolve_trl.trainer as module
+    from trl import GRPOTrainer
+
+    overridden = [name for name, value in vars(SelfEvolveGRPOTrainer).items() if callable(value) and hasattr(GRPOTrainer, name)]
+    assert len(overridden) == 7 and "Seven methods of TRL's trainer are overridden, nothing else." in module.__doc__
+    assert [name for name in overridden if f"`{name}`" not in module.__doc__] == []
+
+
 def make_trainer(model_dir, processor, dataset, config, **kwargs):
     return SelfEvolveGRPOTrainer(
         model=model_dir, args=config, train_dataset=dataset, processing_class=processor, **kwargs

@@ -96,20 +96,6 @@ def vllm_max_lora_rank(rank: int) -> int:
                     "use --backend transformers.")
 
 
-def processor_pixel_bounds(processor) -> tuple[int | None, int | None]:
-    """(min_pixels, max_pixels) that the processor resizes images to: a trained checkpoint's saved processor keeps
-    its recipe's bounds, which the evaluation must then use too (the model saw images of those sizes)."""
-    size = getattr(getattr(processor, "image_processor", None), "size", None)
-    if size is None:
-        return None, None
-
-    def read(key):
-        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-        return int(value) if value else None
-
-    return read("shortest_edge"), read("longest_edge")
-
-
 def chat_text(processor, conversation: list[dict]) -> str:
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 

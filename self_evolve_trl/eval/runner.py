@@ -460,7 +460,8 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
 
     `backend` may be given to reuse a loaded model (it must have `generate(...)` as `TransformersBackend`).
     """
-    from .backends import load_processor, processor_pixel_bounds, resolve_model
+    from ..images import processor_pixel_bounds
+    from .backends import load_processor, resolve_model
     from .report import write_results
 
     benchmarks = check_config(config)

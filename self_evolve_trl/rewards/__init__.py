@@ -16,16 +16,20 @@ arguments in `reward_kwargs`. The trainer calls each function with the keyword a
 `completion_ids`, every dataset column except the prompt, the images and the label column, the extra inputs that the
 trainer computes for some rewards (e.g. `judge_scores`), the answer settings of the config (`extractor`, `match`,
 `abstain_as_answer`, `tie`) unless given in `reward_kwargs`, and TRL's `trainer_state`, `log_metric`, `log_extra`.
-A function that takes `**kwargs` receives all of them.
+A function that takes `**kwargs` receives all of them. An `async def` reward function (or a callable whose
+`__call__` is async) works too: its coroutine is awaited on one event loop kept on a daemon thread, as TRL runs
+async rewards.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import os
 import re
 import sys
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -141,6 +145,28 @@ def _resolve(name: str) -> Callable:
     return _import_target(target) if isinstance(target, str) else target
 
 
+_EVENT_LOOP: asyncio.AbstractEventLoop | None = None
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
+def _await(coroutine) -> Any:
+    """The result of an async reward function's coroutine, run on one event loop on a daemon thread (TRL's helper,
+    started at the first async reward): the same loop for every call, so that async clients a reward keeps between
+    calls stay usable, and usable while another loop runs in this thread (a notebook)."""
+    global _EVENT_LOOP
+    with _EVENT_LOOP_LOCK:
+        if _EVENT_LOOP is None:
+            import atexit
+
+            from trl.trainer.utils import shutdown_event_loop_in_daemon, start_event_loop_in_daemon
+
+            thread, loop, ready = start_event_loop_in_daemon(name="self-evolve-async-rewards")
+            ready.wait()
+            atexit.register(shutdown_event_loop_in_daemon, thread, loop)
+            _EVENT_LOOP = loop
+    return asyncio.run_coroutine_threadsafe(coroutine, _EVENT_LOOP).result()
+
+
 class RewardFunction:
     """A reward function with its recipe keyword arguments bound.
 
@@ -190,9 +216,13 @@ class RewardFunction:
         return self.takes_var_kwargs or name in self.parameters
 
     def call_with(self, inputs: dict[str, Any]) -> list[float]:
-        """Call with the inputs that the signature names (all of them for a `**kwargs` function)."""
+        """Call with the inputs that the signature names (all of them for a `**kwargs` function); an async
+        function's coroutine is awaited."""
         selected = {k: v for k, v in inputs.items() if self.accepts(k) and k not in self.kwargs}
-        return list(self.function(**selected, **self.kwargs))
+        rewards = self.function(**selected, **self.kwargs)
+        if inspect.isawaitable(rewards):  # an async reward function
+            rewards = _await(rewards)
+        return list(rewards)
 
     def __call__(self, completions: list[Any], group_size: int | None = None, **inputs: Any) -> list[float]:
         inputs = {"completions": completions, **inputs}

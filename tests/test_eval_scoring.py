@@ -11,6 +11,8 @@ from self_evolve_trl.eval.scoring import (
     dynamath_accuracy,
     mean_metrics,
     score_answer,
+    score_samples,
+    vote_key,
     wemath_metrics,
 )
 
@@ -94,6 +96,17 @@ def test_parse_option_string_forms():
     assert parse_option_string("") == {}
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [("A. Point A. B. Point B; C. 5", {"A": "Point A.", "B": "Point B", "C": "5"}),  # a letter inside an option
+     ("A. 1 B. Plan B. C. 2", {"A": "1", "B": "Plan B.", "C": "2"}),
+     ("A. x; C. y", {"A": "x", "C": "y"}),  # a letter missing: the next one in order
+     ("A:1.5 B:2.5 C:3.5", {"A": "1.5", "B": "2.5", "C": "3.5"})],
+)
+def test_parse_option_string_reads_markers_in_letter_order(text, expected):
+    assert parse_option_string(text) == expected
+
+
 def test_wemath_four_dimensional_metrics():
     rows = [
         ("P1", "2steps_1", True), ("P1", "2steps_2", True), ("P1", "2steps_multi", True),  # CM (strict and loose)
@@ -131,6 +144,19 @@ def test_logicvista_letter_sets(prediction, expected):
 def test_logicvista_single_letter():
     assert score_answer("(D)", "D", "choices") and score_answer("D.", "D", "choices")
     assert choice_letters("None of them") is None
+
+
+def test_letter_sets_are_only_the_letters_offered():
+    """An all-caps word is not a set of option letters: only A-H count (or the options listed)."""
+    assert choice_letters("NO") is None and vote_key("NO", "choices") is None
+    assert choice_letters("BAD") == {"A", "B", "D"}
+    assert choice_letters("ACE", offered="ABCD") is None and choice_letters("AC", offered="ABCD") == {"A", "C"}
+    assert not score_answer("ACE", "A, C", "choices", {"A": "x", "B": "y", "C": "z", "D": "w"})
+    # "NO" twice no longer outvotes the one letter answer
+    _, group_vote, majority_right = score_samples(["NO", "NO", "A"], "A", "choices")
+    assert group_vote.majority_answer == "A" and majority_right
+    item = item_of("logicvista", {"id": "1", "question": "Which? Choices: (A) x (B) y (C) z", "answer": "A, C"})
+    assert (item.answer_type, sorted(item.options)) == ("choices", ["A", "B", "C"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,6 +202,11 @@ def test_dynamath_average_and_worst_case():
      ("Answer: (C)", ("(C)", "phrase")),
      ("So the answer is: B.", ("B", "phrase")),
      ("The correct answer is: A, C.", ("A, C", "phrase")),
+     ("The answer is B, because A fails.", ("B", "phrase")),  # the justification is not the answer
+     ("The answer is 12 since 3 * 4 = 12", ("12", "phrase")),
+     ("Final Answer: The final answer is $\\frac12$.", ("\\frac12", "phrase")),  # the phrase repeated inside
+     ("Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", ("\\frac{1}{2}", "phrase")),
+     ("**Answer:** C", ("C", "phrase")),
      ("I do not know", (None, None))],
 )
 def test_rule_extraction(text, expected):

@@ -89,19 +89,45 @@ def format_options(options: dict[str, str]) -> str:
     return "Choices:\n" + "\n".join(f"({letter}) {text}" for letter, text in options.items())
 
 
+_OPTION_MARKER = re.compile(r"(?<![^\s;])\(?([A-H])\)?\s*[.:：、)]\s*")
+
+
 def parse_option_string(text: str) -> dict[str, str]:
     """Options written inline, as WeMath's `option` column: `A. 3; B. 4; C. 5` -> {A: 3, B: 4, C: 5}.
+
+    Option markers (`A.`, `(B)`, `C:`) are read in letter order, so a letter inside an option's text (`Point A.`)
+    stays text: after option X the next marker is the first one of the next letter (or, where that letter is
+    missing, of a later one) that leaves option X some text.
 
     Example:
 
     ```python
     >>> parse_option_string("A. 3 cm; B. 4 cm; C. No correct answer")
     {'A': '3 cm', 'B': '4 cm', 'C': 'No correct answer'}
+    >>> parse_option_string("A. Point A. B. Point B; C. 5")
+    {'A': 'Point A.', 'B': 'Point B', 'C': '5'}
 
     ```
     """
-    parts = re.split(r"(?:^|[;\n]|\s)\s*\(?([A-H])\)?\s*[.:：、)]\s*", text or "")
-    return {parts[i]: parts[i + 1].strip().rstrip(";").strip() for i in range(1, len(parts) - 1, 2)}
+    markers = list(_OPTION_MARKER.finditer(text or ""))
+    chain = []
+    while markers:
+        if not chain:
+            chain.append(markers.pop(0))
+            continue
+        previous = chain[-1]
+        later = [m for m in markers if m.group(1) > previous.group(1) and text[previous.end():m.start()].strip()]
+        if not later:
+            break
+        expected = chr(ord(previous.group(1)) + 1)
+        chosen = next((m for m in later if m.group(1) == expected), later[0])
+        chain.append(chosen)
+        markers = [m for m in markers if m.start() > chosen.start()]
+    options = {}
+    for i, marker in enumerate(chain):
+        end = chain[i + 1].start() if i + 1 < len(chain) else len(text)
+        options[marker.group(1)] = text[marker.end():end].strip().rstrip(";").strip()
+    return options
 
 
 _OPTIONS_MARKER = re.compile(r"\b(?:choices|choice|options)\s*:", re.IGNORECASE)
@@ -168,9 +194,11 @@ def _wemath(row: dict, index: int, settings: dict) -> EvalItem:
 
 
 def _logicvista(row: dict, index: int, settings: dict) -> EvalItem:
+    question = _strip_image_tags(_text(row["question"]))
+    # the options are mostly drawn in the image; where the text lists them, they are the letters offered
     return EvalItem(
-        id=_text(row.get("id")) or str(index), question=_strip_image_tags(_text(row["question"])),
-        reference=_text(row["answer"]), answer_type="choices", row=index,
+        id=_text(row.get("id")) or str(index), question=question, reference=_text(row["answer"]),
+        answer_type="choices", options=options_in_text(question), row=index,
     )
 
 

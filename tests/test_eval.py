@@ -99,9 +99,9 @@ def write_benchmark_fixtures(root: str) -> dict[str, str]:
         "skill": ["inductive", "spatial", "deductive"],
         "id": ["lv1", "lv2", "lv3"],
     }, paths["logicvista"], {"image": "image"})
-    # DynaMath: one file per variant split (the same seed ids in each)
+    # DynaMath: one file per variant split, all ten of them (the same seed ids in each)
     paths["dynamath"] = os.path.join(root, "dynamath")
-    for variant in (1, 2):
+    for variant in range(1, 11):
         _write({
             "id": ["1", "2"],
             "question": ["Choices: (A) 1 (B) 2. Which?", "What is the slope?"],
@@ -183,7 +183,8 @@ def data_args(paths: dict, names=None) -> list[str]:
 
 
 ALL = ["mathvision", "mathverse", "wemath", "logicvista", "dynamath", "geo3k", "geoqa"]
-EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 2, "wemath": 7, "logicvista": 3, "dynamath": 4, "geo3k": 2, "geoqa": 2}
+EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 2, "wemath": 7, "logicvista": 3, "dynamath": 20, "geo3k": 2,
+                  "geoqa": 2}
 
 
 def load_results(output_dir) -> dict:
@@ -240,12 +241,13 @@ def test_end_to_end_all_benchmarks_then_fully_cached(tiny_model_dir, fixtures, e
     logicvista = {p["id"]: p for p in read_jsonl(out / "logicvista.predictions.jsonl")}
     assert not logicvista["lv2"]["greedy"]["correct"]
     assert benchmarks["dynamath"]["modes"]["greedy"]["seed_questions"] == 2
+    assert benchmarks["dynamath"]["splits"] == [f"sample_variant{i}" for i in range(1, 11)]
     assert benchmarks["wemath"]["modes"]["greedy"]["composite_problems"] == 2
     extraction = results["run"]["extraction"]
     assert extraction.startswith("rules: last \\boxed{}") and "extractor-model" in extraction
     markdown = (out / "results.md").read_text()
     for text in ("## Protocol", "Reason about the problem step by step", "four-dimensional metrics", "worst case",
-                 "LLM extractor extractor-model"):
+                 "LLM extractor extractor-model", "(split sample_variant1,sample_variant2,sample_variant3,"):
         assert text in markdown
     assert extractor_server.requests and extractor_server.requests[0]["temperature"] == 0.0
     sent = len(extractor_server.requests)
@@ -333,12 +335,12 @@ def test_larger_limit_generates_only_the_new_questions(tiny_model_dir, fixtures,
                                    data={n: fixtures[n] for n in names})
     first = evaluate(config(1), backend=backend)["benchmarks"]
     # DynaMath's and WeMath's limits count seed questions / composite problems with all their rows
-    assert {k: v["n"] for k, v in first.items()} == {"mathvision": 1, "dynamath": 2, "wemath": 3}
+    assert {k: v["n"] for k, v in first.items()} == {"mathvision": 1, "dynamath": 10, "wemath": 3}
     lines_before = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
     second = evaluate(config(3), backend=backend)
     entries = second["benchmarks"]
     assert {k: (v["generated"], v["cached"]) for k, v in entries.items()} == {
-        "mathvision": (2, 1), "dynamath": (2, 2), "wemath": (4, 3)}
+        "mathvision": (2, 1), "dynamath": (10, 10), "wemath": (4, 3)}
     lines_after = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
     assert lines_after[:1] == lines_before and len(lines_after) == 3
     assert "first 3 questions per benchmark" in second["markdown"]
@@ -383,6 +385,79 @@ def test_lora_adapter_is_loaded_on_its_base_model(tiny_model_dir, fixtures, tmp_
     assert "LoRA adapter on" in tuned["markdown"]
     outputs = lambda d: [r["outputs"] for r in read_jsonl(d / "samples" / "mathvision.jsonl")]  # noqa: E731
     assert outputs(tmp_path / "base") != outputs(tmp_path / "tuned")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local copies: splits, hub download layouts
+
+
+def test_a_multi_split_benchmark_missing_splits_stops_unless_narrowed(fixtures, tmp_path, capsys, tiny_model_dir):
+    """DynaMath's worst case is over its 10 variants: a copy with 2 of them is not scored as if it were complete."""
+    from self_evolve_trl.eval.benchmarks import EvalError, get_benchmark, load_benchmark
+
+    partial = tmp_path / "dynamath"
+    (partial / "data").mkdir(parents=True)
+    for variant in (1, 2):
+        name = f"sample_variant{variant}-00000-of-00001.parquet"
+        shutil.copy(os.path.join(fixtures["dynamath"], "data", name), partial / "data" / name)
+    dynamath = get_benchmark("dynamath")
+    with pytest.raises(EvalError) as error:
+        load_benchmark(dynamath, str(partial))
+    assert str(error.value) == (
+        f"DynaMath: folder {partial} has no file for split {', '.join(f'sample_variant{i}' for i in range(3, 11))} "
+        "(found sample_variant1, sample_variant2); to score only the splits there, say so: "
+        "--split dynamath=sample_variant1,sample_variant2 (the metric is then over those splits only).")
+    loaded = load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant2")
+    assert loaded.splits == ("sample_variant1", "sample_variant2")
+    assert [item.id for item in loaded.items] == ["1/sample_variant1", "2/sample_variant1", "1/sample_variant2",
+                                                  "2/sample_variant2"]
+    with pytest.raises(EvalError, match="has no file for split sample_variant3 \\(found sample_variant1\\)\\.$"):
+        load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant3")
+    # the command line says it in one line, and records the splits read
+    err = _error(["--model", tiny_model_dir, "--benchmarks", "dynamath", "--data", f"dynamath={partial}",
+                  "--output-dir", str(tmp_path / "o")], capsys)
+    assert err.startswith("error: DynaMath: folder") and "--split dynamath=sample_variant1,sample_variant2" in err
+
+
+def test_hub_download_folders_are_read_as_the_hub_splits_them(tmp_path):
+    """A MathVerse snapshot: testmini.parquet beside testmini_text_only.parquet (another split) and json copies of
+    both; a shard named the hub's way with its hash suffix."""
+    import datasets
+
+    from self_evolve_trl.eval.benchmarks import get_benchmark, load_benchmark
+
+    root = tmp_path / "MathVerse"
+    rows = {"sample_index": ["1", "2"], "problem_index": ["1", "1"], "problem_version": ["Vision Only", "Text Lite"],
+            "question": ["", "q"], "image": [_image(1), _image(2)], "answer": ["A", "5"],
+            "question_type": ["multi-choice", "free-form"], "query_wo": ["q"] * 2, "query_cot": ["q"] * 2,
+            "question_for_eval": ["q"] * 2}
+    _write(rows, str(root / "testmini.parquet"), {"image": "image"})
+    text_only = {"sample_index": ["t1"], "problem_index": ["1"], "problem_version": ["Text Only"], "question": ["q"],
+                 "answer": ["A"], "question_type": ["multi-choice"], "query_wo": ["q"], "query_cot": ["q"],
+                 "question_for_eval": ["q"]}
+    datasets.Dataset.from_dict(text_only).to_parquet(str(root / "testmini_text_only.parquet"))
+    for name in ("testmini", "testmini_text_only"):
+        (root / f"{name}.json").write_text(json.dumps([{"sample_index": "j", "problem_version": "Vision Only"}]))
+    loaded = load_benchmark(get_benchmark("mathverse"), str(root), settings={"mathverse_version": "all"})
+    assert [item.id for item in loaded.items] == ["1", "2"] and loaded.splits == ("testmini",)
+
+    geo = tmp_path / "geometry3k"
+    for split, answers in (("test", ["1", "2"]), ("train", ["9"])):
+        _write({"images": [[_image(i)] for i in range(len(answers))], "problem": ["<image>x?"] * len(answers),
+                "answer": answers}, str(geo / "data" / f"{split}-00000-of-00001-5f3c2b1e0a9d.parquet"),
+               {"images": "images"})
+    loaded = load_benchmark(get_benchmark("geo3k"), str(geo))
+    assert [item.reference for item in loaded.items] == ["1", "2"] and loaded.splits == ("test",)
+
+
+def test_unknown_mathverse_version_lists_the_versions_found(fixtures):
+    from self_evolve_trl.eval.benchmarks import EvalError, get_benchmark, load_benchmark
+
+    with pytest.raises(EvalError) as error:
+        load_benchmark(get_benchmark("mathverse"), fixtures["mathverse"], settings={"mathverse_version": "Vison Only"})
+    assert str(error.value) == (
+        f"MathVerse: no items with problem_version 'Vison Only' in {fixtures['mathverse']}; the data has: "
+        "Text Dominant, Vision Only (--mathverse-version one of them, or all).")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -253,6 +253,12 @@ def test_local_files_are_matched_to_splits_by_name(tmp_path):
     assert not _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "test")
     assert _belongs(f"{root}/default/testmini/0000.parquet", root, "testmini")
     assert not _belongs(f"{root}/data/sample_variant10-0.parquet", root, "sample_variant1")
+    # the hub's names: exact stems and shards (with or without a hash suffix); a longer name is another split
+    assert _belongs(f"{root}/testmini.parquet", root, "testmini")
+    assert not _belongs(f"{root}/testmini_text_only.parquet", root, "testmini")
+    assert _belongs(f"{root}/testmini_text_only.parquet", root, "testmini_text_only")
+    assert _belongs(f"{root}/data/test-00000-of-00002-5f3c2b1e0a9d.parquet", root, "test")
+    assert not _belongs(f"{root}/data/test_extra-00000-of-00001.parquet", root, "test")
 
 
 def test_majority_of_float_answers_votes_on_values():

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help=help_of("output_dir") + " Default: eval_results/<model name>.")
     parser.add_argument("--data", action="append", metavar="BENCHMARK=PATH", help=help_of("data") + " Repeatable.")
     flag("data_dir")
-    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT", help=help_of("splits") + " Repeatable.")
+    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT[,SPLIT...]",
+                        help=help_of("splits") + " Repeatable.")
     parser.add_argument("--metric", action="append", metavar="BENCHMARK=METRIC",
                         help=help_of("metrics") + " Repeatable.")
     flag("mathverse_version")

@@ -95,7 +95,10 @@ def render_markdown(results: dict) -> str:
     lines += ["", "| Benchmark | Data | Items | Metric | Scoring | Answers read by |", "|---|---|---:|---|---|---|"]
     for name, entry in benchmarks.items():
         read = ", ".join(f"{rule} {count}" for rule, count in sorted(entry["extraction"].items()))
-        lines.append(f"| {entry['title']} | {entry['source']} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
+        data = entry["source"]
+        if os.path.isabs(data) and entry.get("splits"):  # a local copy: the splits read (a hub source names them)
+            data += f" (split {','.join(entry['splits'])})"
+        lines.append(f"| {entry['title']} | {data} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
                      f"| {read} |")
     lines += ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
     for name, entry in benchmarks.items():
@@ -119,6 +122,11 @@ def write_results(results: dict, output_dir: str) -> dict:
 
 PROTOCOL_KEYS = ("backend", "instruction", "choice_hint", "min_pixels", "max_pixels", "max_new_tokens", "samples",
                  "temperature", "top_p", "extraction", "limit", "mathverse_version")
+
+
+def _data(entry: dict) -> str:
+    splits = f", splits {','.join(entry['splits'])}" if entry.get("splits") else ""
+    return f"{entry['source']} ({entry['n']} items{splits})"
 
 
 def compare(path_a: str, path_b: str) -> str:
@@ -164,13 +172,12 @@ def compare(path_a: str, path_b: str) -> str:
     if only:
         lines += ["", f"In one file only: {', '.join(only)}."]
     differ = [k for k in PROTOCOL_KEYS if a["run"].get(k) != b["run"].get(k)]
-    data_of = lambda result, n: (result["benchmarks"][n]["source"], result["benchmarks"][n]["n"])  # noqa: E731
+    data_of = lambda result, n: tuple(result["benchmarks"][n].get(k) for k in ("source", "n", "splits"))  # noqa: E731
     sources = [n for n in a["benchmarks"] if n in b["benchmarks"] and data_of(a, n) != data_of(b, n)]
     if differ or sources:
         lines += ["", "Protocols differ (the numbers are not directly comparable):"]
         lines += [f"- {k}: A = {a['run'].get(k)!r}, B = {b['run'].get(k)!r}" for k in differ]
-        lines += [f"- {n} data: A = {a['benchmarks'][n]['source']} ({a['benchmarks'][n]['n']} items), "
-                  f"B = {b['benchmarks'][n]['source']} ({b['benchmarks'][n]['n']} items)" for n in sources]
+        lines += [f"- {n} data: A = {_data(a['benchmarks'][n])}, B = {_data(b['benchmarks'][n])}" for n in sources]
     else:
         lines += ["", "Same protocol."]
     return "\n".join(lines) + "\n"

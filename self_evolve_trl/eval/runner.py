@@ -57,7 +57,9 @@ class EvalConfig:
         data_dir (`str`, *optional*):
             Folder of local copies named after the benchmarks; every benchmark not given by `data` must be there.
         splits (`dict[str, str]`, *optional*):
-            Another split per benchmark (e.g. `{"mathvision": "testmini"}`).
+            Other splits per benchmark, comma-separated (e.g. `{"mathvision": "testmini"}`,
+            `{"dynamath": "sample_variant1,sample_variant2"}`); a benchmark read from several splits needs all of
+            them otherwise.
         metrics (`dict[str, str]`, *optional*):
             Primary metric per benchmark (e.g. `{"wemath": "score_loose"}`).
         limit (`int`, *optional*):
@@ -122,7 +124,7 @@ class EvalConfig:
     base_model: str | None = _field(None, "Base model of a LoRA adapter (default: its adapter_config.json).")
     data: dict[str, str] = _field(dict, "Local copy per benchmark (file or folder); the hub otherwise.")
     data_dir: str | None = _field(None, "Folder of local copies named after the benchmarks (DIR/mathvision, ...).")
-    splits: dict[str, str] = _field(dict, "Another split per benchmark, e.g. mathvision=testmini.")
+    splits: dict[str, str] = _field(dict, "Other splits per benchmark, comma-separated, e.g. mathvision=testmini.")
     metrics: dict[str, str] = _field(dict, "Primary metric per benchmark, e.g. wemath=score_loose.")
     limit: int | None = _field(None, "First N questions per benchmark (DynaMath/WeMath: groups).")
     mathverse_version: str = _field("Vision Only", "MathVerse problem_version to keep ('all' keeps the five).")
@@ -504,7 +506,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
     for loaded in loaded_all:
         bench = loaded.benchmark
         cache = SampleCache(os.path.join(config.output_dir, "samples", f"{bench.name}.jsonl"))
-        common_key = {**common, "benchmark": bench.name, "split": config.splits.get(bench.name, bench.splits)}
+        common_key = {**common, "benchmark": bench.name, "splits": loaded.splits}
         greedy_key = _hash({**common_key, **greedy_mode.as_dict()})
         greedy, generated = generate_outputs(loaded, backend, cache, greedy_mode, greedy_key, config, instruction)
         sampled = None
@@ -522,6 +524,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
             "metric": config.metrics.get(bench.name, bench.metrics[0]),
             "n": len(loaded.items),
             "source": loaded.source,
+            "splits": list(loaded.splits) if loaded.splits else None,
             "generated": generated,
             "cached": len(loaded.items) * (2 if config.samples else 1) - generated,
             "scoring": bench.scoring,

@@ -247,7 +247,9 @@ def test_end_to_end_all_benchmarks_then_fully_cached(tiny_model_dir, fixtures, e
     assert extraction.startswith("rules: last \\boxed{}") and "extractor-model" in extraction
     markdown = (out / "results.md").read_text()
     for text in ("## Protocol", "Reason about the problem step by step", "four-dimensional metrics", "worst case",
-                 "LLM extractor extractor-model", "(split sample_variant1,sample_variant2,sample_variant3,"):
+                 "LLM extractor extractor-model", "repetition penalty 1.0", "no top-k",
+                 "none of the checkpoint's generation_config defaults applied",
+                 "(split sample_variant1,sample_variant2,sample_variant3,"):
         assert text in markdown
     assert extractor_server.requests and extractor_server.requests[0]["temperature"] == 0.0
     sent = len(extractor_server.requests)
@@ -385,6 +387,61 @@ def test_lora_adapter_is_loaded_on_its_base_model(tiny_model_dir, fixtures, tmp_
     assert "LoRA adapter on" in tuned["markdown"]
     outputs = lambda d: [r["outputs"] for r in read_jsonl(d / "samples" / "mathvision.jsonl")]  # noqa: E731
     assert outputs(tmp_path / "base") != outputs(tmp_path / "tuned")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding: explicit, whatever the checkpoint's generation_config says
+
+
+def test_transformers_backend_ignores_the_checkpoints_decoding_defaults(tiny_model_dir, tmp_path, monkeypatch):
+    """Qwen2.5-VL-7B-Instruct's generation_config sets repetition_penalty 1.05 (and top_k 1, ...); vLLM's explicit
+    SamplingParams do not apply it, so the transformers backend must not either: only the options count."""
+    from PIL import Image
+
+    from self_evolve_trl.eval.backends import TransformersBackend, load_processor, resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    config.update(repetition_penalty=1.05, no_repeat_ngram_size=2, do_sample=True, top_k=1, top_p=0.001,
+                  temperature=0.1)
+    (model / "generation_config.json").write_text(json.dumps(config))
+    source = resolve_model(str(model))
+    backend = TransformersBackend(source, load_processor(source, None, None))
+    processors = []
+    real = backend.model._get_logits_processor
+
+    def spy(*args, **kwargs):
+        processors.append(real(*args, **kwargs))
+        return processors[-1]
+
+    monkeypatch.setattr(backend.model, "_get_logits_processor", spy)
+    conversation = [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "hi"}]}]
+    image = [[Image.new("RGB", (56, 56))]]
+
+    def used(**kwargs):
+        backend.generate([conversation], image, max_new_tokens=2, **kwargs)
+        return {type(p).__name__: p for p in processors[-1]}
+
+    assert used() == {}  # greedy: nothing alters the logits
+    penalty = used(repetition_penalty=1.2)
+    assert list(penalty) == ["RepetitionPenaltyLogitsProcessor"]
+    assert penalty["RepetitionPenaltyLogitsProcessor"].penalty == 1.2
+    sampling = used(n=2, temperature=0.7, top_p=0.9, seeds=[3])
+    assert sorted(sampling) == ["TemperatureLogitsWarper", "TopPLogitsWarper"]  # no top-k, no penalty
+    assert sampling["TemperatureLogitsWarper"].temperature == 0.7 and sampling["TopPLogitsWarper"].top_p == 0.9
+    assert used(n=2, temperature=0.7, top_k=5, seeds=[3])["TopKLogitsWarper"].top_k == 5
+
+
+def test_auto_dtype_is_resolved_in_the_cache_key(tiny_model_dir, fixtures, tmp_path):
+    """`--dtype auto` is float32 on the CPU: a run that says float32 reuses its outputs, and the record says which."""
+    from self_evolve_trl.eval.runner import evaluate
+
+    out = tmp_path / "out"
+    first = evaluate(_config(tiny_model_dir, fixtures, out, limit=2, dtype="auto"))
+    assert first["run"]["dtype"] == "float32" and "backend: transformers, float32" in first["markdown"]
+    again = evaluate(_config(tiny_model_dir, fixtures, out, limit=2, dtype="float32"))
+    assert (again["benchmarks"]["mathvision"]["generated"], again["benchmarks"]["mathvision"]["cached"]) == (0, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -538,6 +595,9 @@ def test_missing_image_column(fixtures, tmp_path, capsys, tiny_model_dir):
         (["--benchmarks", "wemath", "--data", "dynamath=/x"], "--data names 'dynamath', which is not among"),
         (["--benchmarks", "wemath", "--data", "wemath"], "--data takes BENCHMARK=VALUE, got 'wemath'."),
         (["--benchmarks", "wemath", "--samples", "1"], "--samples must be 0 (greedy only) or at least 2, got 1."),
+        (["--benchmarks", "wemath", "--repetition-penalty", "0"],
+         "--repetition-penalty must be positive (1.0: none), got 0.0."),
+        (["--benchmarks", "wemath", "--top-k", "0"], "--top-k must be at least 1 (leave it out for none), got 0."),
         (["--benchmarks", "wemath", "--backend", "sglang"], "argument --backend: invalid choice: 'sglang'"),
     ],
 )
@@ -668,9 +728,11 @@ class FakeVLLM:
                 fake.engines.append(kwargs)
 
             def generate(self, requests, params, lora_request=None, use_tqdm=True):
-                fake.calls.append((requests, params.kwargs, lora_request))
+                params = params if isinstance(params, list) else [params] * len(requests)  # vLLM takes either
+                assert len(params) == len(requests)
+                fake.calls.append((requests, [p.kwargs for p in params], lora_request))
                 Output = types.SimpleNamespace
-                return [Output(outputs=[Output(text="so \\boxed{A}")] * params.kwargs["n"]) for _ in requests]
+                return [Output(outputs=[Output(text="so \\boxed{A}")] * p.kwargs["n"]) for p in params]
 
         class LoRARequest:
             def __init__(self, name, id, path):
@@ -691,23 +753,30 @@ class FakeVLLM:
 
 
 def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_dir, fixtures, tmp_path, monkeypatch):
-    from self_evolve_trl.eval.runner import evaluate
+    from self_evolve_trl.eval.runner import evaluate, question_seed
 
     fake = FakeVLLM()
     fake.install(monkeypatch)
     config = _config(tiny_model_dir, fixtures, tmp_path / "out", backend="vllm", samples=3, temperature=0.7,
-                     top_p=0.9, seed=5, batch_size=4, max_new_tokens=99, max_pixels=28 * 28 * 16)
+                     top_p=0.9, top_k=20, seed=5, batch_size=4, max_new_tokens=99, max_pixels=28 * 28 * 16)
     results = evaluate(config)
     (engine,) = fake.engines
     assert engine["model"] == tiny_model_dir and engine["limit_mm_per_prompt"] == {"image": 4}
+    assert engine["dtype"] == "bfloat16" and results["run"]["dtype"] == "bfloat16"  # `auto`, resolved
     # the bound given, and the model's processor's for the other (Qwen's default minimum)
     assert engine["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 28 * 28 * 16}
     assert "enable_lora" not in engine
-    greedy_calls = [c for c in fake.calls if c[1]["n"] == 1]
-    sampled_calls = [c for c in fake.calls if c[1]["n"] == 3]
+    greedy_calls = [c for c in fake.calls if c[1][0]["n"] == 1]
+    sampled_calls = [c for c in fake.calls if c[1][0]["n"] == 3]
     assert [len(c[0]) for c in greedy_calls] == [4, 1] and [len(c[0]) for c in sampled_calls] == [4, 1]
-    assert greedy_calls[0][1] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99, "seed": None}
-    assert sampled_calls[1][1] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 99, "seed": 5 + 4}
+    # explicit decoding: no repetition penalty (the checkpoint's generation_config is not vLLM's default either)
+    assert greedy_calls[0][1][0] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99,
+                                     "repetition_penalty": 1.0, "seed": None}
+    assert sampled_calls[1][1] == [{"n": 3, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "max_tokens": 99,
+                                    "repetition_penalty": 1.0, "seed": question_seed(5, "5")}]
+    # each question is sampled with its own seed (from the run's seed and its id), not one seed per batch
+    seeds = [params["seed"] for params in sampled_calls[0][1]]
+    assert seeds == [question_seed(5, i) for i in ("1", "2", "3", "4")] and len(set(seeds)) == 4
     request = greedy_calls[0][0][0]
     assert request["prompt"].startswith(
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -721,6 +790,18 @@ def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_di
     assert entry["modes"]["greedy"]["accuracy"] == entry["modes"]["majority"]["accuracy"] == 20.0
 
 
+def test_letter_set_questions_get_the_plural_hint(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    from self_evolve_trl.eval.runner import DEFAULT_CHOICE_HINT, DEFAULT_CHOICES_HINT, evaluate
+
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    evaluate(_config(tiny_model_dir, fixtures, tmp_path / "out", backend="vllm", benchmarks=["logicvista", "wemath"],
+                     data={n: fixtures[n] for n in ("logicvista", "wemath")}, limit=1))
+    logicvista, wemath = (fake.calls[i][0][0]["prompt"] for i in (0, -1))  # 1 LogicVista item, then WeMath's
+    assert f"Which come next? Select from A-E\n{DEFAULT_CHOICES_HINT} Reason" in logicvista
+    assert f"No correct answer\n{DEFAULT_CHOICE_HINT} Reason" in wemath and DEFAULT_CHOICES_HINT not in wemath
+
+
 def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fixtures, tmp_path, monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -728,16 +809,61 @@ def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fi
     from self_evolve_trl.eval.runner import evaluate
 
     adapter_dir = tmp_path / "adapter"
+    # q_proj is in the language model only (the vision tower's attention has a fused qkv)
     get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
                    LoraConfig(r=24, target_modules=["q_proj"])).save_pretrained(adapter_dir)
     fake = FakeVLLM()
     fake.install(monkeypatch)
-    evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
+    results = evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
     (engine,) = fake.engines
     # rank 24 needs max_lora_rank 32: vLLM accepts only 1, 8, 16, 32, 64, ...
     assert engine["model"] == tiny_model_dir and engine["enable_lora"] is True and engine["max_lora_rank"] == 32
     lora = fake.calls[0][2]
     assert (lora.name, lora.path) == ("adapter", str(adapter_dir))
+    assert results["run"]["adapter_served"].startswith("served as a vLLM LoRA request")
+    assert not (tmp_path / "out" / "merged_model").exists()
+
+
+def test_vllm_backend_merges_an_adapter_with_vision_tower_weights(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    """vLLM applies LoRA to the language model only: an adapter that also adapts the vision tower (gate/up/down_proj
+    match Qwen2.5-VL's vision MLPs too) is merged with peft and vLLM gets the merged model, as transformers does."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from self_evolve_trl.eval.runner import evaluate
+
+    torch.manual_seed(0)
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
+                   LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)
+                   ).save_pretrained(adapter_dir)
+    assert any(".visual." in name for name in load_file(adapter_dir / "adapter_model.safetensors"))
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    out = tmp_path / "out"
+    results = evaluate(_config(str(adapter_dir), fixtures, out, backend="vllm", limit=1))
+    (engine,) = fake.engines
+    merged = out / "merged_model"
+    assert engine["model"] == str(merged) and "enable_lora" not in engine and fake.calls[0][2] is None
+    served = results["run"]["adapter_served"]
+    assert served.startswith(f"merged into the base model with peft ({merged}), as it has LoRA weights in the vision "
+                             "tower") and served in results["markdown"]
+    # the merged folder is a complete model with the processor, and holds the adapter's vision-tower update
+    for name in ("config.json", "model.safetensors", "processor_config.json", "tokenizer_config.json",
+                 "merged_from.json"):
+        assert (merged / name).exists(), name
+    key = "model.visual.blocks.0.mlp.gate_proj.weight"
+    load = lambda path: AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16)  # noqa: E731
+    expected = PeftModel.from_pretrained(load(tiny_model_dir), str(adapter_dir)).merge_and_unload().state_dict()[key]
+    weight = load(str(merged)).state_dict()[key]
+    assert torch.equal(weight, expected) and not torch.equal(weight, load(tiny_model_dir).state_dict()[key])
+
+    # the next run reuses the merged folder
+    stamp = os.stat(merged / "model.safetensors").st_mtime_ns
+    evaluate(_config(str(adapter_dir), fixtures, out, backend="vllm", limit=1))
+    assert os.stat(merged / "model.safetensors").st_mtime_ns == stamp and fake.engines[1]["model"] == str(merged)
 
 
 def test_vllm_backend_without_vllm_says_so(tiny_model_dir, fixtures, tmp_path, capsys, monkeypatch):

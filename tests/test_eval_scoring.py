@@ -4,7 +4,7 @@ import pytest
 
 from self_evolve_trl.eval.benchmarks import BENCHMARKS, EvalItem, LoadedBenchmark, _belongs, parse_option_string
 from self_evolve_trl.eval.extraction import extract_by_rules
-from self_evolve_trl.eval.runner import Extractor, build_conversation, score_benchmark
+from self_evolve_trl.eval.runner import DEFAULT_CHOICES_HINT, Extractor, build_conversation, score_benchmark
 from self_evolve_trl.eval.scoring import (
     choice_letter,
     choice_letters,
@@ -222,6 +222,15 @@ def test_prompt_is_the_training_prompt_plus_choice_hint():
     geometry = EvalItem(id="2", question="<image>Find x.", reference="3", answer_type="free")
     content = build_conversation(geometry, "Box it.", "Answer with the letter.", n_images=1)[0]["content"]
     assert content == [{"type": "image", "text": None}, {"type": "text", "text": "Find x. Box it."}]
+
+
+def test_letter_set_questions_get_the_plural_hint():
+    item = EvalItem(id="1", question="Which two?", reference="A, C", answer_type="choices")
+    text = build_conversation(item, "Box it.", "The letter.", 1, "The letter(s).")[0]["content"][1]["text"]
+    assert text == "Which two?\nThe letter(s). Box it."
+    assert build_conversation(item, "Box it.", "The letter.", 1, "")[0]["content"][1]["text"] == "Which two? Box it."
+    assert DEFAULT_CHOICES_HINT == (
+        "For a multiple-choice question, the answer is the letter(s) of the correct option(s), separated by commas.")
 
 
 def test_sampled_pass_at_1_and_majority_vote():

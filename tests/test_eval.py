@@ -99,9 +99,9 @@ def write_benchmark_fixtures(root: str) -> dict[str, str]:
         "skill": ["inductive", "spatial", "deductive"],
         "id": ["lv1", "lv2", "lv3"],
     }, paths["logicvista"], {"image": "image"})
-    # DynaMath: one file per variant split (the same seed ids in each)
+    # DynaMath: one file per variant split, all ten of them (the same seed ids in each)
     paths["dynamath"] = os.path.join(root, "dynamath")
-    for variant in (1, 2):
+    for variant in range(1, 11):
         _write({
             "id": ["1", "2"],
             "question": ["Choices: (A) 1 (B) 2. Which?", "What is the slope?"],
@@ -183,7 +183,8 @@ def data_args(paths: dict, names=None) -> list[str]:
 
 
 ALL = ["mathvision", "mathverse", "wemath", "logicvista", "dynamath", "geo3k", "geoqa"]
-EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 2, "wemath": 7, "logicvista": 3, "dynamath": 4, "geo3k": 2, "geoqa": 2}
+EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 2, "wemath": 7, "logicvista": 3, "dynamath": 20, "geo3k": 2,
+                  "geoqa": 2}
 
 
 def load_results(output_dir) -> dict:
@@ -222,30 +223,33 @@ def test_end_to_end_all_benchmarks_then_fully_cached(tiny_model_dir, fixtures, e
         assert row["average"] == pytest.approx(sum(row["values"].values()) / 7)
 
     # every number follows from the per-question predictions: the LLM extractor answered "A" where rules read nothing
+    # (the tiny model's 4 random tokens are read by no rule: every greedy answer is the extractor's)
     for name, entry in benchmarks.items():
         predictions = read_jsonl(out / f"{name}.predictions.jsonl")
         assert [p["id"] for p in predictions] and len(predictions) == EXPECTED_ITEMS[name]
-        for p in predictions:
-            if p["greedy"]["extracted_by"] == "llm":
-                assert p["greedy"]["answer"] == "A"
+        assert [p["greedy"]["extracted_by"] for p in predictions] == ["llm"] * len(predictions)
+        assert [p["greedy"]["answer"] for p in predictions] == ["A"] * len(predictions)
         correct = [p["greedy"]["correct"] for p in predictions]
         if name not in ("wemath", "dynamath"):
             assert entry["modes"]["greedy"]["accuracy"] == pytest.approx(100 * sum(correct) / len(correct))
         assert entry["generated"] == 2 * EXPECTED_ITEMS[name] and entry["cached"] == 0
     # "A" is right exactly where the reference is A (MathVision ids 1 and 3 have reference A and B) ...
     mathvision = {p["id"]: p for p in read_jsonl(out / "mathvision.predictions.jsonl")}
-    if mathvision["1"]["greedy"]["extracted_by"] == "llm":
-        assert mathvision["1"]["greedy"]["correct"] and not mathvision["3"]["greedy"]["correct"]
+    assert mathvision["1"]["greedy"]["extracted_by"] == mathvision["3"]["greedy"]["extracted_by"] == "llm"
+    assert mathvision["1"]["greedy"]["correct"] and not mathvision["3"]["greedy"]["correct"]
     # ... and LogicVista's "A, C" is not answered by "A"
     logicvista = {p["id"]: p for p in read_jsonl(out / "logicvista.predictions.jsonl")}
     assert not logicvista["lv2"]["greedy"]["correct"]
     assert benchmarks["dynamath"]["modes"]["greedy"]["seed_questions"] == 2
+    assert benchmarks["dynamath"]["splits"] == [f"sample_variant{i}" for i in range(1, 11)]
     assert benchmarks["wemath"]["modes"]["greedy"]["composite_problems"] == 2
     extraction = results["run"]["extraction"]
     assert extraction.startswith("rules: last \\boxed{}") and "extractor-model" in extraction
     markdown = (out / "results.md").read_text()
     for text in ("## Protocol", "Reason about the problem step by step", "four-dimensional metrics", "worst case",
-                 "LLM extractor extractor-model"):
+                 "LLM extractor extractor-model", "repetition penalty 1.0", "no top-k",
+                 "none of the checkpoint's generation_config defaults applied",
+                 "(split sample_variant1,sample_variant2,sample_variant3,"):
         assert text in markdown
     assert extractor_server.requests and extractor_server.requests[0]["temperature"] == 0.0
     sent = len(extractor_server.requests)
@@ -333,12 +337,12 @@ def test_larger_limit_generates_only_the_new_questions(tiny_model_dir, fixtures,
                                    data={n: fixtures[n] for n in names})
     first = evaluate(config(1), backend=backend)["benchmarks"]
     # DynaMath's and WeMath's limits count seed questions / composite problems with all their rows
-    assert {k: v["n"] for k, v in first.items()} == {"mathvision": 1, "dynamath": 2, "wemath": 3}
+    assert {k: v["n"] for k, v in first.items()} == {"mathvision": 1, "dynamath": 10, "wemath": 3}
     lines_before = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
     second = evaluate(config(3), backend=backend)
     entries = second["benchmarks"]
     assert {k: (v["generated"], v["cached"]) for k, v in entries.items()} == {
-        "mathvision": (2, 1), "dynamath": (2, 2), "wemath": (4, 3)}
+        "mathvision": (2, 1), "dynamath": (10, 10), "wemath": (4, 3)}
     lines_after = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
     assert lines_after[:1] == lines_before and len(lines_after) == 3
     assert "first 3 questions per benchmark" in second["markdown"]
@@ -383,6 +387,134 @@ def test_lora_adapter_is_loaded_on_its_base_model(tiny_model_dir, fixtures, tmp_
     assert "LoRA adapter on" in tuned["markdown"]
     outputs = lambda d: [r["outputs"] for r in read_jsonl(d / "samples" / "mathvision.jsonl")]  # noqa: E731
     assert outputs(tmp_path / "base") != outputs(tmp_path / "tuned")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding: explicit, whatever the checkpoint's generation_config says
+
+
+def test_transformers_backend_ignores_the_checkpoints_decoding_defaults(tiny_model_dir, tmp_path, monkeypatch):
+    """Qwen2.5-VL-7B-Instruct's generation_config sets repetition_penalty 1.05 (and top_k 1, ...); vLLM's explicit
+    SamplingParams do not apply it, so the transformers backend must not either: only the options count."""
+    from PIL import Image
+
+    from self_evolve_trl.eval.backends import TransformersBackend, load_processor, resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    config.update(repetition_penalty=1.05, no_repeat_ngram_size=2, do_sample=True, top_k=1, top_p=0.001,
+                  temperature=0.1)
+    (model / "generation_config.json").write_text(json.dumps(config))
+    source = resolve_model(str(model))
+    backend = TransformersBackend(source, load_processor(source, None, None))
+    processors = []
+    real = backend.model._get_logits_processor
+
+    def spy(*args, **kwargs):
+        processors.append(real(*args, **kwargs))
+        return processors[-1]
+
+    monkeypatch.setattr(backend.model, "_get_logits_processor", spy)
+    conversation = [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "hi"}]}]
+    image = [[Image.new("RGB", (56, 56))]]
+
+    def used(**kwargs):
+        backend.generate([conversation], image, max_new_tokens=2, **kwargs)
+        return {type(p).__name__: p for p in processors[-1]}
+
+    assert used() == {}  # greedy: nothing alters the logits
+    penalty = used(repetition_penalty=1.2)
+    assert list(penalty) == ["RepetitionPenaltyLogitsProcessor"]
+    assert penalty["RepetitionPenaltyLogitsProcessor"].penalty == 1.2
+    sampling = used(n=2, temperature=0.7, top_p=0.9, seeds=[3])
+    assert sorted(sampling) == ["TemperatureLogitsWarper", "TopPLogitsWarper"]  # no top-k, no penalty
+    assert sampling["TemperatureLogitsWarper"].temperature == 0.7 and sampling["TopPLogitsWarper"].top_p == 0.9
+    assert used(n=2, temperature=0.7, top_k=5, seeds=[3])["TopKLogitsWarper"].top_k == 5
+
+
+def test_auto_dtype_is_resolved_in_the_cache_key(tiny_model_dir, fixtures, tmp_path):
+    """`--dtype auto` is float32 on the CPU: a run that says float32 reuses its outputs, and the record says which."""
+    from self_evolve_trl.eval.runner import evaluate
+
+    out = tmp_path / "out"
+    first = evaluate(_config(tiny_model_dir, fixtures, out, limit=2, dtype="auto"))
+    assert first["run"]["dtype"] == "float32" and "backend: transformers, float32" in first["markdown"]
+    again = evaluate(_config(tiny_model_dir, fixtures, out, limit=2, dtype="float32"))
+    assert (again["benchmarks"]["mathvision"]["generated"], again["benchmarks"]["mathvision"]["cached"]) == (0, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local copies: splits, hub download layouts
+
+
+def test_a_multi_split_benchmark_missing_splits_stops_unless_narrowed(fixtures, tmp_path, capsys, tiny_model_dir):
+    """DynaMath's worst case is over its 10 variants: a copy with 2 of them is not scored as if it were complete."""
+    from self_evolve_trl.eval.benchmarks import EvalError, get_benchmark, load_benchmark
+
+    partial = tmp_path / "dynamath"
+    (partial / "data").mkdir(parents=True)
+    for variant in (1, 2):
+        name = f"sample_variant{variant}-00000-of-00001.parquet"
+        shutil.copy(os.path.join(fixtures["dynamath"], "data", name), partial / "data" / name)
+    dynamath = get_benchmark("dynamath")
+    with pytest.raises(EvalError) as error:
+        load_benchmark(dynamath, str(partial))
+    assert str(error.value) == (
+        f"DynaMath: folder {partial} has no file for split {', '.join(f'sample_variant{i}' for i in range(3, 11))} "
+        "(found sample_variant1, sample_variant2); to score only the splits there, say so: "
+        "--split dynamath=sample_variant1,sample_variant2 (the metric is then over those splits only).")
+    loaded = load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant2")
+    assert loaded.splits == ("sample_variant1", "sample_variant2")
+    assert [item.id for item in loaded.items] == ["1/sample_variant1", "2/sample_variant1", "1/sample_variant2",
+                                                  "2/sample_variant2"]
+    with pytest.raises(EvalError, match="has no file for split sample_variant3 \\(found sample_variant1\\)\\.$"):
+        load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant3")
+    # the command line says it in one line, and records the splits read
+    err = _error(["--model", tiny_model_dir, "--benchmarks", "dynamath", "--data", f"dynamath={partial}",
+                  "--output-dir", str(tmp_path / "o")], capsys)
+    assert err.startswith("error: DynaMath: folder") and "--split dynamath=sample_variant1,sample_variant2" in err
+
+
+def test_hub_download_folders_are_read_as_the_hub_splits_them(tmp_path):
+    """A MathVerse snapshot: testmini.parquet beside testmini_text_only.parquet (another split) and json copies of
+    both; a shard named the hub's way with its hash suffix."""
+    import datasets
+
+    from self_evolve_trl.eval.benchmarks import get_benchmark, load_benchmark
+
+    root = tmp_path / "MathVerse"
+    rows = {"sample_index": ["1", "2"], "problem_index": ["1", "1"], "problem_version": ["Vision Only", "Text Lite"],
+            "question": ["", "q"], "image": [_image(1), _image(2)], "answer": ["A", "5"],
+            "question_type": ["multi-choice", "free-form"], "query_wo": ["q"] * 2, "query_cot": ["q"] * 2,
+            "question_for_eval": ["q"] * 2}
+    _write(rows, str(root / "testmini.parquet"), {"image": "image"})
+    text_only = {"sample_index": ["t1"], "problem_index": ["1"], "problem_version": ["Text Only"], "question": ["q"],
+                 "answer": ["A"], "question_type": ["multi-choice"], "query_wo": ["q"], "query_cot": ["q"],
+                 "question_for_eval": ["q"]}
+    datasets.Dataset.from_dict(text_only).to_parquet(str(root / "testmini_text_only.parquet"))
+    for name in ("testmini", "testmini_text_only"):
+        (root / f"{name}.json").write_text(json.dumps([{"sample_index": "j", "problem_version": "Vision Only"}]))
+    loaded = load_benchmark(get_benchmark("mathverse"), str(root), settings={"mathverse_version": "all"})
+    assert [item.id for item in loaded.items] == ["1", "2"] and loaded.splits == ("testmini",)
+
+    geo = tmp_path / "geometry3k"
+    for split, answers in (("test", ["1", "2"]), ("train", ["9"])):
+        _write({"images": [[_image(i)] for i in range(len(answers))], "problem": ["<image>x?"] * len(answers),
+                "answer": answers}, str(geo / "data" / f"{split}-00000-of-00001-5f3c2b1e0a9d.parquet"),
+               {"images": "images"})
+    loaded = load_benchmark(get_benchmark("geo3k"), str(geo))
+    assert [item.reference for item in loaded.items] == ["1", "2"] and loaded.splits == ("test",)
+
+
+def test_unknown_mathverse_version_lists_the_versions_found(fixtures):
+    from self_evolve_trl.eval.benchmarks import EvalError, get_benchmark, load_benchmark
+
+    with pytest.raises(EvalError) as error:
+        load_benchmark(get_benchmark("mathverse"), fixtures["mathverse"], settings={"mathverse_version": "Vison Only"})
+    assert str(error.value) == (
+        f"MathVerse: no items with problem_version 'Vison Only' in {fixtures['mathverse']}; the data has: "
+        "Text Dominant, Vision Only (--mathverse-version one of them, or all).")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -463,6 +595,9 @@ def test_missing_image_column(fixtures, tmp_path, capsys, tiny_model_dir):
         (["--benchmarks", "wemath", "--data", "dynamath=/x"], "--data names 'dynamath', which is not among"),
         (["--benchmarks", "wemath", "--data", "wemath"], "--data takes BENCHMARK=VALUE, got 'wemath'."),
         (["--benchmarks", "wemath", "--samples", "1"], "--samples must be 0 (greedy only) or at least 2, got 1."),
+        (["--benchmarks", "wemath", "--repetition-penalty", "0"],
+         "--repetition-penalty must be positive (1.0: none), got 0.0."),
+        (["--benchmarks", "wemath", "--top-k", "0"], "--top-k must be at least 1 (leave it out for none), got 0."),
         (["--benchmarks", "wemath", "--backend", "sglang"], "argument --backend: invalid choice: 'sglang'"),
     ],
 )
@@ -593,9 +728,11 @@ class FakeVLLM:
                 fake.engines.append(kwargs)
 
             def generate(self, requests, params, lora_request=None, use_tqdm=True):
-                fake.calls.append((requests, params.kwargs, lora_request))
+                params = params if isinstance(params, list) else [params] * len(requests)  # vLLM takes either
+                assert len(params) == len(requests)
+                fake.calls.append((requests, [p.kwargs for p in params], lora_request))
                 Output = types.SimpleNamespace
-                return [Output(outputs=[Output(text="so \\boxed{A}")] * params.kwargs["n"]) for _ in requests]
+                return [Output(outputs=[Output(text="so \\boxed{A}")] * p.kwargs["n"]) for p in params]
 
         class LoRARequest:
             def __init__(self, name, id, path):
@@ -616,23 +753,30 @@ class FakeVLLM:
 
 
 def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_dir, fixtures, tmp_path, monkeypatch):
-    from self_evolve_trl.eval.runner import evaluate
+    from self_evolve_trl.eval.runner import evaluate, question_seed
 
     fake = FakeVLLM()
     fake.install(monkeypatch)
     config = _config(tiny_model_dir, fixtures, tmp_path / "out", backend="vllm", samples=3, temperature=0.7,
-                     top_p=0.9, seed=5, batch_size=4, max_new_tokens=99, max_pixels=28 * 28 * 16)
+                     top_p=0.9, top_k=20, seed=5, batch_size=4, max_new_tokens=99, max_pixels=28 * 28 * 16)
     results = evaluate(config)
     (engine,) = fake.engines
     assert engine["model"] == tiny_model_dir and engine["limit_mm_per_prompt"] == {"image": 4}
+    assert engine["dtype"] == "bfloat16" and results["run"]["dtype"] == "bfloat16"  # `auto`, resolved
     # the bound given, and the model's processor's for the other (Qwen's default minimum)
     assert engine["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 28 * 28 * 16}
     assert "enable_lora" not in engine
-    greedy_calls = [c for c in fake.calls if c[1]["n"] == 1]
-    sampled_calls = [c for c in fake.calls if c[1]["n"] == 3]
+    greedy_calls = [c for c in fake.calls if c[1][0]["n"] == 1]
+    sampled_calls = [c for c in fake.calls if c[1][0]["n"] == 3]
     assert [len(c[0]) for c in greedy_calls] == [4, 1] and [len(c[0]) for c in sampled_calls] == [4, 1]
-    assert greedy_calls[0][1] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99, "seed": None}
-    assert sampled_calls[1][1] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 99, "seed": 5 + 4}
+    # explicit decoding: no repetition penalty (the checkpoint's generation_config is not vLLM's default either)
+    assert greedy_calls[0][1][0] == {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_tokens": 99,
+                                     "repetition_penalty": 1.0, "seed": None}
+    assert sampled_calls[1][1] == [{"n": 3, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "max_tokens": 99,
+                                    "repetition_penalty": 1.0, "seed": question_seed(5, "5")}]
+    # each question is sampled with its own seed (from the run's seed and its id), not one seed per batch
+    seeds = [params["seed"] for params in sampled_calls[0][1]]
+    assert seeds == [question_seed(5, i) for i in ("1", "2", "3", "4")] and len(set(seeds)) == 4
     request = greedy_calls[0][0][0]
     assert request["prompt"].startswith(
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -646,6 +790,18 @@ def test_vllm_backend_gets_the_training_prompt_images_and_sampling(tiny_model_di
     assert entry["modes"]["greedy"]["accuracy"] == entry["modes"]["majority"]["accuracy"] == 20.0
 
 
+def test_letter_set_questions_get_the_plural_hint(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    from self_evolve_trl.eval.runner import DEFAULT_CHOICE_HINT, DEFAULT_CHOICES_HINT, evaluate
+
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    evaluate(_config(tiny_model_dir, fixtures, tmp_path / "out", backend="vllm", benchmarks=["logicvista", "wemath"],
+                     data={n: fixtures[n] for n in ("logicvista", "wemath")}, limit=1))
+    logicvista, wemath = (fake.calls[i][0][0]["prompt"] for i in (0, -1))  # 1 LogicVista item, then WeMath's
+    assert f"Which come next? Select from A-E\n{DEFAULT_CHOICES_HINT} Reason" in logicvista
+    assert f"No correct answer\n{DEFAULT_CHOICE_HINT} Reason" in wemath and DEFAULT_CHOICES_HINT not in wemath
+
+
 def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fixtures, tmp_path, monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -653,16 +809,61 @@ def test_vllm_backend_serves_a_lora_adapter_as_a_lora_request(tiny_model_dir, fi
     from self_evolve_trl.eval.runner import evaluate
 
     adapter_dir = tmp_path / "adapter"
+    # q_proj is in the language model only (the vision tower's attention has a fused qkv)
     get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
                    LoraConfig(r=24, target_modules=["q_proj"])).save_pretrained(adapter_dir)
     fake = FakeVLLM()
     fake.install(monkeypatch)
-    evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
+    results = evaluate(_config(str(adapter_dir), fixtures, tmp_path / "out", backend="vllm", limit=1))
     (engine,) = fake.engines
     # rank 24 needs max_lora_rank 32: vLLM accepts only 1, 8, 16, 32, 64, ...
     assert engine["model"] == tiny_model_dir and engine["enable_lora"] is True and engine["max_lora_rank"] == 32
     lora = fake.calls[0][2]
     assert (lora.name, lora.path) == ("adapter", str(adapter_dir))
+    assert results["run"]["adapter_served"].startswith("served as a vLLM LoRA request")
+    assert not (tmp_path / "out" / "merged_model").exists()
+
+
+def test_vllm_backend_merges_an_adapter_with_vision_tower_weights(tiny_model_dir, fixtures, tmp_path, monkeypatch):
+    """vLLM applies LoRA to the language model only: an adapter that also adapts the vision tower (gate/up/down_proj
+    match Qwen2.5-VL's vision MLPs too) is merged with peft and vLLM gets the merged model, as transformers does."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from self_evolve_trl.eval.runner import evaluate
+
+    torch.manual_seed(0)
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir),
+                   LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)
+                   ).save_pretrained(adapter_dir)
+    assert any(".visual." in name for name in load_file(adapter_dir / "adapter_model.safetensors"))
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    out = tmp_path / "out"
+    results = evaluate(_config(str(adapter_dir), fixtures, out, backend="vllm", limit=1))
+    (engine,) = fake.engines
+    merged = out / "merged_model"
+    assert engine["model"] == str(merged) and "enable_lora" not in engine and fake.calls[0][2] is None
+    served = results["run"]["adapter_served"]
+    assert served.startswith(f"merged into the base model with peft ({merged}), as it has LoRA weights in the vision "
+                             "tower") and served in results["markdown"]
+    # the merged folder is a complete model with the processor, and holds the adapter's vision-tower update
+    for name in ("config.json", "model.safetensors", "processor_config.json", "tokenizer_config.json",
+                 "merged_from.json"):
+        assert (merged / name).exists(), name
+    key = "model.visual.blocks.0.mlp.gate_proj.weight"
+    load = lambda path: AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16)  # noqa: E731
+    expected = PeftModel.from_pretrained(load(tiny_model_dir), str(adapter_dir)).merge_and_unload().state_dict()[key]
+    weight = load(str(merged)).state_dict()[key]
+    assert torch.equal(weight, expected) and not torch.equal(weight, load(tiny_model_dir).state_dict()[key])
+
+    # the next run reuses the merged folder
+    stamp = os.stat(merged / "model.safetensors").st_mtime_ns
+    evaluate(_config(str(adapter_dir), fixtures, out, backend="vllm", limit=1))
+    assert os.stat(merged / "model.safetensors").st_mtime_ns == stamp and fake.engines[1]["model"] == str(merged)
 
 
 def test_vllm_backend_without_vllm_says_so(tiny_model_dir, fixtures, tmp_path, capsys, monkeypatch):

@@ -4,13 +4,15 @@ import pytest
 
 from self_evolve_trl.eval.benchmarks import BENCHMARKS, EvalItem, LoadedBenchmark, _belongs, parse_option_string
 from self_evolve_trl.eval.extraction import extract_by_rules
-from self_evolve_trl.eval.runner import Extractor, build_conversation, score_benchmark
+from self_evolve_trl.eval.runner import DEFAULT_CHOICES_HINT, Extractor, build_conversation, score_benchmark
 from self_evolve_trl.eval.scoring import (
     choice_letter,
     choice_letters,
     dynamath_accuracy,
     mean_metrics,
     score_answer,
+    score_samples,
+    vote_key,
     wemath_metrics,
 )
 
@@ -94,6 +96,17 @@ def test_parse_option_string_forms():
     assert parse_option_string("") == {}
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [("A. Point A. B. Point B; C. 5", {"A": "Point A.", "B": "Point B", "C": "5"}),  # a letter inside an option
+     ("A. 1 B. Plan B. C. 2", {"A": "1", "B": "Plan B.", "C": "2"}),
+     ("A. x; C. y", {"A": "x", "C": "y"}),  # a letter missing: the next one in order
+     ("A:1.5 B:2.5 C:3.5", {"A": "1.5", "B": "2.5", "C": "3.5"})],
+)
+def test_parse_option_string_reads_markers_in_letter_order(text, expected):
+    assert parse_option_string(text) == expected
+
+
 def test_wemath_four_dimensional_metrics():
     rows = [
         ("P1", "2steps_1", True), ("P1", "2steps_2", True), ("P1", "2steps_multi", True),  # CM (strict and loose)
@@ -131,6 +144,19 @@ def test_logicvista_letter_sets(prediction, expected):
 def test_logicvista_single_letter():
     assert score_answer("(D)", "D", "choices") and score_answer("D.", "D", "choices")
     assert choice_letters("None of them") is None
+
+
+def test_letter_sets_are_only_the_letters_offered():
+    """An all-caps word is not a set of option letters: only A-H count (or the options listed)."""
+    assert choice_letters("NO") is None and vote_key("NO", "choices") is None
+    assert choice_letters("BAD") == {"A", "B", "D"}
+    assert choice_letters("ACE", offered="ABCD") is None and choice_letters("AC", offered="ABCD") == {"A", "C"}
+    assert not score_answer("ACE", "A, C", "choices", {"A": "x", "B": "y", "C": "z", "D": "w"})
+    # "NO" twice no longer outvotes the one letter answer
+    _, group_vote, majority_right = score_samples(["NO", "NO", "A"], "A", "choices")
+    assert group_vote.majority_answer == "A" and majority_right
+    item = item_of("logicvista", {"id": "1", "question": "Which? Choices: (A) x (B) y (C) z", "answer": "A, C"})
+    assert (item.answer_type, sorted(item.options)) == ("choices", ["A", "B", "C"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,6 +202,11 @@ def test_dynamath_average_and_worst_case():
      ("Answer: (C)", ("(C)", "phrase")),
      ("So the answer is: B.", ("B", "phrase")),
      ("The correct answer is: A, C.", ("A, C", "phrase")),
+     ("The answer is B, because A fails.", ("B", "phrase")),  # the justification is not the answer
+     ("The answer is 12 since 3 * 4 = 12", ("12", "phrase")),
+     ("Final Answer: The final answer is $\\frac12$.", ("\\frac12", "phrase")),  # the phrase repeated inside
+     ("Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", ("\\frac{1}{2}", "phrase")),
+     ("**Answer:** C", ("C", "phrase")),
      ("I do not know", (None, None))],
 )
 def test_rule_extraction(text, expected):
@@ -191,6 +222,15 @@ def test_prompt_is_the_training_prompt_plus_choice_hint():
     geometry = EvalItem(id="2", question="<image>Find x.", reference="3", answer_type="free")
     content = build_conversation(geometry, "Box it.", "Answer with the letter.", n_images=1)[0]["content"]
     assert content == [{"type": "image", "text": None}, {"type": "text", "text": "Find x. Box it."}]
+
+
+def test_letter_set_questions_get_the_plural_hint():
+    item = EvalItem(id="1", question="Which two?", reference="A, C", answer_type="choices")
+    text = build_conversation(item, "Box it.", "The letter.", 1, "The letter(s).")[0]["content"][1]["text"]
+    assert text == "Which two?\nThe letter(s). Box it."
+    assert build_conversation(item, "Box it.", "The letter.", 1, "")[0]["content"][1]["text"] == "Which two? Box it."
+    assert DEFAULT_CHOICES_HINT == (
+        "For a multiple-choice question, the answer is the letter(s) of the correct option(s), separated by commas.")
 
 
 def test_sampled_pass_at_1_and_majority_vote():
@@ -222,6 +262,12 @@ def test_local_files_are_matched_to_splits_by_name(tmp_path):
     assert not _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "test")
     assert _belongs(f"{root}/default/testmini/0000.parquet", root, "testmini")
     assert not _belongs(f"{root}/data/sample_variant10-0.parquet", root, "sample_variant1")
+    # the hub's names: exact stems and shards (with or without a hash suffix); a longer name is another split
+    assert _belongs(f"{root}/testmini.parquet", root, "testmini")
+    assert not _belongs(f"{root}/testmini_text_only.parquet", root, "testmini")
+    assert _belongs(f"{root}/testmini_text_only.parquet", root, "testmini_text_only")
+    assert _belongs(f"{root}/data/test-00000-of-00002-5f3c2b1e0a9d.parquet", root, "test")
+    assert not _belongs(f"{root}/data/test_extra-00000-of-00001.parquet", root, "test")
 
 
 def test_majority_of_float_answers_votes_on_values():

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help=help_of("output_dir") + " Default: eval_results/<model name>.")
     parser.add_argument("--data", action="append", metavar="BENCHMARK=PATH", help=help_of("data") + " Repeatable.")
     flag("data_dir")
-    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT", help=help_of("splits") + " Repeatable.")
+    parser.add_argument("--split", action="append", metavar="BENCHMARK=SPLIT[,SPLIT...]",
+                        help=help_of("splits") + " Repeatable.")
     parser.add_argument("--metric", action="append", metavar="BENCHMARK=METRIC",
                         help=help_of("metrics") + " Repeatable.")
     flag("mathverse_version")
@@ -65,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     flag("samples", type=int)
     flag("temperature", type=float)
     flag("top_p", type=float)
+    flag("top_k", type=int)
+    flag("repetition_penalty", type=float)
     flag("seed", type=int)
     flag("instruction")
     flag("choice_hint")
+    flag("choices_hint")
     flag("min_pixels", type=int)
     flag("max_pixels", type=int)
     flag("dtype")
@@ -102,6 +106,7 @@ def config_from_args(args):
         limit=args.limit,
         instruction=args.instruction,
         choice_hint=args.choice_hint,
+        choices_hint=args.choices_hint,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         max_new_tokens=args.max_new_tokens,
@@ -109,6 +114,8 @@ def config_from_args(args):
         samples=args.samples,
         temperature=args.temperature,
         top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         dtype=args.dtype,
         device=args.device,

@@ -3,7 +3,13 @@
 Both take the same chat-formatted prompts (the processor's chat template, as in training) and Qwen-resized images,
 and return the decoded completions. A model path may be a hub id, a full checkpoint or a LoRA adapter folder
 (`adapter_config.json`): the adapter is loaded onto its base model with peft and merged for generation
-(transformers), or served as a LoRA request (vLLM).
+(transformers); vLLM serves it as a LoRA request when all its weights are in the language model, and otherwise
+(vision-tower LoRA weights or `modules_to_save`, which vLLM's LoRA does not apply) is given a full model merged
+with peft and saved once under the output folder, so that both backends evaluate the same weights.
+
+Decoding is explicit and the same on both backends: greedy or the given temperature/top-p/top-k, repetition
+penalty 1.0 unless given. The checkpoint's `generation_config.json` sampling defaults (Qwen2.5-VL-7B-Instruct's sets
+repetition_penalty 1.05, top_k 1, ...) are not applied; only its special tokens (end of sequence, padding) are kept.
 
 The vLLM backend is a thin wrapper over `vllm.LLM.generate`; vLLM needs a GPU and its own environment
 (`pip install -e ".[vllm]"`), so the project's CPU tests check only what the wrapper hands to vLLM (through a
@@ -12,8 +18,10 @@ stand-in of vLLM's classes), never vLLM itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 from .benchmarks import EvalError
@@ -100,6 +108,94 @@ def chat_text(processor, conversation: list[dict]) -> str:
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
 
+def weights_fingerprint(path: str) -> str | None:
+    """Sizes and modification times of a local model's weight files (a retrained folder gets a new cache key)."""
+    if not os.path.isdir(path):
+        return None
+    entries = []
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin", ".pt")):
+            stat = os.stat(os.path.join(path, name))
+            entries.append(f"{name}:{stat.st_size}:{int(stat.st_mtime)}")
+    return hashlib.sha256("|".join(entries).encode()).hexdigest()[:16] if entries else None
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """`auto` -> bfloat16 on a GPU, float32 on the CPU (both backends); any other name as given."""
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "bfloat16"
+    return dtype
+
+
+def adapter_weight_names(adapter_dir: str) -> list[str]:
+    """The tensor names in a peft adapter folder (`adapter_model.safetensors`, else `adapter_model.bin`)."""
+    path = os.path.join(adapter_dir, "adapter_model.safetensors")
+    if os.path.isfile(path):
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            return list(f.keys())
+    path = os.path.join(adapter_dir, "adapter_model.bin")
+    if os.path.isfile(path):
+        import torch
+
+        return list(torch.load(path, map_location="cpu", weights_only=True))
+    raise EvalError(f"LoRA adapter {adapter_dir} has no adapter_model.safetensors or adapter_model.bin.")
+
+
+def weights_vllm_lora_ignores(adapter_dir: str) -> str | None:
+    """Why vLLM's LoRA requests would not apply all of an adapter (it applies LoRA to the language model only), or
+    None when they would: LoRA weights in the vision tower (`visual.*`; e.g. `gate_proj/up_proj/down_proj` also
+    match Qwen2.5-VL's vision MLPs), or full copies of modules (`modules_to_save`)."""
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+        config = json.load(f)
+    if config.get("modules_to_save"):
+        return f"it saves full modules ({', '.join(config['modules_to_save'])})"
+    visual = [name for name in adapter_weight_names(adapter_dir) if "visual" in name.split(".")]
+    if visual:
+        return f"it has LoRA weights in the vision tower ({len(visual)} tensors, e.g. {visual[0]})"
+    return None
+
+
+def merge_adapter(source: ModelSource, folder: str, dtype: str) -> str:
+    """The adapter merged into its base model with peft and saved (with the processor) in `folder`; reused while
+    the base model, the adapter's weights and the dtype are the same (`merged_from.json`)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    origin = {"base_model": source.model, "adapter": os.path.abspath(source.adapter),
+              "adapter_fingerprint": weights_fingerprint(source.adapter), "dtype": dtype}
+    record = os.path.join(folder, "merged_from.json")
+    if os.path.isfile(record):
+        with open(record) as f:
+            if json.load(f) == origin:
+                return folder
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source.model, dtype=getattr(torch, dtype))
+    except OSError as error:
+        raise EvalError(f"Cannot load model {source.model!r}: {str(error).splitlines()[0]}") from None
+    model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+    partial = folder.rstrip(os.sep) + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    AutoProcessor.from_pretrained(source.processor).save_pretrained(partial)
+    with open(os.path.join(partial, "merged_from.json"), "w") as f:
+        json.dump(origin, f, indent=2)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)  # a folder is complete or absent, whenever the run is stopped
+    return folder
+
+
+def explicit_generation_config(loaded):
+    """A generation config holding only the checkpoint's special tokens: every decoding setting comes from the
+    evaluation's options, none from the checkpoint's defaults (which transformers would otherwise apply)."""
+    from transformers import GenerationConfig
+
+    tokens = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+    return GenerationConfig(**{k: getattr(loaded, k) for k in tokens if getattr(loaded, k, None) is not None})
+
+
 class TransformersBackend:
     """Batched `model.generate` with transformers; greedy when `n == 1 and temperature == 0`."""
 
@@ -111,8 +207,7 @@ class TransformersBackend:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype == "auto":
-            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        dtype = resolve_dtype(dtype, device)
         self.device, self.dtype = device, dtype
         try:
             model = AutoModelForImageTextToText.from_pretrained(source.model, dtype=getattr(torch, dtype))
@@ -122,8 +217,11 @@ class TransformersBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+        model.generation_config = explicit_generation_config(model.generation_config)
         self.model = model.to(device).eval()
         self.processor = processor
+        self.adapter_mode = "merged" if source.adapter else None
+        self.adapter_served = "merged into the base model with peft" if source.adapter else None
         self.calls = 0
 
     def generate(
@@ -133,10 +231,13 @@ class TransformersBackend:
         n: int = 1,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int | None = None,
+        repetition_penalty: float = 1.0,
         max_new_tokens: int = 2048,
-        seed: int = 0,
+        seeds: list[int] | None = None,
     ) -> list[list[str]]:
-        """`n` completions per prompt (one list per prompt)."""
+        """`n` completions per prompt (one list per prompt). Sampling draws from one generator for the batch,
+        seeded with its first prompt's seed."""
         import torch
 
         self.calls += 1
@@ -146,12 +247,11 @@ class TransformersBackend:
             text=texts, images=image_lists if any(image_lists) else None, padding=True, return_tensors="pt"
         ).to(self.device)
         sample = temperature > 0
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n)
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n,
+                      repetition_penalty=repetition_penalty)
         if sample:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-            torch.manual_seed(seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k or 0)  # 0: no top-k
+            torch.manual_seed(seeds[0] if seeds else 0)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **kwargs)
         completions = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -175,6 +275,7 @@ class VLLMBackend:
         max_pixels: int | None = None,
         max_images: int = 4,
         seed: int = 0,
+        merge_dir: str | None = None,
     ):
         try:
             from vllm import LLM
@@ -183,31 +284,50 @@ class VLLMBackend:
             raise EvalError(
                 "--backend vllm needs vLLM (a GPU environment: pip install -e '.[vllm]'); use --backend transformers."
             ) from None
+        self.dtype = resolve_dtype(dtype, "cuda")
         kwargs = dict(
-            model=source.model, dtype=dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
+            model=source.model, dtype=self.dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
             gpu_memory_utilization=gpu_memory_utilization, limit_mm_per_prompt={"image": max_images},
             mm_processor_kwargs={k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v},
         )
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
-        self.lora = None
-        if source.adapter:
+        self.lora, self.adapter_mode, self.adapter_served = None, None, None
+        ignored = weights_vllm_lora_ignores(source.adapter) if source.adapter else None
+        if ignored:
+            if merge_dir is None:
+                from ..cli import cache_dir
+
+                key = hashlib.sha256(f"{source.model}|{os.path.abspath(source.adapter)}".encode()).hexdigest()[:12]
+                merge_dir = os.path.join(cache_dir(), "merged", key)
+            kwargs["model"] = merge_adapter(source, merge_dir, self.dtype)
+            self.adapter_mode = "merged"
+            self.adapter_served = (f"merged into the base model with peft ({merge_dir}), as {ignored}, which "
+                                   "vLLM's LoRA requests do not apply")
+        elif source.adapter:
             with open(os.path.join(source.adapter, "adapter_config.json")) as f:
                 rank = json.load(f).get("r", 16)
             kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(rank))
             self.lora = LoRARequest("adapter", 1, source.adapter)
+            self.adapter_mode = "lora_request"
+            self.adapter_served = "served as a vLLM LoRA request (all its weights are in the language model)"
         self.llm = LLM(**kwargs)
         self.processor = processor
         self.calls = 0
 
-    def generate(self, conversations, images, n=1, temperature=0.0, top_p=1.0, max_new_tokens=2048, seed=0):
+    def generate(self, conversations, images, n=1, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0,
+                 max_new_tokens=2048, seeds=None):
+        """As `TransformersBackend.generate`; each prompt is sampled with its own seed."""
         from vllm import SamplingParams
 
         self.calls += 1
-        params = SamplingParams(
-            n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0, max_tokens=max_new_tokens,
-            seed=seed if temperature > 0 else None,
-        )
+        sample = temperature > 0
+        common = dict(n=n, temperature=temperature, top_p=top_p if sample else 1.0, max_tokens=max_new_tokens,
+                      repetition_penalty=repetition_penalty)
+        if sample and top_k:
+            common["top_k"] = top_k
+        seeds = seeds or [0] * len(conversations)
+        params = [SamplingParams(**common, seed=seed if sample else None) for seed in seeds]
         requests = []
         for conversation, image_list in zip(conversations, images):
             request = {"prompt": chat_text(self.processor, conversation)}

@@ -12,8 +12,11 @@
 
 A local copy is a data file (parquet, jsonl, json, csv) or a folder of them with the same columns as the hub copy
 (images as `datasets` image structs, bytes or paths relative to the folder). In a folder holding several splits,
-a file belongs to split S when its name starts with `S-`/`S_`/`S.` or a parent folder is named S (the hub layouts
-`data/test-00000-of-00001.parquet` and `default/testmini/0000.parquet`); a folder with no such names is one split.
+a file belongs to split S when its name is S (`testmini.parquet`; `testmini_text_only.parquet` is another split) or
+a shard of S (`data/test-00000-of-00001.parquet`), or a parent folder is named S (`default/testmini/0000.parquet`);
+a folder with no such names is one split. Where a split has files of several kinds (a hub download with json
+copies beside the parquet files), the parquet files are read. A benchmark read from several splits (DynaMath's 10
+variants) needs all of them, unless `--split` names the ones to read.
 """
 
 from __future__ import annotations
@@ -89,19 +92,45 @@ def format_options(options: dict[str, str]) -> str:
     return "Choices:\n" + "\n".join(f"({letter}) {text}" for letter, text in options.items())
 
 
+_OPTION_MARKER = re.compile(r"(?<![^\s;])\(?([A-H])\)?\s*[.:：、)]\s*")
+
+
 def parse_option_string(text: str) -> dict[str, str]:
     """Options written inline, as WeMath's `option` column: `A. 3; B. 4; C. 5` -> {A: 3, B: 4, C: 5}.
+
+    Option markers (`A.`, `(B)`, `C:`) are read in letter order, so a letter inside an option's text (`Point A.`)
+    stays text: after option X the next marker is the first one of the next letter (or, where that letter is
+    missing, of a later one) that leaves option X some text.
 
     Example:
 
     ```python
     >>> parse_option_string("A. 3 cm; B. 4 cm; C. No correct answer")
     {'A': '3 cm', 'B': '4 cm', 'C': 'No correct answer'}
+    >>> parse_option_string("A. Point A. B. Point B; C. 5")
+    {'A': 'Point A.', 'B': 'Point B', 'C': '5'}
 
     ```
     """
-    parts = re.split(r"(?:^|[;\n]|\s)\s*\(?([A-H])\)?\s*[.:：、)]\s*", text or "")
-    return {parts[i]: parts[i + 1].strip().rstrip(";").strip() for i in range(1, len(parts) - 1, 2)}
+    markers = list(_OPTION_MARKER.finditer(text or ""))
+    chain = []
+    while markers:
+        if not chain:
+            chain.append(markers.pop(0))
+            continue
+        previous = chain[-1]
+        later = [m for m in markers if m.group(1) > previous.group(1) and text[previous.end():m.start()].strip()]
+        if not later:
+            break
+        expected = chr(ord(previous.group(1)) + 1)
+        chosen = next((m for m in later if m.group(1) == expected), later[0])
+        chain.append(chosen)
+        markers = [m for m in markers if m.start() > chosen.start()]
+    options = {}
+    for i, marker in enumerate(chain):
+        end = chain[i + 1].start() if i + 1 < len(chain) else len(text)
+        options[marker.group(1)] = text[marker.end():end].strip().rstrip(";").strip()
+    return options
 
 
 _OPTIONS_MARKER = re.compile(r"\b(?:choices|choice|options)\s*:", re.IGNORECASE)
@@ -168,9 +197,11 @@ def _wemath(row: dict, index: int, settings: dict) -> EvalItem:
 
 
 def _logicvista(row: dict, index: int, settings: dict) -> EvalItem:
+    question = _strip_image_tags(_text(row["question"]))
+    # the options are mostly drawn in the image; where the text lists them, they are the letters offered
     return EvalItem(
-        id=_text(row.get("id")) or str(index), question=_strip_image_tags(_text(row["question"])),
-        reference=_text(row["answer"]), answer_type="choices", row=index,
+        id=_text(row.get("id")) or str(index), question=question, reference=_text(row["answer"]),
+        answer_type="choices", options=options_in_text(question), row=index,
     )
 
 
@@ -261,6 +292,7 @@ class LoadedBenchmark:
     image_column: str
     source: str  # hub id and split(s), or the local path
     base_dir: str | None = None
+    splits: tuple[str, ...] | None = None  # the splits read; None for a local copy without split names
 
     def image_values(self, item: EvalItem) -> list:
         value = self.dataset[item.row][self.image_column]
@@ -270,27 +302,49 @@ class LoadedBenchmark:
 
 
 def _belongs(path: str, root: str, split: str) -> bool:
+    """Whether a data file under `root` holds split `split`: its name is the split (`testmini.parquet`) or a shard
+    of it (`test-00000-of-00001.parquet`, with or without the hub's hash suffix), or a parent folder is named after
+    it (`default/testmini/0000.parquet`). `testmini_text_only.parquet` is another split, not part of `testmini`."""
     relative = os.path.relpath(path, root)
     parents = relative.split(os.sep)[:-1]
-    stem = os.path.basename(path)
-    return split in parents or re.match(rf"^{re.escape(split)}(?:[-_.]|$)", stem) is not None
+    stem = os.path.splitext(os.path.basename(path))[0]
+    shard = r"(?:-\d{5}-of-\d{5}(?:-[0-9a-f]+)?)?"
+    return split in parents or re.fullmatch(re.escape(split) + shard, stem) is not None
 
 
-def _local_split_files(bench: Benchmark, path: str, splits: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
+def _local_split_files(
+    bench: Benchmark, path: str, splits: tuple[str, ...], narrowed: bool = False
+) -> list[tuple[str | None, list[str]]]:
+    """(split, files) per split found in a local copy; `(None, files)` for a file or a folder with no split names.
+
+    Every split asked for must be there: a benchmark whose metric spans several splits (DynaMath's worst case over
+    its 10 variants) is not silently scored on fewer, unless `narrowed` (the user chose the splits with --split).
+    """
     if os.path.isfile(path):
         return [(None, [path])]
     files = data_files_in(path)
     if not files:
         raise EvalError(f"{bench.title}: no .parquet, .jsonl, .json or .csv file in folder {path}.")
     by_split = [(split, [f for f in files if _belongs(f, path, split)]) for split in splits]
-    if not any(found for _, found in by_split):
+    missing = [split for split, found in by_split if not found]
+    if len(missing) == len(splits):
         if any(_belongs(f, path, s) for f in files for s in _ALL_SPLIT_NAMES):
             raise EvalError(
                 f"{bench.title}: folder {path} has no file for split {', '.join(splits)} "
-                f"(files are matched by name: <split>-*.parquet or <split>/...)."
+                f"(files are matched by name: <split>.parquet, <split>-00000-of-00001.parquet or <split>/...)."
             )
         return [(None, files)]
-    return [(split, found) for split, found in by_split if found]
+    if missing:
+        found = [split for split, files_of in by_split if files_of]
+        hint = "" if narrowed else (
+            f"; to score only the splits there, say so: --split {bench.name}={','.join(found)} "
+            "(the metric is then over those splits only)"
+        )
+        raise EvalError(
+            f"{bench.title}: folder {path} has no file for split {', '.join(missing)} "
+            f"(found {', '.join(found)}){hint}."
+        )
+    return by_split
 
 
 _ALL_SPLIT_NAMES = ("train", "validation", "test", "testmini") + tuple(f"sample_variant{i}" for i in range(1, 11))
@@ -300,8 +354,14 @@ def _read_files(bench: Benchmark, files: list[str]):
     import datasets
 
     kinds = {LOCAL_EXTENSIONS[os.path.splitext(f)[1]] for f in files}
+    if len(kinds) > 1 and "parquet" in kinds:  # a hub download: the parquet files beside the repo's json copies
+        files = [f for f in files if LOCAL_EXTENSIONS[os.path.splitext(f)[1]] == "parquet"]
+        kinds = {"parquet"}
     if len(kinds) != 1:
-        raise EvalError(f"{bench.title}: mixed file kinds in {os.path.dirname(files[0])}; use one kind per folder.")
+        raise EvalError(
+            f"{bench.title}: mixed file kinds ({', '.join(sorted(kinds))}) in {os.path.dirname(files[0])}; "
+            "use one kind per folder."
+        )
     try:
         return datasets.load_dataset(kinds.pop(), data_files=files, split="train")
     except Exception as error:
@@ -336,17 +396,19 @@ def load_benchmark(
 ) -> LoadedBenchmark:
     """Read a benchmark from its hub id or a local copy, check its columns, and build its items.
 
+    `split` narrows the benchmark's splits (one split, or several with commas: `sample_variant1,sample_variant2`).
     `limit` keeps the first N items, or for DynaMath and WeMath the first N seed questions / composite problems with
     all their rows (so that worst-case accuracy and the four-dimensional metrics stay defined).
     """
     import datasets
 
     settings = settings or {}
-    splits = (split,) if split else bench.splits
+    splits = tuple(s.strip() for s in split.split(",") if s.strip()) if split else bench.splits
     if path is not None:
         if not os.path.exists(path):
             raise EvalError(f"{bench.title}: local data not found: {path}")
-        parts = [(s, _read_files(bench, files)) for s, files in _local_split_files(bench, path, splits)]
+        parts = [(s, _read_files(bench, files))
+                 for s, files in _local_split_files(bench, path, splits, narrowed=bool(split))]
         source = os.path.abspath(path)
         base_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     else:
@@ -354,6 +416,7 @@ def load_benchmark(
         config = f" ({bench.hub_config})" if bench.hub_config else ""
         source = f"{bench.hub_id}{config} split {','.join(splits)}"
         base_dir = None
+    read_splits = tuple(s for s, _ in parts) if all(s for s, _ in parts) else None
     columns = list(parts[0][1].column_names)
     for s, part in parts:
         missing = [c for c in bench.columns if not any(a in part.column_names for a in c.split("|"))]
@@ -398,7 +461,13 @@ def load_benchmark(
             seen_ids[item.id] = 0
         items.append(item)
     if not items:
+        if bench.name == "mathverse" and "problem_version" in dataset.column_names:
+            found = sorted({_text(v) for v in dataset["problem_version"]})
+            raise EvalError(
+                f"{bench.title}: no items with problem_version {settings.get('mathverse_version')!r} in {source}; "
+                f"the data has: {', '.join(found)} (--mathverse-version one of them, or all)."
+            )
         raise EvalError(f"{bench.title}: no items in {source}" + (" after filtering" if settings else "") + ".")
-    return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir)
+    return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir, read_splits)
 
 

@@ -26,6 +26,26 @@ _PHRASE = re.compile(
     r"([^\n]+?)\s*(?:\.\s|\.$|\n|$)",
     re.IGNORECASE,
 )
+# where the answer ends and its justification starts: "B, because A fails", "12 since ..."
+_REASON = re.compile(r"\s*[,;]?\s+(?:because|since|as|which|so|thus|hence|therefore|given|due to)\b.*$",
+                     re.IGNORECASE | re.DOTALL)
+_MATH_DELIMITERS = re.compile(r"^(?:\$+(.+?)\$+|\\\((.+?)\\\)|\\\[(.+?)\\\])$", re.DOTALL)
+
+
+def _phrase_answer(text: str) -> str | None:
+    """The answer of the last closing phrase, without the phrase repeated inside it ("Final Answer: The final answer
+    is 5"), its justification ("B, because ...") or math delimiters (`$\\frac12$`)."""
+    matches = _PHRASE.findall(text or "")
+    if not matches:
+        return None
+    answer = matches[-1]
+    while (inner := _PHRASE.findall(answer)) and inner[-1] != answer:
+        answer = inner[-1]
+    answer = _REASON.sub("", answer).strip().strip("*").strip()
+    delimited = _MATH_DELIMITERS.match(answer)
+    if delimited:
+        answer = next(group for group in delimited.groups() if group is not None).strip()
+    return answer or None
 
 
 def extract_by_rules(text: str) -> tuple[str | None, str | None]:
@@ -38,6 +58,8 @@ def extract_by_rules(text: str) -> tuple[str | None, str | None]:
     ('12', 'boxed')
     >>> extract_by_rules("Hence the answer is (B).")
     ('(B)', 'phrase')
+    >>> extract_by_rules("The answer is B, because A fails.")
+    ('B', 'phrase')
     >>> extract_by_rules("I cannot tell.")
     (None, None)
 
@@ -49,11 +71,9 @@ def extract_by_rules(text: str) -> tuple[str | None, str | None]:
     answer = extract_answer(text, "answer_tag")
     if answer is not None:
         return answer, "answer_tag"
-    matches = _PHRASE.findall(text or "")
-    if matches:
-        answer = matches[-1].strip().strip("*").strip()
-        if answer:
-            return answer, "phrase"
+    answer = _phrase_answer(text)
+    if answer is not None:
+        return answer, "phrase"
     return None, None
 
 

@@ -73,15 +73,24 @@ def render_markdown(results: dict) -> str:
     n_columns = len(table["columns"])
     lines += ["", f"Accuracy in percent. Average: mean of the {n_columns} benchmark columns (a column without a value "
                   "is left out and the count says so in results.json).", "", "## Protocol", ""]
-    adapter = f" (LoRA adapter on `{run['base_model']}`)" if run.get("adapter") else ""
-    decoding = f"greedy (temperature 0), at most {run['max_new_tokens']} new tokens"
+    adapter = ""
+    if run.get("adapter"):
+        served = f", {run['adapter_served']}" if run.get("adapter_served") else ""
+        adapter = f" (LoRA adapter on `{run['base_model']}`{served})"
+    decoding = (f"greedy (temperature 0), repetition penalty {run.get('repetition_penalty', 1.0)}, at most "
+                f"{run['max_new_tokens']} new tokens")
     if run.get("samples"):
+        top_k = f"top-k {run['top_k']}" if run.get("top_k") else "no top-k"
         decoding += (f"; plus {run['samples']} samples per question at temperature {run['temperature']}, "
-                     f"top-p {run['top_p']}, seed {run['seed']} (sampled pass@1 = the metric averaged over the "
-                     f"samples; maj@{run['samples']} = the majority answer, math-aware classes)")
-    hint = f"; choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else ""
+                     f"top-p {run['top_p']}, {top_k}, seed {run['seed']} per question (sampled pass@1 = the metric "
+                     f"averaged over the samples; maj@{run['samples']} = the majority answer, math-aware classes)")
+    decoding += "; the same on both backends, none of the checkpoint's generation_config defaults applied"
+    hints = [f"choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else "",
+             f"letter-set questions: \"{run['choices_hint']}\"" if run.get("choices_hint") else ""]
+    hint = "".join(f"; {h}" for h in hints if h)
+    dtype = f", {run['dtype']}" if run.get("dtype") else ""
     lines += [
-        f"- Model: `{model}`{adapter}; backend: {run['backend']}; decoding: {decoding}.",
+        f"- Model: `{model}`{adapter}; backend: {run['backend']}{dtype}; decoding: {decoding}.",
         "- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
         f"\"{run['instruction']}\"{hint}.",
         f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
@@ -95,7 +104,10 @@ def render_markdown(results: dict) -> str:
     lines += ["", "| Benchmark | Data | Items | Metric | Scoring | Answers read by |", "|---|---|---:|---|---|---|"]
     for name, entry in benchmarks.items():
         read = ", ".join(f"{rule} {count}" for rule, count in sorted(entry["extraction"].items()))
-        lines.append(f"| {entry['title']} | {entry['source']} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
+        data = entry["source"]
+        if os.path.isabs(data) and entry.get("splits"):  # a local copy: the splits read (a hub source names them)
+            data += f" (split {','.join(entry['splits'])})"
+        lines.append(f"| {entry['title']} | {data} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
                      f"| {read} |")
     lines += ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
     for name, entry in benchmarks.items():
@@ -117,8 +129,14 @@ def write_results(results: dict, output_dir: str) -> dict:
     return results
 
 
-PROTOCOL_KEYS = ("backend", "instruction", "choice_hint", "min_pixels", "max_pixels", "max_new_tokens", "samples",
-                 "temperature", "top_p", "extraction", "limit", "mathverse_version")
+PROTOCOL_KEYS = ("backend", "dtype", "adapter_mode", "instruction", "choice_hint", "choices_hint", "min_pixels",
+                 "max_pixels", "max_new_tokens", "repetition_penalty", "samples", "temperature", "top_p", "top_k",
+                 "extraction", "limit", "mathverse_version")
+
+
+def _data(entry: dict) -> str:
+    splits = f", splits {','.join(entry['splits'])}" if entry.get("splits") else ""
+    return f"{entry['source']} ({entry['n']} items{splits})"
 
 
 def compare(path_a: str, path_b: str) -> str:
@@ -164,13 +182,12 @@ def compare(path_a: str, path_b: str) -> str:
     if only:
         lines += ["", f"In one file only: {', '.join(only)}."]
     differ = [k for k in PROTOCOL_KEYS if a["run"].get(k) != b["run"].get(k)]
-    data_of = lambda result, n: (result["benchmarks"][n]["source"], result["benchmarks"][n]["n"])  # noqa: E731
+    data_of = lambda result, n: tuple(result["benchmarks"][n].get(k) for k in ("source", "n", "splits"))  # noqa: E731
     sources = [n for n in a["benchmarks"] if n in b["benchmarks"] and data_of(a, n) != data_of(b, n)]
     if differ or sources:
         lines += ["", "Protocols differ (the numbers are not directly comparable):"]
         lines += [f"- {k}: A = {a['run'].get(k)!r}, B = {b['run'].get(k)!r}" for k in differ]
-        lines += [f"- {n} data: A = {a['benchmarks'][n]['source']} ({a['benchmarks'][n]['n']} items), "
-                  f"B = {b['benchmarks'][n]['source']} ({b['benchmarks'][n]['n']} items)" for n in sources]
+        lines += [f"- {n} data: A = {_data(a['benchmarks'][n])}, B = {_data(b['benchmarks'][n])}" for n in sources]
     else:
         lines += ["", "Same protocol."]
     return "\n".join(lines) + "\n"

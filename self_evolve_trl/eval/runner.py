@@ -1,12 +1,12 @@
 """The evaluation loop: prompts, generation in batches with a resumable cache, extraction, scoring, results.
 
 Cache: `<output_dir>/samples/<benchmark>.jsonl`, one line per item and generation mode (greedy, or k samples),
-keyed by the item id and a hash of everything that changes the outputs (model and its weights' fingerprint,
-backend, instruction, pixel bounds, generation settings); a line whose question text differs (another copy of the
-data with the same ids) is not reused. Lines are appended and flushed batch by batch,
-so an interrupted evaluation loses at most the batch in flight and resumes where it stopped; a run with other
-settings adds its own lines beside them. Scoring is recomputed from the cached outputs on every run, so changing
-the scoring rules never needs new generations.
+keyed by the item id and a hash of everything that changes the outputs (model and its weights' fingerprint, how
+an adapter is served, backend, dtype, instruction, hints, pixel bounds, splits, decoding settings); a line whose
+question text differs (another copy of the data with the same ids) is not reused. Lines are appended and flushed
+batch by batch, so an interrupted evaluation loses at most the batch in flight and resumes where it stopped; a run
+with other settings adds its own lines beside them. Scoring is recomputed from the cached outputs on every run, so
+changing the scoring rules never needs new generations.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, sc
 
 
 DEFAULT_CHOICE_HINT = "For a multiple-choice question, the answer is the letter of the correct option."
+DEFAULT_CHOICES_HINT = (
+    "For a multiple-choice question, the answer is the letter(s) of the correct option(s), separated by commas."
+)
 
 
 def _field(default, help: str, **kwargs):
@@ -57,7 +60,9 @@ class EvalConfig:
         data_dir (`str`, *optional*):
             Folder of local copies named after the benchmarks; every benchmark not given by `data` must be there.
         splits (`dict[str, str]`, *optional*):
-            Another split per benchmark (e.g. `{"mathvision": "testmini"}`).
+            Other splits per benchmark, comma-separated (e.g. `{"mathvision": "testmini"}`,
+            `{"dynamath": "sample_variant1,sample_variant2"}`); a benchmark read from several splits needs all of
+            them otherwise.
         metrics (`dict[str, str]`, *optional*):
             Primary metric per benchmark (e.g. `{"wemath": "score_loose"}`).
         limit (`int`, *optional*):
@@ -71,7 +76,10 @@ class EvalConfig:
             Instruction appended to every question (default: the training instruction,
             `config.DEFAULT_INSTRUCTION`).
         choice_hint (`str`, *optional*, defaults to `DEFAULT_CHOICE_HINT`):
-            Sentence added to choice questions before the instruction (empty for none).
+            Sentence added to single-answer choice questions before the instruction (empty for none).
+        choices_hint (`str`, *optional*, defaults to `DEFAULT_CHOICES_HINT`):
+            Sentence added to questions answered by a set of letters (LogicVista) before the instruction (empty for
+            none).
         min_pixels (`int`, *optional*):
             Lower bound on image pixels (Qwen resizing; also set on the processor).
         max_pixels (`int`, *optional*):
@@ -91,10 +99,17 @@ class EvalConfig:
             Sampling temperature of the samples.
         top_p (`float`, *optional*, defaults to `1.0`):
             Sampling top-p of the samples.
+        top_k (`int`, *optional*):
+            Sampling top-k of the samples (none by default: all tokens).
+        repetition_penalty (`float`, *optional*, defaults to `1.0`):
+            Repetition penalty of every generation, greedy included (1.0: none; the checkpoint's
+            `generation_config.json` is not applied).
         seed (`int`, *optional*, defaults to `0`):
-            Sampling seed (each batch is seeded with `seed` + the index of its first question).
+            Sampling seed; each question is sampled with a seed drawn from it and the question's id (vllm; the
+            transformers backend seeds each batch with its first question's).
         dtype (`str`, *optional*, defaults to `"auto"`):
-            `auto` (bf16 on GPU, fp32 on CPU), `bfloat16`, `float16` or `float32`.
+            `auto` (bf16 on GPU, fp32 on CPU; the resolved name keys the cache), `bfloat16`, `float16` or
+            `float32`.
         device (`str`, *optional*, defaults to `"auto"`):
             transformers backend device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
         tensor_parallel_size (`int`, *optional*, defaults to `1`):
@@ -122,12 +137,13 @@ class EvalConfig:
     base_model: str | None = _field(None, "Base model of a LoRA adapter (default: its adapter_config.json).")
     data: dict[str, str] = _field(dict, "Local copy per benchmark (file or folder); the hub otherwise.")
     data_dir: str | None = _field(None, "Folder of local copies named after the benchmarks (DIR/mathvision, ...).")
-    splits: dict[str, str] = _field(dict, "Another split per benchmark, e.g. mathvision=testmini.")
+    splits: dict[str, str] = _field(dict, "Other splits per benchmark, comma-separated, e.g. mathvision=testmini.")
     metrics: dict[str, str] = _field(dict, "Primary metric per benchmark, e.g. wemath=score_loose.")
     limit: int | None = _field(None, "First N questions per benchmark (DynaMath/WeMath: groups).")
     mathverse_version: str = _field("Vision Only", "MathVerse problem_version to keep ('all' keeps the five).")
     instruction: str | None = _field(None, "Instruction appended to every question (default: the training one).")
     choice_hint: str = _field(DEFAULT_CHOICE_HINT, "Sentence added to choice questions ('' for none).")
+    choices_hint: str = _field(DEFAULT_CHOICES_HINT, "Sentence added to letter-set questions ('' for none).")
     min_pixels: int | None = _field(None, "Qwen resize lower bound (pixels).")
     max_pixels: int | None = _field(None, "Qwen resize upper bound (pixels).")
     backend: str = _field("transformers", "transformers (anywhere) or vllm (GPU).")
@@ -136,6 +152,8 @@ class EvalConfig:
     samples: int = _field(0, "Also draw k samples per question: sampled pass@1 and maj@k (k >= 2).")
     temperature: float = _field(1.0, "Sampling temperature (with samples).")
     top_p: float = _field(1.0, "Sampling top-p (with samples).")
+    top_k: int | None = _field(None, "Sampling top-k (with samples; none by default).")
+    repetition_penalty: float = _field(1.0, "Repetition penalty, greedy included (1.0: none).")
     seed: int = _field(0, "Sampling seed.")
     dtype: str = _field("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
     device: str = _field("auto", "transformers backend: auto, cpu, cuda, cuda:1, ...")
@@ -157,26 +175,34 @@ def help_of(name: str) -> str:
 # Prompts and cache keys
 
 
-def build_conversation(item: EvalItem, instruction: str, choice_hint: str, n_images: int) -> list[dict]:
-    """The user turn, exactly as in training (`data.build_prompt`), with the choice hint for choice questions."""
+def build_conversation(
+    item: EvalItem, instruction: str, choice_hint: str, n_images: int, choices_hint: str | None = None
+) -> list[dict]:
+    """The user turn, exactly as in training (`data.build_prompt`), with the choice hint for choice questions (the
+    plural one, `choices_hint`, for questions answered by a set of letters)."""
     from ..data import build_prompt
 
     question = item.question
-    if item.answer_type in ("choice", "choices") and choice_hint:
-        question = f"{question}\n{choice_hint}"
+    hint = {"choice": choice_hint, "choices": choice_hint if choices_hint is None else choices_hint}.get(
+        item.answer_type)
+    if hint:
+        question = f"{question}\n{hint}"
     return build_prompt(question, n_images, instruction)
 
 
-def weights_fingerprint(path: str) -> str | None:
-    """Sizes and modification times of a local model's weight files (a retrained folder gets a new cache key)."""
-    if not os.path.isdir(path):
-        return None
-    entries = []
-    for name in sorted(os.listdir(path)):
-        if name.endswith((".safetensors", ".bin", ".pt")):
-            stat = os.stat(os.path.join(path, name))
-            entries.append(f"{name}:{stat.st_size}:{int(stat.st_mtime)}")
-    return hashlib.sha256("|".join(entries).encode()).hexdigest()[:16] if entries else None
+def question_seed(seed: int, item_id: str) -> int:
+    """The sampling seed of one question: drawn from the run's seed and the question's id, so that questions are
+    sampled independently and a resumed run, or one with another `--limit`, samples the same completions.
+
+    Example:
+
+    ```python
+    >>> question_seed(0, "1") == question_seed(0, "1") != question_seed(0, "2")
+    True
+
+    ```
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}/{item_id}".encode()).digest()[:4], "big") >> 1
 
 
 def question_hash(item: EvalItem) -> str:
@@ -231,6 +257,7 @@ class Mode:
     n: int
     temperature: float
     top_p: float
+    top_k: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -262,7 +289,6 @@ def generate_outputs(
     """Outputs per item id for one mode, generating only what the cache lacks. Returns (outputs, generated)."""
     outputs: dict[str, list[str]] = {}
     pending: list[EvalItem] = []
-    position = {item.id: i for i, item in enumerate(loaded.items)}
     for item in loaded.items:
         record = cache.get(item, settings_key)
         if record is not None:
@@ -282,13 +308,14 @@ def generate_outputs(
             batch = pending[start : start + config.batch_size]
             images = [_load_images(loaded, item, config) for item in batch]
             conversations = [
-                build_conversation(item, instruction, config.choice_hint, len(item_images))
+                build_conversation(item, instruction, config.choice_hint, len(item_images), config.choices_hint)
                 for item, item_images in zip(batch, images)
             ]
             texts = backend.generate(
-                conversations, images, n=mode.n, temperature=mode.temperature, top_p=mode.top_p,
-                # seeded by the batch's first item: a resumed run samples what the uninterrupted run would have
-                max_new_tokens=config.max_new_tokens, seed=config.seed + position[batch[0].id],
+                conversations, images, n=mode.n, temperature=mode.temperature, top_p=mode.top_p, top_k=mode.top_k,
+                repetition_penalty=config.repetition_penalty, max_new_tokens=config.max_new_tokens,
+                # seeded by the questions: a resumed run samples what the uninterrupted run would have
+                seeds=[question_seed(config.seed, item.id) for item in batch],
             )
             now = time.time()
             records = [
@@ -427,6 +454,10 @@ def check_config(config: EvalConfig) -> list:
         raise EvalError(f"--limit must be at least 1, got {config.limit}.")
     if config.batch_size < 1:
         raise EvalError(f"--batch-size must be at least 1, got {config.batch_size}.")
+    if config.repetition_penalty <= 0:
+        raise EvalError(f"--repetition-penalty must be positive (1.0: none), got {config.repetition_penalty}.")
+    if config.top_k is not None and config.top_k < 1:
+        raise EvalError(f"--top-k must be at least 1 (leave it out for none), got {config.top_k}.")
     for path in config.data.values():
         if not os.path.exists(path):
             raise EvalError(f"Local data not found: {path}")
@@ -451,6 +482,7 @@ def make_backend(config: EvalConfig, source, processor):
             source, processor, dtype=config.dtype, tensor_parallel_size=config.tensor_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
             min_pixels=config.min_pixels, max_pixels=config.max_pixels, seed=config.seed,
+            merge_dir=os.path.join(config.output_dir, "merged_model"),
         )
     return TransformersBackend(source, processor, dtype=config.dtype, device=config.device)
 
@@ -461,7 +493,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
     `backend` may be given to reuse a loaded model (it must have `generate(...)` as `TransformersBackend`).
     """
     from ..images import processor_pixel_bounds
-    from .backends import load_processor, resolve_model
+    from .backends import load_processor, resolve_model, weights_fingerprint
     from .report import write_results
 
     benchmarks = check_config(config)
@@ -494,18 +526,20 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
         "model_fingerprint": weights_fingerprint(source.model),
         "adapter": os.path.abspath(source.adapter) if source.adapter else None,
         "adapter_fingerprint": weights_fingerprint(source.adapter) if source.adapter else None,
+        "adapter_mode": getattr(backend, "adapter_mode", None),  # merged weights or a vLLM LoRA request
         "backend": backend.name, "instruction": instruction, "choice_hint": config.choice_hint,
-        "min_pixels": config.min_pixels, "max_pixels": config.max_pixels, "max_new_tokens": config.max_new_tokens,
-        "dtype": config.dtype,
+        "choices_hint": config.choices_hint, "min_pixels": config.min_pixels, "max_pixels": config.max_pixels,
+        "max_new_tokens": config.max_new_tokens, "repetition_penalty": config.repetition_penalty,
+        "dtype": getattr(backend, "dtype", config.dtype),
     }
     greedy_mode = Mode("greedy", 1, 0.0, 1.0)
-    sample_mode = Mode(f"samples{config.samples}", config.samples, config.temperature, config.top_p)
+    sample_mode = Mode(f"samples{config.samples}", config.samples, config.temperature, config.top_p, config.top_k)
     results = {"benchmarks": {}}
     MATCH_STATS.snapshot(reset=True)
     for loaded in loaded_all:
         bench = loaded.benchmark
         cache = SampleCache(os.path.join(config.output_dir, "samples", f"{bench.name}.jsonl"))
-        common_key = {**common, "benchmark": bench.name, "split": config.splits.get(bench.name, bench.splits)}
+        common_key = {**common, "benchmark": bench.name, "splits": loaded.splits}
         greedy_key = _hash({**common_key, **greedy_mode.as_dict()})
         greedy, generated = generate_outputs(loaded, backend, cache, greedy_mode, greedy_key, config, instruction)
         sampled = None
@@ -523,6 +557,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
             "metric": config.metrics.get(bench.name, bench.metrics[0]),
             "n": len(loaded.items),
             "source": loaded.source,
+            "splits": list(loaded.splits) if loaded.splits else None,
             "generated": generated,
             "cached": len(loaded.items) * (2 if config.samples else 1) - generated,
             "scoring": bench.scoring,
@@ -530,11 +565,15 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
         }
     results["run"] = {
         "model": config.model, "base_model": source.model if source.adapter else None,
-        "adapter": source.adapter, "backend": backend.name, "instruction": instruction,
-        "choice_hint": config.choice_hint, "min_pixels": config.min_pixels, "max_pixels": config.max_pixels,
-        "max_new_tokens": config.max_new_tokens, "samples": config.samples,
+        "adapter": source.adapter, "adapter_mode": common["adapter_mode"],
+        "adapter_served": getattr(backend, "adapter_served", None),
+        "backend": backend.name, "dtype": common["dtype"], "instruction": instruction,
+        "choice_hint": config.choice_hint, "choices_hint": config.choices_hint, "min_pixels": config.min_pixels,
+        "max_pixels": config.max_pixels, "max_new_tokens": config.max_new_tokens,
+        "repetition_penalty": config.repetition_penalty, "samples": config.samples,
         "temperature": config.temperature if config.samples else None,
-        "top_p": config.top_p if config.samples else None, "seed": config.seed, "limit": config.limit,
+        "top_p": config.top_p if config.samples else None, "top_k": config.top_k if config.samples else None,
+        "seed": config.seed, "limit": config.limit,
         "extraction": RULES_DESCRIPTION + (f"; then {llm.description}" if llm else ""),
         "mathverse_version": config.mathverse_version, "match_stats": MATCH_STATS.snapshot(),
     }

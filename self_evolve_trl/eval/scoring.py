@@ -4,7 +4,8 @@ Formats:
 
 - `choice`: one option letter. The prediction may be the letter in any common dress (`B`, `(B)`, `B.`, `B: 12`,
   `Option B`) or the content of the option (`12`, compared with the project's math-aware equivalence).
-- `choices`: a set of letters (LogicVista: `A, C`); the prediction's letter set must equal the reference's.
+- `choices`: a set of letters (LogicVista: `A, C`); the prediction's letter set must equal the reference's. Only
+  the letters offered count as letters (the listed options, else A-H), so `NO` or `BED` is not read as a set.
 - `free`: a free-form answer, compared with `answers.is_equivalent(match="math")` (normalisation + math-verify).
 - `float`: a number within an absolute tolerance of 1e-3 (DynaMath's rule; `\\pi` and surds are evaluated).
 
@@ -30,6 +31,7 @@ _LETTER_PREFIX = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:answer|option|choice
 # `(b)`, or a capital letter alone or followed by punctuation or by option content that is not a lower-case word
 _LETTER = re.compile(r"^\(([A-Za-z])\)|^([A-Z])(?=$|[.:)]|\s+[^a-z\s])")
 _LETTER_RUN = re.compile(r"^[A-Z]{1,8}$")
+OFFERED_LETTERS = "ABCDEFGH"  # the letters offered where the options are not listed (they are drawn in the image)
 _LETTER_SPLIT = re.compile(r"\s*(?:,|;|/|&|\band\b|\s)\s*")
 
 
@@ -69,19 +71,25 @@ def choice_letter(answer: str | None, options: dict[str, str] | None = None, mat
     return None
 
 
-def choice_letters(answer: str | None) -> frozenset[str] | None:
-    """The set of option letters an answer names (`A, C`, `AC`, `(A) and (C)`, `A`), or None.
+def choice_letters(answer: str | None, offered: Iterable[str] = OFFERED_LETTERS) -> frozenset[str] | None:
+    """The set of option letters an answer names (`A, C`, `AC`, `(A) and (C)`, `A`), or None; every letter must be
+    one of the `offered` ones, so that a capitalised word (`NO`) is not read as letters.
 
     Example:
 
     ```python
     >>> sorted(choice_letters("A, C")), sorted(choice_letters("(B) and (D)")), sorted(choice_letters("CA"))
     (['A', 'C'], ['B', 'D'], ['A', 'C'])
-    >>> choice_letters("apples") is None
-    True
+    >>> choice_letters("apples") is None, choice_letters("NO") is None, choice_letters("ACE", offered="ABCD") is None
+    (True, True, True)
 
     ```
     """
+    letters = _choice_letters(answer)
+    return letters if letters is not None and letters <= set(offered) else None
+
+
+def _choice_letters(answer: str | None) -> frozenset[str] | None:
     if answer is None:
         return None
     text = _strip_latex_text(answer).strip().rstrip(".")
@@ -153,8 +161,9 @@ def score_answer(
         reference_letter = choice_letter(reference) or reference.strip().upper()
         return letter is not None and letter == reference_letter
     if answer_type == "choices":
-        letters = choice_letters(prediction)
-        return letters is not None and letters == choice_letters(reference)
+        expected = _choice_letters(reference)
+        letters = choice_letters(prediction, set(options or OFFERED_LETTERS) | (expected or set()))
+        return letters is not None and letters == expected
     if answer_type == "float":
         value, expected = numeric_value(prediction), numeric_value(reference)
         if value is not None and expected is not None:
@@ -182,7 +191,7 @@ def vote_key(prediction: str | None, answer_type: str, options: dict[str, str] |
     if answer_type == "choice":
         return choice_letter(prediction, options)
     if answer_type == "choices":
-        letters = choice_letters(prediction)
+        letters = choice_letters(prediction, options or OFFERED_LETTERS)
         return ",".join(sorted(letters)) if letters else None
     if answer_type == "float":
         value = numeric_value(prediction)

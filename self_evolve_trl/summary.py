@@ -12,6 +12,8 @@ the token entropy or the completion length falls by at least `COLLAPSE_MIN_RELAT
   above the first-quarter mean by more than `FLAT_RELATIVE_CHANGE`, the summary's "rising"), else `converging`;
 - without: `collapse or convergence` (a warning that labels or a held-out evaluation tell which; the held-out
   maj@k is quoted when the run has one).
+
+`SummaryCallback` writes the summary at the end of training (`SelfEvolveGRPOTrainer` registers it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import math
 import os
 import textwrap
 from typing import Any
+
+from transformers import TrainerCallback
 
 
 # (log key, label) in display order; metrics that a run does not log (labels, judge, ...) are left out.
@@ -293,3 +297,23 @@ def format_nonfinite(totals: dict[str, int]) -> str:
     """The summary line of the non-finite guards."""
     return f"  {'non-finite rewards / advantages (set to 0)':<44} {totals['rewards']:>8d} / {totals['advantages']}"
 
+
+class SummaryCallback(TrainerCallback):
+    """Write `summary.txt` / `summary.json` to `output_dir` at the end of training and print the text (on the main
+    process only), for the command line and the Python API alike.
+
+    `Trainer.train` calls `on_train_end` after it has logged the run's totals (`train_runtime`, `train_loss`), so
+    the log history is complete; `nonfinite_counter` is the trainer's run totals of non-finite rewards and
+    advantages (restored in place on resume).
+    """
+
+    def __init__(self, nonfinite_counter=None):
+        self.nonfinite_counter = nonfinite_counter
+        self.text: str | None = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        nonfinite = self.nonfinite_counter.state_dict() if self.nonfinite_counter is not None else None
+        self.text = write_summary(args.output_dir, state.log_history, nonfinite)
+        print(self.text, flush=True)

@@ -43,6 +43,7 @@ from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardFunction, get_reward_function
+from .summary import SummaryCallback
 from .voting import vote_groups
 
 
@@ -145,6 +146,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
+        self.add_callback(SummaryCallback(self.nonfinite_counter))  # summary.txt / summary.json in output_dir
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------

@@ -123,9 +123,24 @@ def test_the_run_ends_with_a_summary(labelled_run):
     assert "Run summary: 4 steps" in text
     assert "pseudo-label accuracy (hidden labels)" in text and "token entropy" in text
     assert "Held-out evaluation (2 evaluations):" in text and "eval maj@k" in text
+    assert result.stdout.count("Run summary:") == 1  # printed once, by the trainer's summary callback
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval"]["eval_labels/maj_at_g"]["evaluations"] == 2
     assert summary["metrics"]["reward"]["trend"] in ("rising", "falling", "flat")
+
+
+def test_a_python_api_run_writes_the_summary_too(unlabelled_run, tmp_path):
+    """Not only the CLI: `SelfEvolveGRPOTrainer.train()` writes summary.txt / summary.json at the end of training,
+    from the complete log history (the run's totals included) and the non-finite counts."""
+    from self_evolve_trl.summary import write_summary
+
+    out = Path(unlabelled_run.args.output_dir)
+    text = (out / "summary.txt").read_text()
+    assert text.startswith("Run summary: 3 steps in ") and "non-finite rewards / advantages" in text
+    trainer = unlabelled_run
+    after = write_summary(str(tmp_path), trainer.state.log_history, trainer.nonfinite_counter.state_dict())
+    assert text == after + "\n"
+    assert json.loads((out / "summary.json").read_text()) == json.loads((tmp_path / "summary.json").read_text())
 
 
 def test_a_run_without_labels_logs_no_label_metrics(unlabelled_run):
@@ -277,3 +292,4 @@ def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_m
     assert metrics[None]["self_consistency/format_violation_rate"] == [1.0, 1.0]
     assert metrics[".*"]["self_consistency/format_violation_rate"] == [0.0, 0.0]
     assert len(metrics[".*"]["labels/rollout_accuracy"]) == 2 and len(metrics[".*"]["rewards/nonfinite_count"]) == 1
+

@@ -157,10 +157,15 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _reward_inputs(self, inputs, prompts, completions, completion_ids_list) -> dict[str, list]:
         """Extra per-completion inputs that some reward functions need (e.g. judge scores), computed on this
-        process's completions by the providers of `REWARD_INPUT_PROVIDERS`, then gathered with them."""
+        process's completions by the providers of `REWARD_INPUT_PROVIDERS`, then gathered with them. Providers get
+        the rows without the label column: labels never reach a reward, not even through a provider."""
         extras = {}
+        if not self.reward_input_providers:
+            return extras
+        label_column = self.args.label_column
+        rows = [{k: v for k, v in row.items() if k != label_column} for row in inputs]
         for name, provider in self.reward_input_providers.items():
-            values = list(provider(inputs, prompts, completions, completion_ids_list))
+            values = list(provider(rows, prompts, completions, completion_ids_list))
             if len(values) != len(completions):
                 raise ValueError(f"Reward input {name!r} has {len(values)} values for {len(completions)} completions.")
             extras[name] = values

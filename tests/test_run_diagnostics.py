@@ -293,3 +293,39 @@ def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_m
     assert metrics[".*"]["self_consistency/format_violation_rate"] == [0.0, 0.0]
     assert len(metrics[".*"]["labels/rollout_accuracy"]) == 2 and len(metrics[".*"]["rewards/nonfinite_count"]) == 1
 
+class RecordingProvider:
+    """A reward-input provider that records the rows it is handed."""
+
+    rows: list = []
+
+    def __init__(self, trainer):
+        pass
+
+    def __call__(self, inputs, prompts, completions, completion_ids_list):
+        RecordingProvider.rows.extend(inputs)
+        return [0.0] * len(completions)
+
+
+def test_reward_input_providers_never_see_the_labels(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config,
+                                                      monkeypatch):
+    from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS, SelfEvolveGRPOTrainer
+
+    def uses_recorded(completions, recorded):
+        return list(recorded)
+
+    uses_recorded.reward_inputs = ("recorded",)
+    monkeypatch.setitem(REWARD_INPUT_PROVIDERS, "recorded", f"{__name__}:RecordingProvider")
+    monkeypatch.setattr(RecordingProvider, "rows", [])
+    dataset = synthetic_dataset(2)
+    trainer = SelfEvolveGRPOTrainer(model=tiny_model_dir, reward_funcs=[uses_recorded], args=cpu_config(),
+                                    train_dataset=dataset, processing_class=tiny_processor)
+    trainer.model.train()
+    inputs = [dataset[0]] * 4 + [dataset[1]] * 4
+    assert all(row["label"] for row in inputs)
+    trainer._generate_and_score_completions(inputs)
+    assert len(RecordingProvider.rows) == 8
+    uids = (dataset[0]["uid"], dataset[1]["uid"])
+    assert all("label" not in row and row["uid"] in uids for row in RecordingProvider.rows)
+    assert "prompt" in RecordingProvider.rows[0]
+    assert all("label" in row for row in inputs)  # the trainer's own rows keep it, for the diagnostics
+    assert len(trainer._metrics["train"]["labels/rollout_accuracy"]) == 2

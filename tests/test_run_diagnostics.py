@@ -248,6 +248,25 @@ def test_plot_overlay_of_two_runs(labelled_run, unlabelled_run, run, tmp_path):
     assert all(size > 5000 for size in files.values())
 
 
+def test_plot_draws_the_held_out_self_consistency_next_to_the_training_one(labelled_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from self_evolve_trl.plot import PANELS, _draw_panel, load_log_history
+
+    out, _ = labelled_run
+    history = load_log_history(str(out))
+    panel = next(p for p in PANELS if p.name == "self_consistency")
+    fig, ax = plt.subplots()
+    _draw_panel(ax, panel, panel.keys({k for e in history for k in e}), {"run": history}, 0.0)
+    drawn = {line.get_label(): len(line.get_xdata()) for line in ax.get_lines()}
+    plt.close(fig)
+    assert drawn == {"majority ratio (mean p_max)": 4, "groups with p_max >= 0.8": 4,
+                     "eval majority ratio": 2, "eval groups with p_max >= 0.8": 2}  # 4 steps, evaluated at 2 and 4
+
+
 def test_plot_reads_the_latest_checkpoint(labelled_run, tmp_path):
     from self_evolve_trl.plot import load_log_history
 
@@ -292,6 +311,7 @@ def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_m
     assert metrics[None]["self_consistency/format_violation_rate"] == [1.0, 1.0]
     assert metrics[".*"]["self_consistency/format_violation_rate"] == [0.0, 0.0]
     assert len(metrics[".*"]["labels/rollout_accuracy"]) == 2 and len(metrics[".*"]["rewards/nonfinite_count"]) == 1
+
 
 class RecordingProvider:
     """A reward-input provider that records the rows it is handed."""

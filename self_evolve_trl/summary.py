@@ -26,7 +26,6 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-
 # (log key, label) in display order; metrics that a run does not log (labels, judge, ...) are left out.
 SUMMARY_METRICS = [
     ("reward", "reward"),

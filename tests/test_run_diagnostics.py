@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -316,7 +317,7 @@ def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_m
 class RecordingProvider:
     """A reward-input provider that records the rows it is handed."""
 
-    rows: list = []
+    rows: ClassVar[list] = []
 
     def __init__(self, trainer):
         pass

@@ -180,7 +180,6 @@ def train(data_args, training_args, model_args):
     from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
     from .images import processor_pixel_bounds
-    from .summary import write_summary
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
     reward_funcs = build_reward_functions(training_args)  # bad names or kwargs fail here, before any loading
@@ -234,10 +233,10 @@ def train(data_args, training_args, model_args):
         if created_output_dir:  # a failed start leaves nothing behind
             _remove_empty_dirs(training_args.output_dir)
         raise
+    # The run summary (printed, and summary.txt / summary.json in output_dir) was written at the end of `train` by
+    # the trainer's `SummaryCallback`.
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # output_dir/trainer_state.json: the whole log history, for `python -m self_evolve_trl.plot`
-    if trainer.accelerator.is_main_process:
-        print(write_summary(training_args.output_dir, trainer.state.log_history, trainer.nonfinite_counter.state_dict()))
     return trainer
 
 

@@ -10,6 +10,11 @@ math-aware equivalence), so that a checkpoint chosen here is the one the evaluat
     eval_labels/maj_at_g          maj@k (the majority answer of the k samples is right)
     eval_labels/pass_at_g         pass@k (at least one of the k samples is right)
 
+Scoring is free-form whatever the split holds: the training-set loaders carry no answer type or options, so a
+multiple-choice split is scored by comparing the extracted answer with the reference letter (math-aware
+equivalence), not by the benchmarks' choice rules (the evaluation command's job). The k samples use the training
+sampler (`temperature`, `top_p`, `max_completion_length`).
+
 The other eval metrics (`eval_labels/pseudo_label_accuracy`, `eval_labels/reward_accuracy` and the label-free
 ones) describe the reward and so read answers with the recipe's `answer_extractor`, as in training. All are exact
 over the whole split (one value per prompt, averaged by TRL); greedy pass@1 needs the evaluation command on the

@@ -5,7 +5,7 @@ Reads the log history of each run from its `trainer_state.json` (the run dir's o
 writes one PNG per panel plus `overview.png` with all panels:
 
     accuracy            rollout pass@1, pseudo-label accuracy, maj@G, pass@G (hidden labels) and the held-out eval
-    self_consistency    majority ratio (mean p_max) and the share of groups with p_max >= 0.8
+    self_consistency    majority ratio (mean p_max) and the share of groups with p_max >= 0.8 (and the held-out eval's)
     answers             answer entropy and distinct answers per group
     abstention_format   abstention and format-violation rates
     token_entropy       TRL's token entropy of the completions
@@ -81,6 +81,7 @@ PANELS = (
             ("self_consistency/majority_ratio", "majority ratio (mean p_max)"),
             ("self_consistency/high_confidence_share", "groups with p_max >= 0.8"),
             ("eval_self_consistency/majority_ratio", "eval majority ratio"),
+            ("eval_self_consistency/high_confidence_share", "eval groups with p_max >= 0.8"),
         ),
         unit_interval=True,
     ),

@@ -1,10 +1,19 @@
 """A one-screen summary of a run from the trainer's log history: what the rewards, the votes and (where the data has
-answers) the accuracy did, the held-out evaluations, and a warning when the run looks like it is collapsing.
+answers) the accuracy did, the held-out evaluations, and a verdict when the policy grows confident.
 
 Collapse (label-free training converging on its own early majority) shows as the share of confident groups
-(p_max >= 0.8) rising fast while the token entropy or the completion length falls. The warning fires when, from the
+(p_max >= 0.8) rising fast while the token entropy or the completion length falls. But convergence on the right
+answers looks the same (BENCHMARKS.md, "Self-evolution in miniature": the best runs' share rises 18 -> 72 % and
+their length halves); only the accuracy of the pseudo-labels tells the two apart. The check fires when, from the
 first to the last quarter of the logged steps, the high-confidence share rises by at least `COLLAPSE_MIN_RISE` and
-the token entropy or the completion length falls by at least `COLLAPSE_MIN_RELATIVE_FALL` of its first value.
+the token entropy or the completion length falls by at least `COLLAPSE_MIN_RELATIVE_FALL` of its first value; then
+
+- with hidden labels: `collapse` (a warning) unless the pseudo-label accuracy rises with it (its last-quarter mean
+  above the first-quarter mean by more than `FLAT_RELATIVE_CHANGE`, the summary's "rising"), else `converging`;
+- without: `collapse or convergence` (a warning that labels or a held-out evaluation tell which; the held-out
+  maj@k is quoted when the run has one).
+
+`SummaryCallback` writes the summary at the end of training (`SelfEvolveGRPOTrainer` registers it).
 """
 
 from __future__ import annotations
@@ -12,8 +21,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from typing import Any
 
+from transformers import TrainerCallback
 
 # (log key, label) in display order; metrics that a run does not log (labels, judge, ...) are left out.
 SUMMARY_METRICS = [
@@ -33,6 +44,7 @@ SUMMARY_METRICS = [
     ("labels/rollout_accuracy", "rollout accuracy (pass@1, hidden labels)"),
     ("labels/pseudo_label_accuracy", "pseudo-label accuracy (hidden labels)"),
     ("labels/maj_at_g", "maj@G (hidden labels)"),
+    ("labels/pass_at_g", "pass@G (hidden labels)"),
     ("labels/reward_accuracy", "reward accuracy (hidden labels)"),
 ]
 # Held-out evaluation (`eval_strategy`); the best value names the checkpoint step to keep.
@@ -41,11 +53,13 @@ EVAL_METRICS = [
     ("eval_labels/maj_at_g", "eval maj@k"),
     ("eval_labels/pass_at_g", "eval pass@k"),
 ]
+# Every `judge/*` metric goes to summary.json; the text shows those of SUMMARY_METRICS only (one screen).
 JUDGE_PREFIX = "judge/"
 
 COLLAPSE_MIN_RISE = 0.3
 COLLAPSE_MIN_RELATIVE_FALL = 0.25
 FLAT_RELATIVE_CHANGE = 0.05
+WIDTH = 119  # the summary's text is wrapped to this many columns
 
 
 def _values(entries: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -95,9 +109,28 @@ def _stats(values: list[float]) -> dict[str, Any]:
     }
 
 
-def collapse_check(metrics: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The collapse warning from the summary statistics of the training metrics, or None when the run looks fine
-    (or does not log what the check needs)."""
+def collapse_check(
+    metrics: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The verdict on a run whose policy grows confident (`collapse`, `converging` or `collapse or convergence`),
+    from the summary statistics of the training metrics (and of the held-out evaluations, quoted without labels);
+    None when confidence does not rise with a fall of entropy or length (or the run does not log what it needs).
+
+    Example (the first and last quarters of an 8-step run):
+
+    ```python
+    >>> stats = lambda first, last, trend: {"first_quarter_mean": first, "last_quarter_mean": last, "trend": trend}
+    >>> metrics = {"self_consistency/high_confidence_share": stats(0.18, 0.72, "rising"),
+    ...            "completions/mean_length": stats(14.3, 7.1, "falling")}
+    >>> collapse_check(metrics)["verdict"]
+    'collapse or convergence'
+    >>> collapse_check({**metrics, "labels/pseudo_label_accuracy": stats(0.74, 0.85, "rising")})["verdict"]
+    'converging'
+    >>> collapse_check({**metrics, "labels/pseudo_label_accuracy": stats(0.64, 0.52, "falling")})["verdict"]
+    'collapse'
+
+    ```
+    """
     confident = metrics.get("self_consistency/high_confidence_share")
     if confident is None:
         return None
@@ -118,17 +151,39 @@ def collapse_check(metrics: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         f"groups with p_max >= 0.8 rose {confident['first_quarter_mean']:.2f} -> {confident['last_quarter_mean']:.2f}"
     ]
     parts += [f"{name} fell {a:.3g} -> {b:.3g} (-{fall:.0%})" for name, (a, b, fall) in falls.items()]
+    evidence = "; ".join(parts)
+    result: dict[str, Any] = {"high_confidence_rise": rise, "falls": {k: v[2] for k, v in falls.items()}}
     pseudo = metrics.get("labels/pseudo_label_accuracy")
     if pseudo is not None:
-        parts.append(
-            f"pseudo-label accuracy {pseudo['first_quarter_mean']:.2f} -> {pseudo['last_quarter_mean']:.2f}"
+        accuracy = f"pseudo-label accuracy {pseudo['first_quarter_mean']:.2f} -> {pseudo['last_quarter_mean']:.2f}"
+        result["pseudo_label_accuracy"] = [pseudo["first_quarter_mean"], pseudo["last_quarter_mean"]]
+        if pseudo["trend"] == "rising":
+            result["verdict"] = "converging"
+            message = (
+                f"Converging, not collapsing: {evidence}, and the {accuracy} (hidden labels) rose with them: the "
+                "policy is growing confident in answers that are right more often."
+            )
+        else:
+            result["verdict"] = "collapse"
+            message = (
+                f"WARNING: collapse: {evidence}, while the {accuracy} (hidden labels) did not rise: the policy is "
+                "converging on its own early majority, not on right answers. Consider an earlier checkpoint, a lower "
+                "learning rate or a larger KL coefficient (beta)."
+            )
+    else:
+        result["verdict"] = "collapse or convergence"
+        held_out = (evals or {}).get("eval_labels/maj_at_g")
+        quoted = (
+            f" Held-out maj@k went {held_out['first']:.2f} -> {held_out['last']:.2f} over {held_out['evaluations']} "
+            "evaluations."
+            if held_out is not None and held_out["evaluations"] > 1 else ""
         )
-    message = (
-        "WARNING: possible collapse: " + "; ".join(parts) + ". The policy may be converging on its own early "
-        "majority: check held-out accuracy, and consider an earlier checkpoint, a lower learning rate or a larger "
-        "KL coefficient (beta)."
-    )
-    return {"high_confidence_rise": rise, "falls": {k: v[2] for k, v in falls.items()}, "message": message}
+        message = (
+            "WARNING: confidence rising while entropy/length fall: collapse or convergence; labels or a held-out "
+            f"eval (eval_strategy) tell which. {evidence}.{quoted}"
+        )
+    result["message"] = message
+    return result
 
 
 def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,9 +208,9 @@ def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
                 "best_step": best_step,
                 "evaluations": len(points),
             }
-    collapse = collapse_check(summary["metrics"])
+    collapse = collapse_check(summary["metrics"], summary["eval"])
     if collapse is not None:
-        summary["collapse_warning"] = collapse
+        summary["collapse_check"] = collapse
     final = [e for e in log_history if "train_runtime" in e]
     if final:
         summary["train_runtime_s"] = final[-1]["train_runtime"]
@@ -164,9 +219,10 @@ def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """One screen of text: each metric at the start and the end of the run (means of the first and the last quarter
-    of the logged steps, robust to step-to-step noise) and its trend, the held-out evaluations (first, last, best
-    and its step), and the collapse warning if any."""
+    """One screen of text (at most about 40 lines of `WIDTH` columns): each metric at the start and the end of the
+    run (means of the first and the last quarter of the logged steps, robust to step-to-step noise) and its trend,
+    the held-out evaluations (first, last, best and its step), and the collapse check's verdict if it fired. Judge
+    metrics other than those of `SUMMARY_METRICS` are counted on one line and left to summary.json."""
     lines = [
         f"Run summary: {summary['steps']} steps"
         + (f" in {summary['train_runtime_s']:.0f}s" if "train_runtime_s" in summary else "")
@@ -175,10 +231,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["metrics"]:
         lines.append(f"  {'metric (means: first -> last quarter)':<46} {'start':>8}    {'end':>8}  trend")
     for key, stats in summary["metrics"].items():
+        if key not in labels:
+            continue
         lines.append(
-            f"  {labels.get(key, key):<46} {stats['first_quarter_mean']:>8.3f} -> {stats['last_quarter_mean']:>8.3f}"
+            f"  {labels[key]:<46} {stats['first_quarter_mean']:>8.3f} -> {stats['last_quarter_mean']:>8.3f}"
             f"  {stats['trend']}"
         )
+    more_judge = [key for key in summary["metrics"] if key not in labels and key.startswith(JUDGE_PREFIX)]
+    if more_judge:
+        lines.append(f"  (and {len(more_judge)} more judge/* metrics in summary.json)")
     if summary.get("eval"):
         count = max(stats["evaluations"] for stats in summary["eval"].values())
         lines.append(f"Held-out evaluation ({count} evaluations):")
@@ -188,8 +249,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"  {eval_labels[key]:<46} {stats['first']:>8.3f} -> {stats['last']:>8.3f}  "
                 f"best {stats['best']:.3f} at step {stats['best_step']}"
             )
-    if "collapse_warning" in summary:
-        lines.append(summary["collapse_warning"]["message"])
+    if "collapse_check" in summary:
+        message = summary["collapse_check"]["message"]
+        lines.append(textwrap.fill(message, width=WIDTH, subsequent_indent="  ", break_on_hyphens=False))
     return "\n".join(lines)
 
 
@@ -233,3 +295,24 @@ def nonfinite_totals(log_history: list[dict[str, Any]], nonfinite: dict[str, int
 def format_nonfinite(totals: dict[str, int]) -> str:
     """The summary line of the non-finite guards."""
     return f"  {'non-finite rewards / advantages (set to 0)':<44} {totals['rewards']:>8d} / {totals['advantages']}"
+
+
+class SummaryCallback(TrainerCallback):
+    """Write `summary.txt` / `summary.json` to `output_dir` at the end of training and print the text (on the main
+    process only), for the command line and the Python API alike.
+
+    `Trainer.train` calls `on_train_end` after it has logged the run's totals (`train_runtime`, `train_loss`), so
+    the log history is complete; `nonfinite_counter` is the trainer's run totals of non-finite rewards and
+    advantages (restored in place on resume).
+    """
+
+    def __init__(self, nonfinite_counter=None):
+        self.nonfinite_counter = nonfinite_counter
+        self.text: str | None = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        nonfinite = self.nonfinite_counter.state_dict() if self.nonfinite_counter is not None else None
+        self.text = write_summary(args.output_dir, state.log_history, nonfinite)
+        print(self.text, flush=True)

@@ -51,6 +51,7 @@ from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardFunction, get_reward_function
+from .summary import SummaryCallback
 from .voting import vote_groups
 
 
@@ -153,6 +154,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
+        self.add_callback(SummaryCallback(self.nonfinite_counter))  # summary.txt / summary.json in output_dir
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -163,10 +165,15 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _reward_inputs(self, inputs, prompts, completions, completion_ids_list) -> dict[str, list]:
         """Extra per-completion inputs that some reward functions need (e.g. judge scores), computed on this
-        process's completions by the providers of `REWARD_INPUT_PROVIDERS`, then gathered with them."""
+        process's completions by the providers of `REWARD_INPUT_PROVIDERS`, then gathered with them. Providers get
+        the rows without the label column: labels never reach a reward, not even through a provider."""
         extras = {}
+        if not self.reward_input_providers:
+            return extras
+        label_column = self.args.label_column
+        rows = [{k: v for k, v in row.items() if k != label_column} for row in inputs]
         for name, provider in self.reward_input_providers.items():
-            values = list(provider(inputs, prompts, completions, completion_ids_list))
+            values = list(provider(rows, prompts, completions, completion_ids_list))
             if len(values) != len(completions):
                 raise ValueError(f"Reward input {name!r} has {len(values)} values for {len(completions)} completions.")
             extras[name] = values

@@ -36,6 +36,8 @@ def run_benchmark(name: str, *args: str, timeout: int = 600) -> str:
      ["ratio ours / released:", "lost equivalences vs brute-force math-verify: 0", "against the values spelled: split 0 of ",
       "same-value pairs, merged 0 of "]),
     ("gather_payload.py", ["--completions", "8", "--tokens", "16"], [" MB   dumps "]),
+    ("lse_offset.py", ["--groups", "4", "--prompts", "2", "--max-new-tokens", "6"],
+     ["loss dapo:", "z = ||difference|| / MC error =", "ratio none / log_group_size ="]),
 ])
 def test_benchmark_runs_and_prints_its_figures_last(script, args, last_lines):
     out = run_benchmark(script, *args)

@@ -58,3 +58,13 @@ def test_cli_prints_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: eval_strategy is 'steps' but eval_dataset_name is not set") and "\n" not in err
+
+
+def test_held_out_scoring_is_free_form_even_for_choice_letters():
+    """As the README says next to eval_strategy: letters are compared as free-form answers, not by choice rules."""
+    from self_evolve_trl.heldout import eval_command_label_metrics
+
+    group = ["\\boxed{(B)}", "The answer is b.", "\\boxed{3}", "\\boxed{B. 3}"]  # option B is "3"
+    assert eval_command_label_metrics(group, ["B"], 4) == {
+        "labels/rollout_accuracy": [0.5], "labels/maj_at_g": [1.0], "labels/pass_at_g": [1.0],
+    }

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -123,9 +124,24 @@ def test_the_run_ends_with_a_summary(labelled_run):
     assert "Run summary: 4 steps" in text
     assert "pseudo-label accuracy (hidden labels)" in text and "token entropy" in text
     assert "Held-out evaluation (2 evaluations):" in text and "eval maj@k" in text
+    assert result.stdout.count("Run summary:") == 1  # printed once, by the trainer's summary callback
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval"]["eval_labels/maj_at_g"]["evaluations"] == 2
     assert summary["metrics"]["reward"]["trend"] in ("rising", "falling", "flat")
+
+
+def test_a_python_api_run_writes_the_summary_too(unlabelled_run, tmp_path):
+    """Not only the CLI: `SelfEvolveGRPOTrainer.train()` writes summary.txt / summary.json at the end of training,
+    from the complete log history (the run's totals included) and the non-finite counts."""
+    from self_evolve_trl.summary import write_summary
+
+    out = Path(unlabelled_run.args.output_dir)
+    text = (out / "summary.txt").read_text()
+    assert text.startswith("Run summary: 3 steps in ") and "non-finite rewards / advantages" in text
+    trainer = unlabelled_run
+    after = write_summary(str(tmp_path), trainer.state.log_history, trainer.nonfinite_counter.state_dict())
+    assert text == after + "\n"
+    assert json.loads((out / "summary.json").read_text()) == json.loads((tmp_path / "summary.json").read_text())
 
 
 def test_a_run_without_labels_logs_no_label_metrics(unlabelled_run):
@@ -233,6 +249,25 @@ def test_plot_overlay_of_two_runs(labelled_run, unlabelled_run, run, tmp_path):
     assert all(size > 5000 for size in files.values())
 
 
+def test_plot_draws_the_held_out_self_consistency_next_to_the_training_one(labelled_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from self_evolve_trl.plot import PANELS, _draw_panel, load_log_history
+
+    out, _ = labelled_run
+    history = load_log_history(str(out))
+    panel = next(p for p in PANELS if p.name == "self_consistency")
+    fig, ax = plt.subplots()
+    _draw_panel(ax, panel, panel.keys({k for e in history for k in e}), {"run": history}, 0.0)
+    drawn = {line.get_label(): len(line.get_xdata()) for line in ax.get_lines()}
+    plt.close(fig)
+    assert drawn == {"majority ratio (mean p_max)": 4, "groups with p_max >= 0.8": 4,
+                     "eval majority ratio": 2, "eval groups with p_max >= 0.8": 2}  # 4 steps, evaluated at 2 and 4
+
+
 def test_plot_reads_the_latest_checkpoint(labelled_run, tmp_path):
     from self_evolve_trl.plot import load_log_history
 
@@ -277,3 +312,41 @@ def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_m
     assert metrics[None]["self_consistency/format_violation_rate"] == [1.0, 1.0]
     assert metrics[".*"]["self_consistency/format_violation_rate"] == [0.0, 0.0]
     assert len(metrics[".*"]["labels/rollout_accuracy"]) == 2 and len(metrics[".*"]["rewards/nonfinite_count"]) == 1
+
+
+class RecordingProvider:
+    """A reward-input provider that records the rows it is handed."""
+
+    rows: ClassVar[list] = []
+
+    def __init__(self, trainer):
+        pass
+
+    def __call__(self, inputs, prompts, completions, completion_ids_list):
+        RecordingProvider.rows.extend(inputs)
+        return [0.0] * len(completions)
+
+
+def test_reward_input_providers_never_see_the_labels(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config,
+                                                      monkeypatch):
+    from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS, SelfEvolveGRPOTrainer
+
+    def uses_recorded(completions, recorded):
+        return list(recorded)
+
+    uses_recorded.reward_inputs = ("recorded",)
+    monkeypatch.setitem(REWARD_INPUT_PROVIDERS, "recorded", f"{__name__}:RecordingProvider")
+    monkeypatch.setattr(RecordingProvider, "rows", [])
+    dataset = synthetic_dataset(2)
+    trainer = SelfEvolveGRPOTrainer(model=tiny_model_dir, reward_funcs=[uses_recorded], args=cpu_config(),
+                                    train_dataset=dataset, processing_class=tiny_processor)
+    trainer.model.train()
+    inputs = [dataset[0]] * 4 + [dataset[1]] * 4
+    assert all(row["label"] for row in inputs)
+    trainer._generate_and_score_completions(inputs)
+    assert len(RecordingProvider.rows) == 8
+    uids = (dataset[0]["uid"], dataset[1]["uid"])
+    assert all("label" not in row and row["uid"] in uids for row in RecordingProvider.rows)
+    assert "prompt" in RecordingProvider.rows[0]
+    assert all("label" in row for row in inputs)  # the trainer's own rows keep it, for the diagnostics
+    assert len(trainer._metrics["train"]["labels/rollout_accuracy"]) == 2

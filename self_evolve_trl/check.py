@@ -7,6 +7,7 @@
 Every problem is reported at once, each with its fix; nothing is trained and no weights are loaded. Checked:
 
 - fields: unknown keys (with the nearest valid name), values of the wrong type, values outside a field's choices;
+  a command-line flag that cannot be parsed is reported and left out, the other flags keep their values;
 - rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
 - advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
   groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
@@ -27,6 +28,7 @@ import enum
 import json
 import math
 import os
+import re
 import sys
 import types
 import typing
@@ -195,10 +197,34 @@ def _without_validation(cls):
     return type(cls.__name__, (cls,), {"__post_init__": lambda self: None, "__module__": cls.__module__})
 
 
+def _without_flag(overrides: list[str], message: str) -> list[str] | None:
+    """`overrides` without the flag that argparse's `message` names (and its values); None if none matches.
+
+    The flag may be written as the message names it (`--learning_rate` or `--learning-rate`, `--flag=value`) or
+    abbreviated (argparse accepts a unique prefix).
+    """
+    head = message.split(": ", 1)[0] if message.startswith("argument ") else message  # not the value quoted after
+    named = set(re.findall(r"--[\w-]+", head))
+    flags = [i for i, item in enumerate(overrides) if item.startswith("--")]
+    spelled = {i: overrides[i].split("=", 1)[0] for i in flags}
+    bad = [i for i in flags if spelled[i] in named] or [
+        i for i in flags if len(spelled[i]) > 2 and any(n.startswith(spelled[i]) for n in named)]
+    if not bad:
+        return None
+    kept, skipping = [], False
+    for i, item in enumerate(overrides):
+        if item.startswith("--"):
+            skipping = i in bad
+        if not skipping:
+            kept.append(item)
+    return kept
+
+
 def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, list[Problem]]:
     """(DataArguments, SelfEvolveConfig, ModelConfig) with the recipe's and the command line's values, unvalidated.
 
-    Keys with problems (see `field_problems`) are left at their defaults.
+    Keys with problems (see `field_problems`) are left at their defaults; a command-line flag that argparse rejects
+    (a value of the wrong type, an ambiguous abbreviation) is reported and left out, the other flags kept.
     """
     from trl import TrlParser
 
@@ -208,13 +234,19 @@ def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, lis
 
     raw_types = tuple(_without_validation(cls) for cls in _recipe_types())
     problems = []
-    for attempt in (overrides, []):
+    attempt = list(overrides)
+    while True:
         parser = Parser(raw_types)
         parser.set_defaults_with_config(**content)
         try:
-            *parsed, remaining = parser.parse_args_into_dataclasses(args=list(attempt), return_remaining_strings=True)
+            *parsed, remaining = parser.parse_args_into_dataclasses(args=attempt, return_remaining_strings=True)
         except ValueError as error:
-            problems.append(Problem("command line", f"{str(error).splitlines()[0]}.", "fix or remove that flag."))
+            if not attempt:
+                raise AssertionError("unreachable: parsing without overrides cannot fail on the command line")
+            message = str(error).splitlines()[0]
+            problems.append(Problem("command line", message, "fix or remove that flag."))
+            kept = _without_flag(attempt, message)
+            attempt = kept if kept is not None else []  # a message that names no flag given: drop them all
             continue
         flags = [item for item in remaining if item.startswith("--")]
         for flag in flags:
@@ -224,7 +256,6 @@ def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, lis
                 Problem(flag, "unknown command-line flag.", f"did you mean `--{close[0]}`?" if close else "remove it.")
             )
         return tuple(parsed), problems
-    raise AssertionError("unreachable: parsing without overrides cannot fail on the command line")
 
 
 def _values(obj) -> dict[str, Any]:

@@ -284,3 +284,20 @@ def test_dry_run_on_the_training_command(tmp_path, tiny_model_dir, run, python):
 
 def test_problem_text():
     assert str(Problem("lse_tau", "must be > 0", "use 1.0.")) == "lse_tau: must be > 0. Fix: use 1.0."
+
+
+def test_a_bad_flag_is_reported_and_the_other_overrides_kept(tmp_path, tiny_model_dir):
+    """One flag that argparse rejects leaves the others in force: here `--num_generations 4` fixes the recipe's batch
+    (3 does not divide 4 completions) and `--lse_tau -1` is a problem of its own."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, num_generations=3)
+    report = check_recipe(recipe, ["--learning_rate", "fast", "--num_generations", "4", "--lse_tau", "-1",
+                                   "--max_steps=x", "--save_steps", "1"])
+    assert [(p.area, p.message) for p in report.errors] == [
+        ("command line", "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
+        ("command line", "argument --max_steps/--max-steps: invalid int value: 'x'"),
+        ("lse_tau", "must be > 0, got -1.0."),
+    ]
+    report = check_recipe(recipe, ["--lea", "1", "--num_generations", "4"])  # an ambiguous abbreviation
+    assert [(p.area, p.message) for p in report.errors] == [
+        ("command line", "ambiguous option: --lea could match --learning_rate, --learning-rate")]
+

@@ -11,7 +11,8 @@ Every problem is reported at once, each with its fix; nothing is trained and no 
 - rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
 - advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
   groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
-- the whole config as the trainer will build it (whatever TRL and transformers themselves reject);
+- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: CSRS and judge
+  settings too), then the whole config as the trainer will build it (whatever TRL and transformers reject);
 - the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
 - the model: its config and processor load (not the weights), and a local model folder has weight files;
 - the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
@@ -414,25 +415,60 @@ def batch_problems(args, num_processes: int) -> tuple[Geometry | None, list[Prob
     return geometry, problems
 
 
-def config_build_problems(args, num_processes: int) -> list[Problem]:
-    """What the real `SelfEvolveConfig` (with TRL's and transformers' checks) rejects, built as the trainer will.
+def config_field_problems(args, reported: list[Problem]) -> list[Problem]:
+    """What `SelfEvolveConfig`'s own validation finds, every problem as its own `Problem`.
+
+    A problem on a field that the more specific checks above already reported (the same area: `lse_tau`,
+    `reward_weights`, ...) is not repeated.
+    """
+    from .config import SelfEvolveConfig
+
+    names = {f.name for f in dataclasses.fields(SelfEvolveConfig)}
+    seen = {p.area for p in reported}
+    problems = []
+    for message in SelfEvolveConfig.validation_problems(args):
+        area = _field_named_in(message, names)
+        if area not in seen:
+            message = message[len(area) + 1 :] if message.startswith(f"{area} ") else message  # `area: message`
+            problems.append(Problem(area, message, "change the field(s) the message names."))
+    return problems
+
+
+def _field_named_in(message: str, names: set[str]) -> str:
+    """The first field that `message` names (`reward_kwargs['x']` with its key; paths and URLs aside), or "config"."""
+    text = re.sub(r"\S*/\S*", " ", message)
+    for word in re.findall(r"[A-Za-z_]\w*(?:\[[^\]]*\])?", text):
+        if word.split("[", 1)[0] in names:
+            return word
+    return "config"
+
+
+def config_build_problems(args, num_processes: int, batch_reported: bool = False) -> list[Problem]:
+    """What TRL and transformers reject in the config, built as the trainer will (this package's own validation,
+    reported by `config_field_problems`, is left out).
 
     The process count is the one checked (not this process's); device checks are left out where this machine has no
-    accelerator (a recipe is often checked on a login node).
+    accelerator (a recipe is often checked on a login node). With `batch_reported` (the batch geometry is wrong and
+    `batch_problems` said so), TRL's other checks run on a geometry that holds.
     """
     import torch
 
     from .config import SelfEvolveConfig
 
     values = _values(args)
+    if batch_reported:
+        values.update(num_generations=2, num_generations_eval=None, per_device_train_batch_size=2,
+                      per_device_eval_batch_size=2, generation_batch_size=None, steps_per_generation=None)
     if num_processes != 1 and values.get("generation_batch_size") is None:
         spg = values.get("steps_per_generation") or values.get("gradient_accumulation_steps")
         values["generation_batch_size"] = values["per_device_train_batch_size"] * num_processes * spg
         values["steps_per_generation"] = None
     if not torch.cuda.is_available():
         values["use_cpu"] = True
+    trl_checks_only = type("SelfEvolveConfig", (SelfEvolveConfig,), {"validation_problems": lambda self: [],
+                                                                      "__module__": SelfEvolveConfig.__module__})
     try:
-        SelfEvolveConfig(**values)
+        trl_checks_only(**values)
     except Exception as error:  # any rejection by TRL or transformers is a problem of the recipe
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return [Problem("config", message, "change the field(s) the message names.")]
@@ -676,10 +712,10 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     problems += parse_problems
     problems += reward_problems(args)
     problems += advantage_problems(args)
+    problems += config_field_problems(args, problems)
     geometry, batch = batch_problems(args, num_processes)
     problems += batch
-    if not [p for p in problems if not p.warning]:
-        problems += config_build_problems(args, num_processes)
+    problems += config_build_problems(args, num_processes, batch_reported=any(not p.warning for p in batch))
     problems += dataset_problems(data_args, args, geometry, rows)
     problems += model_problems(model_args, data_args)
     problems += endpoint_problems(args, timeout)

@@ -624,18 +624,23 @@ def endpoint_problems(args, timeout: float) -> list[Problem]:
     return problems
 
 
-def output_problems(args) -> list[Problem]:
-    from .checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
-
-    problems = []
-    output_dir = str(args.output_dir or "")
+def output_dir_problems(output_dir: str) -> list[Problem]:
+    """Whether `output_dir` can be made and written: the folder, or the nearest one above it that exists."""
     existing = os.path.abspath(os.path.expanduser(output_dir or "."))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        problems.append(Problem("output_dir", f"{existing} is a file, not a folder.", "choose another output_dir."))
-    elif not os.access(existing, os.W_OK):
-        problems.append(Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to."))
+        return [Problem("output_dir", f"{existing} is a file, not a folder.", "choose another output_dir.")]
+    if not os.access(existing, os.W_OK):
+        return [Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to.")]
+    return []
+
+
+def output_problems(args) -> list[Problem]:
+    from .checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
+
+    output_dir = str(args.output_dir or "")
+    problems = output_dir_problems(output_dir)
     try:
         resume = resolve_resume_from_checkpoint(args.resume_from_checkpoint, output_dir)
     except CheckpointError as error:

@@ -7,10 +7,12 @@
 Every problem is reported at once, each with its fix; nothing is trained and no weights are loaded. Checked:
 
 - fields: unknown keys (with the nearest valid name), values of the wrong type, values outside a field's choices;
+  a command-line flag that cannot be parsed is reported and left out, the other flags keep their values;
 - rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
 - advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
   groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
-- the whole config as the trainer will build it (whatever TRL and transformers themselves reject);
+- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: CSRS and judge
+  settings too), then the whole config as the trainer will build it (whatever TRL and transformers reject);
 - the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
 - the model: its config and processor load (not the weights), and a local model folder has weight files;
 - the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
@@ -27,6 +29,7 @@ import enum
 import json
 import math
 import os
+import re
 import sys
 import types
 import typing
@@ -195,10 +198,34 @@ def _without_validation(cls):
     return type(cls.__name__, (cls,), {"__post_init__": lambda self: None, "__module__": cls.__module__})
 
 
+def _without_flag(overrides: list[str], message: str) -> list[str] | None:
+    """`overrides` without the flag that argparse's `message` names (and its values); None if none matches.
+
+    The flag may be written as the message names it (`--learning_rate` or `--learning-rate`, `--flag=value`) or
+    abbreviated (argparse accepts a unique prefix).
+    """
+    head = message.split(": ", 1)[0] if message.startswith("argument ") else message  # not the value quoted after
+    named = set(re.findall(r"--[\w-]+", head))
+    flags = [i for i, item in enumerate(overrides) if item.startswith("--")]
+    spelled = {i: overrides[i].split("=", 1)[0] for i in flags}
+    bad = [i for i in flags if spelled[i] in named] or [
+        i for i in flags if len(spelled[i]) > 2 and any(n.startswith(spelled[i]) for n in named)]
+    if not bad:
+        return None
+    kept, skipping = [], False
+    for i, item in enumerate(overrides):
+        if item.startswith("--"):
+            skipping = i in bad
+        if not skipping:
+            kept.append(item)
+    return kept
+
+
 def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, list[Problem]]:
     """(DataArguments, SelfEvolveConfig, ModelConfig) with the recipe's and the command line's values, unvalidated.
 
-    Keys with problems (see `field_problems`) are left at their defaults.
+    Keys with problems (see `field_problems`) are left at their defaults; a command-line flag that argparse rejects
+    (a value of the wrong type, an ambiguous abbreviation) is reported and left out, the other flags kept.
     """
     from trl import TrlParser
 
@@ -208,13 +235,19 @@ def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, lis
 
     raw_types = tuple(_without_validation(cls) for cls in _recipe_types())
     problems = []
-    for attempt in (overrides, []):
+    attempt = list(overrides)
+    while True:
         parser = Parser(raw_types)
         parser.set_defaults_with_config(**content)
         try:
-            *parsed, remaining = parser.parse_args_into_dataclasses(args=list(attempt), return_remaining_strings=True)
+            *parsed, remaining = parser.parse_args_into_dataclasses(args=attempt, return_remaining_strings=True)
         except ValueError as error:
-            problems.append(Problem("command line", f"{str(error).splitlines()[0]}.", "fix or remove that flag."))
+            if not attempt:
+                raise AssertionError("unreachable: parsing without overrides cannot fail on the command line")
+            message = str(error).splitlines()[0]
+            problems.append(Problem("command line", message, "fix or remove that flag."))
+            kept = _without_flag(attempt, message)
+            attempt = kept if kept is not None else []  # a message that names no flag given: drop them all
             continue
         flags = [item for item in remaining if item.startswith("--")]
         for flag in flags:
@@ -224,7 +257,6 @@ def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, lis
                 Problem(flag, "unknown command-line flag.", f"did you mean `--{close[0]}`?" if close else "remove it.")
             )
         return tuple(parsed), problems
-    raise AssertionError("unreachable: parsing without overrides cannot fail on the command line")
 
 
 def _values(obj) -> dict[str, Any]:
@@ -383,25 +415,60 @@ def batch_problems(args, num_processes: int) -> tuple[Geometry | None, list[Prob
     return geometry, problems
 
 
-def config_build_problems(args, num_processes: int) -> list[Problem]:
-    """What the real `SelfEvolveConfig` (with TRL's and transformers' checks) rejects, built as the trainer will.
+def config_field_problems(args, reported: list[Problem]) -> list[Problem]:
+    """What `SelfEvolveConfig`'s own validation finds, every problem as its own `Problem`.
+
+    A problem on a field that the more specific checks above already reported (the same area: `lse_tau`,
+    `reward_weights`, ...) is not repeated.
+    """
+    from .config import SelfEvolveConfig
+
+    names = {f.name for f in dataclasses.fields(SelfEvolveConfig)}
+    seen = {p.area for p in reported}
+    problems = []
+    for message in SelfEvolveConfig.validation_problems(args):
+        area = _field_named_in(message, names)
+        if area not in seen:
+            message = message[len(area) + 1 :] if message.startswith(f"{area} ") else message  # `area: message`
+            problems.append(Problem(area, message, "change the field(s) the message names."))
+    return problems
+
+
+def _field_named_in(message: str, names: set[str]) -> str:
+    """The first field that `message` names (`reward_kwargs['x']` with its key; paths and URLs aside), or "config"."""
+    text = re.sub(r"\S*/\S*", " ", message)
+    for word in re.findall(r"[A-Za-z_]\w*(?:\[[^\]]*\])?", text):
+        if word.split("[", 1)[0] in names:
+            return word
+    return "config"
+
+
+def config_build_problems(args, num_processes: int, batch_reported: bool = False) -> list[Problem]:
+    """What TRL and transformers reject in the config, built as the trainer will (this package's own validation,
+    reported by `config_field_problems`, is left out).
 
     The process count is the one checked (not this process's); device checks are left out where this machine has no
-    accelerator (a recipe is often checked on a login node).
+    accelerator (a recipe is often checked on a login node). With `batch_reported` (the batch geometry is wrong and
+    `batch_problems` said so), TRL's other checks run on a geometry that holds.
     """
     import torch
 
     from .config import SelfEvolveConfig
 
     values = _values(args)
+    if batch_reported:
+        values.update(num_generations=2, num_generations_eval=None, per_device_train_batch_size=2,
+                      per_device_eval_batch_size=2, generation_batch_size=None, steps_per_generation=None)
     if num_processes != 1 and values.get("generation_batch_size") is None:
         spg = values.get("steps_per_generation") or values.get("gradient_accumulation_steps")
         values["generation_batch_size"] = values["per_device_train_batch_size"] * num_processes * spg
         values["steps_per_generation"] = None
     if not torch.cuda.is_available():
         values["use_cpu"] = True
+    trl_checks_only = type("SelfEvolveConfig", (SelfEvolveConfig,), {"validation_problems": lambda self: [],
+                                                                      "__module__": SelfEvolveConfig.__module__})
     try:
-        SelfEvolveConfig(**values)
+        trl_checks_only(**values)
     except Exception as error:  # any rejection by TRL or transformers is a problem of the recipe
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return [Problem("config", message, "change the field(s) the message names.")]
@@ -557,18 +624,23 @@ def endpoint_problems(args, timeout: float) -> list[Problem]:
     return problems
 
 
-def output_problems(args) -> list[Problem]:
-    from .checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
-
-    problems = []
-    output_dir = str(args.output_dir or "")
+def output_dir_problems(output_dir: str) -> list[Problem]:
+    """Whether `output_dir` can be made and written: the folder, or the nearest one above it that exists."""
     existing = os.path.abspath(os.path.expanduser(output_dir or "."))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        problems.append(Problem("output_dir", f"{existing} is a file, not a folder.", "choose another output_dir."))
-    elif not os.access(existing, os.W_OK):
-        problems.append(Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to."))
+        return [Problem("output_dir", f"{existing} is a file, not a folder.", "choose another output_dir.")]
+    if not os.access(existing, os.W_OK):
+        return [Problem("output_dir", f"{existing} is not writable.", "choose an output_dir you can write to.")]
+    return []
+
+
+def output_problems(args) -> list[Problem]:
+    from .checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
+
+    output_dir = str(args.output_dir or "")
+    problems = output_dir_problems(output_dir)
     try:
         resume = resolve_resume_from_checkpoint(args.resume_from_checkpoint, output_dir)
     except CheckpointError as error:
@@ -645,10 +717,10 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     problems += parse_problems
     problems += reward_problems(args)
     problems += advantage_problems(args)
+    problems += config_field_problems(args, problems)
     geometry, batch = batch_problems(args, num_processes)
     problems += batch
-    if not [p for p in problems if not p.warning]:
-        problems += config_build_problems(args, num_processes)
+    problems += config_build_problems(args, num_processes, batch_reported=any(not p.warning for p in batch))
     problems += dataset_problems(data_args, args, geometry, rows)
     problems += model_problems(model_args, data_args)
     problems += endpoint_problems(args, timeout)

@@ -13,12 +13,18 @@ since providers run on every process) and restored when training resumes from th
 
 `resume_from_checkpoint` takes a checkpoint path, or `true` / `last` / `latest`: the latest complete checkpoint in
 `output_dir`, or a fresh start when there is none yet (so a preempted job can be requeued with the same command).
-A checkpoint is complete once `trainer_state.json` is written, the last file a checkpoint gets; one cut short by a
-kill is skipped.
+A checkpoint is complete when its `trainer_state.json` reads as JSON and, for a checkpoint written by this package
+(one with `self_evolve_state_rank{N}.pt` files), when it has `self_evolve_complete.json`: the marker that the main
+process writes at the very end of the save, once every process has written all its files (TRL and transformers
+write more after `trainer_state.json`, and the other processes write their own RNG state and shards). A checkpoint
+cut short by a kill is skipped. A checkpoint of plain transformers/TRL (no state files of ours) counts as complete
+when its `trainer_state.json` reads.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import logging
 import os
 import re
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "self_evolve_state_rank{rank}.pt"
 TRAINER_STATE_FILE = "trainer_state.json"
+COMPLETE_FILE = "self_evolve_complete.json"
 LATEST_CHECKPOINT = ("true", "last", "latest")
 NO_CHECKPOINT = ("", "false", "none", "null", "no")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
@@ -40,9 +47,42 @@ class CheckpointError(ValueError):
     """A checkpoint to resume from that does not exist or is incomplete; the message names the path."""
 
 
+def incomplete_reason(path: str) -> str | None:
+    """Why checkpoint folder `path` is not complete (see the module's docstring), or None if it is."""
+    try:
+        with open(os.path.join(path, TRAINER_STATE_FILE)) as f:
+            json.load(f)
+    except FileNotFoundError:
+        return f"no {TRAINER_STATE_FILE}"
+    except (OSError, ValueError):  # cut off mid-write: not JSON (or not text)
+        return f"its {TRAINER_STATE_FILE} does not read as JSON"
+    if glob.glob(os.path.join(glob.escape(path), STATE_FILE.format(rank="*"))) and not os.path.isfile(
+        os.path.join(path, COMPLETE_FILE)
+    ):
+        return f"no {COMPLETE_FILE}: its save did not finish"
+    return None
+
+
 def is_complete_checkpoint(path: str) -> bool:
-    """Whether `path` is a checkpoint folder whose save finished (it has `trainer_state.json`)."""
-    return os.path.isfile(os.path.join(path, TRAINER_STATE_FILE))
+    """Whether `path` is a checkpoint folder whose save finished (see the module's docstring)."""
+    return incomplete_reason(path) is None
+
+
+def unmark_checkpoint_complete(checkpoint_dir: str) -> None:
+    """Remove the completion marker of a checkpoint about to be written again (the same step saved twice)."""
+    try:
+        os.remove(os.path.join(checkpoint_dir, COMPLETE_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def mark_checkpoint_complete(checkpoint_dir: str, global_step: int, world_size: int) -> str:
+    """Write the completion marker of `checkpoint_dir` (atomically); call once every process has saved."""
+    path = os.path.join(checkpoint_dir, COMPLETE_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"global_step": global_step, "world_size": world_size}, f)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def latest_checkpoint(output_dir: str) -> str | None:
@@ -87,9 +127,10 @@ def resolve_resume_from_checkpoint(value: Any, output_dir: str) -> str | None:
         raise CheckpointError(
             f"resume_from_checkpoint: checkpoint folder not found: {path} (use `last` for the latest in output_dir)."
         )
-    if not is_complete_checkpoint(path):
+    reason = incomplete_reason(path)
+    if reason is not None:
         raise CheckpointError(
-            f"resume_from_checkpoint: {path} is not a complete checkpoint (no {TRAINER_STATE_FILE}); "
+            f"resume_from_checkpoint: {path} is not a complete checkpoint ({reason}); "
             f"use `last` to pick the latest complete one in output_dir."
         )
     return path

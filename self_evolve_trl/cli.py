@@ -155,6 +155,17 @@ def _remove_empty_dirs(path: str) -> None:
             pass
 
 
+def _raised_while_loading_a_model(error: BaseException) -> bool:
+    """Whether `error` came from loading a model's weights (TRL's `create_model_from_path`, a `from_pretrained`),
+    rather than from something else the trainer does as it starts (creating output_dir, ...)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name in ("create_model_from_path", "from_pretrained"):
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def load_processor(model_path: str, data_args, model_args):
     from transformers import AutoProcessor
 
@@ -175,13 +186,16 @@ def train(data_args, training_args, model_args):
     from safetensors import SafetensorError
     from trl import get_peft_config
 
-    from .check import first_row_problems
+    from .check import first_row_problems, output_dir_problems
     from .checkpoints import resolve_resume_from_checkpoint
     from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
     from .images import processor_pixel_bounds
     from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
 
+    bad_output = output_dir_problems(training_args.output_dir)  # a file in the way fails now, not in the trainer
+    if bad_output:
+        raise UsageError(" | ".join(str(problem) for problem in bad_output))
     reward_funcs = build_reward_functions(training_args)  # bad names or kwargs fail here, before any loading
     eval_dataset = load_heldout_dataset(data_args, training_args)  # None unless eval_dataset_name is set
     resume = resolve_resume_from_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -222,6 +236,8 @@ def train(data_args, training_args, model_args):
                 peft_config=get_peft_config(model_args),
             )
         except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
+            if not _raised_while_loading_a_model(error):
+                raise
             raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
         if training_args.resume_from_checkpoint not in (None, False) and resume is None and trainer.accelerator.is_main_process:
             print(f"No checkpoint in {training_args.output_dir} yet: starting from step 0.")

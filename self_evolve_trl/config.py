@@ -33,9 +33,15 @@ class ConfigError(ValueError):
     """A recipe value that cannot work; the message names the field and the valid choices."""
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def _choice_problems(name: str, value: Any, choices: tuple[str, ...]) -> list[str]:
     if value not in choices:
-        raise ConfigError(f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}.")
+        return [f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}."]
+    return []
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    for problem in _choice_problems(name, value, choices):
+        raise ConfigError(problem)
 
 
 @dataclass
@@ -274,78 +280,95 @@ class SelfEvolveConfig(GRPOConfig):
     # --- end Actor–Judge -------------------------------------------------------------------------------------------
 
     def __post_init__(self):
-        if isinstance(self.reward_kwargs, str):
-            try:
-                self.reward_kwargs = json.loads(self.reward_kwargs)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"reward_kwargs is not valid JSON: {error}") from None
-        self.reward_kwargs = dict(self.reward_kwargs or {})
-        if isinstance(self.reward_funcs, str):
-            self.reward_funcs = [self.reward_funcs]
-        if not self.reward_funcs:
-            raise ConfigError("reward_funcs is empty: name at least one reward function.")
-        for name, kwargs in self.reward_kwargs.items():
-            if name not in self.reward_funcs:
-                raise ConfigError(
-                    f"reward_kwargs has an entry for {name!r}, which is not in reward_funcs ({', '.join(self.reward_funcs)})."
-                )
-            if not isinstance(kwargs, dict):
-                raise ConfigError(f"reward_kwargs[{name!r}] must be a mapping of keyword arguments, got {kwargs!r}.")
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-            raise ConfigError(
-                f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}."
-            )
-        _check_choice("advantage", self.advantage, ADVANTAGE_MODES)
-        _check_choice("lse_offset", self.lse_offset, LSE_OFFSETS)
-        _check_choice("answer_extractor", self.answer_extractor, EXTRACTORS)
-        _check_choice("answer_match", self.answer_match, MATCH_MODES)
-        _check_choice("tie", self.tie, TIE_RULES)
-        if self.lse_tau <= 0:
-            raise ConfigError(f"lse_tau must be > 0, got {self.lse_tau}.")
-        if self.clip_advantage is not None and self.clip_advantage <= 0:
-            raise ConfigError(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
-        check_retrace_config(self)  # CSRS (issue 4)
-        self._check_judge_fields()  # Actor–Judge
+        problems = self.validation_problems()
+        if problems:
+            raise ConfigError(" | ".join(problems))
         try:
             super().__post_init__()
         except ValueError as error:
             if "must be divisible by num_generations" not in str(error):
                 raise
             raise ConfigError(self._group_geometry_message()) from None
+
+    def validation_problems(self) -> list[str]:
+        """Every problem that this package's own checks find in the fields, one message each; TRL's and
+        transformers' checks (in `__post_init__`) are not run.
+
+        It normalises the fields it checks, as training reads them: `reward_kwargs` from JSON, one reward name into a
+        list, `retrace_anchors` into floats, and `judge_on_failure` into the `judge_modulated` reward's kwargs.
+        """
+        problems = []
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as error:
+                problems.append(f"reward_kwargs is not valid JSON: {error}")
+                self.reward_kwargs = {}
+        self.reward_kwargs = dict(self.reward_kwargs or {})
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        if not self.reward_funcs:
+            problems.append("reward_funcs is empty: name at least one reward function.")
+        for name, kwargs in self.reward_kwargs.items():
+            if name not in self.reward_funcs:
+                problems.append(
+                    f"reward_kwargs has an entry for {name!r}, which is not in reward_funcs ({', '.join(self.reward_funcs)})."
+                )
+            elif not isinstance(kwargs, dict):
+                problems.append(f"reward_kwargs[{name!r}] must be a mapping of keyword arguments, got {kwargs!r}.")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            problems.append(
+                f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}."
+            )
+        problems += _choice_problems("advantage", self.advantage, ADVANTAGE_MODES)
+        problems += _choice_problems("lse_offset", self.lse_offset, LSE_OFFSETS)
+        problems += _choice_problems("answer_extractor", self.answer_extractor, EXTRACTORS)
+        problems += _choice_problems("answer_match", self.answer_match, MATCH_MODES)
+        problems += _choice_problems("tie", self.tie, TIE_RULES)
+        if self.lse_tau <= 0:
+            problems.append(f"lse_tau must be > 0, got {self.lse_tau}.")
+        if self.clip_advantage is not None and self.clip_advantage <= 0:
+            problems.append(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
+        problems += check_retrace_config(self)  # CSRS (issue 4)
+        problems += self._check_judge_fields()  # Actor–Judge
         if self.reproducible_generation and self.use_vllm:
-            raise ConfigError("reproducible_generation works with transformers generation only; set use_vllm: false.")
+            problems.append("reproducible_generation works with transformers generation only; set use_vllm: false.")
+        return problems
 
     # --- Actor–Judge ------------------------------------------------------------------------------------------------
-    def _check_judge_fields(self) -> None:
-        """Validate the `judge_*` fields, and hand `judge_on_failure` to the `judge_modulated` reward."""
-        _check_choice("judge_backend", self.judge_backend, JUDGE_BACKENDS)
-        _check_choice("judge_on_failure", self.judge_on_failure, JUDGE_FAILURE_POLICIES)
+    def _check_judge_fields(self) -> list[str]:
+        """The problems of the `judge_*` fields; hands `judge_on_failure` to the `judge_modulated` reward."""
+        problems = _choice_problems("judge_backend", self.judge_backend, JUDGE_BACKENDS)
+        problems += _choice_problems("judge_on_failure", self.judge_on_failure, JUDGE_FAILURE_POLICIES)
         if self.judge_backend == "openai" and not self.judge_base_url:
-            raise ConfigError("judge_backend 'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1.")
+            problems.append("judge_backend 'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1.")
         for name in ("judge_max_failure_rate", "judge_max_parse_failure_rate"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
-                raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
+                problems.append(f"{name} must be between 0 and 1, got {value}.")
         for name, low in (("judge_max_tokens", 1), ("judge_repeats", 1), ("judge_max_retries", 0),
                           ("judge_concurrency", 1), ("judge_batch_size", 1)):
             value = getattr(self, name)
             if value is not None and value < low:
-                raise ConfigError(f"{name} must be >= {low}, got {value}.")
+                problems.append(f"{name} must be >= {low}, got {value}.")
         if self.judge_timeout <= 0 or self.judge_temperature < 0 or not 0 < self.judge_top_p <= 1:
-            raise ConfigError("judge_timeout must be > 0, judge_temperature >= 0 and judge_top_p in (0, 1].")
+            problems.append("judge_timeout must be > 0, judge_temperature >= 0 and judge_top_p in (0, 1].")
         try:
             JudgeTemplate.load(self.judge_prompt_template)
         except ValueError as error:
-            raise ConfigError(str(error)) from None
+            problems.append(str(error))
         for name in self.reward_funcs:
             if name.replace(":", ".").split(".")[-1] != "judge_modulated":
                 continue
             kwargs = self.reward_kwargs.setdefault(name, {})
+            if not isinstance(kwargs, dict):  # reported with the reward fields
+                continue
             if kwargs.get("on_failure", self.judge_on_failure) != self.judge_on_failure:
-                raise ConfigError(
+                problems.append(
                     f"Set the judge failure policy with judge_on_failure, not reward_kwargs[{name!r}].on_failure."
                 )
             kwargs["on_failure"] = self.judge_on_failure
+        return problems
     # --- end Actor–Judge --------------------------------------------------------------------------------------------
 
 
@@ -459,18 +482,19 @@ class DataArguments:
 
 # ---- CSRS (issue 4) ----------------------------------------------------------------------------------------------
 
-def check_retrace_config(config) -> None:
-    """CSRS settings (SPEC §4): valid choices and ranges."""
-    _check_choice("retrace_anchor_base", config.retrace_anchor_base, ANCHOR_BASES)
-    _check_choice("retrace_mode", config.retrace_mode, RETRACE_MODES)
+def check_retrace_config(config) -> list[str]:
+    """The problems of the CSRS settings (SPEC §4): valid choices and ranges."""
+    problems = _choice_problems("retrace_anchor_base", config.retrace_anchor_base, ANCHOR_BASES)
+    problems += _choice_problems("retrace_mode", config.retrace_mode, RETRACE_MODES)
     if isinstance(config.retrace_anchors, (int, float)):
         config.retrace_anchors = [config.retrace_anchors]
     config.retrace_anchors = [float(a) for a in config.retrace_anchors or []]
     if not config.retrace_anchors or not all(0.0 <= a <= 1.0 for a in config.retrace_anchors):
-        raise ConfigError(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
+        problems.append(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
     if config.retrace_samples_per_anchor < 1:
-        raise ConfigError(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
+        problems.append(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
     if config.retrace_generation_batch_size is not None and config.retrace_generation_batch_size < 1:
-        raise ConfigError(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
+        problems.append(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
     if not 1 <= config.retrace_noise_max_level <= 100:
-        raise ConfigError(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")
+        problems.append(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")
+    return problems

@@ -353,12 +353,28 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
     # Checkpoints: our components' state (reward-input providers, stateful rewards, counters) resumes with the run
 
     def _save_checkpoint(self, model, trial):
-        # Written before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
-        checkpoint_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        # The checkpoint is complete once `self_evolve_complete.json` exists (checkpoints.py): the main process writes
+        # it last, after every process has written all its files (ours, the Trainer's and TRL's).
+        from transformers.trainer_utils import rotate_checkpoints
+
+        from .checkpoints import mark_checkpoint_complete, unmark_checkpoint_complete
+
+        run_dir = self._get_output_dir(trial=trial)
+        checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            unmark_checkpoint_complete(checkpoint_dir)  # the same step saved again (e.g. when the judge stops a run)
+        self.accelerator.wait_for_everyone()
         save_component_states(self, checkpoint_dir)
-        if self.accelerator.num_processes > 1:
-            self.accelerator.wait_for_everyone()  # every process's state is on disk before the checkpoint is complete
-        super()._save_checkpoint(model, trial)
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # older ones go once this is complete
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_checkpoint_complete(checkpoint_dir, self.state.global_step, self.accelerator.num_processes)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = self.model if model is None else model

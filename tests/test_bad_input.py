@@ -42,6 +42,8 @@ def cases(tmp_path: Path, model: str) -> dict[str, tuple[list[str], str]]:
     empty.write_text("")
     corrupt = write_rows(tmp_path / "corrupt.jsonl", image_rows(tmp_path, 4, broken={0}))
     cut_off = truncated_model(model, tmp_path / "cut-off-model")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
     return {
         "malformed YAML": ([str(malformed)], f"Recipe {malformed} is not valid YAML at line 3, column 11: expected ',' or ']'"),
         "wrong type in the recipe": ([recipe_for(tmp_path, model, max_steps=[1])], "Recipe "),
@@ -61,6 +63,8 @@ def cases(tmp_path: Path, model: str) -> dict[str, tuple[list[str], str]]:
                                    "Reward 'majority_vote': match='fuzzy' is not one of: exact, normalized, math."),
         "corrupt model weights": ([recipe_for(tmp_path, cut_off)],
                                   f"Cannot load model '{cut_off}': Error while deserializing header"),
+        "output_dir is a file": ([recipe_for(tmp_path, model, output_dir=str(a_file))],
+                                 f"output_dir: {a_file} is a file, not a folder. Fix: choose another output_dir."),
     }
 
 
@@ -76,7 +80,7 @@ def truncated_model(model: str, folder: Path) -> str:
 
 NAMES = ["malformed YAML", "wrong type in the recipe", "wrong type on the command line", "empty dataset", "corrupt image",
          "missing model path", "unknown field", "unknown flag", "unknown reward", "resume from a missing checkpoint",
-         "empty synthetic dataset", "bad reward kwarg value", "corrupt model weights"]
+         "empty synthetic dataset", "bad reward kwarg value", "corrupt model weights", "output_dir is a file"]
 DETAILS = {
     "wrong type in the recipe": "max_steps: expected an integer, got [1]. Fix: write `max_steps:` as an integer.",
     "unknown field": "Unknown recipe field(s): lerning_rate. (lerning_rate: did you mean `learning_rate`?)",
@@ -93,7 +97,7 @@ def test_bad_input_is_one_clear_line(name, tmp_path, tiny_model_dir, capsys):
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.startswith("error: " + expected), line
     assert DETAILS.get(name, "") in line and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_failed_start_after_the_trainer_made_the_output_dir_leaves_it_empty(tmp_path, tiny_model_dir, capsys):

@@ -284,3 +284,43 @@ def test_dry_run_on_the_training_command(tmp_path, tiny_model_dir, run, python):
 
 def test_problem_text():
     assert str(Problem("lse_tau", "must be > 0", "use 1.0.")) == "lse_tau: must be > 0. Fix: use 1.0."
+
+
+def test_a_bad_flag_is_reported_and_the_other_overrides_kept(tmp_path, tiny_model_dir):
+    """One flag that argparse rejects leaves the others in force: here `--num_generations 4` fixes the recipe's batch
+    (3 does not divide 4 completions) and `--lse_tau -1` is a problem of its own."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, num_generations=3)
+    report = check_recipe(recipe, ["--learning_rate", "fast", "--num_generations", "4", "--lse_tau", "-1",
+                                   "--max_steps=x", "--save_steps", "1"])
+    assert [(p.area, p.message) for p in report.errors] == [
+        ("command line", "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
+        ("command line", "argument --max_steps/--max-steps: invalid int value: 'x'"),
+        ("lse_tau", "must be > 0, got -1.0."),
+    ]
+    report = check_recipe(recipe, ["--lea", "1", "--num_generations", "4"])  # an ambiguous abbreviation
+    assert [(p.area, p.message) for p in report.errors] == [
+        ("command line", "ambiguous option: --lea could match --learning_rate, --learning-rate")]
+
+
+def test_every_config_problem_at_once(tmp_path, tiny_model_dir):
+    """The config's own checks report each problem, not only the first: a missing judge_base_url does not hide a
+    missing judge prompt template; and TRL's own checks still run with a batch that cannot hold whole groups."""
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, reward_funcs=["judge_modulated"], judge_backend="openai",
+        judge_prompt_template=str(tmp_path / "no-template.txt"), judge_max_failure_rate=1.5, retrace_anchors=[1.5],
+        reward_kwargs={"judge_modulated": {"on_failure": "neutral"}}, num_generations=3,
+        vllm_importance_sampling_clip_min=5.0, vllm_importance_sampling_clip_max=3.0,
+    )
+    report = check_recipe(recipe)
+    assert [(p.area, p.message) for p in report.errors] == [
+        ("retrace_anchors", "must be a non-empty list of fractions in [0, 1], got [1.5]."),
+        ("judge_backend", "'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1."),
+        ("judge_max_failure_rate", "must be between 0 and 1, got 1.5."),
+        ("config", f"Cannot read judge prompt template {tmp_path / 'no-template.txt'}: No such file or directory"),
+        ("judge_on_failure",
+         "Set the judge failure policy with judge_on_failure, not reward_kwargs['judge_modulated'].on_failure."),
+        ("batch", report.errors[5].message),
+        ("config",
+         "vllm_importance_sampling_clip_min (5.0) must be less than vllm_importance_sampling_clip_max (3.0)."),
+    ]
+    assert report.errors[5].message.endswith("not a whole number of groups of num_generations (3).")

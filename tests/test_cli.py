@@ -135,6 +135,18 @@ def test_advantage_error_names_the_choices(tmp_path, capsys):
     assert "grpo" in last and "centered" in last and "lse" in last
 
 
+def test_every_config_problem_in_the_one_line(tmp_path, capsys):
+    """The config's own checks all run: a missing judge_base_url does not hide a missing prompt template."""
+    template = tmp_path / "no-template.txt"
+    assert main([_bad(tmp_path, judge_backend="openai", judge_prompt_template=str(template), lse_tau=-1.0)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: lse_tau must be > 0, got -1.0. | judge_backend 'openai' needs judge_base_url, e.g. "
+        f"http://127.0.0.1:8001/v1. | Cannot read judge prompt template {template}: No such file or directory"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("column, option", [("question_column", "question"), ("image_column", "image")])
 def test_dataset_missing_a_column(column, option, tmp_path, capsys):
     rows = [{"problem": "What is 1+1?", "picture": "a.png", "answer": "2"}]

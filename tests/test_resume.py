@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from self_evolve_trl.checkpoints import (
+    COMPLETE_FILE,
     STATE_FILE,
     CheckpointError,
+    is_complete_checkpoint,
     latest_checkpoint,
     load_component_states,
     resolve_resume_from_checkpoint,
@@ -52,6 +54,33 @@ def test_latest_checkpoint_skips_one_cut_short_by_a_kill(tmp_path):
     for value in (None, False, "false", "", "none"):
         assert resolve_resume_from_checkpoint(value, str(tmp_path)) is None
     assert resolve_resume_from_checkpoint(str(four), str(tmp_path)) == str(four)
+
+
+def ours(output_dir: Path, step: int, state: str | None = None, marked: bool = True) -> Path:
+    """A checkpoint as this package writes it: our state file, trainer_state.json (`state`, else valid JSON) and, once
+    the save has finished, the completion marker."""
+    path = make_checkpoint(output_dir, step)
+    (path / STATE_FILE.format(rank=0)).write_bytes(b"state")
+    if state is not None:
+        (path / "trainer_state.json").write_text(state)
+    if marked:
+        (path / COMPLETE_FILE).write_text(json.dumps({"global_step": step, "world_size": 1}))
+    return path
+
+
+def test_resume_last_skips_a_cut_off_trainer_state_and_an_unfinished_save(tmp_path):
+    two = ours(tmp_path, 2)
+    four = ours(tmp_path, 4, marked=False)  # killed after trainer_state.json, before the end of the save
+    six = ours(tmp_path, 6, state='{"global_step": 6, "log_hist')  # killed while trainer_state.json was written
+    assert resolve_resume_from_checkpoint("last", str(tmp_path)) == str(two)
+    with pytest.raises(CheckpointError, match=f"{four} is not a complete checkpoint \\(no {COMPLETE_FILE}: its save"):
+        resolve_resume_from_checkpoint(str(four), str(tmp_path))
+    with pytest.raises(CheckpointError, match=f"{six} is not a complete checkpoint \\(its trainer_state.json does"):
+        resolve_resume_from_checkpoint(str(six), str(tmp_path))
+    plain = make_checkpoint(tmp_path, 8)  # plain transformers/TRL: no state of ours, no marker
+    assert resolve_resume_from_checkpoint("last", str(tmp_path)) == str(plain)
+    (plain / "trainer_state.json").write_text("")  # ... whose trainer_state.json must read too
+    assert resolve_resume_from_checkpoint("last", str(tmp_path)) == str(two)
 
 
 def test_resume_values_that_cannot_work(tmp_path):
@@ -131,6 +160,26 @@ def test_resume_loads_the_checkpoint_weights(tiny_model_dir, tiny_processor, syn
     best.state.best_model_checkpoint = checkpoint
     best._load_best_model()
     assert all(torch.equal(p, expected[n]) for n, p in best.model.named_parameters())
+
+
+def test_a_checkpoint_is_complete_when_its_save_has_finished(tiny_model_dir, tiny_processor, synthetic_dataset,
+                                                            cpu_config):
+    """The trainer marks each checkpoint complete last; `save_total_limit` removes older ones only after that."""
+    config = cpu_config(max_steps=3, save_strategy="steps", save_steps=1, save_total_limit=1)
+    trainer = SelfEvolveGRPOTrainer(model=tiny_model_dir, args=config, train_dataset=synthetic_dataset(8),
+                                    processing_class=tiny_processor)
+    trainer.train()
+    output_dir = Path(config.output_dir)
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-3"]
+    three = output_dir / "checkpoint-3"
+    assert json.loads((three / COMPLETE_FILE).read_text()) == {"global_step": 3, "world_size": 1}
+    assert (three / STATE_FILE.format(rank=0)).exists() and latest_checkpoint(str(output_dir)) == str(three)
+
+    trainer._save_checkpoint(trainer.model_wrapped, trial=None)  # the same step saved again (the judge's stop)
+    assert is_complete_checkpoint(str(three)) and not (three / (COMPLETE_FILE + ".tmp")).exists()
+    state = (three / "trainer_state.json").read_text()
+    (three / "trainer_state.json").write_text(state[: len(state) // 2])  # a kill mid-write
+    assert latest_checkpoint(str(output_dir)) is None
 
 
 PROVIDER_MODULE = '''
@@ -242,6 +291,7 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_end(tmp_path, tiny_mo
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (killed / "checkpoint-4" / "trainer_state.json").exists()
     assert (killed / "checkpoint-4" / STATE_FILE.format(rank=0)).exists()
+    assert (killed / "checkpoint-4" / COMPLETE_FILE).exists()
     assert not (killed / "summary.json").exists() and not (killed / "model.safetensors").exists()
 
     # 2. The same command with `resume_from_checkpoint: last` finishes the run.

@@ -709,7 +709,12 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
         content = load_recipe(recipe)
     except ValueError as error:
         return CheckReport(recipe, num_processes, [Problem("recipe", str(error), "fix the YAML syntax there.")], ["YAML"])
+    from .cli import without_stale_reward_settings
+
+    content, dropped = without_stale_reward_settings(content, list(overrides))  # as training reads --reward_funcs
     problems = field_problems(content)
+    if dropped:
+        problems.append(Problem("reward_funcs", dropped, "nothing, if that is what you meant.", warning=True))
     bad_keys = {p.area for p in problems}
     (data_args, args, model_args), parse_problems = parse_raw(
         {k: v for k, v in content.items() if k not in bad_keys and k not in PARSER_KEYS}, list(overrides)

@@ -324,3 +324,15 @@ def test_every_config_problem_at_once(tmp_path, tiny_model_dir):
          "vllm_importance_sampling_clip_min (5.0) must be less than vllm_importance_sampling_clip_max (3.0)."),
     ]
     assert report.errors[5].message.endswith("not a whole number of groups of num_generations (3).")
+
+
+def test_check_reads_a_reward_funcs_flag_as_training_does(tmp_path, tiny_model_dir):
+    """`--reward_funcs` on the command line makes the recipe's other reward settings stale, in check as in training."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, reward_weights=[1.0, 1.0],
+                          reward_kwargs={"soft_frequency": {"hard_threshold": 0.85}})
+    report = check_recipe(str(recipe), ["--reward_funcs", "majority_vote"])
+    assert not report.errors, report.format()
+    (warning,) = [p for p in report.problems if p.area == "reward_funcs"]
+    assert warning.warning
+    assert warning.message == ("--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency; "
+                               "reward_weights [1.0, 1.0] (2 for 1 function(s)).")

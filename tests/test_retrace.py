@@ -2,6 +2,7 @@
 
 import re
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from self_evolve_trl.retrace import (
 )
 from self_evolve_trl.rewards import get_reward_function
 from self_evolve_trl.rewards.retrace import retrace_frequency
+from self_evolve_trl.seeds import batch_entropy, generation_batch, rollout_seed
 from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
 
@@ -279,8 +281,29 @@ def test_vsp_is_seeded_and_reproducible():
     b = perturb_image(gray(), noise_generator(0, 3, 5, 0))
     assert np.array_equal(np.asarray(a), np.asarray(b))
     for other in [noise_generator(1, 3, 5, 0), noise_generator(0, 4, 5, 0), noise_generator(0, 3, 6, 0),
-                  noise_generator(0, 3, 5, 1)]:
+                  noise_generator(0, 3, 5, 1), noise_generator(0, 3, 5, 0, (1, 1)),
+                  noise_generator(0, 3, 5, 0, (0, 2))]:
         assert not np.array_equal(np.asarray(a), np.asarray(perturb_image(gray(), other)))
+    # the first training batch of a step keeps the seeds of (seed, step, index, anchor) alone, as recorded runs had
+    expected = np.random.default_rng([0, 3, 5, 0, 0]).random(4)
+    assert np.array_equal(noise_generator(0, 3, 5, 0).random(4), expected)
+    assert np.array_equal(noise_generator(0, 3, 5, 0, batch_entropy("train", 0)).random(4), expected)
+
+
+def test_generation_batches_are_numbered_within_a_step_and_mode():
+    trainer = SimpleNamespace(model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=0))
+    seen = []
+    for step, training in [(0, True), (0, True), (1, True), (1, False), (1, False), (1, True), (1, True)]:
+        trainer.state.global_step, trainer.model.training = step, training
+        seen.append(generation_batch(trainer, "retrace"))
+    assert seen == [(), (1, 1), (), (0, 2), (1, 2), (), (1, 1)]
+    assert generation_batch(trainer, "rollout") == ()  # every consumer counts its own batches
+    # rollout seeds: the first training batch keeps the formula of recorded runs, (seed·P + step)·P + index
+    assert rollout_seed(7, 3, 5) == rollout_seed(7, 3, 5, ()) == (7 * 1_000_003 + 3) * 1_000_003 + 5
+    others = {rollout_seed(7, 3, 5, batch) for batch in [(1, 1), (2, 1), (0, 2), (1, 2)]}
+    assert len(others) == 4 and rollout_seed(7, 3, 5) not in others
+    with pytest.raises(ValueError, match="valid modes: train, eval"):
+        batch_entropy("predict", 0)
 
 
 def test_map_images_copies_the_prompt():
@@ -330,6 +353,62 @@ def test_no_vsp_keeps_the_clean_images(csrs_trainer):
     row = trainer.train_dataset[0]
     (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [[70, 71]])
     assert np.array_equal(np.asarray(request.images[0]), np.asarray(row["images"][0]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeds of the generation batches: several per optimizer step, and evaluation's
+
+
+def record_retrace_batches(trainer):
+    """Per re-inference batch: step, mode, batch entropy, VSP levels and the noise added to the first image."""
+    provider = trainer.reward_input_providers["retrace_completions"]
+    requests, seen = provider.requests, []
+
+    def spy(prompts, completion_ids_list):
+        out = requests(prompts, completion_ids_list)
+        clean = np.asarray(prompts[0][0]["content"][0]["image"], dtype=int)
+        noise = np.asarray(out[0].images[0], dtype=int) - clean
+        seen.append(dict(step=trainer.state.global_step, training=trainer.model.training, batch=provider.batch,
+                         levels=list(provider.noise_levels), noise=noise))
+        return out
+
+    provider.requests = spy
+    return seen
+
+
+def test_generation_batches_of_one_step_get_different_noise(csrs_trainer):
+    """gradient_accumulation_steps = 2, steps_per_generation = 1: TRL generates twice per optimizer step."""
+    trainer = csrs_trainer(retrace_visual_perturbation=True, gradient_accumulation_steps=2, steps_per_generation=1,
+                           max_steps=1, max_completion_length=4, retrace_samples_per_anchor=1)
+    seen = record_retrace_batches(trainer)
+    trainer.train()
+    first, second = seen
+    assert first["step"] == second["step"] == 0
+    assert first["levels"] != second["levels"]
+    assert not np.array_equal(first["noise"], second["noise"])
+    assert (first["batch"], second["batch"]) == ((), (1, 1))  # the first keeps the seeds of one batch per step
+
+
+def test_training_and_evaluation_at_one_step_get_different_seeds(csrs_trainer, monkeypatch):
+    trainer = csrs_trainer(retrace_visual_perturbation=True, reproducible_generation=True, max_completion_length=4,
+                           retrace_samples_per_anchor=1)
+    seen = record_retrace_batches(trainer)
+    rollout_seeds = []
+
+    def spy_seed(*args):
+        rollout_seeds.append(rollout_seed(*args))
+        return rollout_seeds[-1]
+
+    monkeypatch.setattr("self_evolve_trl.trainer.rollout_seed", spy_seed)
+    row = trainer.train_dataset[0]
+    for training in (True, False):
+        trainer.model.train(training)
+        trainer._generate_and_score_completions([row] * 4)
+    train, evaluation = seen
+    assert train["batch"] == () and evaluation["batch"] == (0, 2)
+    assert train["levels"] != evaluation["levels"] and not np.array_equal(train["noise"], evaluation["noise"])
+    assert rollout_seeds[:4] == [rollout_seed(0, 0, i) for i in range(4)] == [i for i in range(4)]  # (0·P + 0)·P + i
+    assert not set(rollout_seeds[:4]) & set(rollout_seeds[4:]) and len(rollout_seeds) == 8
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class RetraceProvider:
     Built once with the trainer; called on every process with that process's rows, once per generation batch (TRL's
     vLLM server generation is collective, so every process must call it the same number of times). Returns, for each
     completion, its re-inferred texts, anchor by anchor (anchors × K texts). Logs `retrace/*` metrics: seconds,
-    tokens generated, prefix length, and the share of the optimizer step spent re-inferring.
+    tokens generated, prefix length, and (in training) the share of the optimizer step spent re-inferring.
     """
 
     def __init__(self, trainer):
@@ -186,7 +186,7 @@ class RetraceProvider:
         self.max_rows = args.retrace_generation_batch_size
         self.reproducible = getattr(args, "reproducible_generation", False)
         self.batch: tuple[int, ...] = ()  # `seeds.batch_entropy` of the current generation batch
-        self.seconds_this_step = 0.0
+        self.seconds_this_step = 0.0  # training re-inference seconds of the current optimizer step
         self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
         trainer.add_callback(_RetraceTimeShare(self))
 
@@ -291,7 +291,8 @@ class RetraceProvider:
                 full = request.prefix_ids + ids if self.mode == "continuation" else ids
                 texts[request.index].append(self._tokenizer.decode(full, skip_special_tokens=True))
         seconds = time.perf_counter() - start
-        self.seconds_this_step += seconds
+        if self.trainer.model.training:  # evaluation runs after `on_step_end`: its time is no part of any step
+            self.seconds_this_step += seconds
         n_generated = max(1, len(requests) * self.samples)
         log = self.trainer._log_metric
         log("retrace/seconds", seconds)
@@ -304,7 +305,7 @@ class RetraceProvider:
 
 
 class _RetraceTimeShare(TrainerCallback):
-    """Logs `retrace/time_share`: re-inference seconds / the optimizer step's time (TRL's `step_time`)."""
+    """Logs `retrace/time_share`: training re-inference seconds / the optimizer step's time (TRL's `step_time`)."""
 
     def __init__(self, provider: RetraceProvider):
         self.provider = provider

@@ -2,6 +2,7 @@
 
 import re
 import socket
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -150,9 +151,9 @@ def make_trainer(model_dir, processor, dataset, config, **kwargs):
 
 @pytest.fixture
 def csrs_trainer(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
-    def make(**overrides):
+    def make(eval_dataset=None, **overrides):
         config = cpu_config(reward_funcs=["retrace_frequency"], **overrides)
-        return make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+        return make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config, eval_dataset=eval_dataset)
 
     return make
 
@@ -409,6 +410,27 @@ def test_training_and_evaluation_at_one_step_get_different_seeds(csrs_trainer, m
     assert train["levels"] != evaluation["levels"] and not np.array_equal(train["noise"], evaluation["noise"])
     assert rollout_seeds[:4] == [rollout_seed(0, 0, i) for i in range(4)] == [i for i in range(4)]  # (0·P + 0)·P + i
     assert not set(rollout_seeds[:4]) & set(rollout_seeds[4:]) and len(rollout_seeds) == 8
+
+
+def test_evaluation_reinference_time_is_not_counted_in_the_training_time_share(csrs_trainer, synthetic_dataset):
+    trainer = csrs_trainer(max_completion_length=4, retrace_samples_per_anchor=1, eval_strategy="steps", eval_steps=1,
+                           per_device_eval_batch_size=4, eval_dataset=synthetic_dataset(4))
+    provider = trainer.reward_input_providers["retrace_completions"]
+    generate = provider.generate
+
+    def slow_in_evaluation(requests, max_rows=None):
+        if not trainer.model.training:
+            time.sleep(1.0)
+        return generate(requests, max_rows)
+
+    provider.generate = slow_in_evaluation
+    trainer.train()
+    steps = [e for e in trainer.state.log_history if "retrace/time_share" in e]
+    evaluations = [e for e in trainer.state.log_history if "eval_retrace/seconds" in e]
+    assert len(steps) == 2 and len(evaluations) == 2 and all(e["eval_retrace/seconds"] >= 1.0 for e in evaluations)
+    for entry in steps:  # one generation batch per step: the share is that batch's re-inference time over the step's
+        assert entry["retrace/time_share"] * entry["step_time"] == pytest.approx(entry["retrace/seconds"], rel=1e-6)
+        assert 0 < entry["retrace/time_share"] < 1
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -33,12 +33,18 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import TrainerCallback
+from trl.data_utils import is_conversational
 
 from .seeds import generation_batch
 
 
 RETRACE_MODES = ("new_turn", "continuation")
 ANCHOR_BASES = ("actual_length", "max_length")
+
+NEW_TURN_NEEDS_CONVERSATIONS = (
+    "retrace_mode 'new_turn' needs conversational prompts (lists of messages), got plain-text prompts; "
+    "use retrace_mode 'continuation'."
+)
 
 # Last component of the seeds: keeps the noise and the sampling streams apart.
 _NOISE_STREAM = 0
@@ -185,6 +191,8 @@ class RetraceProvider:
         self.max_level = args.retrace_noise_max_level
         self.max_rows = args.retrace_generation_batch_size
         self.reproducible = getattr(args, "reproducible_generation", False)
+        if self.mode == "new_turn":
+            _check_conversational(trainer)
         self.batch: tuple[int, ...] = ()  # `seeds.batch_entropy` of the current generation batch
         self.seconds_this_step = 0.0  # training re-inference seconds of the current optimizer step
         self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
@@ -220,7 +228,7 @@ class RetraceProvider:
                     retrace_prompt = map_images(prompt, perturb)
                 if self.mode == "new_turn":
                     if not isinstance(prompt, list):
-                        raise ValueError("retrace_mode 'new_turn' needs conversational prompts; use 'continuation'.")
+                        raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
                     prefix_text = self._tokenizer.decode(prefix, skip_special_tokens=True)
                     retrace_prompt = [*retrace_prompt, {"role": "assistant", "content": [{"type": "text", "text": prefix_text}]}]
                 prompt_ids, images, fields = trainer._tokenize_prompts([retrace_prompt])
@@ -302,6 +310,18 @@ class RetraceProvider:
         if self.noise_levels:
             log("retrace/noise_level", sum(self.noise_levels) / len(self.noise_levels))
         return texts
+
+
+def _check_conversational(trainer) -> None:
+    """`new_turn` re-inference prompts are conversations: refuse a dataset of plain-text prompts when the trainer is
+    built, not at the first step. (Datasets without random access are checked at their first batch.)"""
+    eval_datasets = trainer.eval_dataset.values() if isinstance(trainer.eval_dataset, dict) else [trainer.eval_dataset]
+    for dataset in (trainer.train_dataset, *eval_datasets):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset)):
+            continue
+        row = dataset[0]
+        if isinstance(row, dict) and "prompt" in row and not is_conversational({"prompt": row["prompt"]}):
+            raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
 
 
 class _RetraceTimeShare(TrainerCallback):

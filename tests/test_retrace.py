@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from datasets import Dataset
 from PIL import Image
 from trl.data_utils import prepare_multimodal_messages
 
 from self_evolve_trl.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.retrace import (
+    NEW_TURN_NEEDS_CONVERSATIONS,
     RetraceProvider,
     map_images,
     noise_generator,
@@ -354,6 +356,16 @@ def test_no_vsp_keeps_the_clean_images(csrs_trainer):
     row = trainer.train_dataset[0]
     (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [[70, 71]])
     assert np.array_equal(np.asarray(request.images[0]), np.asarray(row["images"][0]))
+
+
+def test_new_turn_needs_conversational_prompts_when_the_trainer_is_built(tiny_model_dir, tiny_processor, cpu_config):
+    plain = Dataset.from_dict({"prompt": ["How many squares? Answer in \\boxed{}."] * 4})
+    config = cpu_config(reward_funcs=["retrace_frequency"], retrace_mode="new_turn")
+    with pytest.raises(ValueError, match=re.escape(NEW_TURN_NEEDS_CONVERSATIONS)):
+        make_trainer(tiny_model_dir, tiny_processor, plain, config)
+    assert "use retrace_mode 'continuation'" in NEW_TURN_NEEDS_CONVERSATIONS
+    config = cpu_config(reward_funcs=["retrace_frequency"], retrace_mode="continuation")
+    make_trainer(tiny_model_dir, tiny_processor, plain, config)  # continuation works on plain text
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import re
 import socket
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,8 +18,10 @@ from self_evolve_trl.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.retrace import (
     NEW_TURN_NEEDS_CONVERSATIONS,
     RetraceProvider,
+    add_noise,
     map_images,
     noise_generator,
+    noise_level,
     perturb_image,
     perturb_images,
     prefix_length,
@@ -269,12 +272,28 @@ def test_vsp_changes_the_pixels_of_every_image_in_a_list():
     assert np.asarray(images[0]).max() == 128 and np.asarray(images[0]).min() == 128  # inputs untouched
 
 
-def test_vsp_noise_level_and_clipping():
-    rng = np.random.default_rng(1)
-    diff = np.asarray(perturb_image(gray(200), rng, max_level=1), dtype=float) - 128
-    assert diff.std() == pytest.approx(2.55, rel=0.05)  # k = 1 -> σ = 2.55
-    levels = [int(np.random.default_rng(s).integers(1, 41)) for s in range(200)]
-    assert min(levels) >= 1 and max(levels) <= 40
+def test_vsp_noise_levels_cover_one_to_max_uniformly():
+    rng = np.random.default_rng(0)
+    counts = Counter(noise_level(rng) for _ in range(40_000))  # default max_level 40: 1000 draws expected per level
+    assert sorted(counts) == list(range(1, 41))
+    assert all(850 < n < 1150 for n in counts.values()), counts  # ±15%, about 5 standard deviations
+    assert set(noise_level(rng, max_level=3) for _ in range(300)) == {1, 2, 3}
+    assert {noise_level(rng, max_level=1) for _ in range(50)} == {1}
+
+
+@pytest.mark.parametrize("level", [1, 4, 10])
+def test_vsp_sigma_is_level_times_255_over_100(level):
+    # mid grey and σ ≤ 25.5: pixels stay within 128 ± 5σ of [0, 255], so clipping is negligible
+    diff = np.asarray(add_noise(gray(300), np.random.default_rng(level), level), dtype=float) - 128
+    assert diff.std() == pytest.approx(level * 2.55, rel=0.02)
+    assert abs(diff.mean()) < 0.02 * level * 2.55
+    # perturb_image draws k first, then noise of σ = k·2.55 from the same generator
+    k = noise_level(np.random.default_rng(100 + level), max_level=10)
+    noisy = perturb_image(gray(300), np.random.default_rng(100 + level), max_level=10)
+    assert (np.asarray(noisy, dtype=float) - 128).std() == pytest.approx(k * 2.55, rel=0.02)
+
+
+def test_vsp_clipping():
     black = np.asarray(perturb_image(gray(value=0), np.random.default_rng(2)))
     assert black.min() == 0 and black.max() > 0  # clipped at 0, not wrapped around
 
@@ -356,6 +375,19 @@ def test_no_vsp_keeps_the_clean_images(csrs_trainer):
     row = trainer.train_dataset[0]
     (request,) = trainer.reward_input_providers["retrace_completions"].requests(rows(trainer), [[70, 71]])
     assert np.array_equal(np.asarray(request.images[0]), np.asarray(row["images"][0]))
+
+
+def test_provider_honours_the_noise_max_level(csrs_trainer):
+    completions = [list(range(70, 70 + n)) for n in range(4, 12)]  # 8 completions × 2 anchors: 16 noisy images
+    levels = {}
+    for max_level in (3, 40):
+        trainer = csrs_trainer(retrace_visual_perturbation=True, retrace_noise_max_level=max_level,
+                               retrace_anchors=[0.3, 0.7])
+        provider = trainer.reward_input_providers["retrace_completions"]
+        provider.requests(rows(trainer, 1) * 8, completions)
+        levels[max_level] = provider.noise_levels
+    assert len(levels[3]) == 16 and set(levels[3]) <= {1, 2, 3} and len(set(levels[3])) > 1
+    assert max(levels[40]) > 3
 
 
 def test_new_turn_needs_conversational_prompts_when_the_trainer_is_built(tiny_model_dir, tiny_processor, cpu_config):

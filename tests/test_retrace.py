@@ -498,11 +498,34 @@ def test_two_training_steps_log_retrace_metrics_and_rewards(csrs_trainer):
 
 
 def test_reinferred_completions_never_enter_the_loss(csrs_trainer):
-    trainer = csrs_trainer(max_completion_length=6)
-    trainer.model.train()
-    output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)
-    assert output["completion_ids"].size(0) == 4 and output["prompt_ids"].size(0) == 4
-    assert output["advantages"].shape == (4,)
+    """TRL's loss gets the rollout's own completions (ids and mask), not the re-inferred ones."""
+    trainer = csrs_trainer(max_completion_length=6, max_steps=1)
+    generated, losses = [], []
+    generate, compute_loss = trainer._generate_single_turn, trainer._compute_loss
+
+    def spy_generate(prompt_ids, images, fields, num_generations, **kwargs):
+        ids, logprobs = generate(prompt_ids, images, fields, num_generations, **kwargs)
+        generated.append(([list(p) for p in prompt_ids], [list(c) for c in ids]))
+        return ids, logprobs
+
+    def spy_loss(model, inputs):
+        keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+        losses.append({k: inputs[k].clone() for k in keys})
+        return compute_loss(model, inputs)
+
+    trainer._generate_single_turn, trainer._compute_loss = spy_generate, spy_loss
+    trainer.train()
+    (rollout_prompts, rollout), (retrace_prompts, retraced) = generated  # one rollout call, one re-inference call
+    assert len(rollout) == 4 and len(retraced) == 4 * 3
+    (batch,) = losses
+
+    def rows_of(ids, mask):
+        return sorted(row[m.bool()].tolist() for row, m in zip(ids, mask))
+
+    assert rows_of(batch["completion_ids"], batch["completion_mask"]) == sorted(rollout)  # rows are shuffled
+    assert rows_of(batch["prompt_ids"], batch["prompt_mask"]) == sorted(rollout_prompts)
+    assert not any(ids in rows_of(batch["completion_ids"], batch["completion_mask"]) for ids in retraced)
+    assert not any(p in rollout_prompts for p in retrace_prompts)
 
 
 class FakeVLLMGeneration:

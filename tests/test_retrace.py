@@ -61,6 +61,15 @@ def test_retrace_frequency_counts_the_whole_groups_reinferences():
     assert rewards == pytest.approx([0.9 * 1.2 * 3 / 16 + 0.1, 0.9 * 1.2 * 3 / 16 + 0.1, 0.9 * 1.2 * 4 / 16 + 0.1, 0.0])
 
 
+def test_several_anchors_count_every_reinference_in_k():
+    # G = 2, 2 anchors × 2 samples: K = 4 texts per completion, anchor by anchor, and the denominator G·(K+1) = 10
+    completions = boxed("1", "2")
+    retraced = [boxed("1", "1", "2", None), boxed("1", "1", "1", "2")]  # class 1: c = 5; class 2: c = 2
+    rewards = retrace_frequency(completions, 2, retraced)
+    assert rewards == pytest.approx([0.9 * min(1, 1.2 * 5 / 10) + 0.1, 0.9 * 1.2 * 2 / 10 + 0.1])
+    assert rewards == pytest.approx([0.64, 0.316])  # with K = samples per anchor (2), the first would be 1.0
+
+
 def test_originals_are_not_counted_and_groups_are_separate():
     # every original says 5, but no re-inference does: no reward beyond the format term
     group_a = boxed("5", "5")

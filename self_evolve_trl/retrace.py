@@ -11,12 +11,15 @@ After the G completions of a prompt are generated and before rewards, every comp
   `continuation` (SCS) appends the prefix tokens to the prompt, so the model continues the same turn.
 - VSP: with `visual_perturbation`, the images of the re-inference prompts (only those) get Gaussian noise of
   σ = k·255/100, k uniform in {1..max_level}, pixels clipped to [0, 255]. The noise comes from a numpy Generator
-  seeded by (seed, step, global completion index, anchor), so it is reproducible and survives a resume.
+  seeded by (seed, step, generation batch, global completion index, anchor), so it is reproducible and survives a
+  resume; the generation batches of one step (several when `steps_per_generation` < `gradient_accumulation_steps`,
+  and evaluation's) are numbered by `seeds.generation_batch`, so that none reuses another's noise.
 
 Generation goes through the trainer's own backend (`GRPOTrainer._tokenize_prompts` and `_generate_single_turn`):
 transformers `generate`, or TRL's vLLM generation, where every process takes part in each call. With
-`reproducible_generation`, every re-inference is sampled on its own with a seed made of (seed, step, global
-completion index, anchor, sample), so the re-inferences do not depend on how completions are spread over processes.
+`reproducible_generation`, every re-inference is sampled on its own with a seed made of (seed, step, generation
+batch, global completion index, anchor, sample), so the re-inferences do not depend on how completions are spread
+over processes.
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import TrainerCallback
+from trl.data_utils import is_conversational
+
+from .seeds import generation_batch
 
 
 RETRACE_MODES = ("new_turn", "continuation")
 ANCHOR_BASES = ("actual_length", "max_length")
+
+NEW_TURN_NEEDS_CONVERSATIONS = (
+    "retrace_mode 'new_turn' needs conversational prompts (lists of messages), got plain-text prompts; "
+    "use retrace_mode 'continuation'."
+)
 
 # Last component of the seeds: keeps the noise and the sampling streams apart.
 _NOISE_STREAM = 0
@@ -79,9 +90,12 @@ def strip_trailing(ids: list[int], tokens: list[int] | set[int]) -> list[int]:
 # VSP: visual perturbation of the re-inference images
 
 
-def noise_generator(seed: int, step: int, index: int, anchor: int) -> np.random.Generator:
-    """The noise generator of one re-inference prompt: completion `index` (global), anchor number `anchor`."""
-    return np.random.default_rng([seed, step, index, anchor, _NOISE_STREAM])
+def noise_generator(
+    seed: int, step: int, index: int, anchor: int, batch: tuple[int, ...] = ()
+) -> np.random.Generator:
+    """The noise generator of one re-inference prompt: completion `index` (global), anchor number `anchor`, of the
+    generation batch whose `seeds.batch_entropy` is `batch`."""
+    return np.random.default_rng([seed, step, index, anchor, _NOISE_STREAM, *batch])
 
 
 def perturb_image(image: Image.Image, rng: np.random.Generator, max_level: int = 40) -> Image.Image:
@@ -160,10 +174,10 @@ def _merge_fields(rows: list[dict[str, Any]]) -> dict[str, Any]:
 class RetraceProvider:
     """Computes the `retrace_completions` reward input: K re-inferences per anchor for every completion.
 
-    Built once with the trainer; called on every process with that process's rows (TRL's vLLM server generation is
-    collective, so every process must call it the same number of times). Returns, for each completion, its
-    re-inferred texts, anchor by anchor (anchors × K texts). Logs `retrace/*` metrics: seconds, tokens generated,
-    prefix length, and the share of the optimizer step spent re-inferring.
+    Built once with the trainer; called on every process with that process's rows, once per generation batch (TRL's
+    vLLM server generation is collective, so every process must call it the same number of times). Returns, for each
+    completion, its re-inferred texts, anchor by anchor (anchors × K texts). Logs `retrace/*` metrics: seconds,
+    tokens generated, prefix length, and (in training) the share of the optimizer step spent re-inferring.
     """
 
     def __init__(self, trainer):
@@ -177,7 +191,10 @@ class RetraceProvider:
         self.max_level = args.retrace_noise_max_level
         self.max_rows = args.retrace_generation_batch_size
         self.reproducible = getattr(args, "reproducible_generation", False)
-        self.seconds_this_step = 0.0
+        if self.mode == "new_turn":
+            _check_conversational(trainer)
+        self.batch: tuple[int, ...] = ()  # `seeds.batch_entropy` of the current generation batch
+        self.seconds_this_step = 0.0  # training re-inference seconds of the current optimizer step
         self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
         trainer.add_callback(_RetraceTimeShare(self))
 
@@ -201,7 +218,7 @@ class RetraceProvider:
                 prefix = ids[: prefix_length(len(ids), anchor, self.anchor_base, args.max_completion_length)]
                 retrace_prompt = prompt
                 if self.visual_perturbation:
-                    rng = noise_generator(args.seed, self._step(), offset + i, j)
+                    rng = noise_generator(args.seed, self._step(), offset + i, j, self.batch)
 
                     def perturb(image, rng=rng):
                         level = noise_level(rng, self.max_level)
@@ -211,7 +228,7 @@ class RetraceProvider:
                     retrace_prompt = map_images(prompt, perturb)
                 if self.mode == "new_turn":
                     if not isinstance(prompt, list):
-                        raise ValueError("retrace_mode 'new_turn' needs conversational prompts; use 'continuation'.")
+                        raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
                     prefix_text = self._tokenizer.decode(prefix, skip_special_tokens=True)
                     retrace_prompt = [*retrace_prompt, {"role": "assistant", "content": [{"type": "text", "text": prefix_text}]}]
                 prompt_ids, images, fields = trainer._tokenize_prompts([retrace_prompt])
@@ -245,7 +262,8 @@ class RetraceProvider:
                 samples = []
                 for s in range(k):
                     seed = np.random.SeedSequence(
-                        [trainer.args.seed, self._step(), request.global_index, request.anchor, _SAMPLING_STREAM, s]
+                        [trainer.args.seed, self._step(), request.global_index, request.anchor, _SAMPLING_STREAM, s,
+                         *self.batch]
                     ).generate_state(1, np.uint64)[0]
                     with torch.random.fork_rng(devices=devices):
                         torch.manual_seed(int(seed) % (2**63))
@@ -270,6 +288,7 @@ class RetraceProvider:
 
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
         start = time.perf_counter()
+        self.batch = generation_batch(self.trainer, "retrace")
         requests = self.requests(prompts, completion_ids_list)
         generated = self.generate(requests, max_rows=self.max_rows)
         texts: list[list[str]] = [[] for _ in prompts]
@@ -280,7 +299,8 @@ class RetraceProvider:
                 full = request.prefix_ids + ids if self.mode == "continuation" else ids
                 texts[request.index].append(self._tokenizer.decode(full, skip_special_tokens=True))
         seconds = time.perf_counter() - start
-        self.seconds_this_step += seconds
+        if self.trainer.model.training:  # evaluation runs after `on_step_end`: its time is no part of any step
+            self.seconds_this_step += seconds
         n_generated = max(1, len(requests) * self.samples)
         log = self.trainer._log_metric
         log("retrace/seconds", seconds)
@@ -292,8 +312,20 @@ class RetraceProvider:
         return texts
 
 
+def _check_conversational(trainer) -> None:
+    """`new_turn` re-inference prompts are conversations: refuse a dataset of plain-text prompts when the trainer is
+    built, not at the first step. (Datasets without random access are checked at their first batch.)"""
+    eval_datasets = trainer.eval_dataset.values() if isinstance(trainer.eval_dataset, dict) else [trainer.eval_dataset]
+    for dataset in (trainer.train_dataset, *eval_datasets):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset)):
+            continue
+        row = dataset[0]
+        if isinstance(row, dict) and "prompt" in row and not is_conversational({"prompt": row["prompt"]}):
+            raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
+
+
 class _RetraceTimeShare(TrainerCallback):
-    """Logs `retrace/time_share`: re-inference seconds / the optimizer step's time (TRL's `step_time`)."""
+    """Logs `retrace/time_share`: training re-inference seconds / the optimizer step's time (TRL's `step_time`)."""
 
     def __init__(self, provider: RetraceProvider):
         self.provider = provider

@@ -51,6 +51,7 @@ from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardFunction, get_reward_function
+from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .voting import vote_groups
 
@@ -96,19 +97,22 @@ def strip_images(prompt: Any) -> Any:
 
 
 def reproducible_rollout(prompts: list, trainer: "SelfEvolveGRPOTrainer") -> dict[str, list]:
-    """TRL `rollout_func`: generate every completion on its own, seeded by (seed, step, global index).
+    """TRL `rollout_func`: every completion generated on its own, seeded by (seed, step, generation batch, index).
 
-    The completions then do not depend on how rows are spread over processes. Uses the trainer's own tokenisation
-    and transformers generation, one row at a time.
+    The completions then do not depend on how rows are spread over processes. The generation batches of one step
+    (several when `steps_per_generation` < `gradient_accumulation_steps`, and evaluation's) are numbered, so that
+    none shares another's seeds (`seeds.generation_batch`). Uses the trainer's own tokenisation and transformers
+    generation, one row at a time.
     """
+    batch = generation_batch(trainer, "rollout")
     rank_offset = trainer.accelerator.process_index * len(prompts)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     all_prompt_ids, all_completion_ids = [], []
     for i, prompt in enumerate(prompts):
         prompt_ids, images, multimodal_fields = trainer._tokenize_prompts([prompt])
-        seed = (trainer.args.seed * 1_000_003 + trainer.state.global_step) * 1_000_003 + rank_offset + i
+        seed = rollout_seed(trainer.args.seed, trainer.state.global_step, rank_offset + i, batch)
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed % (2**63))
+            torch.manual_seed(seed)
             completion_ids, _ = trainer._generate_single_turn(prompt_ids, images, multimodal_fields, 1)
         all_prompt_ids.extend(prompt_ids)
         all_completion_ids.extend(completion_ids)

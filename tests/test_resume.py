@@ -377,9 +377,11 @@ def test_two_process_cpu_resume_continues_the_run(tmp_path, tiny_model_dir):
 
 @pytest.mark.slow
 def test_csrs_with_visual_perturbation_resumes_exactly(tmp_path, tiny_model_dir):
-    """The built-in CSRS state: its perturbation noise and re-inference sampling are drawn from (seed, step,
-    completion), so a run resumed from checkpoint-2 re-infers from the same noisy images and ends where the run itself
-    ended (rewards, noise levels, weights). A noise stream that did not resume would change the noise levels."""
+    """The built-in CSRS state: its perturbation noise is drawn from (seed, step, completion), so a run resumed from
+    checkpoint-2 re-infers from the same noisy images and ends where the run itself ended (rewards, noise levels,
+    weights). A noise stream that did not resume would change the noise levels. (The re-inference sampling is drawn
+    from (seed, step, completion) only with `reproducible_generation`; here it follows torch's generator, which the
+    checkpoint's RNG state restores.)"""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "self_evolve_trl.cli", str(REPO_ROOT / "recipes" / "tiny-cpu-csrs.yaml"),
                "--model_name_or_path", tiny_model_dir, "--max_steps", "4", "--save_steps", "2", "--synthetic_size", "8",

@@ -877,6 +877,13 @@ def test_unreachable_host_fails_within_the_connect_limit(monkeypatch):
     assert 0.9 < elapsed < 10  # about the 1 s connect limit, far below the 60 s judge_timeout
 
 
+def assert_saved(checkpoint: Path, step: int, files=()):
+    """The judge's stop saved a complete checkpoint of `step`: weights, optimizer, trainer state (and `files`)."""
+    for name in ("model.safetensors", "optimizer.pt", "trainer_state.json", *files):
+        assert (checkpoint / name).is_file(), name
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == step
+
+
 def test_garbage_answers_stop_the_run_under_the_default_limit(judge_stub, tiny_model_dir, tiny_processor,
                                                               synthetic_dataset, cpu_config):
     """An endpoint that answers 200 with text holding no score (the wrong model or template) stops the run under
@@ -893,8 +900,7 @@ def test_garbage_answers_stop_the_run_under_the_default_limit(judge_stub, tiny_m
         "parsed (judge_max_parse_failure_rate 0.9; check the judge model and prompt template), while generating "
         f"step 2; saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works."
     )
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
-    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert_saved(checkpoint, step=1)
 
 
 def test_judge_outage_during_evaluation_saves_a_checkpoint(judge_stub, tiny_model_dir, tiny_processor,
@@ -914,8 +920,7 @@ def test_judge_outage_during_evaluation_saves_a_checkpoint(judge_stub, tiny_mode
         f"step 1; saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works."
     )
     assert trainer._metrics["eval"]["judge/request_failures"] == [4]
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
-    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert_saved(checkpoint, step=1)
 
 
 def tiny_recipe(tmp_path, model_dir, output_dir, **overrides) -> Path:
@@ -952,9 +957,7 @@ def test_cli_endpoint_down_mid_run_saves_a_checkpoint_and_resumes(judge_stub, tm
     ]
     assert secret not in result.stdout + result.stderr
     assert {r["headers"]["authorization"] for r in judge_stub.chat_requests()} == {f"Bearer {secret}"}
-    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"):
-        assert (checkpoint / name).is_file(), name
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+    assert_saved(checkpoint, step=1, files=("scheduler.pt", "rng_state.pth"))
 
     judge_stub.fail_after = None  # the judge is back
     result = run([python, "-m", "self_evolve_trl.cli", str(recipe), "--resume_from_checkpoint", str(checkpoint),
@@ -983,8 +986,7 @@ def test_two_processes_stop_together_and_save_one_checkpoint(judge_stub, tmp_pat
     assert len(errors) == 1, result.stderr[-3000:]
     assert "failed 4 of 4 judgements after retries" in errors.pop()
     checkpoint = output_dir / "checkpoint-1"
-    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 1
+    assert_saved(checkpoint, step=1, files=("rng_state_0.pth", "rng_state_1.pth"))
 
 
 def flags_id(flags):

@@ -1,6 +1,7 @@
 """The fast paths of answer matching (issue 8) decide exactly as math-verify would, without calling it."""
 
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -98,10 +99,117 @@ def test_latex_value_reads_as_math_verify_does(text, value):
         "2,3",
         "",
         "2^2^3",
+        "\\pi(3)^2",  # math-verify: a function \\pi called on 3
+        "2\\pi(3)",
+        "\\frac{1}{2}\\pi(4)^2",
+        "\\pi^{2}(3)",
+        "(2)\\frac{1}{2}",  # math-verify: 5/2, a mixed number as `2\\frac{1}{2}`
+        "(-2)\\frac12",  # -5/2
+        "\\frac{4}{2}\\frac{1}{2}",  # 5/2: \\frac{4}{2} is the integer 2 to it
+        "(4/2)(3)",  # 5
+        "(2)(3)",  # 5
+        "\\sqrt{2}(2)(3)",  # 5 sqrt(2)
+        "\\sqrt\\pi",  # math-verify cannot parse a bare command as an argument
+        "\\frac\\pi2",
+        "\\frac1\\pi",
+        "\\sqrt[3]8",  # nor a bare digit after an index
+        "2.\\pi",  # nor `2.`
+        "({3})",  # a set
+        "\\frac1  2",  # math-verify: 2 (two spaces break its reading of \\frac12)
+        "0.000001-123456789012345+123456789012345",  # float cancellation: 0 here, 1e-06 to math-verify
+        "10^{-400}",  # float underflow: 0 here
     ],
 )
 def test_latex_value_declines_what_it_cannot_read_for_sure(text):
     assert latex_value(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("(2.5)\\frac12", 1.25),  # a decimal is no integer: a product to math-verify too
+        ("(1+2)\\frac{1}{2}", 1.5),
+        ("(2)\\pi", 2 * math.pi),
+        ("(2)\\sqrt{2}", 2 * math.sqrt(2)),
+        ("\\pi\\cdot(3)", 3 * math.pi),
+        ("\\frac{\\pi}{2}(3)", 1.5 * math.pi),
+        ("(2)\\frac{\\sqrt{4}}{2}", 2.0),
+    ],
+)
+def test_latex_value_reads_products_after_parentheses_as_math_verify_does(text, value):
+    test_latex_value_reads_as_math_verify_does(text, value)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [("\\pi(3)^2", "9\\pi"), ("2\\pi(3)", "6\\pi"), ("\\frac{1}{2}\\pi(4)^2", "8\\pi"), ("(2)\\frac{1}{2}", "1")],
+)
+def test_spellings_math_verify_reads_otherwise_are_not_merged(a, b):
+    assert math_verify_equal(a, b) is False
+    assert is_equivalent(a, b) is False
+    assert answer_classes([a, b]) == [0, 1]
+
+
+def random_expression(rng: random.Random, depth: int = 0) -> str:
+    """A random arithmetic expression of the spellings `latex_value` reads, and of the ones it must refuse."""
+    if depth > 2 or rng.random() < 0.35:
+        return rng.choice(FUZZ_ATOMS)
+    operator = rng.choice(FUZZ_OPERATORS)
+    if operator.startswith("^"):
+        return random_expression(rng, depth + 1) + operator
+    expression = random_expression(rng, depth + 1) + operator + random_expression(rng, depth + 1)
+    if rng.random() < 0.15:
+        opening, closing = rng.choice([("(", ")"), ("{", "}"), ("-(", ")"), ("\\frac{", "}{3}")])
+        expression = opening + expression + closing
+    return expression
+
+
+FUZZ_ATOMS = [
+    "2", "3", "1", "4", "0", "0.5", "2.5", "12", "\\pi", "\\sqrt{2}", "\\sqrt{12}", "\\sqrt 3", "\\sqrt[3]{8}",
+    "\\sqrt[3]8", "\\frac{1}{2}", "\\frac12", "\\frac{4}{2}", "\\frac{-4}{2}", "\\frac{\\pi}{3}", "\\frac\\pi2",
+    "\\sqrt\\pi", "(2)", "(-2)", "(1+2)", "(4/2)", "(2.5)", "{3}", "{4/2}", "(\\pi)", "\\pi^2", "\\pi^{2}", "(0)",
+    "\\frac{3}{2}", "10^{3}", "2^{-1}", "2.",
+]
+FUZZ_OPERATORS = ["+", "-", "\\cdot", "\\times", "/", "*", "", " ", "^{2}", "^2", "^{-1}", "^{\\frac{1}{2}}"]
+
+
+def test_latex_value_agrees_with_math_verify_on_random_expressions():
+    """Seeded fuzz: every value `latex_value` returns is math-verify's, and the fast path's verdict on pairs of such
+    answers is math-verify's (either argument order). Before the fixes it disagreed on ~30% of these."""
+    import sympy
+
+    rng = random.Random(8)
+    values, seen = {}, set()
+    while len(values) < 120:
+        text = random_expression(rng)
+        if rng.random() < 0.5:
+            text = text.replace(" ", "")  # normalised keys carry no spaces
+        if text in seen:
+            continue
+        seen.add(text)
+        value = latex_value(text)
+        if value is None:
+            continue
+        parsed = answers._mv_parse(text)
+        assert parsed and getattr(parsed[0], "is_number", False), (text, value, parsed)
+        assert complex(sympy.N(parsed[0], 30)) == pytest.approx(value, rel=1e-9, abs=1e-12), (text, parsed[0])
+        values[text] = (value, parsed)
+
+    texts = sorted(values)
+    by_value = {}
+    for text in texts:
+        by_value.setdefault(round(values[text][0], 9), []).append(text)
+    pairs = [(group[0], other) for group in by_value.values() for other in group[1:]][:20]
+    pairs += [tuple(rng.sample(texts, 2)) for _ in range(20)]
+    decided = 0
+    for a, b in pairs:
+        verdict = values_compare(values[a][0], values[b][0])
+        if verdict is None:
+            continue
+        (_, pa), (_, pb) = values[a], values[b]
+        decided += 1
+        assert verdict is (answers._mv_verify(pa, pb) or answers._mv_verify(pb, pa)), (a, b)
+    assert decided >= 30
 
 
 def test_values_compare_leaves_close_values_to_math_verify():

@@ -11,11 +11,14 @@ Three things live here:
   `2\\sqrt{3}` = `\\sqrt{12}`).
 
 Fast paths (`keys_equivalent`), so that a generation batch of 4096 answers takes a fraction of a second instead of
-seconds (`benchmarks/answer_matching.py`): equal keys; two plain rationals; two choice letters; two numbers written
-in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` != `\\frac{\\pi}{2}`);
-words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the non-number alone
-(cached per answer), pairs that `verify` could never find equal (a number against a product of symbols, a set or
-infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to math-verify.
+seconds (`benchmarks/answer_matching.py`): equal keys; two plain numbers (integers and fractions exactly, decimals
+unless within math-verify's rounding of the other: `0.333333` = `1/3` to it); two choice letters; two numbers
+written in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` !=
+`\\frac{\\pi}{2}`); words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the
+non-number alone (cached per answer), pairs that `verify` could never find equal (a number against a product of
+symbols, a set or infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to
+math-verify, in both argument orders (its `verify` is not symmetric: `x>2` = `(2,\\infty)` only with the inequality
+as gold), and two answers are equal if either order says so.
 
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
@@ -203,7 +206,7 @@ def normalize_answer(answer: str) -> str:
         s = s.replace(",", "")
     number = _as_number(s)
     if number is not None:
-        return _number_key(number)
+        return _number_key(number, decimal="." in s)
     return s
 
 
@@ -229,12 +232,32 @@ def _as_number(s: str) -> Fraction | None:
     return None
 
 
-def _number_key(value: Fraction) -> str:
+def _terminating_decimal(value: Fraction) -> str | None:
+    """`value` written as a decimal without an exponent (`0.00001`, not `1e-05`, which math-verify reads as e - 5),
+    or None when it has no finite decimal expansion."""
+    rest, twos, fives = value.denominator, 0, 0
+    while rest % 2 == 0:
+        rest, twos = rest // 2, twos + 1
+    while rest % 5 == 0:
+        rest, fives = rest // 5, fives + 1
+    if rest != 1:
+        return None
+    places = max(twos, fives)
+    digits = str(abs(value.numerator) * 10**places // value.denominator).rjust(places + 1, "0")
+    return ("-" if value < 0 else "") + digits[:-places] + "." + digits[-places:]
+
+
+def _number_key(value: Fraction, decimal: bool) -> str:
+    """The canonical key of a plain number: an integer (`5` for `5.0`), a decimal (`2.5` for `5/2` and `2.50`), or
+    `p/q`. math-verify reads a decimal as a float and compares it with others after rounding (`0.333333` = `1/3`), a
+    fraction exactly, so a number written as a decimal (`decimal`) keeps a decimal key however long it is; a fraction
+    gets one only when it is a short decimal (`0.5`, `0.125`: as long as a float's shortest repr)."""
     if value.denominator == 1:
         return str(value.numerator)
-    decimal = float(value)
-    if Fraction(repr(decimal)) == value:  # terminating decimal: 2.5, 0.125
-        return repr(decimal)
+    if decimal or Fraction(repr(float(value))) == value:
+        written = _terminating_decimal(value)
+        if written is not None:
+            return written
     return f"{value.numerator}/{value.denominator}"
 
 
@@ -317,6 +340,24 @@ def _mv_verify(gold, target) -> bool:
     from math_verify import verify
 
     return bool(verify(gold, target, timeout_seconds=None, raise_on_error=True))
+
+
+def _mv_verify_either_order(a, b) -> bool:
+    """`verify` in both argument orders: it is not symmetric (gold `x>2`, target `(2,\\infty)` is equal, the
+    reverse is not: only an inequality given as gold is read as its set). The second order runs only when the first
+    says no; an order that raises counts as "no", and a pair found "not equal" with an order that raised counts as a
+    math-verify error."""
+    raised = False
+    for gold, target in ((a, b), (b, a)):
+        MATCH_STATS.add("math_verify")
+        try:
+            if _mv_verify(gold, target):
+                return True
+        except Exception:
+            raised = True
+    if raised:
+        MATCH_STATS.add("math_errors")
+    return False
 
 
 @lru_cache(maxsize=65536)
@@ -455,9 +496,8 @@ def _math_equal_keys(a: str, b: str) -> bool:
     parsed_a, parsed_b = _parsed(a), _parsed(b)
     if parsed_a is None or parsed_b is None:
         return False
-    MATCH_STATS.add("math_verify")
-    try:
-        return _deadline(_mv_verify, parsed_a, parsed_b)
+    try:  # one deadline for the pair, both orders included
+        return _deadline(_mv_verify_either_order, parsed_a, parsed_b)
     except concurrent.futures.TimeoutError:
         MATCH_STATS.add("math_timeouts")
     except Exception:
@@ -465,8 +505,17 @@ def _math_equal_keys(a: str, b: str) -> bool:
     return False
 
 
-def _both_plain_numbers(a: str, b: str) -> bool:
-    return _as_number(a) is not None and _as_number(b) is not None
+def _plain_numbers_verdict(a: str, b: str) -> bool | None:
+    """For two distinct plain-number keys: False when math-verify cannot find them equal, None when it might.
+
+    math-verify compares integers and fractions exactly (`sympy.Rational`), but a decimal (`sympy.Float`) after
+    rounding both sides to 6 decimals: `0.333333` = `1/3` and `0.1234564` = `0.1234561` to it. Keys with a decimal
+    point that are this close (`values_compare`) are left to it. (A whole number written as a decimal, `5.0`, is keyed
+    and compared as the integer 5.)
+    """
+    if "." not in a and "." not in b:
+        return False  # distinct canonical rationals
+    return False if values_compare(float(_as_number(a)), float(_as_number(b))) is False else None
 
 
 _LETTERS = re.compile(r"^[A-Za-z]+$")
@@ -494,8 +543,8 @@ def _is_prose(key: str) -> bool:
 
 def _fast_verdict(a: str, b: str) -> bool | None:
     """Equal / not equal for distinct keys that need no math-verify; None when math-verify must decide."""
-    if _both_plain_numbers(a, b):  # two distinct canonical rationals are never equal
-        return False
+    if _as_number(a) is not None and _as_number(b) is not None:
+        return _plain_numbers_verdict(a, b)
     if _is_letter(a) and _is_letter(b):  # distinct choice letters
         return False
     value_a, value_b = latex_value(a), latex_value(b)
@@ -517,7 +566,7 @@ def keys_equivalent(a: str, b: str) -> bool:
     verdict = _fast_verdict(a, b)
     if verdict is not None:
         return verdict
-    return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)
+    return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)  # symmetric: one cache entry per pair
 
 
 def is_equivalent(prediction: str | None, reference: str | None, match: str = "math") -> bool:

@@ -22,13 +22,26 @@ def clear_caches():
             cached.cache_clear()
 
 
-def math_verify_equal(a: str, b: str) -> bool:
-    """The reference: math-verify on the normalised answers, no shortcut (gold = the smaller key, as ours)."""
+def math_verify_orders(a: str, b: str) -> tuple[bool, bool]:
+    """math-verify's verdicts on the normalised answers, no shortcut: (gold = the smaller key, gold = the larger).
+    `verify` is not symmetric (gold `x>2`, target `(2,\\infty)` is equal, the reverse is not)."""
     ka, kb = sorted((normalize_answer(a), normalize_answer(b)))
     if ka == kb:
-        return True
-    gold, target = answers._mv_parse(ka), answers._mv_parse(kb)
-    return bool(gold and target and answers._mv_verify(gold, target))
+        return True, True
+    parsed_a, parsed_b = answers._mv_parse(ka), answers._mv_parse(kb)
+    if not (parsed_a and parsed_b):
+        return False, False
+    return answers._mv_verify(parsed_a, parsed_b), answers._mv_verify(parsed_b, parsed_a)
+
+
+def math_verify_equal(a: str, b: str) -> bool:
+    """The reference: equal when math-verify finds the normalised answers equal in either argument order."""
+    return any(math_verify_orders(a, b))
+
+
+def verify_calls_expected(a: str, b: str) -> int:
+    """Calls of `verify` the matcher makes for a pair it leaves to math-verify: the second order only after a no."""
+    return 1 if math_verify_orders(a, b)[0] else 2
 
 
 @pytest.fixture
@@ -274,9 +287,99 @@ def test_fast_paths_agree_with_math_verify(a, b, equal, verify_calls):
 @pytest.mark.parametrize("a, b, equal", LEFT_TO_MATH_VERIFY)
 def test_what_the_fast_paths_cannot_decide_goes_to_math_verify(a, b, equal, verify_calls):
     assert math_verify_equal(a, b) is equal
+    expected_calls = verify_calls_expected(a, b)
     verify_calls.clear()
     assert is_equivalent(a, b) is equal
-    assert len(verify_calls) == 1
+    assert len(verify_calls) == expected_calls
+
+
+# math-verify reads an inequality given as gold as its solution set, so these are equal in one argument order only.
+ONE_ORDER_ONLY = [
+    ("x>2", "(2,\\infty)"),
+    ("x \\geq 0", "[0,\\infty)"),
+    ("-1<x<1", "(-1,1)"),
+    ("x<0", "(-\\infty,0)"),
+    ("x>\\frac{1}{2}", "(\\frac{1}{2},\\infty)"),
+    ("x \\geq \\sqrt{2}", "[\\sqrt{2},\\infty)"),
+    ("2x>4", "(2,\\infty)"),
+    ("-1<x<\\pi", "(-1,\\pi)"),
+    ("x<0.5", "(-\\infty,0.5)"),
+]
+
+
+@pytest.mark.parametrize("inequality, interval", ONE_ORDER_ONLY)
+def test_math_verify_is_asked_in_both_argument_orders(inequality, interval, verify_calls):
+    ka, kb = normalize_answer(inequality), normalize_answer(interval)
+    assert sorted(math_verify_orders(inequality, interval)) == [False, True]
+    assert answers._mv_verify(answers._mv_parse(ka), answers._mv_parse(kb)) is True  # gold = the inequality
+    verify_calls.clear()
+    assert is_equivalent(inequality, interval) and is_equivalent(interval, inequality)
+    assert len(verify_calls) == verify_calls_expected(inequality, interval)  # cached: once per pair
+    assert answer_classes([interval, inequality, "x > 5", inequality]) == [0, 0, 1, 0]
+    assert answer_classes([inequality, interval]) == [0, 0]
+
+
+# Decimals are compared by math-verify after rounding to 6 decimals, so these are equal to it.
+NEAR_DECIMALS = [
+    ("0.333333", "1/3"),
+    ("0.142857", "\\frac{1}{7}"),
+    ("1.666667", "\\frac{5}{3}"),
+    ("-1.666667", "-\\frac{5}{3}"),
+    ("0.1234564", "0.1234561"),
+    ("0.33333333333333333333", "1/3"),  # a long decimal keeps a decimal key (not 33333333333333333333/10^20)
+]
+
+
+@pytest.mark.parametrize("decimal, other", NEAR_DECIMALS)
+def test_decimals_within_math_verify_rounding_are_left_to_it(decimal, other, verify_calls):
+    assert math_verify_equal(decimal, other) is True
+    verify_calls.clear()
+    assert is_equivalent(decimal, other) and is_equivalent(other, decimal)
+    assert 1 <= len(verify_calls) <= 2
+    assert answer_classes([other, "0.5", decimal]) == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "a, b, equal",
+    [
+        ("0.333334", "1/3", False),  # close, but not equal after rounding to 6 decimals: math-verify says so
+        ("0.33333", "1/3", False),
+        ("2.5000001", "\\frac{5}{2}", True),
+        ("2.0000001", "2", False),  # an integer is no float to math-verify: it compares them exactly
+    ],
+)
+def test_close_plain_numbers_go_to_math_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal
+    assert len(verify_calls) >= 1
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("1/3", "2/3"),
+        ("0.33", "1/3"),  # apart by more than math-verify's rounding could bridge
+        ("0.5", "0.51"),
+        ("1000000", "1000001"),
+        ("12345678901234567890", "12345678901234567891"),
+        ("1/3", "1/7"),
+        ("-3", "3"),
+    ],
+)
+def test_plain_numbers_apart_or_both_exact_need_no_verify(a, b, verify_calls):
+    assert math_verify_equal(a, b) is False  # integers and fractions are compared exactly by math-verify
+    verify_calls.clear()
+    assert is_equivalent(a, b) is False
+    assert verify_calls == []
+
+
+def test_small_decimals_keep_a_decimal_key():
+    """`0.00001` was keyed `1e-05`, which math-verify reads as e - 5 (Euler's number)."""
+    assert normalize_answer("0.00001") == "0.00001" == normalize_answer("\\frac{1}{100000}")
+    assert normalize_answer("-0.000015") == "-0.000015"
+    assert is_equivalent("0.00001", "10^{-5}") and math_verify_equal("0.00001", "10^{-5}")
+    assert not is_equivalent("0.00001", "e-5")
 
 
 def test_a_number_against_a_word_parses_only_the_word(verify_calls, monkeypatch):
@@ -326,7 +429,7 @@ def test_close_or_huge_values_and_equations_against_sets_are_left_to_math_verify
     expected = math_verify_equal("x^2=4", "\\{-2, 2\\}")
     verify_calls.clear()
     assert is_equivalent("x^2=4", "\\{-2, 2\\}") is expected
-    assert len(verify_calls) == 1
+    assert len(verify_calls) == verify_calls_expected("x^2=4", "\\{-2, 2\\}")
 
 
 def test_math_verify_reads_every_letter_but_e_and_I_as_a_one_letter_symbol():

@@ -14,7 +14,8 @@ Fast paths (`keys_equivalent`), so that a generation batch of 4096 answers takes
 seconds (`benchmarks/answer_matching.py`): equal keys; two plain numbers (integers and fractions exactly, decimals
 unless within math-verify's rounding of the other: `0.333333` = `1/3` to it); two choice letters; two numbers
 written in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` !=
-`\\frac{\\pi}{2}`); words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the
+`\\frac{\\pi}{2}`); one-variable inequalities and intervals with integer ends, compared as sets (`x>2` = `2<x` =
+`(2,\\infty)`); words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the
 non-number alone (cached per answer), pairs that `verify` could never find equal (a number against a product of
 symbols, a set or infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to
 math-verify, in both argument orders (its `verify` is not symmetric: `x>2` = `(2,\\infty)` only with the inequality
@@ -28,6 +29,7 @@ times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import re
 import threading
 from collections import Counter
@@ -387,6 +389,12 @@ _NEVER_EQUAL = {
     frozenset({"symbol", "collection"}),
     frozenset({"monomial", "not_real"}),
     frozenset({"monomial", "collection"}),
+    # a one-variable inequality or membership (`x>2`, `x\\in(2,\\infty)`; see `_key_reading`) against a number, a
+    # letter, a product of symbols or infinity
+    frozenset({"relation", "number"}),
+    frozenset({"relation", "symbol"}),
+    frozenset({"relation", "monomial"}),
+    frozenset({"relation", "not_real"}),
 }
 
 
@@ -448,14 +456,94 @@ def _parsed_reading(key: str) -> tuple[str, Any]:
         return "other", None
 
 
+# One-variable inequalities and intervals with integer ends, read without math-verify (`_interval_reading`). The
+# variable is one lower-case letter but `e` and `i`, which math-verify reads as Euler's number and the imaginary unit.
+_VARIABLE = r"[a-df-hj-z]"
+_END = r"-?(?:0|[1-9]\d{0,5})"
+_CLOSED = {"<": False, ">": False, "\\le": True, "\\leq": True, "\\ge": True, "\\geq": True}
+_FLIPPED = {"<": ">", ">": "<", "\\le": "\\ge", "\\leq": "\\geq", "\\ge": "\\le", "\\geq": "\\leq"}
+_RELATION = re.compile(rf"^(?:({_VARIABLE})(<|>|\\[lg]eq?)({_END})|({_END})(<|>|\\[lg]eq?)({_VARIABLE}))$")
+_CHAIN = re.compile(rf"^({_END})(<|\\leq?)({_VARIABLE})(<|\\leq?)({_END})$")
+_INTERVAL = re.compile(rf"^([(\[])({_END}|-\\infty),({_END}|\\infty)([)\]])$")
+_MEMBER = re.compile(rf"^({_VARIABLE})\\in(.*)$")
+
+
+def _interval_set(text: str) -> tuple | None:
+    """(low, low closed, high, high closed) of `(2,\\infty)`, `[-1,3)`; None for anything else (and for `(3,1)`,
+    a tuple to math-verify, or `(-\\infty,\\infty)`)."""
+    match = _INTERVAL.match(text)
+    if match is None:
+        return None
+    opening, low, high, closing = match.groups()
+    low = -math.inf if low == "-\\infty" else int(low)
+    high = math.inf if high == "\\infty" else int(high)
+    if (low == -math.inf and opening == "[") or (high == math.inf and closing == "]") or not low < high:
+        return None
+    if low == -math.inf and high == math.inf:
+        return None
+    return low, opening == "[", high, closing == "]"
+
+
+@lru_cache(maxsize=65536)
+def _interval_reading(key: str) -> tuple[str, str | None, tuple] | None:
+    """`(kind, variable, set)` of a one-variable inequality (`x>2`, `2<x`, `-1<x\\leq3`: kind `"relation"`), an
+    interval (`(2,\\infty)`, `[0,1)`: `"interval"`, no variable) or a membership (`x\\in(2,\\infty)`: `"member"`),
+    with integer ends; the set is as `_interval_set` gives it. None for anything else."""
+    match = _RELATION.match(key)
+    if match:
+        if match.group(1):  # x > 2
+            variable, operator, end = match.group(1), match.group(2), int(match.group(3))
+        else:  # 2 < x is x > 2
+            end, operator, variable = int(match.group(4)), match.group(5), match.group(6)
+            operator = _FLIPPED[operator]
+        closed = _CLOSED[operator]
+        if operator in (">", "\\ge", "\\geq"):
+            return "relation", variable, (end, closed, math.inf, False)
+        return "relation", variable, (-math.inf, False, end, closed)
+    match = _CHAIN.match(key)
+    if match:
+        low, low_operator, variable, high_operator, high = match.groups()
+        if int(low) >= int(high):
+            return None
+        return "relation", variable, (int(low), _CLOSED[low_operator], int(high), _CLOSED[high_operator])
+    match = _MEMBER.match(key)
+    if match:
+        interval = _interval_set(match.group(2))
+        return None if interval is None else ("member", match.group(1), interval)
+    interval = _interval_set(key)
+    return None if interval is None else ("interval", None, interval)
+
+
+def _interval_verdict(a: str, b: str) -> bool | None:
+    """For two answers that `_interval_reading` reads: whether math-verify finds them equal in either argument order.
+
+    Different sets are never equal. The same set is equal when one side is an interval (math-verify reads an
+    inequality given as gold, and `x\\in I`, as its set: `x>2` = `(2,\\infty)`), or for an inequality against a
+    membership, or for two inequalities in the same variable (`x>2`, `2<x`); otherwise math-verify decides.
+    """
+    reading_a, reading_b = _interval_reading(a), _interval_reading(b)
+    if reading_a is None or reading_b is None:
+        return None
+    (kind_a, variable_a, set_a), (kind_b, variable_b, set_b) = reading_a, reading_b
+    if set_a != set_b:
+        return False
+    if "interval" in (kind_a, kind_b) or {kind_a, kind_b} == {"relation", "member"}:
+        return True
+    return True if kind_a == kind_b == "relation" and variable_a == variable_b else None
+
+
 def _key_reading(key: str) -> tuple[str, Any]:
-    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`) and single letters are read without
-    parsing (math-verify reads every letter as a one-letter symbol, except `e` (Euler's number) and `I`)."""
+    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`), single letters, one-variable inequalities
+    and intervals (`_interval_reading`) are read without parsing (math-verify reads every letter as a one-letter
+    symbol, except `e` (Euler's number) and `I`; an inequality is a `"relation"`, an interval a `"collection"`)."""
     value = latex_value(key)
     if value is not None:
         return "number", value
     if _is_letter(key) and key not in ("e", "I"):
         return "symbol", key
+    interval = _interval_reading(key)
+    if interval is not None:
+        return ("collection", None) if interval[0] == "interval" else ("relation", None)
     return _parsed_reading(key)
 
 
@@ -550,11 +638,16 @@ def _fast_verdict(a: str, b: str) -> bool | None:
     value_a, value_b = latex_value(a), latex_value(b)
     if value_a is not None and value_b is not None:  # numbers in LaTeX: `2\sqrt{3}`, `\sqrt{12}`, `\frac{\pi}{2}`
         return values_compare(value_a, value_b)
+    verdict = _interval_verdict(a, b)  # `x>2`, `(2,\infty)`
+    if verdict is not None:
+        return verdict
     prose_a, prose_b = _is_prose(a), _is_prose(b)
     if prose_a and prose_b:  # products of the same letters may be equal (`ab`, `ba`, `\text{ab}`); others are not
         return None if sorted(a.lower()) == sorted(b.lower()) else False
-    if (prose_a and (value_b is not None or _is_letter(b))) or (prose_b and (value_a is not None or _is_letter(a))):
-        return False  # a product of symbols is neither a number nor one letter
+    if (prose_a and (value_b is not None or _is_letter(b) or _interval_reading(b) is not None)) or (
+        prose_b and (value_a is not None or _is_letter(a) or _interval_reading(a) is not None)
+    ):
+        return False  # a product of symbols is neither a number, one letter, an inequality nor an interval
     return None
 
 

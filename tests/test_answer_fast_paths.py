@@ -293,12 +293,9 @@ def test_what_the_fast_paths_cannot_decide_goes_to_math_verify(a, b, equal, veri
     assert len(verify_calls) == expected_calls
 
 
-# math-verify reads an inequality given as gold as its solution set, so these are equal in one argument order only.
+# math-verify reads an inequality given as gold as its solution set, so these are equal in one argument order only
+# (ends that are not integers: the interval fast path does not read them).
 ONE_ORDER_ONLY = [
-    ("x>2", "(2,\\infty)"),
-    ("x \\geq 0", "[0,\\infty)"),
-    ("-1<x<1", "(-1,1)"),
-    ("x<0", "(-\\infty,0)"),
     ("x>\\frac{1}{2}", "(\\frac{1}{2},\\infty)"),
     ("x \\geq \\sqrt{2}", "[\\sqrt{2},\\infty)"),
     ("2x>4", "(2,\\infty)"),
@@ -317,6 +314,75 @@ def test_math_verify_is_asked_in_both_argument_orders(inequality, interval, veri
     assert len(verify_calls) == verify_calls_expected(inequality, interval)  # cached: once per pair
     assert answer_classes([interval, inequality, "x > 5", inequality]) == [0, 0, 1, 0]
     assert answer_classes([inequality, interval]) == [0, 0]
+
+
+# Inequalities and intervals with integer ends (`_interval_reading`), decided without math-verify; its verdict (either
+# argument order) stands next to each.
+INTERVALS_DECIDED_FAST = [
+    ("x>2", "(2,\\infty)", True),
+    ("x \\geq 0", "[0,\\infty)", True),
+    ("-1<x<1", "(-1,1)", True),
+    ("x<0", "(-\\infty,0)", True),
+    ("x>2", "2<x", True),
+    ("x \\le 5", "5 \\geq x", True),
+    ("x\\in[0,1)", "0\\leq x<1", True),
+    ("x\\in(2,\\infty)", "(2, \\infty)", True),
+    ("y>2", "(2,\\infty)", True),  # any variable against a set
+    ("x>2", "x\\geq2", False),
+    ("x>2", "x<2", False),
+    ("(2,\\infty)", "[2,\\infty)", False),
+    ("(2,\\infty)", "(3,\\infty)", False),
+    ("-1<x<1", "x>-1", False),
+    ("[0,1]", "(0,1)", False),
+    ("x>2", "5", False),  # an inequality is no number, letter, product of symbols or infinity
+    ("x>2", "D", False),
+    ("x \\leq 3", "n/a", False),
+    ("x>2", "\\infty", False),
+    ("x\\in(2,\\infty)", "2", False),
+]
+
+
+@pytest.mark.parametrize("a, b, equal", INTERVALS_DECIDED_FAST)
+def test_inequalities_and_intervals_with_integer_ends_need_no_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal and is_equivalent(b, a) is equal
+    assert verify_calls == []
+
+
+def test_interval_fast_path_agrees_with_math_verify_on_a_grid():
+    """Seeded sample of a grid of spellings (ends -2, 0, 3; variables x, y): every verdict of `_interval_verdict` is
+    math-verify's in either argument order."""
+    import itertools
+
+    spellings = []
+    for variable in "xy":
+        for end in (-2, 0, 3):
+            spellings += [f"{variable}>{end}", f"{end}<{variable}", f"{variable}\\geq{end}", f"{end}\\ge{variable}",
+                          f"{variable}<{end}", f"{variable}\\le{end}", f"{end}\\geq{variable}"]
+            spellings += [f"{variable}\\in({end},\\infty)", f"{variable}\\in(-\\infty,{end}]"]
+        for low, high in itertools.combinations((-2, 0, 3), 2):
+            spellings += [f"{low}<{variable}<{high}", f"{low}\\leq{variable}<{high}", f"{low}\\le{variable}\\le{high}"]
+    for end in (-2, 0, 3):
+        spellings += [f"({end},\\infty)", f"[{end},\\infty)", f"(-\\infty,{end})", f"(-\\infty,{end}]"]
+    for low, high in itertools.combinations((-2, 0, 3), 2):
+        spellings += [f"({low},{high})", f"[{low},{high})", f"[{low},{high}]"]
+    readings = {text: answers._interval_reading(text) for text in spellings}
+    assert None not in readings.values()
+
+    pairs = list(itertools.combinations(spellings, 2))
+    same_set = [pair for pair in pairs if readings[pair[0]][2] == readings[pair[1]][2]]
+    rng = random.Random(8)
+    sample = rng.sample(same_set, 40) + rng.sample([pair for pair in pairs if pair not in same_set], 40)
+    parsed = {text: answers._mv_parse(text) for text in {text for pair in sample for text in pair}}
+    decided = 0
+    for a, b in sample:
+        verdict = answers._interval_verdict(a, b)
+        if verdict is not None:
+            decided += 1
+            expected = answers._mv_verify(parsed[a], parsed[b]) or answers._mv_verify(parsed[b], parsed[a])
+            assert verdict is expected, (a, b)
+    assert decided >= 60  # the rest (two variables) is left to math-verify
 
 
 # Decimals are compared by math-verify after rounding to 6 decimals, so these are equal to it.

@@ -172,6 +172,13 @@ def _strip_outer_braces(s: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Cheap, exact-preserving normalisation of a final answer (SPEC §1, `match: normalized`).
 
+    Two readings here are deliberate and differ from math-verify on the raw strings:
+
+    - a percent sign is a trailing unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal to
+      `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`;
+    - a single letter is a choice letter, upper-cased: `e` is the choice `E` (math-verify reads Euler's number,
+      equal to `2.718281828459045`).
+
     Example:
 
     ```python
@@ -192,7 +199,7 @@ def normalize_answer(answer: str) -> str:
     for spacing in ("\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "~"):
         s = s.replace(spacing, " ")
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
-    s = s.replace("\\%", "").replace("%", "")
+    s = s.replace("\\%", "").replace("%", "")  # a unit: `25\%` is 25, not 0.25 (see the docstring)
     s = s.strip().rstrip(".,;:!?。").strip()
     s = _strip_outer_braces(s)
     s = _ASSIGNMENT.sub("", s)
@@ -201,7 +208,7 @@ def normalize_answer(answer: str) -> str:
         s = unit.group(1)
     s = s.rstrip(".").strip()
     choice = _CHOICE.match(s)
-    if choice:
+    if choice:  # a choice letter, whatever its case: `e` is `E`, not Euler's number (see the docstring)
         return choice.group(1).upper()
     s = re.sub(r"\s+", "", s)
     if _THOUSANDS.match(s):

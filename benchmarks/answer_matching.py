@@ -64,6 +64,8 @@ def _rational_spellings(value: Fraction) -> list[str]:
     decimal = float(value)
     if Fraction(repr(decimal)) == value:  # terminating: 2.5 = 5/2
         spellings += [repr(decimal), f"{decimal:.2f}" if len(repr(decimal)) < 5 else repr(decimal), f"{decimal} m"]
+    else:  # rounded to 6 decimals, which math-verify takes for the fraction: 0.333333 = 1/3, 1.666667 = 5/3
+        spellings.append(f"{decimal:.6f}")
     return spellings
 
 
@@ -95,13 +97,24 @@ def _choice_spellings(letter: str) -> list[str]:
             f"\\text{{({letter})}}", f"\\mathrm{{{letter}}}"]
 
 
+def _interval_spellings(kind: str, a: int, b: int | None = None) -> list[str]:
+    """An inequality and its solution set, as math-verify reads them equal (`x>2`, `(2,\\infty)`, `2<x`)."""
+    if kind == "gt":
+        return [f"x>{a}", f"x > {a}", f"({a},\\infty)", f"{a}<x", f"({a}, \\infty)", f"x\\in({a},\\infty)"]
+    if kind == "ge":
+        return [f"x\\geq {a}", f"x \\ge {a}", f"[{a},\\infty)", f"x\\geq{a}", f"[{a}, \\infty)"]
+    if kind == "lt":
+        return [f"x<{a}", f"x < {a}", f"(-\\infty,{a})", f"{a}>x", f"(-\\infty, {a})"]
+    return [f"{a}<x<{b}", f"({a},{b})", f"{a} < x < {b}", f"({a}, {b})"]
+
+
 def _answer_family(rng: random.Random):
     """A question's true answer and two wrong ones, each as a list of equivalent spellings, and the value each list
     spells (a key that is equal exactly when the values are: two wrong answers may equal each other, e.g. 2π and
     8π/4)."""
     kind = rng.choices(
-        ["integer", "decimal", "fraction", "surd", "pi", "root_fraction", "degrees", "choice"],
-        weights=[22, 8, 12, 8, 6, 4, 16, 24],
+        ["integer", "decimal", "fraction", "surd", "pi", "root_fraction", "degrees", "choice", "interval"],
+        weights=[22, 8, 12, 8, 6, 4, 16, 24, 5],
     )[0]
     if kind == "integer":
         values = rng.sample([*range(-20, 60), 100, 120, 144, 360, 1200, 2024, 15000], 3)
@@ -124,6 +137,10 @@ def _answer_family(rng: random.Random):
     if kind == "degrees":
         values = rng.sample(range(10, 180, 5), 3)
         return kind, [_degree_spellings(v) for v in values], values
+    if kind == "interval":
+        values = rng.sample([(k, a) for k in ("gt", "ge", "lt") for a in (-3, -1, 0, 1, 2, 3, 5)]
+                            + [("between", a, b) for a in (-2, -1, 0, 1) for b in (1, 2, 4) if a < b], 3)
+        return kind, [_interval_spellings(*v) for v in values], [("interval", *v) for v in values]
     letters = rng.sample("ABCDE", 3)
     return kind, [_choice_spellings(letter) for letter in letters], letters
 

@@ -11,11 +11,15 @@ Three things live here:
   `2\\sqrt{3}` = `\\sqrt{12}`).
 
 Fast paths (`keys_equivalent`), so that a generation batch of 4096 answers takes a fraction of a second instead of
-seconds (`benchmarks/answer_matching.py`): equal keys; two plain rationals; two choice letters; two numbers written
-in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` != `\\frac{\\pi}{2}`);
-words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the non-number alone
-(cached per answer), pairs that `verify` could never find equal (a number against a product of symbols, a set or
-infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to math-verify.
+seconds (`benchmarks/answer_matching.py`): equal keys; two plain numbers (integers and fractions exactly, decimals
+unless within math-verify's rounding of the other: `0.333333` = `1/3` to it); two choice letters; two numbers
+written in LaTeX, compared by value (`latex_value`: `2\\sqrt{3}` = `\\sqrt{12}`, `\\frac{\\pi}{3}` !=
+`\\frac{\\pi}{2}`); one-variable inequalities and intervals with integer ends, compared as sets (`x>2` = `2<x` =
+`(2,\\infty)`); words (`undefined`) against numbers, letters and other words; and, from math-verify's parse of the
+non-number alone (cached per answer), pairs that `verify` could never find equal (a number against a product of
+symbols, a set or infinity). Each shortcut decides only what math-verify would decide the same way; the rest goes to
+math-verify, in both argument orders (its `verify` is not symmetric: `x>2` = `(2,\\infty)` only with the inequality
+as gold), and two answers are equal if either order says so.
 
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
@@ -25,6 +29,7 @@ times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import re
 import threading
 from collections import Counter
@@ -167,6 +172,13 @@ def _strip_outer_braces(s: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Cheap, exact-preserving normalisation of a final answer (SPEC §1, `match: normalized`).
 
+    Two readings here are deliberate and differ from math-verify on the raw strings:
+
+    - a percent sign is a trailing unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal to
+      `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`;
+    - a single letter is a choice letter, upper-cased: `e` is the choice `E` (math-verify reads Euler's number,
+      equal to `2.718281828459045`).
+
     Example:
 
     ```python
@@ -187,7 +199,7 @@ def normalize_answer(answer: str) -> str:
     for spacing in ("\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "~"):
         s = s.replace(spacing, " ")
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
-    s = s.replace("\\%", "").replace("%", "")
+    s = s.replace("\\%", "").replace("%", "")  # a unit: `25\%` is 25, not 0.25 (see the docstring)
     s = s.strip().rstrip(".,;:!?。").strip()
     s = _strip_outer_braces(s)
     s = _ASSIGNMENT.sub("", s)
@@ -196,14 +208,14 @@ def normalize_answer(answer: str) -> str:
         s = unit.group(1)
     s = s.rstrip(".").strip()
     choice = _CHOICE.match(s)
-    if choice:
+    if choice:  # a choice letter, whatever its case: `e` is `E`, not Euler's number (see the docstring)
         return choice.group(1).upper()
     s = re.sub(r"\s+", "", s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
     number = _as_number(s)
     if number is not None:
-        return _number_key(number)
+        return _number_key(number, decimal="." in s)
     return s
 
 
@@ -229,12 +241,32 @@ def _as_number(s: str) -> Fraction | None:
     return None
 
 
-def _number_key(value: Fraction) -> str:
+def _terminating_decimal(value: Fraction) -> str | None:
+    """`value` written as a decimal without an exponent (`0.00001`, not `1e-05`, which math-verify reads as e - 5),
+    or None when it has no finite decimal expansion."""
+    rest, twos, fives = value.denominator, 0, 0
+    while rest % 2 == 0:
+        rest, twos = rest // 2, twos + 1
+    while rest % 5 == 0:
+        rest, fives = rest // 5, fives + 1
+    if rest != 1:
+        return None
+    places = max(twos, fives)
+    digits = str(abs(value.numerator) * 10**places // value.denominator).rjust(places + 1, "0")
+    return ("-" if value < 0 else "") + digits[:-places] + "." + digits[-places:]
+
+
+def _number_key(value: Fraction, decimal: bool) -> str:
+    """The canonical key of a plain number: an integer (`5` for `5.0`), a decimal (`2.5` for `5/2` and `2.50`), or
+    `p/q`. math-verify reads a decimal as a float and compares it with others after rounding (`0.333333` = `1/3`), a
+    fraction exactly, so a number written as a decimal (`decimal`) keeps a decimal key however long it is; a fraction
+    gets one only when it is a short decimal (`0.5`, `0.125`: as long as a float's shortest repr)."""
     if value.denominator == 1:
         return str(value.numerator)
-    decimal = float(value)
-    if Fraction(repr(decimal)) == value:  # terminating decimal: 2.5, 0.125
-        return repr(decimal)
+    if decimal or Fraction(repr(float(value))) == value:
+        written = _terminating_decimal(value)
+        if written is not None:
+            return written
     return f"{value.numerator}/{value.denominator}"
 
 
@@ -323,6 +355,24 @@ def _mv_verify(gold, target) -> bool:
     return bool(verify(gold, target, timeout_seconds=None, raise_on_error=True))
 
 
+def _mv_verify_either_order(a, b) -> bool:
+    """`verify` in both argument orders: it is not symmetric (gold `x>2`, target `(2,\\infty)` is equal, the
+    reverse is not: only an inequality given as gold is read as its set). The second order runs only when the first
+    says no; an order that raises counts as "no", and a pair found "not equal" with an order that raised counts as a
+    math-verify error."""
+    raised = False
+    for gold, target in ((a, b), (b, a)):
+        MATCH_STATS.add("math_verify")
+        try:
+            if _mv_verify(gold, target):
+                return True
+        except Exception:
+            raised = True
+    if raised:
+        MATCH_STATS.add("math_errors")
+    return False
+
+
 @lru_cache(maxsize=65536)
 def _parsed(key: str):
     """math-verify's parse of a normalised answer (cached); None when it cannot be parsed."""
@@ -350,6 +400,12 @@ _NEVER_EQUAL = {
     frozenset({"symbol", "collection"}),
     frozenset({"monomial", "not_real"}),
     frozenset({"monomial", "collection"}),
+    # a one-variable inequality or membership (`x>2`, `x\\in(2,\\infty)`; see `_key_reading`) against a number, a
+    # letter, a product of symbols or infinity
+    frozenset({"relation", "number"}),
+    frozenset({"relation", "symbol"}),
+    frozenset({"relation", "monomial"}),
+    frozenset({"relation", "not_real"}),
 }
 
 
@@ -411,14 +467,94 @@ def _parsed_reading(key: str) -> tuple[str, Any]:
         return "other", None
 
 
+# One-variable inequalities and intervals with integer ends, read without math-verify (`_interval_reading`). The
+# variable is one lower-case letter but `e` and `i`, which math-verify reads as Euler's number and the imaginary unit.
+_VARIABLE = r"[a-df-hj-z]"
+_END = r"-?(?:0|[1-9]\d{0,5})"
+_CLOSED = {"<": False, ">": False, "\\le": True, "\\leq": True, "\\ge": True, "\\geq": True}
+_FLIPPED = {"<": ">", ">": "<", "\\le": "\\ge", "\\leq": "\\geq", "\\ge": "\\le", "\\geq": "\\leq"}
+_RELATION = re.compile(rf"^(?:({_VARIABLE})(<|>|\\[lg]eq?)({_END})|({_END})(<|>|\\[lg]eq?)({_VARIABLE}))$")
+_CHAIN = re.compile(rf"^({_END})(<|\\leq?)({_VARIABLE})(<|\\leq?)({_END})$")
+_INTERVAL = re.compile(rf"^([(\[])({_END}|-\\infty),({_END}|\\infty)([)\]])$")
+_MEMBER = re.compile(rf"^({_VARIABLE})\\in(.*)$")
+
+
+def _interval_set(text: str) -> tuple | None:
+    """(low, low closed, high, high closed) of `(2,\\infty)`, `[-1,3)`; None for anything else (and for `(3,1)`,
+    a tuple to math-verify, or `(-\\infty,\\infty)`)."""
+    match = _INTERVAL.match(text)
+    if match is None:
+        return None
+    opening, low, high, closing = match.groups()
+    low = -math.inf if low == "-\\infty" else int(low)
+    high = math.inf if high == "\\infty" else int(high)
+    if (low == -math.inf and opening == "[") or (high == math.inf and closing == "]") or not low < high:
+        return None
+    if low == -math.inf and high == math.inf:
+        return None
+    return low, opening == "[", high, closing == "]"
+
+
+@lru_cache(maxsize=65536)
+def _interval_reading(key: str) -> tuple[str, str | None, tuple] | None:
+    """`(kind, variable, set)` of a one-variable inequality (`x>2`, `2<x`, `-1<x\\leq3`: kind `"relation"`), an
+    interval (`(2,\\infty)`, `[0,1)`: `"interval"`, no variable) or a membership (`x\\in(2,\\infty)`: `"member"`),
+    with integer ends; the set is as `_interval_set` gives it. None for anything else."""
+    match = _RELATION.match(key)
+    if match:
+        if match.group(1):  # x > 2
+            variable, operator, end = match.group(1), match.group(2), int(match.group(3))
+        else:  # 2 < x is x > 2
+            end, operator, variable = int(match.group(4)), match.group(5), match.group(6)
+            operator = _FLIPPED[operator]
+        closed = _CLOSED[operator]
+        if operator in (">", "\\ge", "\\geq"):
+            return "relation", variable, (end, closed, math.inf, False)
+        return "relation", variable, (-math.inf, False, end, closed)
+    match = _CHAIN.match(key)
+    if match:
+        low, low_operator, variable, high_operator, high = match.groups()
+        if int(low) >= int(high):
+            return None
+        return "relation", variable, (int(low), _CLOSED[low_operator], int(high), _CLOSED[high_operator])
+    match = _MEMBER.match(key)
+    if match:
+        interval = _interval_set(match.group(2))
+        return None if interval is None else ("member", match.group(1), interval)
+    interval = _interval_set(key)
+    return None if interval is None else ("interval", None, interval)
+
+
+def _interval_verdict(a: str, b: str) -> bool | None:
+    """For two answers that `_interval_reading` reads: whether math-verify finds them equal in either argument order.
+
+    Different sets are never equal. The same set is equal when one side is an interval (math-verify reads an
+    inequality given as gold, and `x\\in I`, as its set: `x>2` = `(2,\\infty)`), or for an inequality against a
+    membership, or for two inequalities in the same variable (`x>2`, `2<x`); otherwise math-verify decides.
+    """
+    reading_a, reading_b = _interval_reading(a), _interval_reading(b)
+    if reading_a is None or reading_b is None:
+        return None
+    (kind_a, variable_a, set_a), (kind_b, variable_b, set_b) = reading_a, reading_b
+    if set_a != set_b:
+        return False
+    if "interval" in (kind_a, kind_b) or {kind_a, kind_b} == {"relation", "member"}:
+        return True
+    return True if kind_a == kind_b == "relation" and variable_a == variable_b else None
+
+
 def _key_reading(key: str) -> tuple[str, Any]:
-    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`) and single letters are read without
-    parsing (math-verify reads every letter as a one-letter symbol, except `e` (Euler's number) and `I`)."""
+    """`_reading` of a normalised answer; numbers in LaTeX (`latex_value`), single letters, one-variable inequalities
+    and intervals (`_interval_reading`) are read without parsing (math-verify reads every letter as a one-letter
+    symbol, except `e` (Euler's number) and `I`; an inequality is a `"relation"`, an interval a `"collection"`)."""
     value = latex_value(key)
     if value is not None:
         return "number", value
     if _is_letter(key) and key not in ("e", "I"):
         return "symbol", key
+    interval = _interval_reading(key)
+    if interval is not None:
+        return ("collection", None) if interval[0] == "interval" else ("relation", None)
     return _parsed_reading(key)
 
 
@@ -459,9 +595,8 @@ def _math_equal_keys(a: str, b: str) -> bool:
     parsed_a, parsed_b = _parsed(a), _parsed(b)
     if parsed_a is None or parsed_b is None:
         return False
-    MATCH_STATS.add("math_verify")
-    try:
-        return _deadline(_mv_verify, parsed_a, parsed_b)
+    try:  # one deadline for the pair, both orders included
+        return _deadline(_mv_verify_either_order, parsed_a, parsed_b)
     except concurrent.futures.TimeoutError:
         MATCH_STATS.add("math_timeouts")
     except Exception:
@@ -469,8 +604,17 @@ def _math_equal_keys(a: str, b: str) -> bool:
     return False
 
 
-def _both_plain_numbers(a: str, b: str) -> bool:
-    return _as_number(a) is not None and _as_number(b) is not None
+def _plain_numbers_verdict(a: str, b: str) -> bool | None:
+    """For two distinct plain-number keys: False when math-verify cannot find them equal, None when it might.
+
+    math-verify compares integers and fractions exactly (`sympy.Rational`), but a decimal (`sympy.Float`) after
+    rounding both sides to 6 decimals: `0.333333` = `1/3` and `0.1234564` = `0.1234561` to it. Keys with a decimal
+    point that are this close (`values_compare`) are left to it. (A whole number written as a decimal, `5.0`, is keyed
+    and compared as the integer 5.)
+    """
+    if "." not in a and "." not in b:
+        return False  # distinct canonical rationals
+    return False if values_compare(float(_as_number(a)), float(_as_number(b))) is False else None
 
 
 _LETTERS = re.compile(r"^[A-Za-z]+$")
@@ -498,18 +642,23 @@ def _is_prose(key: str) -> bool:
 
 def _fast_verdict(a: str, b: str) -> bool | None:
     """Equal / not equal for distinct keys that need no math-verify; None when math-verify must decide."""
-    if _both_plain_numbers(a, b):  # two distinct canonical rationals are never equal
-        return False
+    if _as_number(a) is not None and _as_number(b) is not None:
+        return _plain_numbers_verdict(a, b)
     if _is_letter(a) and _is_letter(b):  # distinct choice letters
         return False
     value_a, value_b = latex_value(a), latex_value(b)
     if value_a is not None and value_b is not None:  # numbers in LaTeX: `2\sqrt{3}`, `\sqrt{12}`, `\frac{\pi}{2}`
         return values_compare(value_a, value_b)
+    verdict = _interval_verdict(a, b)  # `x>2`, `(2,\infty)`
+    if verdict is not None:
+        return verdict
     prose_a, prose_b = _is_prose(a), _is_prose(b)
     if prose_a and prose_b:  # products of the same letters may be equal (`ab`, `ba`, `\text{ab}`); others are not
         return None if sorted(a.lower()) == sorted(b.lower()) else False
-    if (prose_a and (value_b is not None or _is_letter(b))) or (prose_b and (value_a is not None or _is_letter(a))):
-        return False  # a product of symbols is neither a number nor one letter
+    if (prose_a and (value_b is not None or _is_letter(b) or _interval_reading(b) is not None)) or (
+        prose_b and (value_a is not None or _is_letter(a) or _interval_reading(a) is not None)
+    ):
+        return False  # a product of symbols is neither a number, one letter, an inequality nor an interval
     return None
 
 
@@ -521,7 +670,7 @@ def keys_equivalent(a: str, b: str) -> bool:
     verdict = _fast_verdict(a, b)
     if verdict is not None:
         return verdict
-    return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)
+    return _math_equal_keys(a, b) if a <= b else _math_equal_keys(b, a)  # symmetric: one cache entry per pair
 
 
 def is_equivalent(prediction: str | None, reference: str | None, match: str = "math") -> bool:

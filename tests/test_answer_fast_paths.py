@@ -1,6 +1,7 @@
 """The fast paths of answer matching (issue 8) decide exactly as math-verify would, without calling it."""
 
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -21,13 +22,26 @@ def clear_caches():
             cached.cache_clear()
 
 
-def math_verify_equal(a: str, b: str) -> bool:
-    """The reference: math-verify on the normalised answers, no shortcut (gold = the smaller key, as ours)."""
+def math_verify_orders(a: str, b: str) -> tuple[bool, bool]:
+    """math-verify's verdicts on the normalised answers, no shortcut: (gold = the smaller key, gold = the larger).
+    `verify` is not symmetric (gold `x>2`, target `(2,\\infty)` is equal, the reverse is not)."""
     ka, kb = sorted((normalize_answer(a), normalize_answer(b)))
     if ka == kb:
-        return True
-    gold, target = answers._mv_parse(ka), answers._mv_parse(kb)
-    return bool(gold and target and answers._mv_verify(gold, target))
+        return True, True
+    parsed_a, parsed_b = answers._mv_parse(ka), answers._mv_parse(kb)
+    if not (parsed_a and parsed_b):
+        return False, False
+    return answers._mv_verify(parsed_a, parsed_b), answers._mv_verify(parsed_b, parsed_a)
+
+
+def math_verify_equal(a: str, b: str) -> bool:
+    """The reference: equal when math-verify finds the normalised answers equal in either argument order."""
+    return any(math_verify_orders(a, b))
+
+
+def verify_calls_expected(a: str, b: str) -> int:
+    """Calls of `verify` the matcher makes for a pair it leaves to math-verify: the second order only after a no."""
+    return 1 if math_verify_orders(a, b)[0] else 2
 
 
 @pytest.fixture
@@ -98,10 +112,117 @@ def test_latex_value_reads_as_math_verify_does(text, value):
         "2,3",
         "",
         "2^2^3",
+        "\\pi(3)^2",  # math-verify: a function \\pi called on 3
+        "2\\pi(3)",
+        "\\frac{1}{2}\\pi(4)^2",
+        "\\pi^{2}(3)",
+        "(2)\\frac{1}{2}",  # math-verify: 5/2, a mixed number as `2\\frac{1}{2}`
+        "(-2)\\frac12",  # -5/2
+        "\\frac{4}{2}\\frac{1}{2}",  # 5/2: \\frac{4}{2} is the integer 2 to it
+        "(4/2)(3)",  # 5
+        "(2)(3)",  # 5
+        "\\sqrt{2}(2)(3)",  # 5 sqrt(2)
+        "\\sqrt\\pi",  # math-verify cannot parse a bare command as an argument
+        "\\frac\\pi2",
+        "\\frac1\\pi",
+        "\\sqrt[3]8",  # nor a bare digit after an index
+        "2.\\pi",  # nor `2.`
+        "({3})",  # a set
+        "\\frac1  2",  # math-verify: 2 (two spaces break its reading of \\frac12)
+        "0.000001-123456789012345+123456789012345",  # float cancellation: 0 here, 1e-06 to math-verify
+        "10^{-400}",  # float underflow: 0 here
     ],
 )
 def test_latex_value_declines_what_it_cannot_read_for_sure(text):
     assert latex_value(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("(2.5)\\frac12", 1.25),  # a decimal is no integer: a product to math-verify too
+        ("(1+2)\\frac{1}{2}", 1.5),
+        ("(2)\\pi", 2 * math.pi),
+        ("(2)\\sqrt{2}", 2 * math.sqrt(2)),
+        ("\\pi\\cdot(3)", 3 * math.pi),
+        ("\\frac{\\pi}{2}(3)", 1.5 * math.pi),
+        ("(2)\\frac{\\sqrt{4}}{2}", 2.0),
+    ],
+)
+def test_latex_value_reads_products_after_parentheses_as_math_verify_does(text, value):
+    test_latex_value_reads_as_math_verify_does(text, value)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [("\\pi(3)^2", "9\\pi"), ("2\\pi(3)", "6\\pi"), ("\\frac{1}{2}\\pi(4)^2", "8\\pi"), ("(2)\\frac{1}{2}", "1")],
+)
+def test_spellings_math_verify_reads_otherwise_are_not_merged(a, b):
+    assert math_verify_equal(a, b) is False
+    assert is_equivalent(a, b) is False
+    assert answer_classes([a, b]) == [0, 1]
+
+
+def random_expression(rng: random.Random, depth: int = 0) -> str:
+    """A random arithmetic expression of the spellings `latex_value` reads, and of the ones it must refuse."""
+    if depth > 2 or rng.random() < 0.35:
+        return rng.choice(FUZZ_ATOMS)
+    operator = rng.choice(FUZZ_OPERATORS)
+    if operator.startswith("^"):
+        return random_expression(rng, depth + 1) + operator
+    expression = random_expression(rng, depth + 1) + operator + random_expression(rng, depth + 1)
+    if rng.random() < 0.15:
+        opening, closing = rng.choice([("(", ")"), ("{", "}"), ("-(", ")"), ("\\frac{", "}{3}")])
+        expression = opening + expression + closing
+    return expression
+
+
+FUZZ_ATOMS = [
+    "2", "3", "1", "4", "0", "0.5", "2.5", "12", "\\pi", "\\sqrt{2}", "\\sqrt{12}", "\\sqrt 3", "\\sqrt[3]{8}",
+    "\\sqrt[3]8", "\\frac{1}{2}", "\\frac12", "\\frac{4}{2}", "\\frac{-4}{2}", "\\frac{\\pi}{3}", "\\frac\\pi2",
+    "\\sqrt\\pi", "(2)", "(-2)", "(1+2)", "(4/2)", "(2.5)", "{3}", "{4/2}", "(\\pi)", "\\pi^2", "\\pi^{2}", "(0)",
+    "\\frac{3}{2}", "10^{3}", "2^{-1}", "2.",
+]
+FUZZ_OPERATORS = ["+", "-", "\\cdot", "\\times", "/", "*", "", " ", "^{2}", "^2", "^{-1}", "^{\\frac{1}{2}}"]
+
+
+def test_latex_value_agrees_with_math_verify_on_random_expressions():
+    """Seeded fuzz: every value `latex_value` returns is math-verify's, and the fast path's verdict on pairs of such
+    answers is math-verify's (either argument order). Before the fixes it disagreed on ~30% of these."""
+    import sympy
+
+    rng = random.Random(8)
+    values, seen = {}, set()
+    while len(values) < 120:
+        text = random_expression(rng)
+        if rng.random() < 0.5:
+            text = text.replace(" ", "")  # normalised keys carry no spaces
+        if text in seen:
+            continue
+        seen.add(text)
+        value = latex_value(text)
+        if value is None:
+            continue
+        parsed = answers._mv_parse(text)
+        assert parsed and getattr(parsed[0], "is_number", False), (text, value, parsed)
+        assert complex(sympy.N(parsed[0], 30)) == pytest.approx(value, rel=1e-9, abs=1e-12), (text, parsed[0])
+        values[text] = (value, parsed)
+
+    texts = sorted(values)
+    by_value = {}
+    for text in texts:
+        by_value.setdefault(round(values[text][0], 9), []).append(text)
+    pairs = [(group[0], other) for group in by_value.values() for other in group[1:]][:20]
+    pairs += [tuple(rng.sample(texts, 2)) for _ in range(20)]
+    decided = 0
+    for a, b in pairs:
+        verdict = values_compare(values[a][0], values[b][0])
+        if verdict is None:
+            continue
+        (_, pa), (_, pb) = values[a], values[b]
+        decided += 1
+        assert verdict is (answers._mv_verify(pa, pb) or answers._mv_verify(pb, pa)), (a, b)
+    assert decided >= 30
 
 
 def test_values_compare_leaves_close_values_to_math_verify():
@@ -166,9 +287,165 @@ def test_fast_paths_agree_with_math_verify(a, b, equal, verify_calls):
 @pytest.mark.parametrize("a, b, equal", LEFT_TO_MATH_VERIFY)
 def test_what_the_fast_paths_cannot_decide_goes_to_math_verify(a, b, equal, verify_calls):
     assert math_verify_equal(a, b) is equal
+    expected_calls = verify_calls_expected(a, b)
     verify_calls.clear()
     assert is_equivalent(a, b) is equal
-    assert len(verify_calls) == 1
+    assert len(verify_calls) == expected_calls
+
+
+# math-verify reads an inequality given as gold as its solution set, so these are equal in one argument order only
+# (ends that are not integers: the interval fast path does not read them).
+ONE_ORDER_ONLY = [
+    ("x>\\frac{1}{2}", "(\\frac{1}{2},\\infty)"),
+    ("x \\geq \\sqrt{2}", "[\\sqrt{2},\\infty)"),
+    ("2x>4", "(2,\\infty)"),
+    ("-1<x<\\pi", "(-1,\\pi)"),
+    ("x<0.5", "(-\\infty,0.5)"),
+]
+
+
+@pytest.mark.parametrize("inequality, interval", ONE_ORDER_ONLY)
+def test_math_verify_is_asked_in_both_argument_orders(inequality, interval, verify_calls):
+    ka, kb = normalize_answer(inequality), normalize_answer(interval)
+    assert sorted(math_verify_orders(inequality, interval)) == [False, True]
+    assert answers._mv_verify(answers._mv_parse(ka), answers._mv_parse(kb)) is True  # gold = the inequality
+    verify_calls.clear()
+    assert is_equivalent(inequality, interval) and is_equivalent(interval, inequality)
+    assert len(verify_calls) == verify_calls_expected(inequality, interval)  # cached: once per pair
+    assert answer_classes([interval, inequality, "x > 5", inequality]) == [0, 0, 1, 0]
+    assert answer_classes([inequality, interval]) == [0, 0]
+
+
+# Inequalities and intervals with integer ends (`_interval_reading`), decided without math-verify; its verdict (either
+# argument order) stands next to each.
+INTERVALS_DECIDED_FAST = [
+    ("x>2", "(2,\\infty)", True),
+    ("x \\geq 0", "[0,\\infty)", True),
+    ("-1<x<1", "(-1,1)", True),
+    ("x<0", "(-\\infty,0)", True),
+    ("x>2", "2<x", True),
+    ("x \\le 5", "5 \\geq x", True),
+    ("x\\in[0,1)", "0\\leq x<1", True),
+    ("x\\in(2,\\infty)", "(2, \\infty)", True),
+    ("y>2", "(2,\\infty)", True),  # any variable against a set
+    ("x>2", "x\\geq2", False),
+    ("x>2", "x<2", False),
+    ("(2,\\infty)", "[2,\\infty)", False),
+    ("(2,\\infty)", "(3,\\infty)", False),
+    ("-1<x<1", "x>-1", False),
+    ("[0,1]", "(0,1)", False),
+    ("x>2", "5", False),  # an inequality is no number, letter, product of symbols or infinity
+    ("x>2", "D", False),
+    ("x \\leq 3", "n/a", False),
+    ("x>2", "\\infty", False),
+    ("x\\in(2,\\infty)", "2", False),
+]
+
+
+@pytest.mark.parametrize("a, b, equal", INTERVALS_DECIDED_FAST)
+def test_inequalities_and_intervals_with_integer_ends_need_no_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal and is_equivalent(b, a) is equal
+    assert verify_calls == []
+
+
+def test_interval_fast_path_agrees_with_math_verify_on_a_grid():
+    """Seeded sample of a grid of spellings (ends -2, 0, 3; variables x, y): every verdict of `_interval_verdict` is
+    math-verify's in either argument order."""
+    import itertools
+
+    spellings = []
+    for variable in "xy":
+        for end in (-2, 0, 3):
+            spellings += [f"{variable}>{end}", f"{end}<{variable}", f"{variable}\\geq{end}", f"{end}\\ge{variable}",
+                          f"{variable}<{end}", f"{variable}\\le{end}", f"{end}\\geq{variable}"]
+            spellings += [f"{variable}\\in({end},\\infty)", f"{variable}\\in(-\\infty,{end}]"]
+        for low, high in itertools.combinations((-2, 0, 3), 2):
+            spellings += [f"{low}<{variable}<{high}", f"{low}\\leq{variable}<{high}", f"{low}\\le{variable}\\le{high}"]
+    for end in (-2, 0, 3):
+        spellings += [f"({end},\\infty)", f"[{end},\\infty)", f"(-\\infty,{end})", f"(-\\infty,{end}]"]
+    for low, high in itertools.combinations((-2, 0, 3), 2):
+        spellings += [f"({low},{high})", f"[{low},{high})", f"[{low},{high}]"]
+    readings = {text: answers._interval_reading(text) for text in spellings}
+    assert None not in readings.values()
+
+    pairs = list(itertools.combinations(spellings, 2))
+    same_set = [pair for pair in pairs if readings[pair[0]][2] == readings[pair[1]][2]]
+    rng = random.Random(8)
+    sample = rng.sample(same_set, 40) + rng.sample([pair for pair in pairs if pair not in same_set], 40)
+    parsed = {text: answers._mv_parse(text) for text in {text for pair in sample for text in pair}}
+    decided = 0
+    for a, b in sample:
+        verdict = answers._interval_verdict(a, b)
+        if verdict is not None:
+            decided += 1
+            expected = answers._mv_verify(parsed[a], parsed[b]) or answers._mv_verify(parsed[b], parsed[a])
+            assert verdict is expected, (a, b)
+    assert decided >= 60  # the rest (two variables) is left to math-verify
+
+
+# Decimals are compared by math-verify after rounding to 6 decimals, so these are equal to it.
+NEAR_DECIMALS = [
+    ("0.333333", "1/3"),
+    ("0.142857", "\\frac{1}{7}"),
+    ("1.666667", "\\frac{5}{3}"),
+    ("-1.666667", "-\\frac{5}{3}"),
+    ("0.1234564", "0.1234561"),
+    ("0.33333333333333333333", "1/3"),  # a long decimal keeps a decimal key (not 33333333333333333333/10^20)
+]
+
+
+@pytest.mark.parametrize("decimal, other", NEAR_DECIMALS)
+def test_decimals_within_math_verify_rounding_are_left_to_it(decimal, other, verify_calls):
+    assert math_verify_equal(decimal, other) is True
+    verify_calls.clear()
+    assert is_equivalent(decimal, other) and is_equivalent(other, decimal)
+    assert 1 <= len(verify_calls) <= 2
+    assert answer_classes([other, "0.5", decimal]) == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "a, b, equal",
+    [
+        ("0.333334", "1/3", False),  # close, but not equal after rounding to 6 decimals: math-verify says so
+        ("0.33333", "1/3", False),
+        ("2.5000001", "\\frac{5}{2}", True),
+        ("2.0000001", "2", False),  # an integer is no float to math-verify: it compares them exactly
+    ],
+)
+def test_close_plain_numbers_go_to_math_verify(a, b, equal, verify_calls):
+    assert math_verify_equal(a, b) is equal
+    verify_calls.clear()
+    assert is_equivalent(a, b) is equal
+    assert len(verify_calls) >= 1
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("1/3", "2/3"),
+        ("0.33", "1/3"),  # apart by more than math-verify's rounding could bridge
+        ("0.5", "0.51"),
+        ("1000000", "1000001"),
+        ("12345678901234567890", "12345678901234567891"),
+        ("1/3", "1/7"),
+        ("-3", "3"),
+    ],
+)
+def test_plain_numbers_apart_or_both_exact_need_no_verify(a, b, verify_calls):
+    assert math_verify_equal(a, b) is False  # integers and fractions are compared exactly by math-verify
+    verify_calls.clear()
+    assert is_equivalent(a, b) is False
+    assert verify_calls == []
+
+
+def test_small_decimals_keep_a_decimal_key():
+    """`0.00001` was keyed `1e-05`, which math-verify reads as e - 5 (Euler's number)."""
+    assert normalize_answer("0.00001") == "0.00001" == normalize_answer("\\frac{1}{100000}")
+    assert normalize_answer("-0.000015") == "-0.000015"
+    assert is_equivalent("0.00001", "10^{-5}") and math_verify_equal("0.00001", "10^{-5}")
+    assert not is_equivalent("0.00001", "e-5")
 
 
 def test_a_number_against_a_word_parses_only_the_word(verify_calls, monkeypatch):
@@ -218,7 +495,7 @@ def test_close_or_huge_values_and_equations_against_sets_are_left_to_math_verify
     expected = math_verify_equal("x^2=4", "\\{-2, 2\\}")
     verify_calls.clear()
     assert is_equivalent("x^2=4", "\\{-2, 2\\}") is expected
-    assert len(verify_calls) == 1
+    assert len(verify_calls) == verify_calls_expected("x^2=4", "\\{-2, 2\\}")
 
 
 def test_math_verify_reads_every_letter_but_e_and_I_as_a_one_letter_symbol():

@@ -120,3 +120,19 @@ def test_a_slow_comparison_counts_as_not_equal(monkeypatch):
     answers._math_equal_keys.cache_clear()
     assert MATCH_STATS.snapshot()["math_timeouts"] == before + 1
     assert time.perf_counter() - start < 0.9  # gave up at the deadline instead of waiting for the comparison
+
+
+def test_percent_and_a_lone_e_are_read_deliberately_unlike_math_verify():
+    """`25\\%` is 25 (the percent sign is a unit) and `e` is the choice letter E: math-verify on the raw strings reads
+    0.25 and Euler's number. Reading both ways would merge `25` and `\\frac14` through `25\\%` (SPEC §1: trailing
+    units are stripped, single choice letters are case-normalised)."""
+    from self_evolve_trl.answers import _mv_parse, _mv_verify
+
+    def raw_math_verify(a, b):
+        return _mv_verify(_mv_parse(a), _mv_parse(b)) or _mv_verify(_mv_parse(b), _mv_parse(a))
+
+    assert raw_math_verify("25\\%", "\\frac14") and raw_math_verify("e", "2.718281828459045")
+    assert normalize_answer("25\\%") == normalize_answer("25%") == "25"
+    assert answer_classes(["25\\%", "\\frac14", "25", "0.25"]) == [0, 1, 0, 1]
+    assert normalize_answer("e") == normalize_answer("(e)") == "E"
+    assert answer_classes(["e", "2.718281828459045", "E", "(E)"]) == [0, 1, 0, 0]

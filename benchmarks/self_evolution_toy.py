@@ -595,6 +595,7 @@ def run_config(args, method: Method, seed: int, output_dir: str):
         dataloader_num_workers=0,
         report_to="none",
         disable_tqdm=True,
+        print_summary=False,  # each run's summary.txt is in its run folder; the benchmark prints its own table
         **method.config,
     )
 

@@ -71,6 +71,9 @@ class SelfEvolveConfig(GRPOConfig):
         label_column (`str`, *optional*, defaults to `"label"`):
             Dataset column with reference answers. It never reaches a reward function; it is used only for the
             diagnostics (pseudo-label accuracy, rollout accuracy, ...).
+        print_summary (`bool`, *optional*, defaults to `True`):
+            Print the one-screen run summary at the end of training. It is written to `output_dir/summary.txt` and
+            `summary.json` either way.
 
         > Parameters that control the advantages
 
@@ -186,6 +189,10 @@ class SelfEvolveConfig(GRPOConfig):
     label_column: str = field(
         default="label",
         metadata={"help": "Dataset column with reference answers; hidden from rewards, used for diagnostics only."},
+    )
+    print_summary: bool = field(
+        default=True,
+        metadata={"help": "Print the run summary at the end of training (always written to output_dir/summary.txt)."},
     )
     advantage: str = field(
         default="lse",

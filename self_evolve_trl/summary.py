@@ -298,8 +298,8 @@ def format_nonfinite(totals: dict[str, int]) -> str:
 
 
 class SummaryCallback(TrainerCallback):
-    """Write `summary.txt` / `summary.json` to `output_dir` at the end of training and print the text (on the main
-    process only), for the command line and the Python API alike.
+    """Write `summary.txt` / `summary.json` to `output_dir` at the end of training and print the text unless
+    `print_summary` is off (on the main process only), for the command line and the Python API alike.
 
     `Trainer.train` calls `on_train_end` after it has logged the run's totals (`train_runtime`, `train_loss`), so
     the log history is complete; `nonfinite_counter` is the trainer's run totals of non-finite rewards and
@@ -315,4 +315,5 @@ class SummaryCallback(TrainerCallback):
             return
         nonfinite = self.nonfinite_counter.state_dict() if self.nonfinite_counter is not None else None
         self.text = write_summary(args.output_dir, state.log_history, nonfinite)
-        print(self.text, flush=True)
+        if getattr(args, "print_summary", True):
+            print(self.text, flush=True)

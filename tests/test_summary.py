@@ -145,6 +145,24 @@ def test_write_summary(tmp_path):
     assert '"collapse_check"' in (tmp_path / "run" / "summary.json").read_text()
 
 
+
+@pytest.mark.parametrize("print_summary", [True, False])
+def test_summary_callback_writes_and_prints_unless_told_not_to(tmp_path, capsys, print_summary):
+    from types import SimpleNamespace
+
+    from transformers import TrainerState
+
+    from self_evolve_trl.summary import SummaryCallback
+
+    state = TrainerState(log_history=COLLAPSING + [{"train_runtime": 12.3, "train_loss": 0.5, "step": 8}])
+    args = SimpleNamespace(output_dir=str(tmp_path / "run"), print_summary=print_summary)
+    callback = SummaryCallback()
+    callback.on_train_end(args, state, control=None)
+    assert (tmp_path / "run" / "summary.txt").read_text() == callback.text + "\n"
+    assert callback.text.startswith("Run summary: 8 steps in 12s")
+    assert capsys.readouterr().out == (callback.text + "\n" if print_summary else "")
+
+
 JUDGE_KEYS = ["judge/score_mean", "judge/gate_mean", "judge/amplified_share", "judge/suppressed_share",
               "judge/missing_share", "judge/latency_s", "judge/samples", "judge/request_failures",
               "judge/request_failure_rate", "judge/parse_failures", "judge/parse_failure_rate",

@@ -281,7 +281,21 @@ def main(argv: list[str] | None = None) -> int:
     except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved (Actor–Judge)
         print(f"error: {error}", file=sys.stderr)
         return 3
+    finally:
+        _destroy_process_group()
     return 0
+
+
+def _destroy_process_group() -> None:
+    """End a multi-process run's process group before the interpreter exits: left to the interpreter's finalization,
+    gloo's worker threads can abort a process that has finished its work (SIGABRT, "terminate called without an
+    active exception"; pytorch/pytorch#190489)."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

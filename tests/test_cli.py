@@ -261,3 +261,17 @@ def test_readme_direct_vllm_serve_command_is_the_trl_vllm_serve_one():
     assert flags(direct_argv[3:]) == expected
     assert direct_env == {**trl_env, "VLLM_SERVER_DEV_MODE": "1"}
     assert trl_env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and expected["--tensor-parallel-size"] == "4"
+
+
+def test_the_command_ends_the_process_group_it_ran_in(tmp_path):
+    """Under torchrun the command destroys the process group before the interpreter exits, also when it stops with an
+    error: gloo's threads, left to the interpreter's finalization, can abort a process that finished its work."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main([str(tmp_path / "missing.yaml")]) == 2
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -253,6 +253,7 @@ def train(data_args, training_args, model_args):
     # the trainer's `SummaryCallback`.
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # output_dir/trainer_state.json: the whole log history, for `python -m self_evolve_trl.plot`
+    trainer.accelerator.wait_for_everyone()  # every process is done before `main` ends the process group
     return trainer
 
 

@@ -35,7 +35,7 @@ from PIL import Image
 from transformers import TrainerCallback
 from trl.data_utils import is_conversational
 
-from .seeds import generation_batch
+from .seeds import generation_batch, torch_seed
 
 
 RETRACE_MODES = ("new_turn", "continuation")
@@ -261,12 +261,10 @@ class RetraceProvider:
             for request in requests:
                 samples = []
                 for s in range(k):
-                    seed = np.random.SeedSequence(
-                        [trainer.args.seed, self._step(), request.global_index, request.anchor, _SAMPLING_STREAM, s,
-                         *self.batch]
-                    ).generate_state(1, np.uint64)[0]
+                    seed = torch_seed([trainer.args.seed, self._step(), request.global_index, request.anchor,
+                                       _SAMPLING_STREAM, s, *self.batch])
                     with torch.random.fork_rng(devices=devices):
-                        torch.manual_seed(int(seed) % (2**63))
+                        torch.manual_seed(seed)
                         ids, _ = trainer._generate_single_turn(
                             [request.prompt_ids], None if request.images is None else [request.images], request.fields, 1
                         )

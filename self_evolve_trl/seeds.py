@@ -65,4 +65,18 @@ def rollout_seed(seed: int, step: int, index: int, batch: tuple[int, ...] = ()) 
     """
     if not batch:
         return ((seed * 1_000_003 + step) * 1_000_003 + index) % 2**63
-    return int(np.random.SeedSequence([seed, step, index, *batch]).generate_state(1, np.uint64)[0]) % 2**63
+    return torch_seed([seed, step, index, *batch])
+
+
+def torch_seed(entropy: list[int]) -> int:
+    """A `torch.manual_seed` value drawn from the integers `entropy` (numpy's `SeedSequence`).
+
+    Example:
+
+    ```python
+    >>> torch_seed([0, 3, 5]) == torch_seed([0, 3, 5]) != torch_seed([0, 3, 6])
+    True
+
+    ```
+    """
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) % 2**63

@@ -234,10 +234,10 @@ class OpenAIJudge:
             "max_retries": max_retries,
         }
         self.concurrency = concurrency
-        self.client = openai.OpenAI(**self._client_kwargs)
+        self.pool: ThreadPoolExecutor | None = None
+        self._open()
         self.base_url = _redacted_url(str(self.client.base_url).rstrip("/"))
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
-        self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge")
         self.model = model or self._served_model()
 
     def describe(self) -> str:
@@ -300,11 +300,15 @@ class OpenAIJudge:
                 if key not in urls:
                     urls[key] = image_data_url(image)
         if self.pool is None:  # closed when training ended, and judging again (e.g. `trainer.evaluate()` after it)
-            import openai
-
-            self.client = openai.OpenAI(**self._client_kwargs)
-            self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
+            self._open()
         return list(self.pool.map(self._request, [self._messages(r, urls) for r in requests]))
+
+    def _open(self) -> None:
+        """The client (its connections) and the pool of request threads."""
+        import openai
+
+        self.client = openai.OpenAI(**self._client_kwargs)
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
 
     def close(self) -> None:
         """End the request threads and close the connections."""

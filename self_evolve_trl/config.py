@@ -21,6 +21,7 @@ from .judge.prompt import JudgeTemplate
 from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES
 from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
+from .vllm_generation import WEIGHT_SYNCS
 
 
 DEFAULT_INSTRUCTION = (
@@ -115,6 +116,16 @@ class SelfEvolveConfig(GRPOConfig):
             Re-inference rows (prefixes × K samples) per generation call, rounded down to whole K-blocks. Default:
             all of a process's re-inferences in one call, the fastest. Set it (e.g. to the rollout batch) when K times
             the rollout batch does not fit in memory with transformers generation.
+
+        > Parameters that control the vLLM weight sync (`use_vllm: true`)
+
+        vllm_weight_sync (`str`, *optional*, defaults to `"nccl"`):
+            Server mode: `nccl` streams the weights over an NCCL group with the server (TRL's own, CUDA only); `disk`
+            writes them as safetensors to `vllm_weight_sync_dir` after each optimizer step and has the server reload
+            them (`reload_weights`), with no NCCL group. Colocate mode syncs in-process: TRL's own way on a GPU, the
+            engine's `reload_weights` where vLLM runs on the CPU.
+        vllm_weight_sync_dir (`str`, *optional*):
+            Where `disk` writes the weights (default: `OUTPUT_DIR/vllm-weights`); the server must be able to read it.
 
         > Parameters that control the judge of the `judge_modulated` reward (Actor–Judge)
 
@@ -238,6 +249,19 @@ class SelfEvolveConfig(GRPOConfig):
     )
     # ---- end CSRS ----------------------------------------------------------------------------------------------
 
+    vllm_weight_sync: str = field(
+        default="nccl",
+        metadata={"help": "How trained weights reach a vLLM server (`vllm_mode: server`): `nccl` (TRL's own: an NCCL "
+                  "group with the server, CUDA only) or `disk` (safetensors in `vllm_weight_sync_dir`, reloaded by the "
+                  "server; for clusters without NCCL between trainer and server, and for a server on the CPU).",
+                  "choices": list(WEIGHT_SYNCS)},
+    )
+    vllm_weight_sync_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder that `vllm_weight_sync: disk` writes the weights to; the server must read it "
+                  "(default: `OUTPUT_DIR/vllm-weights`)."},
+    )
+
     # --- Actor–Judge: the judge of the `judge_modulated` reward (self_evolve_trl/judge) ----------------------------
     judge_backend: str = field(
         default="reference",
@@ -340,6 +364,16 @@ class SelfEvolveConfig(GRPOConfig):
         problems += self._check_judge_fields()  # Actor–Judge
         if self.reproducible_generation and self.use_vllm:
             problems.append("reproducible_generation works with transformers generation only; set use_vllm: false.")
+        problems += self._check_vllm_fields()
+        return problems
+
+    def _check_vllm_fields(self) -> list[str]:
+        problems = _choice_problems("vllm_weight_sync", self.vllm_weight_sync, WEIGHT_SYNCS)
+        if self.use_vllm and self.vllm_weight_sync == "disk" and self.vllm_mode != "server":
+            problems.append(
+                "vllm_weight_sync 'disk' is for vllm_mode 'server'; in colocate mode the weights are loaded in-process. "
+                "Set vllm_weight_sync: nccl (the default), or vllm_mode: server."
+            )
         return problems
 
     # --- Actor–Judge ------------------------------------------------------------------------------------------------

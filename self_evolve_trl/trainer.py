@@ -25,6 +25,7 @@ Four checkpoint hooks:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -53,6 +54,7 @@ from .heldout import eval_command_label_metrics
 from .rewards import RewardFunction, get_reward_function
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
+from .vllm_generation import vllm_generation_class
 from .voting import vote_groups
 
 
@@ -155,11 +157,20 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 f"No provider for the reward input(s) {', '.join(unknown)}; known inputs: "
                 f"{', '.join(sorted(REWARD_INPUT_PROVIDERS)) or 'none'}."
             )
-        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        with self._vllm_generation_class(args):
+            super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
         self.add_callback(SummaryCallback(self.nonfinite_counter))  # summary.txt / summary.json in output_dir
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
+
+    @staticmethod
+    def _vllm_generation_class(args: SelfEvolveConfig):
+        """TRL builds `SelfEvolveVLLMGeneration` (the disk and CPU weight syncs) when it builds its vLLM backend."""
+        if not args.use_vllm:
+            return contextlib.nullcontext()
+        sync_dir = args.vllm_weight_sync_dir or os.path.join(args.output_dir, "vllm-weights")
+        return vllm_generation_class(args.vllm_weight_sync, sync_dir)
 
     # ------------------------------------------------------------------------------------------------------------
     # Rewards on whole groups

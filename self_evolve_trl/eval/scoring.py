@@ -123,16 +123,16 @@ def reference_letters(reference: str, options: dict[str, str] | None = None) -> 
     >>> options = {"A": "True", "B": "False", "C": "AC"}
     >>> [sorted(reference_letters(r, options)) for r in ["B", "(b)", "False", "AC", "A\\nB"]]
     [['B'], ['B'], ['B'], ['C'], ['A', 'B']]
-    >>> reference_letters("7", options) is None
-    True
+    >>> reference_letters("7", options) is None, sorted(reference_letters("I", {"A": "I", "B": "II"}))
+    (True, ['A'])
 
     ```
     """
     text = _strip_latex_text(reference or "")
-    if len(text) == 1 and text.isalpha():
-        return frozenset(text.upper())
     options = options or {}
     exact = [letter for letter, value in options.items() if value and _plain(value) == _plain(text)]
+    if len(text) == 1 and text.isalpha() and (text.upper() in options or len(exact) != 1):
+        return frozenset(text.upper())
     if len(exact) == 1:
         return frozenset(exact)
     letters = _choice_letters(reference)

@@ -59,26 +59,32 @@ def write_benchmark_fixtures(root: str) -> dict[str, str]:
     _write({"id": ["x"], "question": ["never read"], "options": [[]], "image": ["x"], "decoded_image": [_image(9)],
             "answer": ["0"], "solution": [None], "level": [1], "subject": ["s"]},
            os.path.join(paths["mathvision"], "data", "testmini-00000-of-00001.parquet"), {"decoded_image": "image"})
-    # MathVerse testmini: five problem versions; only "Vision Only" is evaluated by default
+    # MathVerse testmini: five problem versions; only "Vision Only" is evaluated by default. `question_for_eval` is
+    # the full question with its options; the real references also give an option's text (`False`, a bearing) or
+    # two letters, one a line
     paths["mathverse"] = os.path.join(root, "mathverse.parquet")
+    angle = "As shown, angle A = 80. Find B.\nChoices:\nA:20°\nB:30°"
+    for_eval = [angle, angle, "Find the length of AB.", "Is f increasing on (0, 1)?\nChoices:\nA:False\nB:True",
+                "What is the bearing of B from A?\nChoices:\nA:053 ^\\circ T\nB:233 ^\\circ T",
+                "Which two figures are congruent?\nChoices:\nA:I\nB:II\nC:III"]
     _write({
-        "sample_index": ["1", "2", "3"],
-        "problem_index": ["1", "1", "2"],
-        "problem_version": ["Text Dominant", "Vision Only", "Vision Only"],
-        "question": ["As shown, angle A = 80. Find B. Choices: A:20 B:30", "", ""],
-        "image": [_image(1), _image(2), _image(3)],
-        "answer": ["A", "A", "5"],
-        "question_type": ["multi-choice", "multi-choice", "free-form"],
-        "metadata": [{"split": "testmini", "subject": "plane geometry"}] * 3,
-        "query_wo": ["q"] * 3,
-        "query_cot": ["q"] * 3,
-        "question_for_eval": ["q"] * 3,
+        "sample_index": ["1", "2", "3", "4", "5", "6"],
+        "problem_index": ["1", "1", "2", "3", "4", "5"],
+        "problem_version": ["Text Dominant"] + ["Vision Only"] * 5,
+        "question": [angle, "", "", "", "", ""],
+        "image": [_image(i) for i in range(1, 7)],
+        "answer": ["A", "A", "5", "False", "053 ^\\circ T", "A\nB"],
+        "question_type": ["multi-choice", "multi-choice", "free-form", "multi-choice", "multi-choice", "multi-choice"],
+        "metadata": [{"split": "testmini", "subject": "plane geometry"}] * 6,
+        "query_wo": ["q"] * 6,
+        "query_cot": ["q"] * 6,
+        "question_for_eval": for_eval,
     }, paths["mathverse"], {"image": "image"})
-    # WeMath testmini: a two-step and a three-step composite problem (shared `ID`, parts in `key`)
+    # WeMath testmini: a two-step and a three-step composite problem (shared `ID` such as `2steps_17`, parts in `key`)
     paths["wemath"] = os.path.join(root, "wemath.parquet")
     keys = ["2steps_1", "2steps_2", "2steps_multi", "3steps_1", "3steps_2", "3steps_3", "3steps_multi"]
     _write({
-        "ID": ["1"] * 3 + ["2"] * 4,
+        "ID": ["2steps_17"] * 3 + ["3steps_5"] * 4,
         "split": ["testmini"] * 7,
         "knowledge concept": ["Angles and Length"] * 7,
         "question": [f"Question {i}?" for i in range(7)],
@@ -89,29 +95,34 @@ def write_benchmark_fixtures(root: str) -> dict[str, str]:
         "question number": [1, 2, 3, 1, 2, 3, 4],
         "knowledge concept description": ["d"] * 7,
     }, paths["wemath"], {"image_path": "image"})
-    # LogicVista: multi-letter answers
+    # LogicVista: multi-letter answers, a question numbering its options (reference `3`), a row without a reference
     paths["logicvista"] = os.path.join(root, "logicvista.parquet")
     _write({
-        "question": ["Which come next? Select from A-E", "Which two are rotations? A-D", "Odd one out? A-D"],
-        "answer": ["A", "A, C", "D"],
-        "reasoning": ["r"] * 3,
-        "image": [_image(i) for i in range(3)],
-        "skill": ["inductive", "spatial", "deductive"],
-        "id": ["lv1", "lv2", "lv3"],
+        "question": ["Which come next? Select from A-E", "Which two are rotations? A-D", "Odd one out? A-D",
+                     "Which is the correct answer according to the image? Select from 1-5", ""],
+        "answer": ["A", "A, C", "D", "3", ""],
+        "reasoning": ["r"] * 5,
+        "image": [_image(i) for i in range(5)],
+        "skill": ["inductive", "spatial", "deductive", "deductive", "spatial"],
+        "id": ["lv1", "lv2", "lv3", "lv4", "lv5"],
     }, paths["logicvista"], {"image": "image"})
-    # DynaMath: one file per variant split, all ten of them (the same seed ids in each)
+    # DynaMath: one file per variant split, all ten of them (the same seed ids in each), named as on the hub
+    # (`data/sample3-00000-of-00003.parquet` holds split sample_variant3); answer types `int` and `single answer`
+    # as in the seed data, and options listed without a `Choices:` marker
     paths["dynamath"] = os.path.join(root, "dynamath")
     for variant in range(1, 11):
         _write({
-            "id": ["1", "2"],
-            "question": ["Choices: (A) 1 (B) 2. Which?", "What is the slope?"],
-            "image": ["images/1.png", "images/2.png"],
-            "decoded_image": [_image(variant), _image(variant + 1)],
-            "ground_truth": ["B", f"{variant}.500"],
-            "answer_type": ["multiple choice", "float"],
-            "subject": ["algebra"] * 2,
-            "knowledge_level": ["high school"] * 2,
-        }, os.path.join(paths["dynamath"], "data", f"sample_variant{variant}-00000-of-00001.parquet"),
+            "id": ["1", "2", "3", "4", "5"],
+            "question": ["Choices: (A) 1 (B) 2. Which?", "What is the slope?", "What is the trace of matrix A?",
+                         "Which group has the largest Y value?\nA. Group 1\nB. Group 2\nC. Group 3",
+                         "How many people prefer neither?"],
+            "image": [f"images/{i}.png" for i in range(1, 6)],
+            "decoded_image": [_image(variant + i) for i in range(5)],
+            "ground_truth": ["B", f"{variant}.500", f"{variant}.000000000000001", "A", str(30 + variant)],
+            "answer_type": ["multiple choice", "float", "int", "multiple choice", "single answer"],
+            "subject": ["algebra"] * 5,
+            "knowledge_level": ["high school"] * 5,
+        }, os.path.join(paths["dynamath"], "data", f"sample{variant}-00000-of-{variant:05d}.parquet"),
             {"decoded_image": "image"})
     # Geo3K test as jsonl with image files next to it (`<image>` in the problem, a list of images)
     paths["geo3k"] = os.path.join(root, "geo3k")
@@ -183,7 +194,7 @@ def data_args(paths: dict, names=None) -> list[str]:
 
 
 ALL = ["mathvision", "mathverse", "wemath", "logicvista", "dynamath", "geo3k", "geoqa"]
-EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 2, "wemath": 7, "logicvista": 3, "dynamath": 20, "geo3k": 2,
+EXPECTED_ITEMS = {"mathvision": 5, "mathverse": 5, "wemath": 7, "logicvista": 4, "dynamath": 50, "geo3k": 2,
                   "geoqa": 2}
 
 
@@ -237,16 +248,24 @@ def test_end_to_end_all_benchmarks_then_fully_cached(tiny_model_dir, fixtures, e
     mathvision = {p["id"]: p for p in read_jsonl(out / "mathvision.predictions.jsonl")}
     assert mathvision["1"]["greedy"]["extracted_by"] == mathvision["3"]["greedy"]["extracted_by"] == "llm"
     assert mathvision["1"]["greedy"]["correct"] and not mathvision["3"]["greedy"]["correct"]
-    # ... and LogicVista's "A, C" is not answered by "A"
+    # ... and LogicVista's "A, C" is not answered by "A", nor its numbered option 3; its row without a reference is
+    # left out
     logicvista = {p["id"]: p for p in read_jsonl(out / "logicvista.predictions.jsonl")}
-    assert not logicvista["lv2"]["greedy"]["correct"]
-    assert benchmarks["dynamath"]["modes"]["greedy"]["seed_questions"] == 2
+    assert [i for i, p in logicvista.items() if p["greedy"]["correct"]] == ["lv1"]
+    assert benchmarks["logicvista"]["left_out"] == ["lv5"] and benchmarks["mathvision"]["left_out"] == []
+    # MathVerse's references are read through the options: `False` and `053 ^\circ T` are option A; `A\nB` needs both
+    mathverse = {p["id"]: p["greedy"]["correct"] for p in read_jsonl(out / "mathverse.predictions.jsonl")}
+    assert mathverse == {"2": True, "3": False, "4": True, "5": True, "6": False}
+    # DynaMath: the seeds whose every variant's reference is A (seed 4, options without a `Choices:` marker)
+    assert benchmarks["dynamath"]["modes"]["greedy"]["seed_questions"] == 5
+    assert benchmarks["dynamath"]["modes"]["greedy"]["worst_case"] == pytest.approx(20.0)
     assert benchmarks["dynamath"]["splits"] == [f"sample_variant{i}" for i in range(1, 11)]
     assert benchmarks["wemath"]["modes"]["greedy"]["composite_problems"] == 2
     extraction = results["run"]["extraction"]
     assert extraction.startswith("rules: last \\boxed{}") and "extractor-model" in extraction
     markdown = (out / "results.md").read_text()
     for text in ("## Protocol", "Reason about the problem step by step", "four-dimensional metrics", "worst case",
+                 "| 4 (1 without a reference left out) |", "a numbered option's reference ('3')",
                  "LLM extractor extractor-model", "repetition penalty 1.0", "no top-k",
                  "none of the checkpoint's generation_config defaults applied",
                  "(split sample_variant1,sample_variant2,sample_variant3,"):
@@ -342,7 +361,7 @@ def test_larger_limit_generates_only_the_new_questions(tiny_model_dir, fixtures,
     second = evaluate(config(3), backend=backend)
     entries = second["benchmarks"]
     assert {k: (v["generated"], v["cached"]) for k, v in entries.items()} == {
-        "mathvision": (2, 1), "dynamath": (10, 10), "wemath": (4, 3)}
+        "mathvision": (2, 1), "dynamath": (20, 10), "wemath": (4, 3)}
     lines_after = (out / "samples" / "mathvision.jsonl").read_text().splitlines()
     assert lines_after[:1] == lines_before and len(lines_after) == 3
     assert "first 3 questions per benchmark" in second["markdown"]
@@ -455,7 +474,7 @@ def test_a_multi_split_benchmark_missing_splits_stops_unless_narrowed(fixtures, 
     partial = tmp_path / "dynamath"
     (partial / "data").mkdir(parents=True)
     for variant in (1, 2):
-        name = f"sample_variant{variant}-00000-of-00001.parquet"
+        name = f"sample{variant}-00000-of-{variant:05d}.parquet"
         shutil.copy(os.path.join(fixtures["dynamath"], "data", name), partial / "data" / name)
     dynamath = get_benchmark("dynamath")
     with pytest.raises(EvalError) as error:
@@ -466,14 +485,42 @@ def test_a_multi_split_benchmark_missing_splits_stops_unless_narrowed(fixtures, 
         "--split dynamath=sample_variant1,sample_variant2 (the metric is then over those splits only).")
     loaded = load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant2")
     assert loaded.splits == ("sample_variant1", "sample_variant2")
-    assert [item.id for item in loaded.items] == ["1/sample_variant1", "2/sample_variant1", "1/sample_variant2",
-                                                  "2/sample_variant2"]
+    assert [item.id for item in loaded.items] == [f"{seed}/sample_variant{v}" for v in (1, 2) for seed in "12345"]
     with pytest.raises(EvalError, match="has no file for split sample_variant3 \\(found sample_variant1\\)\\.$"):
         load_benchmark(dynamath, str(partial), split="sample_variant1,sample_variant3")
     # the command line says it in one line, and records the splits read
     err = _error(["--model", tiny_model_dir, "--benchmarks", "dynamath", "--data", f"dynamath={partial}",
                   "--output-dir", str(tmp_path / "o")], capsys)
     assert err.startswith("error: DynaMath: folder") and "--split dynamath=sample_variant1,sample_variant2" in err
+
+
+def test_the_fixtures_read_as_the_real_data(fixtures):
+    """The fixtures hold the real data's odd rows; each is read as the benchmark means it."""
+    from self_evolve_trl.eval.benchmarks import get_benchmark, load_benchmark
+    from self_evolve_trl.eval.scoring import score_answer, wemath_metrics
+
+    dynamath = load_benchmark(get_benchmark("dynamath"), fixtures["dynamath"])  # the hub's sample{N} file names
+    assert dynamath.splits == tuple(f"sample_variant{i}" for i in range(1, 11))
+    first = dynamath.items[:5]
+    assert [item.id for item in first] == [f"{seed}/sample_variant1" for seed in "12345"]
+    assert [item.answer_type for item in first] == ["choice", "float", "float", "choice", "float"]
+    assert first[3].options == {"A": "Group 1", "B": "Group 2", "C": "Group 3"}
+    assert score_answer("Group 1", first[3].reference, "choice", first[3].options)
+    assert score_answer("1.0", first[2].reference, "float")  # int: 1.000000000000001
+    logicvista = load_benchmark(get_benchmark("logicvista"), fixtures["logicvista"])
+    assert [(item.id, item.answer_type) for item in logicvista.items] == [
+        ("lv1", "choices"), ("lv2", "choices"), ("lv3", "choices"), ("lv4", "free")]
+    assert logicvista.left_out == ["lv5"]
+    mathverse = load_benchmark(get_benchmark("mathverse"), fixtures["mathverse"], settings={})
+    assert [(item.id, item.answer_type) for item in mathverse.items] == [
+        ("2", "choice"), ("3", "free"), ("4", "choice"), ("5", "choice"), ("6", "choices")]
+    assert [score_answer("A", item.reference, item.answer_type, item.options) for item in mathverse.items] == [
+        True, False, True, True, False]
+    wemath = load_benchmark(get_benchmark("wemath"), fixtures["wemath"])
+    assert [item.id for item in wemath.items[:3]] == ["2steps_17/2steps_1", "2steps_17/2steps_2",
+                                                      "2steps_17/2steps_multi"]
+    metrics = wemath_metrics([i.group for i in wemath.items], [i.part for i in wemath.items], [True] * 7)
+    assert (metrics["composite_problems"], metrics["CM_strict"], metrics["score_strict"]) == (2, 2, 100.0)
 
 
 def test_hub_download_folders_are_read_as_the_hub_splits_them(tmp_path):

@@ -10,6 +10,7 @@ from self_evolve_trl.eval.scoring import (
     choice_letters,
     dynamath_accuracy,
     mean_metrics,
+    reference_letters,
     score_answer,
     score_samples,
     vote_key,
@@ -77,6 +78,40 @@ def test_mathverse_items_and_version_filter():
     assert score_answer("A", "A", "choice") and not score_answer("5", "A", "choice")
 
 
+MATHVERSE_ROW = {"sample_index": "5", "problem_version": "Vision Only", "question": "",
+                 "question_type": "multi-choice"}
+
+
+@pytest.mark.parametrize(
+    "answer, options_text, right, wrong",
+    [("False", "A:True\nB:False", ["B", "(B) False", "False"], ["A", "True"]),
+     ("053 ^\\circ T", "A:053 ^\\circ T\nB:233 ^\\circ T\nC:037 ^\\circ T", ["A", "053 ^\\circ T"], ["B", "C"]),
+     ("A\nC", "A:3\nB:4\nC:5\nD:6", ["A, C", "C, A", "AC"], ["A", "C", "A, B, C"])],
+)
+def test_mathverse_references_are_read_through_the_options(answer, options_text, right, wrong):
+    """Four MathVerse references give the option's text and two name two letters, one a line."""
+    item = item_of("mathverse", {**MATHVERSE_ROW, "answer": answer,
+                                 "question_for_eval": f"Which is right?\nChoices:\n{options_text}"})
+    assert item.answer_type == ("choices" if "\n" in answer else "choice")
+    for prediction in right:
+        assert score_answer(prediction, item.reference, item.answer_type, item.options), prediction
+    for prediction in wrong:
+        assert not score_answer(prediction, item.reference, item.answer_type, item.options), prediction
+
+
+def test_reference_letters():
+    options = {"A": "True", "B": "False", "C": "AC", "D": "\\frac{1}{2}"}
+    assert reference_letters("(b)", options) == {"B"} and reference_letters("false", options) == {"B"}
+    assert reference_letters("AC", options) == {"C"}  # an option's text before a set of letters
+    assert reference_letters("B, D", options) == {"B", "D"} and reference_letters("0.5", options) == {"D"}
+    assert reference_letters("7", options) is None and reference_letters("False") is None
+    # a one-letter reference is its letter, unless it is the text of an option and no option's letter
+    assert reference_letters("I", {"A": "I", "B": "II"}) == {"A"} and reference_letters("G") == {"G"}
+    assert reference_letters("B", {"A": "B", "B": "A"}) == {"B"}
+    # a reference naming no option is compared as a value
+    assert score_answer("7.0", "7", "choice", options) and not score_answer("A", "7", "choice", options)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # WeMath: option letters, and the four-dimensional metrics over composite problems
 
@@ -141,6 +176,16 @@ def test_logicvista_letter_sets(prediction, expected):
     assert score_answer(prediction, "A, C", "choices") is expected
 
 
+def test_logicvista_numbered_option_reference_is_a_value():
+    """One LogicVista question numbers its options ("Select from 1-5", reference `3`): the reference is compared as a
+    value, and the question gets no letter hint."""
+    item = item_of("logicvista", {"id": "v1_20", "question": "Which is correct? Select from 1-5", "answer": "3"})
+    assert item.answer_type == "free"
+    assert score_answer("3", item.reference, item.answer_type, item.options)
+    assert not score_answer("C", item.reference, item.answer_type, item.options)
+    assert score_answer("3", "3", "choices")  # scored as a value under the letter-set type too
+
+
 def test_logicvista_single_letter():
     assert score_answer("(D)", "D", "choices") and score_answer("D.", "D", "choices")
     assert choice_letters("None of them") is None
@@ -170,6 +215,37 @@ def test_dynamath_items():
     assert (item.id, item.group, item.answer_type) == ("17/sample_variant3", "17", "float")
     assert item_of("dynamath", {**row, "answer_type": "multiple choice"}).answer_type == "choice"
     assert item_of("dynamath", {**row, "answer_type": "text"}).answer_type == "free"
+
+
+@pytest.mark.parametrize(
+    "answer_type, reference, prediction, kind",
+    [("int", "-15.700000000000001", "-15.7", "float"), ("int", "5.000000000000001", "5", "float"),
+     ("single answer", "49", "49.0004", "float"), ("single answer", "Sunday", "Sunday", "free")],
+)
+def test_dynamath_int_and_single_answer_types(answer_type, reference, prediction, kind):
+    """The seed data's other answer types: `int` and numeric `single answer` references are numbers (within 1e-3)."""
+    item = item_of("dynamath", {"id": "477", "question": "Sum of the elements of A?", "ground_truth": reference,
+                                "answer_type": answer_type})
+    assert item.answer_type == kind
+    assert score_answer(prediction, item.reference, item.answer_type)
+
+
+@pytest.mark.parametrize(
+    "question, options, right",
+    [("Which group has the largest Y value?\nA. Group 1\nB. Group 2\nC. Group 3", ["Group 1", "Group 2", "Group 3"],
+      "Group 2"),
+     ("Which data structure is the following graph shown?  (A) heap (B) stack (C) binary tree (D) planted tree ",
+      ["heap", "stack", "binary tree", "planted tree"], "stack"),
+     ("What is the intersection of sets A and B?\nA: [1, 4, 13]\nB: [3, 7]\nC: [3, 5, 7]\nD: [5, 10]\n",
+      ["[1, 4, 13]", "[3, 7]", "[3, 5, 7]", "[5, 10]"], "[3, 7]")],
+)
+def test_dynamath_options_without_a_choices_marker(question, options, right):
+    """10 of DynaMath's 174 multiple-choice seeds list their options with no `Choices:` before them."""
+    item = item_of("dynamath", {"id": "366", "question": question, "ground_truth": "B",
+                                "answer_type": "multiple choice"})
+    assert list(item.options.values()) == options
+    assert score_answer(right, "B", "choice", item.options) and score_answer("(B)", "B", "choice", item.options)
+    assert not score_answer(options[0], "B", "choice", item.options)
 
 
 @pytest.mark.parametrize(
@@ -268,6 +344,9 @@ def test_local_files_are_matched_to_splits_by_name(tmp_path):
     assert _belongs(f"{root}/testmini_text_only.parquet", root, "testmini_text_only")
     assert _belongs(f"{root}/data/test-00000-of-00002-5f3c2b1e0a9d.parquet", root, "test")
     assert not _belongs(f"{root}/data/test_extra-00000-of-00001.parquet", root, "test")
+    # DynaMath's hub files are named sample{N}, its splits sample_variant{N}
+    assert _belongs(f"{root}/data/sample1-00000-of-00001.parquet", root, "sample_variant1", "sample1")
+    assert not _belongs(f"{root}/data/sample10-00000-of-00010.parquet", root, "sample_variant1", "sample1")
 
 
 def test_majority_of_float_answers_votes_on_values():

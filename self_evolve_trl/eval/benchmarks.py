@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..data import LOCAL_EXTENSIONS, data_files_in, undecoded_images
+from .scoring import reference_letters
 
 
 class EvalError(ValueError):
@@ -73,6 +74,7 @@ class Benchmark:
     metrics: tuple[str, ...]  # selectable primary metrics, default first
     scoring: str
     grouped: bool = False  # `--limit` counts groups (seed questions, composite problems), not rows
+    file_stems: tuple[tuple[str, str], ...] = ()  # (split, the hub's name for its files) where they differ
 
 
 _IMAGE_TAG = re.compile(r"<image\s*\d*>", re.IGNORECASE)
@@ -136,24 +138,37 @@ def parse_option_string(text: str) -> dict[str, str]:
 _OPTIONS_MARKER = re.compile(r"\b(?:choices|choice|options)\s*:", re.IGNORECASE)
 
 
-def options_in_text(text: str) -> dict[str, str]:
+def options_in_text(text: str, unmarked: bool = False) -> dict[str, str]:
     """Options listed in a question's text after its last `Choices:` / `Options:` marker (at least two), else {}.
+
+    With `unmarked` (a question known to be multiple choice), a text without such a marker is read from its last
+    option `A` on (`Which one? (A) heap (B) stack`).
 
     Example:
 
     ```python
     >>> options_in_text("Find the angle.\\nChoices:\\nA:20°\\nB:25°\\nC:40°")
     {'A': '20°', 'B': '25°', 'C': '40°'}
-    >>> options_in_text("Which one?")
-    {}
+    >>> options_in_text("Which one?"), options_in_text("Sets A and B? A: [1] B: [2]")
+    ({}, {})
+    >>> options_in_text("Sets A and B?\\nA: [1]\\nB: [2]", unmarked=True)
+    {'A': '[1]', 'B': '[2]'}
 
     ```
     """
-    markers = list(_OPTIONS_MARKER.finditer(text or ""))
-    if not markers:
-        return {}
-    found = parse_option_string(text[markers[-1].end():])
-    return found if len(found) >= 2 else {}
+    text = text or ""
+    markers = list(_OPTIONS_MARKER.finditer(text))
+    if markers:
+        starts = [markers[-1].end()]
+    elif unmarked:
+        starts = [m.start() for m in _OPTION_MARKER.finditer(text) if m.group(1) == "A"][::-1]
+    else:
+        starts = []
+    for start in starts:
+        found = parse_option_string(text[start:])
+        if len(found) >= 2:
+            return found
+    return {}
 
 
 def _mathvision(row: dict, index: int, settings: dict) -> EvalItem:
@@ -178,10 +193,14 @@ def _mathverse(row: dict, index: int, settings: dict) -> EvalItem | None:
     is_choice = _text(row["question_type"]) == "multi-choice"
     # the full text question (for Vision Only, the question is drawn in the image): options to match values against
     full_question = _text(row.get("question_for_eval")) or question
+    options = options_in_text(full_question) if is_choice else {}
+    reference = _text(row["answer"])
+    kind = "free"
+    if is_choice:  # a few references name two options: both are the answer, as a set of letters
+        kind = "choices" if len(reference_letters(reference, options) or ()) > 1 else "choice"
     return EvalItem(
-        id=_text(row.get("sample_index")) or str(index), question=question, reference=_text(row["answer"]),
-        answer_type="choice" if is_choice else "free", options=options_in_text(full_question) if is_choice else {},
-        row=index,
+        id=_text(row.get("sample_index")) or str(index), question=question, reference=reference, answer_type=kind,
+        options=options, row=index,
     )
 
 
@@ -198,22 +217,36 @@ def _wemath(row: dict, index: int, settings: dict) -> EvalItem:
 
 def _logicvista(row: dict, index: int, settings: dict) -> EvalItem:
     question = _strip_image_tags(_text(row["question"]))
-    # the options are mostly drawn in the image; where the text lists them, they are the letters offered
+    reference = _text(row["answer"])
+    # the options are mostly drawn in the image; where the text lists them, they are the letters offered. A reference
+    # that is no letter names a numbered option ("Select from 1-5": `3`) and is compared as a value
     return EvalItem(
-        id=_text(row.get("id")) or str(index), question=question, reference=_text(row["answer"]),
-        answer_type="choices", options=options_in_text(question), row=index,
+        id=_text(row.get("id")) or str(index), question=question, reference=reference,
+        answer_type="choices" if reference_letters(reference) else "free", options=options_in_text(question),
+        row=index,
     )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _dynamath(row: dict, index: int, settings: dict) -> EvalItem:
     answer_type = _text(row["answer_type"]).lower()
-    kind = "choice" if answer_type == "multiple choice" else "float" if answer_type in ("float", "integer") else "free"
+    reference = _text(row["ground_truth"])
+    # the seed data also says `int` (references such as -15.700000000000001) and `single answer` (49)
+    numeric = answer_type in ("float", "integer", "int") or (answer_type == "single answer" and _is_number(reference))
+    kind = "choice" if answer_type == "multiple choice" else "float" if numeric else "free"
     seed = _text(row["id"])
     variant = _text(row.get("__split")) or f"row{index}"
     question = _strip_image_tags(_text(row["question"]))
     return EvalItem(
-        id=f"{seed}/{variant}", question=question, reference=_text(row["ground_truth"]), answer_type=kind,
-        options=options_in_text(question) if kind == "choice" else {}, row=index, group=seed,
+        id=f"{seed}/{variant}", question=question, reference=reference, answer_type=kind,
+        options=options_in_text(question, unmarked=True) if kind == "choice" else {}, row=index, group=seed,
     )
 
 
@@ -240,7 +273,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark(
             "mathverse", "MathVerse", "AI4Math/MathVerse", "testmini", ("testmini",),
             ("question", "answer", "question_type", "problem_version"), ("image",), _mathverse, ("accuracy",),
-            "option letter for multi-choice, math-aware equivalence for free-form",
+            "option letter or option content for multi-choice (a reference giving an option's text is read as its "
+            "letter; one naming two options needs both letters), math-aware equivalence for free-form",
         ),
         Benchmark(
             "wemath", "WeMath", "We-Math/We-Math", None, ("testmini",), ("ID", "key", "question", "option", "answer"),
@@ -250,14 +284,17 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "logicvista", "LogicVista", "lscpku/LogicVista", None, ("test",), ("question", "answer"), ("image",),
-            _logicvista, ("accuracy",), "set of option letters equals the reference set (e.g. 'A, C')",
+            _logicvista, ("accuracy",),
+            "set of option letters equals the reference set (e.g. 'A, C'); a numbered option's reference ('3') by "
+            "math-aware equivalence; a row without a reference is left out",
         ),
         Benchmark(
             "dynamath", "DynaMath", "DynaMath/DynaMath_Sample", None,
             tuple(f"sample_variant{i}" for i in range(1, 11)), ("id", "question", "ground_truth", "answer_type"),
             ("decoded_image", "image"), _dynamath, ("worst_case", "average_case"),
-            "option letter; float within 1e-3; math-aware equivalence for text; worst case = all 10 variants right",
-            grouped=True,
+            "option letter or option content; float within 1e-3 (answer types float, integer, int, and numeric "
+            "single answer); math-aware equivalence for text; worst case = all 10 variants right",
+            grouped=True, file_stems=tuple((f"sample_variant{i}", f"sample{i}") for i in range(1, 11)),
         ),
         Benchmark(
             "geo3k", "Geo3K", "hiyouga/geometry3k", None, ("test",), ("problem", "answer"), ("images", "image"),
@@ -293,6 +330,7 @@ class LoadedBenchmark:
     source: str  # hub id and split(s), or the local path
     base_dir: str | None = None
     splits: tuple[str, ...] | None = None  # the splits read; None for a local copy without split names
+    left_out: list[str] = field(default_factory=list)  # ids of the rows without a reference (nothing to score)
 
     def image_values(self, item: EvalItem) -> list:
         value = self.dataset[item.row][self.image_column]
@@ -301,15 +339,18 @@ class LoadedBenchmark:
         return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _belongs(path: str, root: str, split: str) -> bool:
+def _belongs(path: str, root: str, split: str, file_stem: str | None = None) -> bool:
     """Whether a data file under `root` holds split `split`: its name is the split (`testmini.parquet`) or a shard
     of it (`test-00000-of-00001.parquet`, with or without the hub's hash suffix), or a parent folder is named after
-    it (`default/testmini/0000.parquet`). `testmini_text_only.parquet` is another split, not part of `testmini`."""
+    it (`default/testmini/0000.parquet`). `testmini_text_only.parquet` is another split, not part of `testmini`.
+    `file_stem` is the name the hub gives the split's files where it differs (DynaMath: `data/sample1-*.parquet`
+    holds `sample_variant1`)."""
     relative = os.path.relpath(path, root)
     parents = relative.split(os.sep)[:-1]
     stem = os.path.splitext(os.path.basename(path))[0]
     shard = r"(?:-\d{5}-of-\d{5}(?:-[0-9a-f]+)?)?"
-    return split in parents or re.fullmatch(re.escape(split) + shard, stem) is not None
+    names = [split] + ([file_stem] if file_stem else [])
+    return split in parents or any(re.fullmatch(re.escape(name) + shard, stem) for name in names)
 
 
 def _local_split_files(
@@ -325,10 +366,11 @@ def _local_split_files(
     files = data_files_in(path)
     if not files:
         raise EvalError(f"{bench.title}: no .parquet, .jsonl, .json or .csv file in folder {path}.")
-    by_split = [(split, [f for f in files if _belongs(f, path, split)]) for split in splits]
+    stems = dict(bench.file_stems)
+    by_split = [(split, [f for f in files if _belongs(f, path, split, stems.get(split))]) for split in splits]
     missing = [split for split, found in by_split if not found]
     if len(missing) == len(splits):
-        if any(_belongs(f, path, s) for f in files for s in _ALL_SPLIT_NAMES):
+        if any(_belongs(f, path, s, stems.get(s)) for f in files for s in _ALL_SPLIT_NAMES):
             raise EvalError(
                 f"{bench.title}: folder {path} has no file for split {', '.join(splits)} "
                 f"(files are matched by name: <split>.parquet, <split>-00000-of-00001.parquet or <split>/...)."
@@ -440,11 +482,15 @@ def load_benchmark(
 
     text_columns = [c for c in dataset.column_names if c != image_column]
     items: list[EvalItem] = []
+    left_out: list[str] = []
     groups: set[str] = set()
     seen_ids: dict[str, int] = {}
     for index, row in enumerate(dataset.select_columns(text_columns)):
         item = bench.make_item(row, index, settings)
         if item is None:
+            continue
+        if not item.reference:  # LogicVista's repository copy has one row without question or answer
+            left_out.append(item.id)
             continue
         if limit is not None:
             if bench.grouped:
@@ -468,6 +514,6 @@ def load_benchmark(
                 f"the data has: {', '.join(found)} (--mathverse-version one of them, or all)."
             )
         raise EvalError(f"{bench.title}: no items in {source}" + (" after filtering" if settings else "") + ".")
-    return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir, read_splits)
+    return LoadedBenchmark(bench, items, dataset, image_column, source, base_dir, read_splits, left_out)
 
 

@@ -107,7 +107,9 @@ def render_markdown(results: dict) -> str:
         data = entry["source"]
         if os.path.isabs(data) and entry.get("splits"):  # a local copy: the splits read (a hub source names them)
             data += f" (split {','.join(entry['splits'])})"
-        lines.append(f"| {entry['title']} | {data} | {entry['n']} | {entry['metric']} | {entry['scoring']} "
+        left_out = entry.get("left_out") or []
+        n = f"{entry['n']}" + (f" ({len(left_out)} without a reference left out)" if left_out else "")
+        lines.append(f"| {entry['title']} | {data} | {n} | {entry['metric']} | {entry['scoring']} "
                      f"| {read} |")
     lines += ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
     for name, entry in benchmarks.items():

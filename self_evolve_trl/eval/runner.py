@@ -556,6 +556,7 @@ def evaluate(config: EvalConfig, backend=None) -> dict:
             "title": bench.title,
             "metric": config.metrics.get(bench.name, bench.metrics[0]),
             "n": len(loaded.items),
+            "left_out": loaded.left_out,  # rows without a reference
             "source": loaded.source,
             "splits": list(loaded.splits) if loaded.splits else None,
             "generated": generated,

@@ -3,7 +3,9 @@
 Formats:
 
 - `choice`: one option letter. The prediction may be the letter in any common dress (`B`, `(B)`, `B.`, `B: 12`,
-  `Option B`) or the content of the option (`12`, compared with the project's math-aware equivalence).
+  `Option B`) or the content of the option (`12`, compared with the project's math-aware equivalence). The
+  reference is read through the options too (`reference_letters`): a reference giving an option's text (`False`)
+  is that option's letter; one naming several letters needs them all; one naming no option is compared as a value.
 - `choices`: a set of letters (LogicVista: `A, C`); the prediction's letter set must equal the reference's. Only
   the letters offered count as letters (the listed options, else A-H), so `NO` or `BED` is not read as a set.
 - `free`: a free-form answer, compared with `answers.is_equivalent(match="math")` (normalisation + math-verify).
@@ -105,6 +107,41 @@ def _choice_letters(answer: str | None) -> frozenset[str] | None:
     return frozenset(single) if single else None
 
 
+def _plain(text: str) -> str:
+    return re.sub(r"\s+", "", _strip_latex_text(text)).lower()
+
+
+def reference_letters(reference: str, options: dict[str, str] | None = None) -> frozenset[str] | None:
+    """The option letter(s) a choice question's reference names, read through its options, or None.
+
+    A reference is a letter (`B`), an option's text (`False`, `053 ^\\circ T`), several letters (`B, D`, or one a
+    line), or a value equal to one option only (`0.5` for the option `\\frac{1}{2}`), in that order.
+
+    Example:
+
+    ```python
+    >>> options = {"A": "True", "B": "False", "C": "AC"}
+    >>> [sorted(reference_letters(r, options)) for r in ["B", "(b)", "False", "AC", "A\\nB"]]
+    [['B'], ['B'], ['B'], ['C'], ['A', 'B']]
+    >>> reference_letters("7", options) is None, sorted(reference_letters("I", {"A": "I", "B": "II"}))
+    (True, ['A'])
+
+    ```
+    """
+    text = _strip_latex_text(reference or "")
+    options = options or {}
+    exact = [letter for letter, value in options.items() if value and _plain(value) == _plain(text)]
+    if len(text) == 1 and text.isalpha() and (text.upper() in options or len(exact) != 1):
+        return frozenset(text.upper())
+    if len(exact) == 1:
+        return frozenset(exact)
+    letters = _choice_letters(reference)
+    if letters:
+        return letters
+    matches = [letter for letter, value in options.items() if value and is_equivalent(reference, value, "math")]
+    return frozenset(matches) if len(matches) == 1 else None
+
+
 def numeric_value(answer: str | None) -> float | None:
     """The real value of an answer (`3.142`, `\\\\pi`, `2\\\\sqrt{3}`, `1/2`), or None.
 
@@ -156,13 +193,13 @@ def score_answer(
     """
     if prediction is None:
         return False
-    if answer_type == "choice":
-        letter = choice_letter(prediction, options, match)
-        reference_letter = choice_letter(reference) or reference.strip().upper()
-        return letter is not None and letter == reference_letter
-    if answer_type == "choices":
-        expected = _choice_letters(reference)
-        letters = choice_letters(prediction, set(options or OFFERED_LETTERS) | (expected or set()))
+    if answer_type in ("choice", "choices"):
+        expected = reference_letters(reference, options) if answer_type == "choice" else _choice_letters(reference)
+        if expected is None:  # a reference that names no option: its content is the answer
+            return is_equivalent(prediction, reference, match)
+        if answer_type == "choice" and len(expected) == 1:
+            return choice_letter(prediction, options, match) in expected
+        letters = choice_letters(prediction, set(options or OFFERED_LETTERS) | expected)
         return letters is not None and letters == expected
     if answer_type == "float":
         value, expected = numeric_value(prediction), numeric_value(reference)

@@ -78,6 +78,33 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, py
     assert local != b["majority_vote"].tolist()[4:8]
 
 
+def test_two_processes_give_the_judge_scores_of_one(tmp_path, scoring_model_dir, run, python):
+    """The reference judge with reproducible_generation: every judgement sampled on its own seed, so that 2 processes
+    (6 rows each, judged 2 at a time) give the judge scores and rewards of 1 process (12 rows, judged 2 at a time,
+    other pairs). The scoring model writes `\\boxed{0.d}` with d drawn from the seed: the scores really vary."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", scoring_model_dir, reward_funcs=["judge_modulated"],
+                          reward_kwargs={"judge_modulated": {"format_pattern": None}}, advantage="centered",
+                          judge_backend="reference", beta=0.0, judge_repeats=2, judge_batch_size=2,
+                          judge_max_tokens=8, max_completion_length=8)
+    common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
+    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", str(recipe),
+               "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run([python, "-m", "self_evolve_trl.cli", str(recipe),
+               "--per_device_train_batch_size", "6", *common, "--output_dir", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    a = pd.read_parquet(tmp_path / "one" / "completions" / "completions_00001.parquet")
+    b = pd.read_parquet(tmp_path / "two" / "completions" / "completions_00001.parquet")
+    assert len(a) == len(b) == 12 and b["process"].tolist() == [0] * 6 + [1] * 6
+    assert a["completion"].astype(str).tolist() == b["completion"].astype(str).tolist()
+    scores = b["judge_score"].tolist()
+    assert a["judge_score"].tolist() == scores
+    assert all(s is not None and 0.1 <= s <= 0.9 for s in scores) and len(set(scores)) > 2
+    assert a["judge_gate"].tolist() == b["judge_gate"].tolist()
+    assert a["judge_modulated"].tolist() == b["judge_modulated"].tolist()
+
+
 def test_deepspeed_zero3_on_cpu(tmp_path, tiny_model_dir, run, python):
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, max_steps=2, per_device_train_batch_size=4,
                           log_completions=False, reproducible_generation=False)

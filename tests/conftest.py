@@ -59,6 +59,26 @@ def scoring_model_dir(tiny_model_dir, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def reward_model_dir(tiny_processor, tmp_path_factory) -> str:
+    """A tiny reward model: a `Qwen2ForSequenceClassification` (one score) with the tiny tokenizer, built offline,
+    random (seeded) weights."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    tokenizer = tiny_processor.tokenizer
+    config = Qwen2Config(vocab_size=320, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Qwen2ForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("reward-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def tiny_processor(tiny_model_dir):
     from transformers import AutoProcessor
 

@@ -46,9 +46,11 @@ def write_recipe(path: Path, model_dir: str, **overrides) -> Path:
     return path
 
 
-def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, python):
-    """Groups of 4 over 2 processes x 6 rows: the group of rows 4-7 is split between the processes."""
-    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir)
+def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, reward_model_dir, run, python):
+    """Groups of 4 over 2 processes x 6 rows: the group of rows 4-7 is split between the processes. A reward model
+    (TRL's: each process scores its own completions, then they are gathered) gives the same scores too."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir,
+                          reward_funcs=["soft_frequency", "majority_vote", reward_model_dir])
     common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
     two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", str(recipe),
                "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
@@ -68,6 +70,9 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, py
     # ... and the per-completion rewards are the same
     assert a["soft_frequency"].tolist() == b["soft_frequency"].tolist()
     assert a["majority_vote"].tolist() == b["majority_vote"].tolist()
+    reward_model = Path(reward_model_dir).name
+    assert b[reward_model].tolist() == pytest.approx(a[reward_model].tolist(), abs=1e-5)
+    assert len(set(b[reward_model].round(5))) > 1
 
     # they are the rewards of whole groups ...
     completions = [messages[0]["content"] for messages in a["completion"]]  # TRL's conversational form

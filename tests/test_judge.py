@@ -500,6 +500,17 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def transformers_server(tiny_model_dir, tmp_path_factory):
     """`transformers serve` of the tiny Qwen2.5-VL on loopback (a real OpenAI-compatible chat-completions server)."""
+    yield from transformers_serve(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def scoring_server(scoring_model_dir, tmp_path_factory):
+    """`transformers serve` of the scoring model (it writes `\\boxed{0.d}`, d sampled)."""
+    yield from transformers_serve(scoring_model_dir, tmp_path_factory)
+
+
+def transformers_serve(model_dir, tmp_path_factory):
+    """Start `transformers serve` of a model on loopback, yield its URL once it answers, then stop it."""
     pytest.importorskip("fastapi", reason="`transformers serve` needs transformers[serving] (the test extra)")
     import openai
 
@@ -507,7 +518,7 @@ def transformers_server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "transformers.cli.transformers", "serve", tiny_model_dir, "--host", "127.0.0.1",
+            [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir, "--host", "127.0.0.1",
              "--port", str(port), "--device", "cpu"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
@@ -516,7 +527,7 @@ def transformers_server(tiny_model_dir, tmp_path_factory):
     deadline = time.time() + 180
     while True:
         try:
-            client.chat.completions.create(model=tiny_model_dir, messages=[{"role": "user", "content": "hi"}],
+            client.chat.completions.create(model=model_dir, messages=[{"role": "user", "content": "hi"}],
                                            max_tokens=2)
             break
         except openai.APIConnectionError:
@@ -752,6 +763,27 @@ def test_openai_requests_carry_the_seed_of_each_judgement(judge_stub, tiny_model
         b = soft_frequency(completions, 4, extractor="last_number")
         assert rewards == pytest.approx([min(1.0, x * gate_formula(s)) for x, s in zip(b, scores)], abs=1e-6)
         assert metric(trainer, "judge/score_mean") == pytest.approx(sum(scores) / 4)
+
+
+def test_transformers_serve_samples_with_the_seed_of_each_request(scoring_server, scoring_model_dir):
+    """A real server honours the `seed` each request carries: the same judgements with the same seeds give the same
+    answers, in another order too, and other seeds other answers."""
+    from self_evolve_trl.judge.backends import OpenAIJudge
+
+    judge = OpenAIJudge(scoring_server, scoring_model_dir, max_tokens=8, timeout=60, max_retries=0, concurrency=1)
+    template = JudgeTemplate.load()
+    requests = [template.request("What is 2 + 2?", f"\\boxed{{{n}}}") for n in range(6)]
+    seeds = [judge_seed(0, 0, i, 0) for i in range(6)]
+    try:
+        first = [output.text for output in judge.judge(requests, seeds)]
+        again = [output.text for output in judge.judge(requests[::-1], seeds[::-1])][::-1]
+        other = [output.text for output in judge.judge(requests, [judge_seed(1, 0, i, 0) for i in range(6)])]
+    finally:
+        judge.close()
+    scores = [parse_judge_score(text) for text in first]
+    assert all(score is not None for score in scores) and len(set(scores)) > 1
+    assert again == first
+    assert other != first
 
 
 @pytest.mark.parametrize("on_failure", ["zero", "neutral"])

@@ -46,21 +46,26 @@ def write_recipe(path: Path, model_dir: str, **overrides) -> Path:
     return path
 
 
+def one_and_two_processes(tmp_path, recipe, run, python):
+    """The completions tables of step 1 of the recipe run by 1 process (6 rows per generation batch) and by 2
+    processes (3 rows each); 2 generation batches per step."""
+    common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
+    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli",
+               str(recipe), "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run([python, "-m", "self_evolve_trl.cli", str(recipe),
+               "--per_device_train_batch_size", "6", *common, "--output_dir", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    return [pd.read_parquet(tmp_path / run_dir / "completions" / "completions_00001.parquet")
+            for run_dir in ("one", "two")]
+
+
 def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, reward_model_dir, run, python):
     """Groups of 4 over 2 processes x 6 rows: the group of rows 4-7 is split between the processes. A reward model
     (TRL's: each process scores its own completions, then they are gathered) gives the same scores too."""
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir,
                           reward_funcs=["soft_frequency", "majority_vote", reward_model_dir])
-    common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
-    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", str(recipe),
-               "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = run([python, "-m", "self_evolve_trl.cli", str(recipe),
-               "--per_device_train_batch_size", "6", *common, "--output_dir", str(tmp_path / "one")])
-    assert one.returncode == 0, one.stderr[-3000:]
-
-    a = pd.read_parquet(tmp_path / "one" / "completions" / "completions_00001.parquet")
-    b = pd.read_parquet(tmp_path / "two" / "completions" / "completions_00001.parquet")
+    a, b = one_and_two_processes(tmp_path, recipe, run, python)
     assert len(a) == len(b) == 12
     # same data and seed: the same prompts and (layout-independent sampling) the same completions
     assert a["prompt"].astype(str).tolist() == b["prompt"].astype(str).tolist()
@@ -85,22 +90,14 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, reward_
 
 def test_two_processes_give_the_judge_scores_of_one(tmp_path, scoring_model_dir, run, python):
     """The reference judge with reproducible_generation: every judgement sampled on its own seed, so that 2 processes
-    (6 rows each, judged 2 at a time) give the judge scores and rewards of 1 process (12 rows, judged 2 at a time,
-    other pairs). The scoring model writes `\\boxed{0.d}` with d drawn from the seed: the scores really vary."""
+    (3 rows each, 2 judgements per row, judged 4 at a time: 4 + 2) give the judge scores and rewards of 1 process
+    (6 rows: 4 + 4 + 4, other batches). The scoring model writes `\\boxed{0.d}` with d drawn from the seed: the
+    scores really vary."""
     recipe = write_recipe(tmp_path / "recipe.yaml", scoring_model_dir, reward_funcs=["judge_modulated"],
                           reward_kwargs={"judge_modulated": {"format_pattern": None}}, advantage="centered",
-                          judge_backend="reference", beta=0.0, judge_repeats=2, judge_batch_size=2,
+                          judge_backend="reference", beta=0.0, judge_repeats=2, judge_batch_size=4,
                           judge_max_tokens=8, max_completion_length=8)
-    common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
-    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", str(recipe),
-               "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = run([python, "-m", "self_evolve_trl.cli", str(recipe),
-               "--per_device_train_batch_size", "6", *common, "--output_dir", str(tmp_path / "one")])
-    assert one.returncode == 0, one.stderr[-3000:]
-
-    a = pd.read_parquet(tmp_path / "one" / "completions" / "completions_00001.parquet")
-    b = pd.read_parquet(tmp_path / "two" / "completions" / "completions_00001.parquet")
+    a, b = one_and_two_processes(tmp_path, recipe, run, python)
     assert len(a) == len(b) == 12 and b["process"].tolist() == [0] * 6 + [1] * 6
     assert a["completion"].astype(str).tolist() == b["completion"].astype(str).tolist()
     scores = b["judge_score"].tolist()

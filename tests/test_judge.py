@@ -578,7 +578,8 @@ class JudgeStub:
     (HTTP 401 whose body echoes the request's `Authorization` header, as some gateways do), `flaky` (HTTP 503 on a
     request's first attempt, a score on its retry), `drop` (closes the connection), `slow` (waits `delay` seconds,
     then scores) or `seeded` (the score `seeded_score(seed)` of the request's `seed`, as a sampling judge that
-    honours the seed would). After `fail_after` chat requests it switches to `then` (default `drop`: the endpoint goes down).
+    honours the seed would). After `fail_after` chat requests it switches to `then` (default `drop`: the endpoint
+    goes down).
     `peak_in_flight` is the most chat requests it was ever handling at once."""
 
     def __init__(self):

@@ -268,7 +268,7 @@ def _values(obj) -> dict[str, Any]:
 
 
 def reward_problems(args) -> list[Problem]:
-    from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function
+    from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function, is_reward_model
     from .trainer import REWARD_INPUT_PROVIDERS, _import
 
     problems = []
@@ -292,6 +292,11 @@ def reward_problems(args) -> list[Problem]:
             problems.append(Problem(f"reward_kwargs[{name!r}]", f"must be a mapping, got {value!r}.", "write `{arg: value}`."))
     needed_inputs = {}
     for name in reward_funcs:
+        if is_reward_model(name):  # TRL loads it (a local folder or hub id of a sequence classification model)
+            if kwargs.get(name):
+                problems.append(Problem(f"reward_kwargs[{name!r}]", "a reward model takes no keyword arguments.",
+                                        "remove the entry."))
+            continue
         try:
             function = get_reward_function(name)
         except RewardError as error:

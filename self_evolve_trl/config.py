@@ -91,8 +91,8 @@ class SelfEvolveConfig(GRPOConfig):
 
         reproducible_generation (`bool`, *optional*, defaults to `False`):
             Sample each completion on its own with a seed made of `seed`, the step and the completion's global
-            index, so that rollouts do not depend on the number of processes. Slow (batch size 1); for debugging and
-            for comparing process layouts. Transformers generation only.
+            index, so that rollouts (and the `reference` judge's judgements) do not depend on the number of processes.
+            Slow (batch size 1); for debugging and for comparing process layouts. Transformers generation only.
 
         > Parameters that control CSRS re-inference (SPEC §4; used by the `retrace_frequency` reward)
 
@@ -169,6 +169,7 @@ class SelfEvolveConfig(GRPOConfig):
             Judge requests in flight at once per training process (`openai` backend).
         judge_batch_size (`int`, *optional*):
             Judgements per batched `generate` call (`reference` backend); default: `per_device_train_batch_size`.
+            Unused with `reproducible_generation`: then each judgement is generated alone, on its own seed.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]

@@ -1,5 +1,8 @@
 """Seeds of reproducible generation: a generation batch's draws are seeded by (seed, step, batch number, row).
 
+Rollouts (`rollout_seed`), CSRS re-inferences and the judge's judgements (`judge_seed`) each draw from their own
+seeds, so that none depends on how rows are spread over processes or batched together.
+
 TRL generates once per optimizer step by default (`steps_per_generation == gradient_accumulation_steps`), but
 several times within one step when `steps_per_generation` is smaller, and once per batch in evaluation, all at the
 same `global_step`. The step alone would give those batches the same seeds. `generation_batch` numbers them.
@@ -66,6 +69,27 @@ def rollout_seed(seed: int, step: int, index: int, batch: tuple[int, ...] = ()) 
     if not batch:
         return ((seed * 1_000_003 + step) * 1_000_003 + index) % 2**63
     return torch_seed([seed, step, index, *batch])
+
+
+# Marks the judge's seeds apart from the rollouts' and re-inferences' (never 0: see `batch_entropy`).
+_JUDGE_STREAM = 3
+
+
+def judge_seed(seed: int, step: int, index: int, repeat: int, batch: tuple[int, ...] = ()) -> int:
+    """The seed of judgement `repeat` (of `judge_repeats`) of completion `index` (over all processes) of a
+    generation batch (its `batch_entropy`): a `torch.manual_seed` value, and the `seed` of a chat-completions request.
+
+    Example:
+
+    ```python
+    >>> judge_seed(0, 3, 5, 0) == judge_seed(0, 3, 5, 0) != judge_seed(0, 3, 5, 1)
+    True
+    >>> judge_seed(0, 3, 5, 0) != judge_seed(0, 3, 5, 0, (1, 1))
+    True
+
+    ```
+    """
+    return torch_seed([seed, step, index, repeat, _JUDGE_STREAM, *batch])
 
 
 def torch_seed(entropy: list[int]) -> int:

@@ -7,12 +7,15 @@ Seven methods of TRL's trainer are overridden, nothing else. Two carry the metho
   the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
   process computes every reward on whole groups and broadcasts the result, so a 2-process run gives the same
   rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
-  reward function.
+  reward function. Reward models (TRL's: a sequence classification model, by hub id, local folder or instance)
+  score each completion alone, so they are left to TRL's own `_calculate_rewards` (`super()`): each process scores
+  its own completions, then the scores are gathered.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
-extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own.
+extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own. It takes
+every argument of TRL's trainer except `tools` and `environment_factory` (tool-calling rollouts), which it refuses.
 
 Four checkpoint hooks:
 
@@ -51,7 +54,7 @@ from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
-from .rewards import RewardFunction, get_reward_function
+from .rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
@@ -80,9 +83,31 @@ def _import(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction]:
-    """The recipe's reward functions with their keyword arguments bound (raises `RewardError` on bad names/kwargs)."""
-    return [get_reward_function(name, **args.reward_kwargs.get(name, {})) for name in args.reward_funcs]
+def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction | str]:
+    """The recipe's reward functions with their keyword arguments bound (raises `RewardError` on bad names/kwargs);
+    a reward model (a local folder or hub id, see `is_reward_model`) stays a name, which TRL loads."""
+    return [as_reward_func(name, args) for name in args.reward_funcs]
+
+
+def as_reward_func(function, args: SelfEvolveConfig) -> RewardFunction | str | torch.nn.Module:
+    """One `reward_funcs` entry as the trainer keeps it: a `RewardFunction` (with the recipe's `reward_kwargs` bound to
+    a name), or a reward model as TRL takes it (a name that TRL loads, or an `nn.Module`)."""
+    if isinstance(function, (RewardFunction, torch.nn.Module)):
+        return function
+    if not isinstance(function, str):
+        return get_reward_function(function)
+    if is_reward_model(function):
+        if args.reward_kwargs.get(function):
+            raise RewardError(f"reward_kwargs[{function!r}]: a reward model takes no keyword arguments.")
+        return function
+    return get_reward_function(function, **args.reward_kwargs.get(function, {}))
+
+
+# Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
+UNSUPPORTED_ARGUMENTS = {
+    "tools": "tool-calling rollouts are not supported: the rewards score the final answers of whole groups",
+    "environment_factory": "environments are not supported: their per-process instances cannot score whole groups",
+}
 
 
 def strip_images(prompt: Any) -> Any:
@@ -126,10 +151,12 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     Args:
         model: a model id/path or a loaded model, as for `GRPOTrainer`.
-        reward_funcs: reward functions (registry names, `module:function` paths, callables or `RewardFunction`s);
-            default: `args.reward_funcs` with `args.reward_kwargs`.
+        reward_funcs: reward functions (registry names, `module:function` paths, callables or `RewardFunction`s)
+            and reward models as `GRPOTrainer` takes them (a hub id or local folder of a sequence classification
+            model, or an `nn.Module`, with `reward_processing_classes`); default: `args.reward_funcs` with
+            `args.reward_kwargs`.
         args: a `SelfEvolveConfig`.
-        Other arguments are passed to `GRPOTrainer`.
+        Other arguments are passed to `GRPOTrainer`, except `tools` and `environment_factory`, which are refused.
     """
 
     _tag_names = ["trl", "grpo", "self-evolve"]
@@ -139,18 +166,16 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
+        self._check_arguments(args, kwargs)
         if reward_funcs is None:
             reward_funcs = build_reward_functions(args)
         else:
             reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-            reward_funcs = [
-                f if isinstance(f, RewardFunction) else get_reward_function(f, **args.reward_kwargs.get(f, {}))
-                if isinstance(f, str) else get_reward_function(f)
-                for f in reward_funcs
-            ]
+            reward_funcs = [as_reward_func(f, args) for f in reward_funcs]
         if args.reproducible_generation:
-            kwargs.setdefault("rollout_func", reproducible_rollout)
-        needed = sorted({name for function in reward_funcs for name in function.required_inputs})
+            kwargs["rollout_func"] = reproducible_rollout
+        functions = [f for f in reward_funcs if isinstance(f, RewardFunction)]
+        needed = sorted({name for function in functions for name in function.required_inputs})
         unknown = [name for name in needed if name not in REWARD_INPUT_PROVIDERS]
         if unknown:
             raise ValueError(
@@ -171,6 +196,18 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             return contextlib.nullcontext()
         sync_dir = args.vllm_weight_sync_dir or os.path.join(args.output_dir, "vllm-weights")
         return vllm_generation_class(args.vllm_weight_sync, sync_dir)
+
+    @staticmethod
+    def _check_arguments(args, kwargs: dict) -> None:
+        if not isinstance(args, SelfEvolveConfig):
+            raise TypeError(f"args must be a SelfEvolveConfig (TRL's GRPOConfig plus this trainer's fields), got "
+                            f"{type(args).__name__}.")
+        for name, why in UNSUPPORTED_ARGUMENTS.items():
+            if kwargs.get(name):
+                raise ValueError(f"SelfEvolveGRPOTrainer does not take {name}: {why}.")
+        if args.reproducible_generation and kwargs.get("rollout_func") is not None:
+            raise ValueError("reproducible_generation generates with the trainer's own rollout_func; pass a "
+                             "rollout_func or set reproducible_generation, not both.")
 
     # ------------------------------------------------------------------------------------------------------------
     # Rewards on whole groups
@@ -216,6 +253,13 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         all_rows = gather_object(rows)
         result = self._score_groups(all_rows, columns, list(extras)) if self.accelerator.is_main_process else None
         result = broadcast_object_list([result])[0]
+        rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
+        models = [j for j, f in enumerate(self.reward_funcs) if isinstance(f, torch.nn.Module)]
+        if models:
+            model_rewards = self._reward_model_rewards(models, inputs, prompts, completions, completion_ids_list)
+            nonfinite = ~torch.isfinite(model_rewards)
+            rewards_per_func[:, models] = model_rewards.masked_fill(nonfinite, math.nan)
+            result["metrics"]["rewards/nonfinite_count"] += float(nonfinite.sum())
 
         for name, values in result["metrics"].items():  # a list: one value per group (see `per_group_diagnostics`)
             self._metrics[mode][name].extend(values if isinstance(values, list) else [values])
@@ -227,15 +271,30 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             self._log_completion_extra(column, values[local])
         self._log_completion_extra("process", [self.accelerator.process_index] * len(prompts))
 
-        rewards_per_func = torch.tensor(result["rewards"], dtype=torch.float32, device=self.accelerator.device)
         self._last_rewards_per_func = rewards_per_func
         if mode == "train":
             self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
 
+    def _reward_model_rewards(self, models: list[int], inputs, prompts, completions, completion_ids_list):
+        """The rewards of the reward models (`reward_funcs` at `models`), as TRL computes them: each process scores
+        its own completions, then they are gathered (a reward model scores each completion alone)."""
+        everything = self.reward_funcs, self.reward_processing_classes, self.reward_func_names
+        self.reward_funcs, self.reward_processing_classes, self.reward_func_names = (
+            [values[j] for j in models] for values in everything)
+        try:
+            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        finally:
+            self.reward_funcs, self.reward_processing_classes, self.reward_func_names = everything
+
+    def _reward_functions(self) -> list[tuple[int, RewardFunction]]:
+        """This package's reward functions (not the reward models), with their columns in the rewards."""
+        return [(j, f) for j, f in enumerate(self.reward_funcs) if isinstance(f, RewardFunction)]
+
     def _gathered_inputs(self) -> set[str]:
         """The optional per-completion inputs (`prompts`, `completion_ids`) that some reward function reads."""
-        return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in self.reward_funcs)}
+        functions = [f for _, f in self._reward_functions()]
+        return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in functions)}
 
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
         """Every reward function and the diagnostics on the whole generation batch (main process only)."""
@@ -271,7 +330,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         }
         rewards = torch.zeros(len(rows), len(self.reward_funcs))
         nonfinite = 0
-        for j, function in enumerate(self.reward_funcs):
+        for j, function in self._reward_functions():  # the reward models' columns are filled per process
             values = function.call_with(reward_inputs)
             if len(values) != len(rows):
                 raise ValueError(

@@ -26,6 +26,59 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def scoring_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny Qwen2.5-VL made a bigram model that always writes `\\boxed{0.d}`, d uniform in 1..9, then ends: a
+    judge (and a policy) whose sampled answers parse, so that judge scores and rewards vary with the sampling.
+
+    Its layers add nothing to the residual stream (attention and MLP outputs zeroed), so the next token depends on
+    the current token's embedding alone: one direction per state token, and an output row per successor."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    token = processor.tokenizer.convert_tokens_to_ids
+    digits = [token(str(d)) for d in range(1, 10)]
+    successors = {token("Ċ"): [token("\\boxed")], token("\\boxed"): [token("{")], token("{"): [token("0")],
+                  token("0"): [token(".")], token("."): digits, **{d: [token("}")] for d in digits},
+                  token("}"): [token("<|im_end|>")]}  # "Ċ": the newline that ends the generation prompt
+    language_model = model.model.language_model
+    with torch.no_grad():
+        for layer in language_model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        for k, (state, following) in enumerate(successors.items()):
+            language_model.embed_tokens.weight[state] = 0.0
+            language_model.embed_tokens.weight[state, k] = 1.0  # normalised to 8 (hidden size 64)
+            for successor in following:
+                model.lm_head.weight[successor, k] = 4.0  # logit 32: the others (about 0) never come
+    path = tmp_path_factory.mktemp("scoring-model")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def reward_model_dir(tiny_processor, tmp_path_factory) -> str:
+    """A tiny reward model: a `Qwen2ForSequenceClassification` (one score) with the tiny tokenizer, built offline,
+    random (seeded) weights."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    tokenizer = tiny_processor.tokenizer
+    config = Qwen2Config(vocab_size=320, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Qwen2ForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("reward-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def tiny_processor(tiny_model_dir):
     from transformers import AutoProcessor
 

@@ -46,19 +46,26 @@ def write_recipe(path: Path, model_dir: str, **overrides) -> Path:
     return path
 
 
-def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, python):
-    """Groups of 4 over 2 processes x 6 rows: the group of rows 4-7 is split between the processes."""
-    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir)
+def one_and_two_processes(tmp_path, recipe, run, python):
+    """The completions tables of step 1 of the recipe run by 1 process (6 rows per generation batch) and by 2
+    processes (3 rows each); 2 generation batches per step."""
     common = ["--steps_per_generation", "2", "--gradient_accumulation_steps", "2"]
-    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", str(recipe),
-               "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
+    two = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli",
+               str(recipe), "--per_device_train_batch_size", "3", *common, "--output_dir", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr[-3000:]
     one = run([python, "-m", "self_evolve_trl.cli", str(recipe),
                "--per_device_train_batch_size", "6", *common, "--output_dir", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
+    return [pd.read_parquet(tmp_path / run_dir / "completions" / "completions_00001.parquet")
+            for run_dir in ("one", "two")]
 
-    a = pd.read_parquet(tmp_path / "one" / "completions" / "completions_00001.parquet")
-    b = pd.read_parquet(tmp_path / "two" / "completions" / "completions_00001.parquet")
+
+def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, reward_model_dir, run, python):
+    """Groups of 4 over 2 processes x 6 rows: the group of rows 4-7 is split between the processes. A reward model
+    (TRL's: each process scores its own completions, then they are gathered) gives the same scores too."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir,
+                          reward_funcs=["soft_frequency", "majority_vote", reward_model_dir])
+    a, b = one_and_two_processes(tmp_path, recipe, run, python)
     assert len(a) == len(b) == 12
     # same data and seed: the same prompts and (layout-independent sampling) the same completions
     assert a["prompt"].astype(str).tolist() == b["prompt"].astype(str).tolist()
@@ -68,6 +75,9 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, py
     # ... and the per-completion rewards are the same
     assert a["soft_frequency"].tolist() == b["soft_frequency"].tolist()
     assert a["majority_vote"].tolist() == b["majority_vote"].tolist()
+    reward_model = Path(reward_model_dir).name
+    assert b[reward_model].tolist() == pytest.approx(a[reward_model].tolist(), abs=1e-5)
+    assert len(set(b[reward_model].round(5))) > 1
 
     # they are the rewards of whole groups ...
     completions = [messages[0]["content"] for messages in a["completion"]]  # TRL's conversational form
@@ -76,6 +86,25 @@ def test_two_processes_give_the_rewards_of_one(tmp_path, tiny_model_dir, run, py
     # ... which per-process scoring (what stock TRL hands a reward function) gets wrong for the split group
     local = mv(completions[4:6], group_size=2) + mv(completions[6:8], group_size=2)
     assert local != b["majority_vote"].tolist()[4:8]
+
+
+def test_two_processes_give_the_judge_scores_of_one(tmp_path, scoring_model_dir, run, python):
+    """The reference judge with reproducible_generation: every judgement sampled on its own seed, so that 2 processes
+    (3 rows each, 2 judgements per row, judged 4 at a time: 4 + 2) give the judge scores and rewards of 1 process
+    (6 rows: 4 + 4 + 4, other batches). The scoring model writes `\\boxed{0.d}` with d drawn from the seed: the
+    scores really vary."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", scoring_model_dir, reward_funcs=["judge_modulated"],
+                          reward_kwargs={"judge_modulated": {"format_pattern": None}}, advantage="centered",
+                          judge_backend="reference", beta=0.0, judge_repeats=2, judge_batch_size=4,
+                          judge_max_tokens=8, max_completion_length=8)
+    a, b = one_and_two_processes(tmp_path, recipe, run, python)
+    assert len(a) == len(b) == 12 and b["process"].tolist() == [0] * 6 + [1] * 6
+    assert a["completion"].astype(str).tolist() == b["completion"].astype(str).tolist()
+    scores = b["judge_score"].tolist()
+    assert a["judge_score"].tolist() == scores
+    assert all(s is not None and 0.1 <= s <= 0.9 for s in scores) and len(set(scores)) > 2
+    assert a["judge_gate"].tolist() == b["judge_gate"].tolist()
+    assert a["judge_modulated"].tolist() == b["judge_modulated"].tolist()
 
 
 def test_deepspeed_zero3_on_cpu(tmp_path, tiny_model_dir, run, python):

@@ -33,6 +33,7 @@ from self_evolve_trl.judge.prompt import JudgeTemplate, default_template_path, p
 from self_evolve_trl.rewards import RewardError, get_reward_function
 from self_evolve_trl.rewards.consistency import soft_frequency
 from self_evolve_trl.rewards.judge import judge_gate, judge_modulated, parse_judge_score
+from self_evolve_trl.seeds import judge_seed
 from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
 
@@ -499,6 +500,17 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def transformers_server(tiny_model_dir, tmp_path_factory):
     """`transformers serve` of the tiny Qwen2.5-VL on loopback (a real OpenAI-compatible chat-completions server)."""
+    yield from transformers_serve(tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def scoring_server(scoring_model_dir, tmp_path_factory):
+    """`transformers serve` of the scoring model (it writes `\\boxed{0.d}`, d sampled)."""
+    yield from transformers_serve(scoring_model_dir, tmp_path_factory)
+
+
+def transformers_serve(model_dir, tmp_path_factory):
+    """Start `transformers serve` of a model on loopback, yield its URL once it answers, then stop it."""
     pytest.importorskip("fastapi", reason="`transformers serve` needs transformers[serving] (the test extra)")
     import openai
 
@@ -506,7 +518,7 @@ def transformers_server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "transformers.cli.transformers", "serve", tiny_model_dir, "--host", "127.0.0.1",
+            [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir, "--host", "127.0.0.1",
              "--port", str(port), "--device", "cpu"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
@@ -515,7 +527,7 @@ def transformers_server(tiny_model_dir, tmp_path_factory):
     deadline = time.time() + 180
     while True:
         try:
-            client.chat.completions.create(model=tiny_model_dir, messages=[{"role": "user", "content": "hi"}],
+            client.chat.completions.create(model=model_dir, messages=[{"role": "user", "content": "hi"}],
                                            max_tokens=2)
             break
         except openai.APIConnectionError:
@@ -554,13 +566,20 @@ def judge_answer(score) -> str:
             f"\\boxed{{{score}}}")
 
 
+def seeded_score(seed: int) -> float:
+    """The `seeded` judge stub's score of a request with this `seed`: 0.1 to 0.9."""
+    return (seed % 9 + 1) / 10
+
+
 class JudgeStub:
     """An OpenAI-compatible judge on loopback whose behaviour the test sets: `mode` is `score` (a well-formed
     judgement with `score`, or with the n-th of a list of scores for the n-th request), `garbage` (a chat completion
     without a score), `not_json` (an HTML page), `bad_json` (broken JSON), `error` (HTTP 503), `unauthorized`
     (HTTP 401 whose body echoes the request's `Authorization` header, as some gateways do), `flaky` (HTTP 503 on a
-    request's first attempt, a score on its retry), `drop` (closes the connection) or `slow` (waits `delay` seconds,
-    then scores). After `fail_after` chat requests it switches to `then` (default `drop`: the endpoint goes down).
+    request's first attempt, a score on its retry), `drop` (closes the connection), `slow` (waits `delay` seconds,
+    then scores) or `seeded` (the score `seeded_score(seed)` of the request's `seed`, as a sampling judge that
+    honours the seed would). After `fail_after` chat requests it switches to `then` (default `drop`: the endpoint
+    goes down).
     `peak_in_flight` is the most chat requests it was ever handling at once."""
 
     def __init__(self):
@@ -622,6 +641,8 @@ class JudgeStub:
                 if mode == "bad_json":  # says JSON, is not: a body cut off by a proxy
                     return self.reply(200, b'{"id": "c", "choices": [{"mess')
                 score = stub.score[(n - 1) % len(stub.score)] if isinstance(stub.score, list) else stub.score
+                if mode == "seeded":
+                    score = seeded_score(body["seed"])
                 text = "I like this solution a lot." if mode == "garbage" else judge_answer(score)
                 self.reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
                                  "choices": [{"index": 0, "finish_reason": "stop",
@@ -691,6 +712,79 @@ def test_openai_backend_success_path(judge_stub, monkeypatch, tmp_path, tiny_mod
         image = Image.open(io.BytesIO(base64.b64decode(image_part["image_url"]["url"].split(",", 1)[1])))
         assert image.size == row["images"][0].size
         assert text_part["text"] == f"Q: {question}\nA: {completion}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Seeds: every judgement is sampled on its own (seed, step, generation batch, completion index, repeat)
+
+
+def test_reference_judgement_does_not_depend_on_its_batch(scoring_model_dir, synthetic_dataset, cpu_config):
+    """With reproducible_generation, the reference judge generates each judgement alone on its seed: a judgement
+    comes out the same judged alone (after any use of torch's RNG), as the second of two, or in a batch of six."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(scoring_model_dir, padding_side="left")
+    args = judge_config(cpu_config, beta=0.0, reproducible_generation=True, judge_batch_size=6, parse_limit={})
+    trainer = make_trainer(scoring_model_dir, processor, synthetic_dataset(4), args)
+    provider = trainer.reward_input_providers["judge_scores"]
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    requests = provider.requests(rows, [row["prompt"] for row in rows], ["\\boxed{1}", "\\boxed{2}", "x"]) * 2
+    seeds = [judge_seed(0, 0, i, 0) for i in range(6)]
+
+    together = [output.text for output in provider.backend.judge(requests, seeds)]
+    alone = []
+    for n, (request, seed) in enumerate(zip(requests, seeds)):
+        torch.manual_seed(100 + n)
+        alone.append(provider.backend.judge([request], [seed])[0].text)
+    assert together == alone
+    pair = provider.backend.judge(requests[:2], seeds[:2])
+    assert [output.text for output in pair] == together[:2]
+    assert all(parse_judge_score(text) is not None for text in together)  # the scoring model writes \\boxed{0.d}
+    assert len(set(together)) > 1  # ... with d drawn from each seed
+
+
+def test_openai_requests_carry_the_seed_of_each_judgement(judge_stub, tiny_model_dir, tiny_processor,
+                                                          synthetic_dataset, cpu_config):
+    """Each request's `seed` is its judgement's: (seed, step, generation batch, completion, repeat). A judge that
+    honours it (the stub scores by the seed) gives each completion the mean score of its own repeats' seeds; a second
+    generation batch of the same step gets other seeds."""
+    judge_stub.mode = "seeded"
+    args = stub_config(cpu_config, judge_stub, judge_repeats=2, seed=7)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args)
+    sent_before = set()
+    for batch in [(), (1, 1)]:  # `seeds.batch_entropy` of the step's first and second generation batch
+        seen = len(judge_stub.chat_requests())
+        completions, rewards = score_one_batch(trainer)
+        seeds = [[judge_seed(7, 0, i, repeat, batch) for repeat in range(2)] for i in range(4)]
+        sent = [request["body"]["seed"] for request in judge_stub.chat_requests()[seen:]]
+        assert sorted(sent) == sorted(seed for pair in seeds for seed in pair)
+        assert not sent_before & set(sent)
+        sent_before |= set(sent)
+        scores = [sum(seeded_score(seed) for seed in pair) / 2 for pair in seeds]
+        b = soft_frequency(completions, 4, extractor="last_number")
+        assert rewards == pytest.approx([min(1.0, x * gate_formula(s)) for x, s in zip(b, scores)], abs=1e-6)
+        assert metric(trainer, "judge/score_mean") == pytest.approx(sum(scores) / 4)
+
+
+def test_transformers_serve_samples_with_the_seed_of_each_request(scoring_server, scoring_model_dir):
+    """A real server honours the `seed` each request carries: the same judgements with the same seeds give the same
+    answers, in another order too, and other seeds other answers."""
+    from self_evolve_trl.judge.backends import OpenAIJudge
+
+    judge = OpenAIJudge(scoring_server, scoring_model_dir, max_tokens=8, timeout=60, max_retries=0, concurrency=1)
+    template = JudgeTemplate.load()
+    requests = [template.request("What is 2 + 2?", f"\\boxed{{{n}}}") for n in range(6)]
+    seeds = [judge_seed(0, 0, i, 0) for i in range(6)]
+    try:
+        first = [output.text for output in judge.judge(requests, seeds)]
+        again = [output.text for output in judge.judge(requests[::-1], seeds[::-1])][::-1]
+        other = [output.text for output in judge.judge(requests, [judge_seed(1, 0, i, 0) for i in range(6)])]
+    finally:
+        judge.close()
+    scores = [parse_judge_score(text) for text in first]
+    assert all(score is not None for score in scores) and len(set(scores)) > 1
+    assert again == first
+    assert other != first
 
 
 @pytest.mark.parametrize("on_failure", ["zero", "neutral"])

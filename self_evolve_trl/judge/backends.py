@@ -1,8 +1,14 @@
 """Judge backends: each turns a list of `JudgeRequest`s into the judge's raw outputs, one per request.
 
-- `ReferenceJudge`: the frozen initial policy, in the training process, with batched `generate` calls.
+`judge(requests, seeds)` takes one seed per request (`seeds.judge_seed`, made of the run's seed, the step, the
+generation batch, the completion's global index and the repeat):
+
+- `ReferenceJudge`: the frozen initial policy, in the training process, with batched `generate` calls; with
+  `reproducible_generation`, each judgement is generated alone on its own seed instead, so that it does not depend on
+  the judgements batched with it (nor on how completions are spread over processes).
 - `OpenAIJudge`: an OpenAI-compatible chat-completions endpoint, with the `openai` client (timeouts, retries with
-  exponential backoff), a bounded pool of concurrent requests, and images sent as base64 data URLs.
+  exponential backoff), a bounded pool of concurrent requests, and images sent as base64 data URLs. Each request
+  carries its seed (the `seed` field, which `vllm serve` and `transformers serve` honour).
 
 A backend never raises for one failed judgement: the output then has `text=None` and a short `error`, and the
 provider counts it and applies the recipe's failure policy.
@@ -52,13 +58,15 @@ class ReferenceJudge:
       `ref_model_sync_steps`): a frozen copy of the initial model, loaded once for the judge, placed like TRL's
       reference model.
 
-    Every judgement of a step is made in batched `generate` calls of `batch_size` prompts each.
+    Every judgement of a step is made in batched `generate` calls of `batch_size` prompts each, sampled from torch's
+    RNG; with `per_judgement_seeds` (the trainer's `reproducible_generation`), one `generate` call per judgement,
+    seeded by its seed.
     """
 
     name = "reference"
 
     def __init__(self, trainer, temperature: float = 1.0, top_p: float = 0.9, max_tokens: int = 1024,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, per_judgement_seeds: bool = False):
         from accelerate.utils import is_peft_model
         from transformers import GenerationConfig
 
@@ -66,6 +74,7 @@ class ReferenceJudge:
         self.processor = trainer.processing_class
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.batch_size = batch_size or trainer.args.per_device_train_batch_size
+        self.per_judgement_seeds = per_judgement_seeds
         # transformers >= 5 wants the processor's own arguments in `processor_kwargs`
         takes_processor_kwargs = "processor_kwargs" in inspect.signature(self.processor.apply_chat_template).parameters
         self._padding = {"processor_kwargs": {"padding": True}} if takes_processor_kwargs else {"padding": True}
@@ -154,30 +163,41 @@ class ReferenceJudge:
         system = [{"role": "system", "content": [{"type": "text", "text": request.system}]}] if request.system else []
         return system + [{"role": "user", "content": content}]
 
-    def judge(self, requests: list[JudgeRequest]) -> list[JudgeOutput]:
+    def judge(self, requests: list[JudgeRequest], seeds: list[int] | None = None) -> list[JudgeOutput]:
+        if self.per_judgement_seeds and seeds is None:
+            raise ValueError("The reference judge samples each judgement on its own seed here: pass `seeds`.")
         texts: list[str] = []
-        device = self.trainer.accelerator.device
         padding_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
             with self.model() as model, torch.no_grad():
-                for start in range(0, len(requests), self.batch_size):
-                    chunk = requests[start : start + self.batch_size]
-                    batch = self.processor.apply_chat_template(
-                        [self._conversation(r) for r in chunk],
-                        add_generation_prompt=True,
-                        tokenize=True,
-                        return_dict=True,
-                        return_tensors="pt",
-                        **self._padding,
-                    )
-                    batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                    sequences = model.generate(**batch, generation_config=self.generation_config)
-                    new_tokens = sequences[:, batch["input_ids"].size(1) :]
-                    texts.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+                if self.per_judgement_seeds:
+                    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+                    for request, seed in zip(requests, seeds, strict=True):
+                        with torch.random.fork_rng(devices=devices):
+                            torch.manual_seed(seed)
+                            texts.extend(self._generate(model, [request]))
+                else:
+                    for start in range(0, len(requests), self.batch_size):
+                        texts.extend(self._generate(model, requests[start : start + self.batch_size]))
         finally:
             self.tokenizer.padding_side = padding_side
         return [JudgeOutput(text=text) for text in texts]
+
+    def _generate(self, model, requests: list[JudgeRequest]) -> list[str]:
+        """The judge's answers to `requests`, in one batched `generate` call."""
+        batch = self.processor.apply_chat_template(
+            [self._conversation(r) for r in requests],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            **self._padding,
+        )
+        device = self.trainer.accelerator.device
+        batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        sequences = model.generate(**batch, generation_config=self.generation_config)
+        return self.tokenizer.batch_decode(sequences[:, batch["input_ids"].size(1) :], skip_special_tokens=True)
 
     def close(self) -> None:
         pass
@@ -272,12 +292,13 @@ class OpenAIJudge:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         return messages + [{"role": "user", "content": content}]
 
-    def _request(self, messages: list[dict]) -> JudgeOutput:
+    def _request(self, messages: list[dict], seed: int | None = None) -> JudgeOutput:
         import openai
 
+        sampling = self.sampling if seed is None else {**self.sampling, "seed": seed}
         start = time.perf_counter()
         try:
-            response = self.client.chat.completions.create(model=self.model, messages=messages, **self.sampling)
+            response = self.client.chat.completions.create(model=self.model, messages=messages, **sampling)
         except openai.OpenAIError as error:
             return JudgeOutput(text=None, error=self._describe_error(error), latency=time.perf_counter() - start)
         except Exception as error:  # noqa: BLE001 - e.g. a 200 whose JSON body is cut off: the client's JSONDecodeError
@@ -292,7 +313,7 @@ class OpenAIJudge:
             return JudgeOutput(text=None, error=error, latency=latency)
         return JudgeOutput(text=choices[0].message.content or "", latency=latency)
 
-    def judge(self, requests: list[JudgeRequest]) -> list[JudgeOutput]:
+    def judge(self, requests: list[JudgeRequest], seeds: list[int] | None = None) -> list[JudgeOutput]:
         urls: dict = {}
         for request in requests:  # the G completions of a prompt share its images: encode each image once
             for image in request.images:
@@ -301,7 +322,8 @@ class OpenAIJudge:
                     urls[key] = image_data_url(image)
         if self.pool is None:  # closed when training ended, and judging again (e.g. `trainer.evaluate()` after it)
             self._open()
-        return list(self.pool.map(self._request, [self._messages(r, urls) for r in requests]))
+        seeds = [None] * len(requests) if seeds is None else seeds
+        return list(self.pool.map(self._request, [self._messages(r, urls) for r in requests], seeds))
 
     def _open(self) -> None:
         """The client (its connections) and the pool of request threads."""
@@ -350,7 +372,7 @@ def build_backend(trainer):
     args = trainer.args
     if args.judge_backend == "reference":
         return ReferenceJudge(trainer, args.judge_temperature, args.judge_top_p, args.judge_max_tokens,
-                              args.judge_batch_size)
+                              args.judge_batch_size, per_judgement_seeds=args.reproducible_generation)
     return OpenAIJudge(args.judge_base_url, args.judge_model, args.judge_api_key_env, args.judge_temperature,
                        args.judge_top_p, args.judge_max_tokens, args.judge_timeout, args.judge_max_retries,
                        args.judge_concurrency)

@@ -3,6 +3,8 @@
 The trainer builds it once (`JudgeScoreProvider(trainer)`) and calls it on every process with that process's rows.
 For each completion it asks the judge `judge_repeats` times (the image, the question with its format instruction,
 the whole completion, in the recipe's prompt template), parses every answer (`parse_judge_score`) and averages.
+Every judgement has its own seed (`seeds.judge_seed`: the run's seed, the step, the generation batch, the
+completion's index over all processes, the repeat), which the backend samples it with.
 
 Failure policy (a judge will fail in long runs):
 - a judgement that failed after the client's retries, or whose answer has no score, is counted; with
@@ -33,6 +35,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from ..rewards.judge import parse_judge_score
+from ..seeds import generation_batch, judge_seed
 from . import JudgeUnavailableError
 from .backends import build_backend
 from .prompt import JudgeTemplate, prompt_images, prompt_text
@@ -90,11 +93,22 @@ class JudgeScoreProvider:
             for row, prompt, completion in zip(inputs, prompts, completions, strict=True)
         ]
 
+    def seeds(self, n: int) -> list[int]:
+        """The seeds of the judgements of this process's `n` completions, `judge_repeats` per completion, in order.
+        Call once per generation batch (it counts the batch)."""
+        trainer = self.trainer
+        batch = generation_batch(trainer, "judge")
+        offset = trainer.accelerator.process_index * n
+        step = trainer.state.global_step
+        return [judge_seed(self.args.seed, step, offset + i, repeat, batch)
+                for i in range(n) for repeat in range(self.args.judge_repeats)]
+
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[float | None]:
         repeats = self.args.judge_repeats
         requests = self.requests(inputs, prompts, completions)
+        seeds = self.seeds(len(requests))
         start = time.perf_counter()
-        outputs = self.backend.judge([r for r in requests for _ in range(repeats)])
+        outputs = self.backend.judge([r for r in requests for _ in range(repeats)], seeds)
         elapsed = time.perf_counter() - start
 
         written = [None if o.text is None else parse_judge_score(o.text, clamp=False) for o in outputs]

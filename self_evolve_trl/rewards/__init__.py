@@ -133,13 +133,30 @@ def _import_target(path: str) -> Callable:
         raise RewardError(f"Module {module_name!r} has no function {attribute!r} (reward {path!r}).") from None
 
 
+def is_reward_model(name: str) -> bool:
+    """Whether a `reward_funcs` entry names a reward model, as TRL takes one: a local folder or a hub id
+    (`org/name`) of a sequence classification model, rather than a registry name or a `module:function` path.
+
+    Example:
+
+    ```python
+    >>> is_reward_model("soft_frequency"), is_reward_model("my_rewards:length"), is_reward_model("org/reward-model")
+    (False, False, True)
+
+    ```
+    """
+    if name in REWARD_REGISTRY or ":" in name:
+        return False
+    return os.path.isdir(name) or "/" in name
+
+
 def _resolve(name: str) -> Callable:
     target = REWARD_REGISTRY.get(name)
     if target is None:
         if ":" not in name and "." not in name:
             raise RewardError(
                 f"Unknown reward {name!r}. Valid rewards: {', '.join(available_rewards())}; "
-                "or give your own as 'module:function'."
+                "or give your own as 'module:function', or a reward model as a local folder or a hub id 'org/name'."
             )
         target = name
     return _import_target(target) if isinstance(target, str) else target

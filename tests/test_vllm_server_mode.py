@@ -10,9 +10,11 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 
 pytestmark = pytest.mark.vllm
@@ -100,23 +102,89 @@ def test_two_processes_share_one_server(vllm_server, tiny_vllm_model_dir, run, p
                                        unused_port):
     """torchrun, 2 processes, one server: groups of 4 split 2 + 2 over the processes are scored whole."""
     out = tmp_path / "run"
-    args = ["recipes/tiny-cpu.yaml", "--model_name_or_path", tiny_vllm_model_dir, "--use_vllm", "true",
-            "--vllm_mode", "server", "--vllm_server_host", "127.0.0.1", "--vllm_server_port", str(vllm_server.port),
-            "--vllm_weight_sync", "disk", "--max_steps", "2", "--num_generations", "4",
-            "--per_device_train_batch_size", "2", "--max_completion_length", "16", "--synthetic_size", "8",
-            "--output_dir", str(out), "--log_completions", "true", "--save_strategy", "no", "--logging_steps", "1",
-            "--reward_funcs", "majority_vote", "--abstain_as_answer", "true"]
+    recipe = {
+        "model_name_or_path": tiny_vllm_model_dir, "dataset_name": "synthetic", "synthetic_size": 8,
+        "instruction": "Answer in \\boxed{}.", "reward_funcs": ["majority_vote"], "abstain_as_answer": True,
+        "answer_extractor": "last_number", "advantage": "grpo", "num_generations": 4,
+        "per_device_train_batch_size": 2, "max_completion_length": 16, "learning_rate": 0.05, "max_steps": 2,
+        "logging_steps": 1, "save_strategy": "no", "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+        "report_to": "none", "log_completions": True, "output_dir": str(out), "use_vllm": True,
+        "vllm_mode": "server", "vllm_server_host": "127.0.0.1", "vllm_server_port": vllm_server.port,
+        "vllm_weight_sync": "disk",
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    args = [str(tmp_path / "recipe.yaml")]
     result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(unused_port()),
                   "-m", "self_evolve_trl.cli", *args], env={**vllm_env, "SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-8000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     from self_evolve_trl.rewards import get_reward_function
 
-    majority = get_reward_function("majority_vote", abstain_as_answer=True)
+    majority = get_reward_function("majority_vote", abstain_as_answer=True, extractor="last_number")
     for step in (1, 2):
         table = pd.read_parquet(out / "completions" / f"completions_{step:05d}.parquet")
         assert table["process"].tolist() == [0, 0, 1, 1]  # the group's completions came from both processes
         completions = [messages[0]["content"] for messages in table["completion"]]
         assert table["majority_vote"].tolist() == majority(completions, group_size=4)
         assert Counter(table["prompt"].astype(str)).most_common(1)[0][1] == 4  # one prompt, all four rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CSRS re-inference through the server
+
+
+def csrs_step_through_server(vllm_server, model_dir, synthetic_dataset, cpu_config, visual_perturbation):
+    """One step of CSRS (`retrace_frequency`) in server mode; returns what the server was sent and the trainer."""
+    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+
+    config = server_config(cpu_config, vllm_server, reward_funcs=["retrace_frequency"], max_steps=1,
+                           retrace_samples_per_anchor=2, retrace_visual_perturbation=visual_perturbation)
+    trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=synthetic_dataset(4))
+    client, sent = trainer.vllm_generation.vllm_client, []
+    image_features, generate = client.image_features, client.generate
+
+    def record_images(images):
+        sent.append({"images": [[np.asarray(image).copy() for image in prompt_images] for prompt_images in images]})
+        return image_features(images)
+
+    def record_generate(prompts, features=None, n=1, **sampling):
+        output = generate(prompts=prompts, features=features, n=n, **sampling)
+        sent[-1].update(n=n, prompts=len(prompts), completion_ids=output["completion_ids"])
+        return output
+
+    client.image_features, client.generate = record_images, record_generate
+    scored = []
+    score = trainer._generate_and_score_completions
+
+    def record_scored(inputs):
+        output = score(inputs)
+        scored.append(output["completion_ids"].tolist())
+        return output
+
+    trainer._generate_and_score_completions = record_scored
+    trainer.train()
+    return sent, scored, trainer
+
+
+def test_csrs_reinference_reaches_the_server_with_the_perturbed_images(vllm_server, tiny_vllm_model_dir,
+                                                                       synthetic_dataset, cpu_config):
+    runs = {vsp: csrs_step_through_server(vllm_server, tiny_vllm_model_dir, synthetic_dataset, cpu_config, vsp)
+            for vsp in (False, True)}
+    for vsp, (sent, scored, trainer) in runs.items():
+        rollout, retrace = sent  # one rollout round (n = G), one re-inference round (n = K) for the step
+        assert (rollout["n"], rollout["prompts"]) == (4, 1)
+        assert (retrace["n"], retrace["prompts"]) == (2, 4 * len(trainer.args.retrace_anchors))
+        clean = rollout["images"][0][0]
+        same = [np.array_equal(images[0], clean) for images in retrace["images"]]
+        assert all(same) if not vsp else not any(same)
+        # the loss sees the rollout's completions; the re-inferred ones reached only the reward
+        (ids,) = scored
+        pad = trainer.pad_token_id
+        assert [[t for t in row if t != pad] for row in ids] == [list(c) for c in rollout["completion_ids"]]
+        history = trainer.state.log_history[0]
+        assert "rewards/retrace_frequency/mean" in history and history["retrace/seconds"] > 0
+    # with a fixed seed, turning VSP on changes what the server receives, and nothing else of the rollout
+    off, on = runs[False][0], runs[True][0]
+    assert np.array_equal(off[0]["images"][0][0], on[0]["images"][0][0])
+    assert not np.array_equal(off[1]["images"][0][0], on[1]["images"][0][0])

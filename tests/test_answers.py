@@ -101,25 +101,89 @@ def test_math_matching_works_off_the_main_thread():
     assert result["classes"] == [0, 0, 1, 1]
 
 
-def test_a_slow_comparison_counts_as_not_equal(monkeypatch):
+def _gated(monkeypatch, name):
+    """Replaces `answers.<name>` by a version whose first call blocks until the returned event is set."""
+    import self_evolve_trl.answers as answers
+
+    original, release, calls = getattr(answers, name), threading.Event(), []
+
+    def gated(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            assert release.wait(30)
+        return original(*args)
+
+    monkeypatch.setattr(answers, name, gated)
+    return release, calls
+
+
+def _clear_answer_caches():
+    import self_evolve_trl.answers as answers
+
+    for name in dir(answers):
+        if callable(getattr(getattr(answers, name), "cache_clear", None)):
+            getattr(answers, name).cache_clear()
+
+
+def _timeouts() -> int:
+    return MATCH_STATS.snapshot().get("math_timeouts", 0)
+
+
+def _wait_for(condition):
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_timed_out_comparison_is_counted_every_time_and_never_cached(monkeypatch):
+    """A comparison that runs past the deadline is "not equal" for that call and counted; the next call asks again
+    (waiting for the same stuck computation, not starting another), and once it has finished the pair is equal."""
     import time
 
     import self_evolve_trl.answers as answers
 
+    _clear_answer_caches()
+    answers._parsed("y+1"), answers._parsed("1+y")  # parsed under the normal deadline
     monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
-
-    def slow_verify(a, b):
-        time.sleep(1.0)
-        return True
-
-    monkeypatch.setattr(answers, "_mv_verify", slow_verify)
-    answers._math_equal_keys.cache_clear()
-    before = MATCH_STATS.snapshot().get("math_timeouts", 0)
+    release, calls = _gated(monkeypatch, "_mv_verify")
+    before = _timeouts()
     start = time.perf_counter()
-    assert answers._math_equal_keys("y+1", "1+y") is False
-    answers._math_equal_keys.cache_clear()
-    assert MATCH_STATS.snapshot()["math_timeouts"] == before + 1
-    assert time.perf_counter() - start < 0.9  # gave up at the deadline instead of waiting for the comparison
+    assert not is_equivalent("y+1", "1+y")
+    assert time.perf_counter() - start < 2  # gave up at the deadline instead of waiting for the comparison
+    assert _timeouts() == before + 1
+    assert not is_equivalent("y+1", "1+y")  # not a cached "not equal": asked again, timed out again, counted again
+    assert _timeouts() == before + 2 and len(calls) == 1  # the stuck computation was waited for, not started again
+    release.set()
+    _wait_for(lambda: len(calls) >= 1 and not any(t.name.startswith("math-verify") and t.is_alive()
+                                                 for t in threading.enumerate()))
+    assert is_equivalent("y+1", "1+y")
+    assert answer_classes(["y+1", "1+y"]) == [0, 0]
+    assert _timeouts() == before + 2
+    _clear_answer_caches()
+
+
+def test_a_timed_out_cold_parse_is_not_cached(monkeypatch):
+    """The first parse of a process can take seconds (imports, grammar): timing out once must not leave the answer
+    "unparsable" (and every comparison with it "not equal") for the rest of the run."""
+    import self_evolve_trl.answers as answers
+
+    _clear_answer_caches()
+    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
+    release, calls = _gated(monkeypatch, "_mv_parse")
+    before = _timeouts()
+    assert answer_classes(["z^2+1", "1+z^2"]) == [0, 1]
+    assert _timeouts() == before + 1
+    stuck = calls[0][0]  # the answer whose parse is stuck
+    assert answers._parsed(stuck) is None and _timeouts() == before + 2  # still parsing: counted again
+    release.set()
+    _wait_for(lambda: not any(t.name.startswith("math-verify") and t.is_alive() for t in threading.enumerate()))
+    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 30.0)
+    assert answer_classes(["z^2+1", "1+z^2"]) == [0, 0]
+    assert _timeouts() == before + 2
+    _clear_answer_caches()
 
 
 def test_percent_and_a_lone_e_are_read_deliberately_unlike_math_verify():

@@ -200,3 +200,46 @@ def test_percent_and_a_lone_e_are_read_deliberately_unlike_math_verify():
     assert answer_classes(["25\\%", "\\frac14", "25", "0.25"]) == [0, 1, 0, 1]
     assert normalize_answer("e") == normalize_answer("(e)") == "E"
     assert answer_classes(["e", "2.718281828459045", "E", "(E)"]) == [0, 1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "raw, normalized",
+    [
+        ("2+3h", "2+3h"),  # a letter in an expression is a variable, not hours
+        ("4 + 3h", "4+3h"),
+        ("x+3m", "x+3m"),
+        ("3g+2", "3g+2"),
+        ("2\\pi h", "2\\pih"),  # a bare letter after a number in LaTeX: a variable
+        ("2+3\\%", "2+3\\%"),  # a percent sign inside an expression is math-verify's (2.03)
+        ("3 h", "3"),
+        ("3h", "3"),
+        ("-1,000 m", "-1000"),
+        ("\\frac{3}{4} cm", "0.75"),
+        ("12 apples", "12"),
+        ("(x+2)\\text{ cm}", "(x+2)"),  # a unit marked as text is a unit after anything
+        ("2\\sqrt{3}\\,\\mathrm{m}^2", "2\\sqrt{3}"),
+        ("\\theta = 30^\\circ", "30"),  # one variable on the left: a Greek letter too
+        ("x_1 = 5", "5"),
+        ("2x + y = 1", "2x+y=1"),  # an equation stays one
+        ("x=2, y=3", "x=2,y=3"),  # a system, not `2,y=3`
+    ],
+)
+def test_units_only_after_a_plain_number_and_assignments_only_of_one_variable(raw, normalized):
+    assert normalize_answer(raw) == normalized
+
+
+def test_a_letter_after_an_expression_is_a_variable():
+    """`2+3h` does not vote with 5 (math-verify's own unit removal would read it as 2+3 too); `3 h` votes with 3."""
+    assert answer_classes(["2+3h", "5", "3 h", "3", "12 cm", "12", "4+3h", "3h+4"]) == [0, 1, 2, 2, 3, 3, 4, 4]
+    assert answer_classes(["2+3\\%", "5", "2.03"]) == [0, 1, 0]
+    assert answer_classes(["(x+2)\\text{ cm}", "x+2", "2+x"]) == [0, 0, 0]
+
+
+def test_an_equation_is_not_its_right_hand_side():
+    """`x = 1` reads as 1; `2x + y = 1` is an equation (math-verify finds it equal to 1 with 1 as gold)."""
+    from self_evolve_trl.answers import _mv_parse, _mv_verify
+
+    assert _mv_verify(_mv_parse("1"), _mv_parse("2x+y=1"))  # what the matcher must not follow
+    assert answer_classes(["2x + y = 1", "1", "x = 1", "y + 2x = 1", "2x=1", "\\frac12"]) == [0, 1, 1, 0, 2, 3]
+    assert not is_equivalent("2x=10", "10") and not is_equivalent("10", "2x=10")
+    assert is_equivalent("y = 2x+1", "1+2x") and is_equivalent("\\theta=30^\\circ", "30")

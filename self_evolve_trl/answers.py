@@ -6,6 +6,9 @@ Three things live here:
   number. No answer found is an *abstention* (`None`), not an answer.
 - `normalize_answer(answer)`: the cheap normalisation applied before any comparison (spacing, `$`, `\\text{}`,
   degrees, trailing units and punctuation, `\\dfrac`, outer braces, choice letters, plain numbers to a canonical form).
+  A unit is dropped only after a plain number (`12 cm`, `3h`) or where it is marked as text (`(x+2)\\text{ cm}`): a
+  letter in an expression is a variable (`2+3h`). `x = 12` is 12 when one variable stands on the left; any other
+  equation (`2x + y = 1`) stays an equation, which equals no number.
 - `answer_classes(answers, match)`: one class id per answer, equal ids for equivalent answers. `match="math"` adds
   math-verify on top of the normalisation for the classes still distinct (`1/2` = `0.5` = `\\frac{1}{2}`,
   `2\\sqrt{3}` = `\\sqrt{12}`).
@@ -23,7 +26,9 @@ as gold), and two answers are equal if either order says so.
 
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
-times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
+times out or raises counts as "not equal" and is counted in `MATCH_STATS` each time. A timeout is never cached (the
+next comparison of the pair asks again), since it says nothing about the answers: the first parse of a process can
+take seconds. math-verify's own unit removal is off too; it would read `2+3h` as 5.
 """
 
 from __future__ import annotations
@@ -142,15 +147,20 @@ def extract_answer(text: Any, extractor: str = "boxed") -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation
 
-_UNITS = (
-    "degrees?|deg|cm|mm|km|m|meters?|metres?|centimeters?|millimeters?|kilometers?|inches|inch|in|feet|foot|ft|"
-    "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|m\\^2|m\\^3|cm²|cm³|m²|m³|grams?|g|kg|seconds?|"
-    "s|minutes?|min|hours?|h|hrs?|dollars?|cents?|percent|liters?|l|ml|mph|km/h|m/s"
+_ONE_LETTER_UNITS = "m|s|g|h|l"
+_LONGER_UNITS = (
+    "degrees?|deg|cm|mm|km|meters?|metres?|centimeters?|millimeters?|kilometers?|inches|inch|in|feet|foot|ft|"
+    "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|cm²|cm³|grams?|kg|seconds?|"
+    "minutes?|min|hours?|hrs?|dollars?|cents?|percent|liters?|ml|mph|km/h|m/s"
 )
+_UNITS = f"{_LONGER_UNITS}|{_ONE_LETTER_UNITS}"
 _POWER = r"(?:\^\s*\{?\s*[23]\s*\}?|[23²³])?"
-# After a plain number: a known unit (`12 cm`, `3h`, `5 m^2`), a percent sign, or words after a space (`12 apples`).
+# After a plain number: a known unit (`12 cm`, `12cm`, `5 m^2`; a one-letter one only after a space: `3 h`, while
+# `3h` is a product), words after a space (`12 apples`), or a percent sign.
 _BARE_UNIT = re.compile(
-    rf"^(.*?)\s*(?:\\ )?\s*(?:(?:{_UNITS}){_POWER}|\\?%|(?<=\s)[A-Za-z]{{2,}}(?:\s+[A-Za-z]+)*)$", re.IGNORECASE
+    rf"^(.*?)(?:\s*(?:{_LONGER_UNITS}){_POWER}|\s+(?:(?:{_ONE_LETTER_UNITS}){_POWER}|[a-z]{{2,}}(?:\s+[a-z]+)*)"
+    rf"|\s*\\?%)$",
+    re.IGNORECASE,
 )
 # A unit marked as text (`2\pi \text{ cm}^2`, `(x+2)\,\mathrm{m}`): a unit after whatever precedes it.
 _TEXT_UNIT = re.compile(
@@ -187,8 +197,9 @@ def normalize_answer(answer: str) -> str:
 
     Two readings here are deliberate and differ from math-verify on the raw strings:
 
-    - a percent sign is a trailing unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal to
-      `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`;
+    - a percent sign after a plain number is a unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal
+      to `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`. Inside an
+      expression it is math-verify's: `2+3\\%` is 2.03;
     - a single letter is a choice letter, upper-cased: `e` is the choice `E` (math-verify reads Euler's number,
       equal to `2.718281828459045`).
 

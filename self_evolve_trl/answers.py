@@ -382,6 +382,21 @@ class _Deadline:
 _deadline = _Deadline()
 
 
+_warm = threading.Event()
+_warm_lock = threading.Lock()
+
+
+def _warm_up():
+    """math-verify's imports and first parse and comparison, once per process, with no deadline: they take seconds
+    (5 on a loaded machine), which says nothing about the answers, and would otherwise time out the first ones."""
+    if _warm.is_set():
+        return
+    with _warm_lock:
+        if not _warm.is_set():
+            _mv_verify(_mv_parse("x+1"), _mv_parse("1+x"))
+            _warm.set()
+
+
 def _silence_timeout_warnings():
     """math-verify warns once that its timeouts are off; they are off on purpose (see the module docstring)."""
     import math_verify.grader
@@ -434,6 +449,7 @@ def _parse_once(key: str):
     """math-verify's parse of a normalised answer, None when it cannot be parsed; raises `_TimedOut` (not cached)."""
     MATCH_STATS.add("math_parse")
     try:
+        _warm_up()
         result = _deadline(_mv_parse, key, key=("parse", key))
     except concurrent.futures.TimeoutError:
         MATCH_STATS.add("math_timeouts")

@@ -174,6 +174,7 @@ def test_a_timed_out_cold_parse_is_not_cached(monkeypatch):
     import self_evolve_trl.answers as answers
 
     _clear_answer_caches()
+    answers._warm_up()  # imports and first parse (see the next test) done before the parse is made to hang
     monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
     release, calls = _gated(monkeypatch, "_mv_parse")
     before = _timeouts()
@@ -186,6 +187,30 @@ def test_a_timed_out_cold_parse_is_not_cached(monkeypatch):
     monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 30.0)
     assert answer_classes(["z^2+1", "1+z^2"]) == [0, 0]
     assert _timeouts() == before + 2
+    _clear_answer_caches()
+
+
+def test_the_first_parse_of_a_process_is_not_held_to_the_deadline(monkeypatch):
+    """math-verify's imports and first parse take seconds (5 on a loaded machine): they run once, before the first
+    deadline, so that the first answers of a run are not "not equal" for want of a warm parser."""
+    import time
+
+    import self_evolve_trl.answers as answers
+
+    _clear_answer_caches()
+    monkeypatch.setattr(answers, "_warm", threading.Event(), raising=False)  # a fresh process
+    original, calls = answers._mv_parse, []
+
+    def cold_parse(expression):
+        calls.append(expression)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return original(expression)
+
+    monkeypatch.setattr(answers, "_mv_parse", cold_parse)
+    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
+    before = _timeouts()
+    assert is_equivalent("y+1", "1+y") and _timeouts() == before
     _clear_answer_caches()
 
 

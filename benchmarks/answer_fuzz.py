@@ -1,10 +1,10 @@
 """Seeded fuzz of answer matching on expressions with variables, units and equations, against math-verify.
 
 Every answer is generated together with what it means under the matcher's rules (`self_evolve_trl.answers`): a
-trailing unit is dropped only after a plain number (`12 cm`, `12cm`, `3 h`, `25\\%`; `3h` is a product) or where it is marked as text
-(`(x+2)\\text{ cm}`); a letter in an expression is a variable (`2+3h`); `x = E` with one variable on the left means
-E; any other equation (`2x + y = 1`, `1 = 2x+y`) stays an equation, equal only to an equation with the same
-solutions.
+trailing unit is dropped only after a plain number (`12 cm`, `12cm`, `3 h`, `25\\%`; `3h` is a product) or where it
+is marked as text (`(x+2)\\text{ cm}`); a letter in an expression is a variable (`2+3h`); `x = E` with one variable
+on the left means E; any other equation (`2x + y = 1`, `1 = 2x+y`) stays an equation, equal only to an equation with
+the same solutions.
 Answers of a few such families (and confusers: `2+3h` next to `5`, `2x+y=1` next to `1`) are drawn into groups of 8,
 and every pair in a group is judged three ways:
 
@@ -183,14 +183,21 @@ def _reason(a: str, b: str, ma, mb) -> str:
 
 
 def _drops_a_variable(answer: str, meaning) -> bool:
-    """Whether math-verify's parse of `answer` (default configs) has fewer variables than the answer means."""
+    """Whether math-verify's parse of `answer` (default configs) has fewer variables than the answer means, or has
+    none where the matcher's (math-verify with its unit removal off) has one: `s^2 + 4\\cdot t` loses its `t`, and
+    `s^2 + 4\\cdot` is not parsed."""
     from math_verify import parse
+
+    from self_evolve_trl.answers import _mv_parse
 
     try:
         parsed = parse(f"${answer}$", parsing_timeout=None)
+        if not parsed or isinstance(parsed[0], str):
+            parsed = _mv_parse(answer)
+            return bool(parsed) and not isinstance(parsed[0], str)
     except Exception:
         return False
-    if not parsed or not hasattr(parsed[0], "free_symbols"):
+    if not hasattr(parsed[0], "free_symbols"):
         return False
     return {str(s) for s in parsed[0].free_symbols} < {str(s) for s in meaning[1].free_symbols}
 

@@ -359,7 +359,7 @@ class _Deadline:
         seconds = MATH_TIMEOUT_SECONDS if seconds is None else seconds
         with self._lock:
             future = self._late.pop(key, None) if key is not None else None
-            if future is None:
+            if future is None or future.cancelled():
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="math-verify")
                 executor = self._executor
@@ -368,6 +368,8 @@ class _Deadline:
                 executor = None  # an abandoned worker's call: no executor of ours is blocked by it
         try:
             return future.result(timeout=seconds)
+        except concurrent.futures.CancelledError:  # queued behind a call that timed out: it never ran
+            raise concurrent.futures.TimeoutError from None
         except concurrent.futures.TimeoutError:
             with self._lock:
                 if key is not None:

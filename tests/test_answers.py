@@ -190,6 +190,25 @@ def test_a_timed_out_cold_parse_is_not_cached(monkeypatch):
     _clear_answer_caches()
 
 
+def test_a_call_cancelled_behind_a_timed_out_one_is_a_timeout_not_an_error():
+    """A call queued behind one that times out is cancelled with the abandoned worker: it never ran, so it is a
+    timeout (not cached), not an error (cached as "cannot be parsed"); asked again, it runs."""
+    import concurrent.futures
+    import time
+
+    from self_evolve_trl.answers import _Deadline
+
+    deadline, release = _Deadline(), threading.Event()
+    stuck = threading.Thread(target=lambda: pytest.raises(TimeoutError, deadline, release.wait, 30, seconds=2.0))
+    stuck.start()
+    time.sleep(0.3)  # the stuck call runs; the next one waits in the queue until the first gives up
+    with pytest.raises(concurrent.futures.TimeoutError):
+        deadline(str.upper, "queued", key="queued", seconds=10.0)
+    stuck.join()
+    assert deadline(str.upper, "queued", key="queued") == "QUEUED"
+    release.set()
+
+
 def test_the_first_parse_of_a_process_is_not_held_to_the_deadline(monkeypatch):
     """math-verify's imports and first parse take seconds (5 on a loaded machine): they run once, before the first
     deadline, so that the first answers of a run are not "not equal" for want of a warm parser."""

@@ -187,6 +187,7 @@ def _drops_a_variable(answer: str, meaning) -> bool:
     none where the matcher's (math-verify with its unit removal off) has one: `s^2 + 4\\cdot t` loses its `t`, and
     `s^2 + 4\\cdot` is not parsed."""
     from math_verify import parse
+    from sympy import Eq, Symbol
 
     from self_evolve_trl.answers import _mv_parse
 
@@ -197,9 +198,12 @@ def _drops_a_variable(answer: str, meaning) -> bool:
             return bool(parsed) and not isinstance(parsed[0], str)
     except Exception:
         return False
-    if not hasattr(parsed[0], "free_symbols"):
+    expression = parsed[0]
+    if isinstance(expression, Eq) and isinstance(expression.lhs, Symbol):  # `k = E` means E
+        expression = expression.rhs
+    if not hasattr(expression, "free_symbols"):
         return False
-    return {str(s) for s in parsed[0].free_symbols} < {str(s) for s in meaning[1].free_symbols}
+    return {str(s) for s in expression.free_symbols} < {str(s) for s in meaning[1].free_symbols}
 
 
 def warm_up():

@@ -6,6 +6,9 @@ Three things live here:
   number. No answer found is an *abstention* (`None`), not an answer.
 - `normalize_answer(answer)`: the cheap normalisation applied before any comparison (spacing, `$`, `\\text{}`,
   degrees, trailing units and punctuation, `\\dfrac`, outer braces, choice letters, plain numbers to a canonical form).
+  A unit is dropped only after a plain number (`12 cm`, `3h`) or where it is marked as text (`(x+2)\\text{ cm}`): a
+  letter in an expression is a variable (`2+3h`). `x = 12` is 12 when one variable stands on the left; any other
+  equation (`2x + y = 1`) stays an equation, which equals no number.
 - `answer_classes(answers, match)`: one class id per answer, equal ids for equivalent answers. `match="math"` adds
   math-verify on top of the normalisation for the classes still distinct (`1/2` = `0.5` = `\\frac{1}{2}`,
   `2\\sqrt{3}` = `\\sqrt{12}`).
@@ -23,7 +26,9 @@ as gold), and two answers are equal if either order says so.
 
 math-verify's own timeouts use `signal.alarm`, which fails off the main thread (one released trainer scored
 everything 0 because of it). Here they are disabled and replaced by a deadline on a worker thread: a comparison that
-times out or raises counts as "not equal" and is counted in `MATCH_STATS`.
+times out or raises counts as "not equal" and is counted in `MATCH_STATS` each time. A timeout is never cached (the
+next comparison of the pair asks again), since it says nothing about the answers: the first parse of a process can
+take seconds. math-verify's own unit removal is off too; it would read `2+3h` as 5.
 """
 
 from __future__ import annotations
@@ -142,17 +147,35 @@ def extract_answer(text: Any, extractor: str = "boxed") -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation
 
-_UNITS = (
-    "degrees?|deg|cm|mm|km|m|meters?|metres?|centimeters?|millimeters?|kilometers?|inches|inch|in|feet|foot|ft|"
-    "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|m\\^2|m\\^3|cm²|cm³|m²|m³|grams?|g|kg|seconds?|"
-    "s|minutes?|min|hours?|h|hrs?|dollars?|cents?|percent|liters?|l|ml|mph|km/h|m/s"
+_ONE_LETTER_UNITS = "m|s|g|h|l"
+_LONGER_UNITS = (
+    "degrees?|deg|cm|mm|km|meters?|metres?|centimeters?|millimeters?|kilometers?|inches|inch|in|feet|foot|ft|"
+    "yards?|yd|miles?|units?|square units?|sq units?|cm\\^2|cm\\^3|cm²|cm³|grams?|kg|seconds?|"
+    "minutes?|min|hours?|hrs?|dollars?|cents?|percent|liters?|ml|mph|km/h|m/s"
 )
-_TRAILING_UNIT = re.compile(
-    rf"^(.*?(?:[0-9}}).]|\\pi))\s*(?:\\,|\\;|\\ )?\s*(?:{_UNITS})(?:\^?[23]|[²³])?$", re.IGNORECASE
+_UNITS = f"{_LONGER_UNITS}|{_ONE_LETTER_UNITS}"
+_POWER = r"(?:\^\s*\{?\s*[23]\s*\}?|[23²³])?"
+# After a plain number: a known unit (`12 cm`, `12cm`, `5 m^2`; a one-letter one only after a space: `3 h`, while
+# `3h` is a product), words after a space (`12 apples`), or a percent sign.
+_BARE_UNIT = re.compile(
+    rf"^(.*?)(?:\s*(?:{_LONGER_UNITS}){_POWER}|\s+(?:(?:{_ONE_LETTER_UNITS}){_POWER}|[a-z]{{2,}}(?:\s+[a-z]+)*)"
+    rf"|\s*\\?%)$",
+    re.IGNORECASE,
 )
+# A unit marked as text (`2\pi \text{ cm}^2`, `(x+2)\,\mathrm{m}`): a unit after whatever precedes it.
+_TEXT_UNIT = re.compile(
+    rf"^(.*?)\\(?:text|textrm|mathrm|mbox)\s*\{{\s*(?:(?:{_UNITS})|[A-Za-z]{{2,}}(?:\s+[A-Za-z]+)*)\s*\}}\s*{_POWER}$",
+    re.IGNORECASE,
+)
+_SPACING = ("\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "~", "\\ ")
 _TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _CHOICE = re.compile(r"^\(?([A-Za-z])\)?[.:]?$")
-_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?!=)")
+_GREEK = (
+    "alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|rho|sigma|tau|"
+    "upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega"
+)
+# `x = 12`, `\theta_1 = 30`: one variable on the left, and no further `=` on the right (`x=2,y=3` is a system)
+_ASSIGNMENT = re.compile(rf"^(?:[A-Za-z]|\\(?:{_GREEK}))(?:_\{{?\w+\}}?)?\s*=\s*(?=[^=]+$)")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -174,8 +197,9 @@ def normalize_answer(answer: str) -> str:
 
     Two readings here are deliberate and differ from math-verify on the raw strings:
 
-    - a percent sign is a trailing unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal to
-      `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`;
+    - a percent sign after a plain number is a unit and is dropped: `25\\%` is `25` (math-verify reads 0.25, equal
+      to `\\frac14`). Reading both ways would put `25` and `\\frac14` in one class through `25\\%`. Inside an
+      expression it is math-verify's: `2+3\\%` is 2.03;
     - a single letter is a choice letter, upper-cased: `e` is the choice `E` (math-verify reads Euler's number,
       equal to `2.718281828459045`).
 
@@ -192,31 +216,46 @@ def normalize_answer(answer: str) -> str:
     for wrapper in (("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(wrapper[0]) and s.endswith(wrapper[1]):
             s = s[2:-2]
+    unit = _TEXT_UNIT.match(s)
+    if unit:
+        body = _without_spacing(unit.group(1))
+        if body and (body[-1].isalnum() or body[-1] in "})]|!"):
+            return normalize_answer(body)
     for _ in range(3):  # nested \text{\textbf{...}}
         s = _TEXT_COMMANDS.sub(r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("\\left", "").replace("\\right", "")
-    for spacing in ("\\!", "\\,", "\\;", "\\:", "\\quad", "\\qquad", "~"):
+    for spacing in _SPACING:
         s = s.replace(spacing, " ")
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
-    s = s.replace("\\%", "").replace("%", "")  # a unit: `25\%` is 25, not 0.25 (see the docstring)
     s = s.strip().rstrip(".,;:!?。").strip()
     s = _strip_outer_braces(s)
     s = _ASSIGNMENT.sub("", s)
-    unit = _TRAILING_UNIT.match(s)
-    if unit:
+    unit = _BARE_UNIT.match(s)
+    if unit and _plain_number(unit.group(1)) is not None:  # `12 cm`, `25\%`; never `2+3h` (a variable)
         s = unit.group(1)
     s = s.rstrip(".").strip()
     choice = _CHOICE.match(s)
     if choice:  # a choice letter, whatever its case: `e` is `E`, not Euler's number (see the docstring)
         return choice.group(1).upper()
     s = re.sub(r"\s+", "", s)
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
-    number = _as_number(s)
+    number = _plain_number(s)
     if number is not None:
         return _number_key(number, decimal="." in s)
     return s
+
+
+def _without_spacing(s: str) -> str:
+    s = s.rstrip()
+    while s.endswith(_SPACING):
+        s = s[: -len(next(spacing for spacing in _SPACING if s.endswith(spacing)))].rstrip()
+    return s
+
+
+def _plain_number(s: str) -> Fraction | None:
+    """`_as_number` of `s` without whitespace and thousands separators (`1,000`)."""
+    s = re.sub(r"\s+", "", s)
+    return _as_number(s.replace(",", "") if _THOUSANDS.match(s) else s)
 
 
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
@@ -296,35 +335,68 @@ class MatchStats:
 MATCH_STATS = MatchStats()
 
 
+class _TimedOut(Exception):
+    """math-verify ran past its deadline: no verdict. Raised through the `lru_cache`d functions, which cache no
+    call that raises, so a timed-out parse or comparison is never kept as a result."""
+
+
 class _Deadline:
     """Runs a call on a worker thread and gives up after `seconds`; a stuck worker is abandoned, not reused.
 
     The trade-off: Python cannot stop a thread, so an abandoned worker runs its sympy call to the end (a pathological
-    one may never end), taking GIL time from the trainer, and each timeout can leave one more such thread behind.
-    `signal.alarm` would stop the call, but it works only on the main thread, where rewards do not always run."""
+    one may never end), taking GIL time from the trainer. A call given a `key` that timed out is not started again
+    while it runs: the next call with that key waits for the same future (up to its own deadline), so one stuck
+    computation leaves one thread behind however often it is asked for, and a slow one (a cold parse) that finishes
+    late gives its result to the next call. `signal.alarm` would stop the call, but it works only on the main thread,
+    where rewards do not always run."""
 
     def __init__(self):
         self._executor = None
         self._lock = threading.Lock()
+        self._late: dict[Any, concurrent.futures.Future] = {}  # key -> future of a call that timed out
 
-    def __call__(self, fn, *args, seconds: float | None = None):
+    def __call__(self, fn, *args, key: Any = None, seconds: float | None = None):
         seconds = MATH_TIMEOUT_SECONDS if seconds is None else seconds
         with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="math-verify")
-            executor = self._executor
-        future = executor.submit(fn, *args)
+            future = self._late.pop(key, None) if key is not None else None
+            if future is None or future.cancelled():
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="math-verify")
+                executor = self._executor
+                future = executor.submit(fn, *args)
+            else:
+                executor = None  # an abandoned worker's call: no executor of ours is blocked by it
         try:
             return future.result(timeout=seconds)
+        except concurrent.futures.CancelledError:  # queued behind a call that timed out: it never ran
+            raise concurrent.futures.TimeoutError from None
         except concurrent.futures.TimeoutError:
             with self._lock:
-                if self._executor is executor:
+                if key is not None:
+                    self._late[key] = future
+                if executor is not None and self._executor is executor:
                     self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
             raise
 
 
 _deadline = _Deadline()
+
+
+_warm = threading.Event()
+_warm_lock = threading.Lock()
+
+
+def _warm_up():
+    """math-verify's imports and first parse and comparison, once per process, with no deadline: they take seconds
+    (5 on a loaded machine), which says nothing about the answers, and would otherwise time out the first ones."""
+    if _warm.is_set():
+        return
+    with _warm_lock:
+        if not _warm.is_set():
+            _mv_verify(_mv_parse("x+1"), _mv_parse("1+x"))
+            _warm.set()
 
 
 def _silence_timeout_warnings():
@@ -337,13 +409,17 @@ def _silence_timeout_warnings():
 
 
 def _mv_parse(expression: str):
+    """math-verify's parse, without its unit removal: `normalize_answer` drops the units (only after a plain
+    number), while math-verify's would also drop a variable that looks like one (`2+3h` would read as 5)."""
+    from latex2sympy2_extended import NormalizationConfig
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     _silence_timeout_warnings()
 
+    normalization = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True)
     return parse(
         f"${expression}$",
-        extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+        extraction_config=[LatexExtractionConfig(normalization_config=normalization), ExprExtractionConfig()],
         parsing_timeout=None,
         raise_on_error=True,
     )
@@ -355,37 +431,44 @@ def _mv_verify(gold, target) -> bool:
     return bool(verify(gold, target, timeout_seconds=None, raise_on_error=True))
 
 
-def _mv_verify_either_order(a, b) -> bool:
-    """`verify` in both argument orders: it is not symmetric (gold `x>2`, target `(2,\\infty)` is equal, the
-    reverse is not: only an inequality given as gold is read as its set). The second order runs only when the first
-    says no; an order that raises counts as "no", and a pair found "not equal" with an order that raised counts as a
-    math-verify error."""
+def _mv_verify_either_order(a, b) -> tuple[bool, bool]:
+    """`verify` in both argument orders, and whether an order raised: it is not symmetric (gold `x>2`, target
+    `(2,\\infty)` is equal, the reverse is not: only an inequality given as gold is read as its set). The second
+    order runs only when the first says no; an order that raises counts as "no"."""
     raised = False
     for gold, target in ((a, b), (b, a)):
         MATCH_STATS.add("math_verify")
         try:
             if _mv_verify(gold, target):
-                return True
+                return True, False
         except Exception:
             raised = True
-    if raised:
-        MATCH_STATS.add("math_errors")
-    return False
+    return False, raised
 
 
 @lru_cache(maxsize=65536)
-def _parsed(key: str):
-    """math-verify's parse of a normalised answer (cached); None when it cannot be parsed."""
+def _parse_once(key: str):
+    """math-verify's parse of a normalised answer, None when it cannot be parsed; raises `_TimedOut` (not cached)."""
     MATCH_STATS.add("math_parse")
     try:
-        result = _deadline(_mv_parse, key)
+        _warm_up()
+        result = _deadline(_mv_parse, key, key=("parse", key))
     except concurrent.futures.TimeoutError:
         MATCH_STATS.add("math_timeouts")
-        return None
+        raise _TimedOut from None
     except Exception:
         MATCH_STATS.add("math_errors")
         return None
     return result or None
+
+
+def _parsed(key: str):
+    """math-verify's parse of a normalised answer (cached); None when it cannot be parsed or the parse timed out
+    (a timed-out parse is counted and tried again at the next call)."""
+    try:
+        return _parse_once(key)
+    except _TimedOut:
+        return None
 
 
 # What math-verify's parse of an answer is, as far as the shortcuts of `_reading_verdict` need to know (an answer
@@ -417,15 +500,18 @@ def _reading(expression) -> tuple[str, Any]:
     - `("symbol", name)`: a lone one-letter symbol (`D`);
     - `("not_real", None)`: infinity, NaN or the imaginary unit (`\\infty`, `I`);
     - `("collection", None)`: a set, tuple or interval of two or more elements (`2,3,5`);
+    - `("equation", None)`: an equation whose left side is not a single variable (`2x+y=1`), or a chain of them;
     - `("other", None)`: anything else (sums, inequalities, floats, ...).
-    An equation `lhs = rhs` reads as its right-hand side (math-verify compares an equation with a non-equation by
-    it, or finds them different), marked `"equation"`.
+    An assignment `x = 12` (a single variable on the left) reads as its right-hand side.
     """
     import sympy
 
     if isinstance(expression, sympy.Eq):
-        kind, data = _reading(expression.rhs)
-        return ("equation", (kind, data)) if kind != "other" else ("other", None)
+        if isinstance(expression.lhs, sympy.Symbol):
+            return _reading(expression.rhs)
+        return "equation", None
+    if isinstance(expression, sympy.And) and all(isinstance(arg, sympy.Eq) for arg in expression.args):
+        return "equation", None
     if isinstance(expression, (sympy.FiniteSet, sympy.Tuple)) and len(expression) >= 2:
         return "collection", None
     if isinstance(expression, sympy.Interval):
@@ -457,12 +543,16 @@ def _reading(expression) -> tuple[str, Any]:
 
 @lru_cache(maxsize=65536)
 def _parsed_reading(key: str) -> tuple[str, Any]:
-    """`_reading` of what math-verify parses from a normalised answer (cached); `("unparsed", None)` if nothing."""
-    parsed = _parsed(key)
+    """`_reading` of what math-verify parses from a normalised answer (cached); `("unparsed", None)` if nothing.
+    Raises `_TimedOut` (not cached) when the parse or the reading runs past its deadline."""
+    parsed = _parse_once(key)
     if parsed is None:
         return "unparsed", None
     try:
-        return _deadline(_reading, parsed[0])
+        return _deadline(_reading, parsed[0], key=("reading", key))
+    except concurrent.futures.TimeoutError:
+        MATCH_STATS.add("math_timeouts")
+        raise _TimedOut from None
     except Exception:
         return "other", None
 
@@ -569,14 +659,11 @@ def _reading_verdict(a: str, b: str) -> bool | None:
         return False
     if kind_a == kind_b == "number":
         return None  # too close to tell apart numerically (see `values_compare`)
-    if kind_a == "equation" and kind_b == "equation":
-        return None
-    if "equation" in (kind_a, kind_b) and "collection" in (kind_a, kind_b):
-        return None  # math-verify compares an equation with a set by its solution set: x^2=4 ~ {-2, 2}
-    if kind_a == "equation":
-        kind_a, data_a = data_a
-    if kind_b == "equation":
-        kind_b, data_b = data_b
+    if "equation" in (kind_a, kind_b):
+        # an equation is not its right-hand side (`2x+y=1` is not 1, though math-verify finds them equal with 1 as
+        # gold); it may equal another equation, an inequality, or a set (by its solution set: x^2=4 ~ {-2, 2})
+        other = kind_b if kind_a == "equation" else kind_a
+        return None if other in ("equation", "relation", "collection") else False
     if frozenset({kind_a, kind_b}) in _NEVER_EQUAL:
         return False
     if kind_a == kind_b == "monomial" and data_a != data_b:
@@ -585,23 +672,37 @@ def _reading_verdict(a: str, b: str) -> bool | None:
 
 
 @lru_cache(maxsize=262144)
-def _math_equal_keys(a: str, b: str) -> bool:
+def _math_verdict(a: str, b: str) -> tuple[bool, bool]:
+    """(equal, whether math-verify raised) for two keys; raises `_TimedOut`, so that a timeout is never cached."""
     if len(a) > MAX_MATH_LENGTH or len(b) > MAX_MATH_LENGTH:
         MATCH_STATS.add("math_skipped_long")
-        return False
+        return False, False
     if _reading_verdict(a, b) is False:
         MATCH_STATS.add("math_ruled_out")
-        return False
-    parsed_a, parsed_b = _parsed(a), _parsed(b)
+        return False, False
+    parsed_a, parsed_b = _parse_once(a), _parse_once(b)
     if parsed_a is None or parsed_b is None:
-        return False
+        return False, False
     try:  # one deadline for the pair, both orders included
-        return _deadline(_mv_verify_either_order, parsed_a, parsed_b)
+        return _deadline(_mv_verify_either_order, parsed_a, parsed_b, key=("verify", a, b))
     except concurrent.futures.TimeoutError:
         MATCH_STATS.add("math_timeouts")
+        raise _TimedOut from None
     except Exception:
+        return False, True
+
+
+def _math_equal_keys(a: str, b: str) -> bool:
+    """math-verify's verdict on two keys. A comparison that raised is "not equal" and counted in `MATCH_STATS` at
+    every call; one that timed out (its parse included) is "not equal" this time, counted, and tried again at the
+    next call: a timeout says nothing about the answers (a cold first parse can take seconds)."""
+    try:
+        equal, raised = _math_verdict(a, b)
+    except _TimedOut:
+        return False
+    if raised:
         MATCH_STATS.add("math_errors")
-    return False
+    return equal
 
 
 def _plain_numbers_verdict(a: str, b: str) -> bool | None:

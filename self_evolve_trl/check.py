@@ -9,10 +9,11 @@ Every problem is reported at once, each with its fix; nothing is trained and no 
 - fields: unknown keys (with the nearest valid name), values of the wrong type, values outside a field's choices;
   a command-line flag that cannot be parsed is reported and left out, the other flags keep their values;
 - rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
-- advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
-  groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
-- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: CSRS and judge
-  settings too), then the whole config as the trainer will build it (whatever TRL and transformers reject);
+- the batch geometry: per-device batch × processes × steps per generation must hold whole groups of
+  `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
+- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: the advantage
+  settings and which of them combine, CSRS and judge settings too), each reported from the config's own rule, then
+  the whole config as the trainer will build it (whatever TRL and transformers reject);
 - the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
 - the model: its config and processor load (not the weights), and a local model folder has weight files;
 - the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
@@ -335,18 +336,6 @@ def reward_problems(args) -> list[Problem]:
     return problems
 
 
-def advantage_problems(args) -> list[Problem]:
-    problems = []
-    if isinstance(args.lse_tau, (int, float)) and args.lse_tau <= 0:
-        problems.append(Problem("lse_tau", f"must be > 0, got {args.lse_tau}.", "use a positive temperature, e.g. 1.0."))
-    if isinstance(args.clip_advantage, (int, float)) and args.clip_advantage <= 0:
-        problems.append(Problem("clip_advantage", f"must be > 0 or null, got {args.clip_advantage}.", "use a positive bound or null."))
-    if args.reproducible_generation and args.use_vllm:
-        problems.append(Problem(
-            "reproducible_generation", "works with transformers generation only.", "set use_vllm: false, or drop it."))
-    return problems
-
-
 @dataclass
 class Geometry:
     """How many completions and prompts one generation round holds, for a number of processes."""
@@ -418,7 +407,7 @@ def batch_problems(args, num_processes: int) -> tuple[Geometry | None, list[Prob
 def config_field_problems(args, reported: list[Problem]) -> list[Problem]:
     """What `SelfEvolveConfig`'s own validation finds, every problem as its own `Problem`.
 
-    A problem on a field that the more specific checks above already reported (the same area: `lse_tau`,
+    A problem on a field that the more specific checks above already reported (the same area: `advantage`,
     `reward_weights`, ...) is not repeated.
     """
     from .config import SelfEvolveConfig
@@ -721,7 +710,6 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     )
     problems += parse_problems
     problems += reward_problems(args)
-    problems += advantage_problems(args)
     problems += config_field_problems(args, problems)
     geometry, batch = batch_problems(args, num_processes)
     problems += batch

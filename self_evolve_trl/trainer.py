@@ -37,7 +37,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from .advantages import group_advantages
+from .advantages import clip_advantages, group_advantages
 from .answers import MATCH_STATS
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -319,9 +319,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()
         rewards_per_func = self._last_rewards_per_func
-        if self.args.advantage == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
-            # TRL's own aggregation (e.g. normalize_then_sum) is kept: its advantages, from every process
+        if self.args.advantage == "grpo" and self.multi_objective_aggregation == "normalize_then_sum":
+            # TRL's own per-reward normalisation is kept: its advantages, from every process, clipped as any other
             all_advantages = self.accelerator.gather(output["advantages"]).cpu()
+            all_advantages = clip_advantages(all_advantages, self.args.clip_advantage)
         else:
             weights = self.reward_weights.to(rewards_per_func.device)
             rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)

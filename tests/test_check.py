@@ -336,3 +336,23 @@ def test_check_reads_a_reward_funcs_flag_as_training_does(tmp_path, tiny_model_d
     assert warning.warning
     assert warning.message == ("--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency; "
                                "reward_weights [1.0, 1.0] (2 for 1 function(s)).")
+
+
+def test_advantage_settings_that_do_not_combine_are_refused_as_the_config_refuses_them(tmp_path, tiny_model_dir):
+    """`check` and the config report the same lines, from the one rule (`advantage_setting_problems`)."""
+    from self_evolve_trl.advantages import advantage_setting_problems
+    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+
+    settings = dict(advantage="centered", multi_objective_aggregation="normalize_then_sum", scale_rewards="batch",
+                    lse_tau=0.5, clip_advantage=0.1)
+    expected = advantage_setting_problems("centered", "normalize_then_sum", "batch", 0.5, "log_group_size", 0.1)
+    assert [line.split(" ", 1)[0] for line in expected] == ["multi_objective_aggregation", "scale_rewards", "lse_tau"]
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, **settings))
+    assert [f"{p.area} {p.message}" for p in report.errors] == expected
+    with pytest.raises(ConfigError) as error:
+        SelfEvolveConfig(output_dir=str(tmp_path / "out"), use_cpu=True, **settings)
+    assert str(error.value) == " | ".join(expected)
+    # what combines passes both
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, advantage="grpo", clip_advantage=0.1,
+                                       multi_objective_aggregation="normalize_then_sum"))
+    assert not report.errors, report.format()

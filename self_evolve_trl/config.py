@@ -18,7 +18,7 @@ from .answers import EXTRACTORS, MATCH_MODES
 from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
-from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES
+from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem
 from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
 
@@ -383,10 +383,9 @@ class SelfEvolveConfig(GRPOConfig):
             kwargs = self.reward_kwargs.setdefault(name, {})
             if not isinstance(kwargs, dict):  # reported with the reward fields
                 continue
-            if kwargs.get("on_failure", self.judge_on_failure) != self.judge_on_failure:
-                problems.append(
-                    f"Set the judge failure policy with judge_on_failure, not reward_kwargs[{name!r}].on_failure."
-                )
+            problem = failure_policy_problem(kwargs, self.judge_on_failure, f"reward_kwargs[{name!r}].on_failure")
+            if problem:
+                problems.append(problem)
             kwargs["on_failure"] = self.judge_on_failure
         return problems
     # --- end Actor–Judge --------------------------------------------------------------------------------------------

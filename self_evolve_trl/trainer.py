@@ -50,7 +50,8 @@ from .config import SelfEvolveConfig
 from .diagnostics import format_pattern_of, per_group_diagnostics
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
-from .rewards import RewardFunction, get_reward_function
+from .rewards import RewardError, RewardFunction, get_reward_function
+from .rewards.judge import failure_policy_problem
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .voting import vote_groups
@@ -78,9 +79,33 @@ def _import(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction]:
-    """The recipe's reward functions with their keyword arguments bound (raises `RewardError` on bad names/kwargs)."""
-    return [get_reward_function(name, **args.reward_kwargs.get(name, {})) for name in args.reward_funcs]
+def build_reward_functions(args: SelfEvolveConfig, reward_funcs=None) -> list[RewardFunction]:
+    """The reward functions as training binds them: `reward_funcs` (default: the recipe's `args.reward_funcs`), each
+    a registry name or `module:function` path (bound with its `reward_kwargs` entry), a callable or a
+    `RewardFunction`. A reward that reads the judge's scores and takes `on_failure` gets `judge_on_failure`, the
+    policy the judge's provider averages repeats with. Raises `RewardError` on bad names/kwargs, or on a reward bound
+    with another failure policy."""
+    reward_funcs = args.reward_funcs if reward_funcs is None else reward_funcs
+    reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    return [with_failure_policy(_bound(f, args), args.judge_on_failure) for f in reward_funcs]
+
+
+def _bound(reward, args: SelfEvolveConfig) -> RewardFunction:
+    if isinstance(reward, RewardFunction):
+        return reward
+    if isinstance(reward, str):
+        return get_reward_function(reward, **args.reward_kwargs.get(reward, {}))
+    return get_reward_function(reward)
+
+
+def with_failure_policy(function: RewardFunction, judge_on_failure: str) -> RewardFunction:
+    """`function` with `on_failure=judge_on_failure` bound when it reads `judge_scores` and takes `on_failure`."""
+    if "judge_scores" not in function.required_inputs or not function.accepts("on_failure"):
+        return function
+    problem = failure_policy_problem(function.kwargs, judge_on_failure, f"the {function.name!r} reward's on_failure")
+    if problem:
+        raise RewardError(problem)
+    return RewardFunction(function.name, function.function, {**function.kwargs, "on_failure": judge_on_failure})
 
 
 def strip_images(prompt: Any) -> Any:
@@ -137,15 +162,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
-        if reward_funcs is None:
-            reward_funcs = build_reward_functions(args)
-        else:
-            reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-            reward_funcs = [
-                f if isinstance(f, RewardFunction) else get_reward_function(f, **args.reward_kwargs.get(f, {}))
-                if isinstance(f, str) else get_reward_function(f)
-                for f in reward_funcs
-            ]
+        reward_funcs = build_reward_functions(args, reward_funcs)  # as the CLI builds them
         if args.reproducible_generation:
             kwargs.setdefault("rollout_func", reproducible_rollout)
         needed = sorted({name for function in reward_funcs for name in function.required_inputs})

@@ -86,9 +86,10 @@ NOT_GRPO_AGGREGATION = ("multi_objective_aggregation 'normalize_then_sum' works 
                         "advantage '{}' the valid choice is sum_then_normalize.")
 NOT_SCALED = ("scale_rewards '{}' applies to advantage 'grpo' only; advantage '{}' is not scaled: the valid choice is "
               "none (or leave scale_rewards out).")
-GDPO_SCALE = ("scale_rewards '{}' does not apply with multi_objective_aggregation 'normalize_then_sum' (each reward is "
-              "normalised within its group, then their sum over the batch); valid choices: group (or leave "
+GDPO_SCALE = ("scale_rewards '{}' does not apply with multi_objective_aggregation 'normalize_then_sum' (each reward "
+              "is normalised within its group, then their sum over the batch); valid choices: group (or leave "
               "scale_rewards out), or multi_objective_aggregation sum_then_normalize.")
+GDPO = {"advantage": "grpo", "aggregation": "normalize_then_sum"}
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ GDPO_SCALE = ("scale_rewards '{}' does not apply with multi_objective_aggregatio
         ({"advantage": "grpo"}, []),
         ({"advantage": "grpo", "scale_rewards": "batch", "clip_advantage": 0.5}, []),
         ({"advantage": "grpo", "scale_rewards": False}, []),  # TRL's spelling of none
-        ({"advantage": "grpo", "aggregation": "normalize_then_sum", "scale_rewards": "group", "clip_advantage": 0.1}, []),
+        ({**GDPO, "scale_rewards": "group", "clip_advantage": 0.1}, []),
         ({"advantage": "centered", "scale_rewards": "none", "clip_advantage": 1.0}, []),
         ({"advantage": "lse", "lse_tau": 0.5, "lse_offset": "none", "clip_advantage": 1.0}, []),
         ({"advantage": "centered", "lse_tau": 1.0, "lse_offset": "log_group_size"}, []),  # the defaults: nothing set
@@ -107,13 +108,14 @@ GDPO_SCALE = ("scale_rewards '{}' does not apply with multi_objective_aggregatio
         ({"advantage": "centered", "aggregation": "normalize_then_sum"}, [NOT_GRPO_AGGREGATION.format("centered")]),
         ({"advantage": "centered", "scale_rewards": "group"}, [NOT_SCALED.format("group", "centered")]),
         ({"advantage": "lse", "scale_rewards": True}, [NOT_SCALED.format("group", "lse")]),
-        ({"advantage": "grpo", "aggregation": "normalize_then_sum", "scale_rewards": "none"}, [GDPO_SCALE.format("none")]),
-        ({"advantage": "grpo", "aggregation": "normalize_then_sum", "scale_rewards": "batch"}, [GDPO_SCALE.format("batch")]),
-        ({"advantage": "grpo", "lse_tau": 0.5}, ["lse_tau 0.5 applies to advantage 'lse' only, not 'grpo': leave it out "
-                                                 "(default 1.0), or set advantage: lse."]),
+        ({**GDPO, "scale_rewards": "none"}, [GDPO_SCALE.format("none")]),
+        ({**GDPO, "scale_rewards": "batch"}, [GDPO_SCALE.format("batch")]),
+        ({"advantage": "grpo", "lse_tau": 0.5},
+         ["lse_tau 0.5 applies to advantage 'lse' only, not 'grpo': leave it out (default 1.0), or set "
+          "advantage: lse."]),
         ({"advantage": "centered", "lse_offset": "none"},
-         ["lse_offset 'none' applies to advantage 'lse' only, not 'centered': leave it out (default 'log_group_size'), "
-          "or set advantage: lse."]),
+         ["lse_offset 'none' applies to advantage 'lse' only, not 'centered': leave it out (default "
+          "'log_group_size'), or set advantage: lse."]),
         ({"advantage": "grpo", "aggregation": "gdpo", "scale_rewards": "std"},
          ["Unknown multi_objective_aggregation 'gdpo'; valid choices: sum_then_normalize, normalize_then_sum.",
           "Unknown scale_rewards 'std'; valid choices: group, batch, none."]),

@@ -318,7 +318,8 @@ def test_every_config_problem_at_once(tmp_path, tiny_model_dir):
         ("judge_max_failure_rate", "must be between 0 and 1, got 1.5."),
         ("config", f"Cannot read judge prompt template {tmp_path / 'no-template.txt'}: No such file or directory"),
         ("judge_on_failure",
-         "Set the judge failure policy with judge_on_failure, not reward_kwargs['judge_modulated'].on_failure."),
+         "Set the judge failure policy with judge_on_failure, not reward_kwargs['judge_modulated'].on_failure "
+         "('neutral' there, 'zero' in judge_on_failure; valid choices: zero, neutral)."),
         ("batch", report.errors[5].message),
         ("config",
          "vllm_importance_sampling_clip_min (5.0) must be less than vllm_importance_sampling_clip_max (3.0)."),

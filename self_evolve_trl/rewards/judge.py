@@ -253,3 +253,26 @@ def judge_modulated(
 
 judge_modulated.reward_inputs = ("judge_scores",)
 
+
+def failure_policy_problem(bound: dict[str, Any], judge_on_failure: str, where: str) -> str | None:
+    """The problem of a judge reward bound (`bound`: its keyword arguments) with another `on_failure` than the
+    training's `judge_on_failure`, which the judge's provider also reads (to average repeats); None when they agree.
+    `where` names the binding in the message.
+
+    Example:
+
+    ```python
+    >>> failure_policy_problem({"on_failure": "neutral"}, "neutral", "its kwargs") is None
+    True
+    >>> print(failure_policy_problem({"on_failure": "zero"}, "neutral", "its kwargs").split("; ")[0])
+    Set the judge failure policy with judge_on_failure, not its kwargs ('zero' there, 'neutral' in judge_on_failure
+
+    ```
+    """
+    if bound.get("on_failure", judge_on_failure) == judge_on_failure:
+        return None
+    return (
+        f"Set the judge failure policy with judge_on_failure, not {where} ({bound['on_failure']!r} there, "
+        f"{judge_on_failure!r} in judge_on_failure; valid choices: {', '.join(ON_FAILURE_POLICIES)})."
+    )
+

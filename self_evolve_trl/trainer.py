@@ -26,6 +26,7 @@ Four checkpoint hooks:
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 from array import array
@@ -47,7 +48,7 @@ from .checkpoints import (
     save_component_states,
 )
 from .config import SelfEvolveConfig
-from .diagnostics import format_pattern_of, per_group_diagnostics
+from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardError, RewardFunction, get_reward_function
@@ -69,6 +70,7 @@ REWARD_INPUT_PROVIDERS: dict[str, str] = {
 }
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
+logger = logging.getLogger(__name__)
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
@@ -88,6 +90,12 @@ def build_reward_functions(args: SelfEvolveConfig, reward_funcs=None) -> list[Re
     reward_funcs = args.reward_funcs if reward_funcs is None else reward_funcs
     reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
     return [with_failure_policy(_bound(f, args), args.judge_on_failure) for f in reward_funcs]
+
+
+def answer_settings(args: SelfEvolveConfig) -> dict[str, Any]:
+    """The config's answer settings, as reward functions receive them unless bound in `reward_kwargs`."""
+    return {"extractor": args.answer_extractor, "match": args.answer_match,
+            "abstain_as_answer": args.abstain_as_answer, "tie": args.tie}
 
 
 def _bound(reward, args: SelfEvolveConfig) -> RewardFunction:
@@ -163,6 +171,11 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
         reward_funcs = build_reward_functions(args, reward_funcs)  # as the CLI builds them
+        _, followed, differing = vote_settings(reward_funcs, answer_settings(args))
+        if differing:
+            logger.warning("The diagnostics (self_consistency/*, labels/*) vote with the answer settings of the %r "
+                           "reward; %s vote(s) with other settings, which the diagnostics do not describe.",
+                           followed, ", ".join(repr(name) for name in differing))
         if args.reproducible_generation:
             kwargs.setdefault("rollout_func", reproducible_rollout)
         needed = sorted({name for function in reward_funcs for name in function.required_inputs})
@@ -301,16 +314,17 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                     rewards[i, j] = math.nan
                     nonfinite += 1
 
-        votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
+        voted, _, _ = vote_settings(self.reward_funcs, answer_settings(args))  # the vote the rewards took
+        votes = vote_groups(completions, group_size, **voted)
         labels = [row["label"] for row in rows]
         group_labels = labels[::group_size] if any(label is not None for label in labels) else None
         metrics: dict[str, Any] = per_group_diagnostics(
             votes,
             completions,
             group_labels,
-            match=args.answer_match,
+            match=voted["match"],
             format_pattern=format_pattern_of(self.reward_funcs),
-            abstain_as_answer=args.abstain_as_answer,
+            abstain_as_answer=voted["abstain_as_answer"],
         )
         if not self.model.training and "labels/rollout_accuracy" in metrics:
             # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)

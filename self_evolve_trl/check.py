@@ -269,8 +269,9 @@ def _values(obj) -> dict[str, Any]:
 
 
 def reward_problems(args) -> list[Problem]:
+    from .diagnostics import vote_settings_note
     from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function
-    from .trainer import REWARD_INPUT_PROVIDERS, _import
+    from .trainer import REWARD_INPUT_PROVIDERS, _import, answer_settings
 
     problems = []
     reward_funcs = [args.reward_funcs] if isinstance(args.reward_funcs, str) else list(args.reward_funcs or [])
@@ -291,7 +292,7 @@ def reward_problems(args) -> list[Problem]:
                 f"key it by one of: {', '.join(reward_funcs) or 'the reward_funcs entries'}, or remove it."))
         elif not isinstance(value, dict):
             problems.append(Problem(f"reward_kwargs[{name!r}]", f"must be a mapping, got {value!r}.", "write `{arg: value}`."))
-    needed_inputs = {}
+    needed_inputs, built = {}, []
     for name in reward_funcs:
         try:
             function = get_reward_function(name)
@@ -302,7 +303,7 @@ def reward_problems(args) -> list[Problem]:
             continue
         bound = kwargs.get(name) if isinstance(kwargs.get(name), dict) else {}
         try:
-            get_reward_function(name, **bound)
+            built.append(get_reward_function(name, **bound))
         except RewardValueError as error:
             problems.append(Problem(f"reward_kwargs[{name!r}]", str(error), "give each argument a value of its type and choices."))
         except RewardError as error:
@@ -324,6 +325,10 @@ def reward_problems(args) -> list[Problem]:
             problems.append(Problem(
                 f"provider {needed!r}", f"cannot import {REWARD_INPUT_PROVIDERS[needed]!r}: {error}.",
                 "install its module or fix the `module:Class` path."))
+    note = vote_settings_note(built, answer_settings(args))
+    if note:
+        problems.append(Problem("reward_kwargs", note, "bind the same answer settings to every voting reward, if the "
+                                "diagnostics should describe each one's vote.", warning=True))
     weights = args.reward_weights
     if weights is not None:
         if len(weights) != len(reward_funcs):

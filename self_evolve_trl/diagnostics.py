@@ -259,3 +259,15 @@ def vote_settings(
         return dict(defaults), None, []
     (first, settings), others = voting[0], voting[1:]
     return settings, first.name, [f.name for f, s in others if s != settings]
+
+
+def vote_settings_note(reward_funcs: Sequence[Any], defaults: dict[str, Any]) -> str | None:
+    """One line when reward functions vote with different answer settings (the diagnostics follow the first), else
+    None: the training's warning and `cli check`'s."""
+    _, followed, differing = vote_settings(reward_funcs, defaults)
+    if not differing:
+        return None
+    return (
+        f"the diagnostics (self_consistency/*, labels/*) vote with the answer settings of the {followed!r} reward; "
+        f"{', '.join(repr(name) for name in differing)} vote(s) with other settings, which they do not describe."
+    )

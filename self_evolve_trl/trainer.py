@@ -9,7 +9,8 @@ Seven methods of TRL's trainer are overridden, nothing else. Two carry the metho
   rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
   reward function.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
-  `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+  `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
+  `clip_advantage`), and the advantage statistics logged are the ones used.
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
 extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own.
@@ -48,11 +49,11 @@ from .checkpoints import (
     save_component_states,
 )
 from .config import SelfEvolveConfig
-from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
+from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings, vote_settings_note
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
-from .rewards import RewardError, RewardFunction, get_reward_function
-from .rewards.judge import failure_policy_problem
+from .rewards import RewardFunction, get_reward_function
+from .rewards.judge import with_failure_policy
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .voting import vote_groups
@@ -104,16 +105,6 @@ def _bound(reward, args: SelfEvolveConfig) -> RewardFunction:
     if isinstance(reward, str):
         return get_reward_function(reward, **args.reward_kwargs.get(reward, {}))
     return get_reward_function(reward)
-
-
-def with_failure_policy(function: RewardFunction, judge_on_failure: str) -> RewardFunction:
-    """`function` with `on_failure=judge_on_failure` bound when it reads `judge_scores` and takes `on_failure`."""
-    if "judge_scores" not in function.required_inputs or not function.accepts("on_failure"):
-        return function
-    problem = failure_policy_problem(function.kwargs, judge_on_failure, f"the {function.name!r} reward's on_failure")
-    if problem:
-        raise RewardError(problem)
-    return RewardFunction(function.name, function.function, {**function.kwargs, "on_failure": judge_on_failure})
 
 
 def strip_images(prompt: Any) -> Any:
@@ -171,11 +162,9 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
         reward_funcs = build_reward_functions(args, reward_funcs)  # as the CLI builds them
-        _, followed, differing = vote_settings(reward_funcs, answer_settings(args))
-        if differing:
-            logger.warning("The diagnostics (self_consistency/*, labels/*) vote with the answer settings of the %r "
-                           "reward; %s vote(s) with other settings, which the diagnostics do not describe.",
-                           followed, ", ".join(repr(name) for name in differing))
+        note = vote_settings_note(reward_funcs, answer_settings(args))
+        if note:
+            logger.warning("Rewards: %s", note)
         if args.reproducible_generation:
             kwargs.setdefault("rollout_func", reproducible_rollout)
         needed = sorted({name for function in reward_funcs for name in function.required_inputs})

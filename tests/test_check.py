@@ -357,3 +357,15 @@ def test_advantage_settings_that_do_not_combine_are_refused_as_the_config_refuse
     report = check_recipe(write_recipe(tmp_path, tiny_model_dir, advantage="grpo", clip_advantage=0.1,
                                        multi_objective_aggregation="normalize_then_sum"))
     assert not report.errors, report.format()
+
+
+def test_rewards_that_vote_differently_are_a_warning(tmp_path, tiny_model_dir):
+    """The diagnostics describe one vote: check says which, as training does, when two rewards vote differently."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, reward_funcs=["majority_vote", "soft_frequency"],
+                          reward_kwargs={"soft_frequency": {"extractor": "last_number"}})
+    report = check_recipe(recipe)
+    assert not report.errors, report.format()
+    (warning,) = [p for p in report.problems if p.warning]
+    assert warning.message == (
+        "the diagnostics (self_consistency/*, labels/*) vote with the answer settings of the 'majority_vote' reward; "
+        "'soft_frequency' vote(s) with other settings, which they do not describe.")

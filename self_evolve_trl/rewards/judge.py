@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..answers import extract_answer
+from . import RewardError, RewardFunction
 from .format import DEFAULT_FORMAT_PATTERN, format_reward
 
 
@@ -252,6 +253,17 @@ def judge_modulated(
 
 
 judge_modulated.reward_inputs = ("judge_scores",)
+
+
+def with_failure_policy(function: RewardFunction, judge_on_failure: str) -> RewardFunction:
+    """`function` with `on_failure=judge_on_failure` bound when it reads `judge_scores` and takes `on_failure` (as
+    `judge_modulated`); raises `RewardError` when it is bound with another policy (`failure_policy_problem`)."""
+    if "judge_scores" not in function.required_inputs or not function.accepts("on_failure"):
+        return function
+    problem = failure_policy_problem(function.kwargs, judge_on_failure, f"the {function.name!r} reward's on_failure")
+    if problem:
+        raise RewardError(problem)
+    return RewardFunction(function.name, function.function, {**function.kwargs, "on_failure": judge_on_failure})
 
 
 def failure_policy_problem(bound: dict[str, Any], judge_on_failure: str, where: str) -> str | None:

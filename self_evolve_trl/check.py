@@ -39,7 +39,7 @@ from typing import Any
 
 
 # Fields whose YAML value may also be a boolean although the dataclass says `str`.
-BOOL_ALSO = {"resume_from_checkpoint"}
+BOOL_ALSO = {"resume_from_checkpoint", "scale_rewards"}  # TRL reads scale_rewards true / false as group / none
 # Keys of a recipe that are not dataclass fields but that TRL's parser understands.
 PARSER_KEYS = {"env"}
 

@@ -353,9 +353,9 @@ def test_advantage_settings_that_do_not_combine_are_refused_as_the_config_refuse
     with pytest.raises(ConfigError) as error:
         SelfEvolveConfig(output_dir=str(tmp_path / "out"), use_cpu=True, **settings)
     assert str(error.value) == " | ".join(expected)
-    # what combines passes both
+    # what combines passes both (`scale_rewards: true` is TRL's spelling of group)
     report = check_recipe(write_recipe(tmp_path, tiny_model_dir, advantage="grpo", clip_advantage=0.1,
-                                       multi_objective_aggregation="normalize_then_sum"))
+                                       multi_objective_aggregation="normalize_then_sum", scale_rewards=True))
     assert not report.errors, report.format()
 
 

@@ -10,6 +10,12 @@
 
 Rewards that are NaN (unscorable: every reward function returned None) are left out of their group's statistics
 and get advantage 0. `clip` clamps advantages to [-clip, clip].
+
+Which settings combine (`advantage_setting_problems`, the one rule that the config, `cli check` and
+`group_advantages` apply): `scale` and TRL's `multi_objective_aggregation: normalize_then_sum` go with `grpo` only,
+`tau` and `offset` (other than their defaults) with `lse` only, `clip` with all three; `normalize_then_sum` normalises
+each reward within its group and then the sum over the batch, with no `scale` choice of its own (`group`). An unset
+`scale` (None) is `group` for `grpo` and `none` for the others (`resolved_scale`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,95 @@ import torch
 ADVANTAGE_MODES = ("grpo", "centered", "lse")
 LSE_OFFSETS = ("log_group_size", "none")
 SCALE_MODES = ("group", "batch", "none")
+AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")  # TRL's `multi_objective_aggregation`
+DEFAULT_LSE_TAU = 1.0
+DEFAULT_LSE_OFFSET = "log_group_size"
+
+
+def scale_name(scale_rewards):
+    """TRL's `scale_rewards` as a name: `True` is `group` and `False` is `none`, as TRL reads them; None stays None."""
+    return {True: "group", False: "none"}[scale_rewards] if isinstance(scale_rewards, bool) else scale_rewards
+
+
+def _unknown(name: str, value, choices: tuple[str, ...]) -> list[str]:
+    return [] if value in choices else [f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}."]
+
+
+def advantage_setting_problems(
+    advantage: str,
+    aggregation: str = "sum_then_normalize",
+    scale_rewards=None,
+    lse_tau: float = DEFAULT_LSE_TAU,
+    lse_offset: str = DEFAULT_LSE_OFFSET,
+    clip_advantage: float | None = None,
+) -> list[str]:
+    """Every problem of a combination of advantage settings, one line each: what is wrong and the valid choices.
+
+    `scale_rewards` None means "not set". A setting that the advantage would ignore is a problem (for `lse_tau` and
+    `lse_offset`: a value other than their default), so that every accepted combination is applied as written.
+
+    Example:
+
+    ```python
+    >>> advantage_setting_problems("lse", "normalize_then_sum")[0].split(";")[0]
+    "multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only"
+    >>> advantage_setting_problems("grpo", "normalize_then_sum", scale_rewards="group", clip_advantage=0.1)
+    []
+
+    ```
+    """
+    scale = scale_name(scale_rewards)
+    problems = _unknown("advantage", advantage, ADVANTAGE_MODES)
+    problems += _unknown("multi_objective_aggregation", aggregation, AGGREGATIONS)
+    if scale is not None:
+        problems += _unknown("scale_rewards", scale, SCALE_MODES)
+    problems += _unknown("lse_offset", lse_offset, LSE_OFFSETS)
+    if isinstance(lse_tau, (int, float)) and lse_tau <= 0:
+        problems.append(f"lse_tau must be > 0, got {lse_tau}.")
+    if isinstance(clip_advantage, (int, float)) and clip_advantage <= 0:
+        problems.append(f"clip_advantage must be > 0 or null, got {clip_advantage}.")
+    if problems:
+        return problems  # the combinations below are only judged between valid values
+    if advantage != "grpo":
+        if aggregation == "normalize_then_sum":
+            problems.append(
+                f"multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only; with advantage "
+                f"{advantage!r} the valid choice is sum_then_normalize."
+            )
+        if scale in ("group", "batch"):
+            problems.append(
+                f"scale_rewards {scale!r} applies to advantage 'grpo' only; advantage {advantage!r} is not scaled: "
+                "the valid choice is none (or leave scale_rewards out)."
+            )
+    elif aggregation == "normalize_then_sum" and scale in ("batch", "none"):
+        problems.append(
+            f"scale_rewards {scale!r} does not apply with multi_objective_aggregation 'normalize_then_sum' (each "
+            "reward is normalised within its group, then their sum over the batch); valid choices: group (or leave "
+            "scale_rewards out), or multi_objective_aggregation sum_then_normalize."
+        )
+    if advantage != "lse":
+        lse_settings = (("lse_tau", lse_tau, DEFAULT_LSE_TAU), ("lse_offset", lse_offset, DEFAULT_LSE_OFFSET))
+        for name, value, default in lse_settings:
+            if value != default:
+                problems.append(
+                    f"{name} {value!r} applies to advantage 'lse' only, not {advantage!r}: leave it out (default "
+                    f"{default!r}), or set advantage: lse."
+                )
+    return problems
+
+
+def resolved_scale(advantage: str, scale_rewards=None) -> str:
+    """The `scale_rewards` name that `advantage` applies: an unset one (None) is `group` for `grpo` (TRL's default)
+    and `none` for the advantages that are not scaled."""
+    scale = scale_name(scale_rewards)
+    if scale is None:
+        scale = "group" if advantage == "grpo" else "none"
+    return scale
+
+
+def clip_advantages(advantages: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """Advantages clamped to [-clip, clip]; unchanged when `clip` is None."""
+    return advantages if clip is None else advantages.clamp(-clip, clip)
 
 
 def _nan_std(x: torch.Tensor, valid: torch.Tensor, dim=None) -> torch.Tensor:
@@ -34,12 +129,15 @@ def group_advantages(
     rewards: torch.Tensor,
     group_size: int,
     mode: str = "lse",
-    tau: float = 1.0,
-    offset: str = "log_group_size",
-    scale: str = "group",
+    tau: float = DEFAULT_LSE_TAU,
+    offset: str = DEFAULT_LSE_OFFSET,
+    scale: str | None = None,
     clip: float | None = None,
 ) -> torch.Tensor:
     """Advantages for a flat vector of rewards made of consecutive groups of `group_size`.
+
+    `tau` and `offset` are `lse`'s, `scale` (unset: `group`) is `grpo`'s; giving one to another advantage raises
+    `ValueError`, as does any combination that `advantage_setting_problems` refuses.
 
     Example:
 
@@ -53,14 +151,10 @@ def group_advantages(
 
     ```
     """
-    if mode not in ADVANTAGE_MODES:
-        raise ValueError(f"Unknown advantage {mode!r}; valid advantages: {', '.join(ADVANTAGE_MODES)}.")
-    if offset not in LSE_OFFSETS:
-        raise ValueError(f"Unknown lse offset {offset!r}; valid offsets: {', '.join(LSE_OFFSETS)}.")
-    if scale not in SCALE_MODES:
-        raise ValueError(f"Unknown reward scaling {scale!r}; valid values: {', '.join(SCALE_MODES)}.")
-    if tau <= 0:
-        raise ValueError(f"lse temperature tau must be > 0, got {tau}.")
+    problems = advantage_setting_problems(mode, "sum_then_normalize", scale, tau, offset, clip)
+    if problems:
+        raise ValueError(" ".join(problems))
+    scale = resolved_scale(mode, scale)
     if rewards.dim() != 1 or rewards.numel() % group_size != 0:
         raise ValueError(f"rewards must be a flat vector of whole groups of {group_size}, got shape {tuple(rewards.shape)}.")
 
@@ -92,6 +186,5 @@ def group_advantages(
             advantages = advantages / (torch.nan_to_num(std, nan=0.0) + 1e-4)
 
     advantages = torch.where(valid, advantages, torch.zeros_like(advantages))
-    if clip is not None:
-        advantages = advantages.clamp(-clip, clip)
+    advantages = clip_advantages(advantages, clip)
     return advantages.reshape(-1).to(rewards.dtype if rewards.is_floating_point() else torch.float32)

@@ -9,10 +9,11 @@ Every problem is reported at once, each with its fix; nothing is trained and no 
 - fields: unknown keys (with the nearest valid name), values of the wrong type, values outside a field's choices;
   a command-line flag that cannot be parsed is reported and left out, the other flags keep their values;
 - rewards: names, keyword arguments, weights, and a provider for every extra input a reward needs;
-- advantage settings, and the batch geometry: per-device batch × processes × steps per generation must hold whole
-  groups of `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
-- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: CSRS and judge
-  settings too), then the whole config as the trainer will build it (whatever TRL and transformers reject);
+- the batch geometry: per-device batch × processes × steps per generation must hold whole groups of
+  `num_generations` (for the process count given with `--num_processes`, default `$WORLD_SIZE` or 1);
+- every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: the advantage
+  settings and which of them combine, CSRS and judge settings too), each reported from the config's own rule, then
+  the whole config as the trainer will build it (whatever TRL and transformers reject);
 - the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
 - the model: its config and processor load (not the weights), and a local model folder has weight files;
 - the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
@@ -38,7 +39,7 @@ from typing import Any
 
 
 # Fields whose YAML value may also be a boolean although the dataclass says `str`.
-BOOL_ALSO = {"resume_from_checkpoint"}
+BOOL_ALSO = {"resume_from_checkpoint", "scale_rewards"}  # TRL reads scale_rewards true / false as group / none
 # Keys of a recipe that are not dataclass fields but that TRL's parser understands.
 PARSER_KEYS = {"env"}
 
@@ -268,8 +269,9 @@ def _values(obj) -> dict[str, Any]:
 
 
 def reward_problems(args) -> list[Problem]:
+    from .diagnostics import vote_settings_note
     from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function, is_reward_model
-    from .trainer import REWARD_INPUT_PROVIDERS, _import
+    from .trainer import REWARD_INPUT_PROVIDERS, _import, answer_settings
 
     problems = []
     reward_funcs = [args.reward_funcs] if isinstance(args.reward_funcs, str) else list(args.reward_funcs or [])
@@ -290,7 +292,7 @@ def reward_problems(args) -> list[Problem]:
                 f"key it by one of: {', '.join(reward_funcs) or 'the reward_funcs entries'}, or remove it."))
         elif not isinstance(value, dict):
             problems.append(Problem(f"reward_kwargs[{name!r}]", f"must be a mapping, got {value!r}.", "write `{arg: value}`."))
-    needed_inputs = {}
+    needed_inputs, built = {}, []
     for name in reward_funcs:
         if is_reward_model(name):  # TRL loads it (a local folder or hub id of a sequence classification model)
             if kwargs.get(name):
@@ -306,7 +308,7 @@ def reward_problems(args) -> list[Problem]:
             continue
         bound = kwargs.get(name) if isinstance(kwargs.get(name), dict) else {}
         try:
-            get_reward_function(name, **bound)
+            built.append(get_reward_function(name, **bound))
         except RewardValueError as error:
             problems.append(Problem(f"reward_kwargs[{name!r}]", str(error), "give each argument a value of its type and choices."))
         except RewardError as error:
@@ -328,6 +330,10 @@ def reward_problems(args) -> list[Problem]:
             problems.append(Problem(
                 f"provider {needed!r}", f"cannot import {REWARD_INPUT_PROVIDERS[needed]!r}: {error}.",
                 "install its module or fix the `module:Class` path."))
+    note = vote_settings_note(built, answer_settings(args))
+    if note:
+        problems.append(Problem("reward_kwargs", note, "bind the same answer settings to every voting reward, if the "
+                                "diagnostics should describe each one's vote.", warning=True))
     weights = args.reward_weights
     if weights is not None:
         if len(weights) != len(reward_funcs):
@@ -337,18 +343,6 @@ def reward_problems(args) -> list[Problem]:
         bad = [w for w in weights if not isinstance(w, (int, float)) or not math.isfinite(w)]
         if bad:
             problems.append(Problem("reward_weights", f"non-finite weights {bad}.", "use finite numbers."))
-    return problems
-
-
-def advantage_problems(args) -> list[Problem]:
-    problems = []
-    if isinstance(args.lse_tau, (int, float)) and args.lse_tau <= 0:
-        problems.append(Problem("lse_tau", f"must be > 0, got {args.lse_tau}.", "use a positive temperature, e.g. 1.0."))
-    if isinstance(args.clip_advantage, (int, float)) and args.clip_advantage <= 0:
-        problems.append(Problem("clip_advantage", f"must be > 0 or null, got {args.clip_advantage}.", "use a positive bound or null."))
-    if args.reproducible_generation and args.use_vllm:
-        problems.append(Problem(
-            "reproducible_generation", "works with transformers generation only.", "set use_vllm: false, or drop it."))
     return problems
 
 
@@ -423,7 +417,7 @@ def batch_problems(args, num_processes: int) -> tuple[Geometry | None, list[Prob
 def config_field_problems(args, reported: list[Problem]) -> list[Problem]:
     """What `SelfEvolveConfig`'s own validation finds, every problem as its own `Problem`.
 
-    A problem on a field that the more specific checks above already reported (the same area: `lse_tau`,
+    A problem on a field that the more specific checks above already reported (the same area: `advantage`,
     `reward_weights`, ...) is not repeated.
     """
     from .config import SelfEvolveConfig
@@ -726,7 +720,6 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     )
     problems += parse_problems
     problems += reward_problems(args)
-    problems += advantage_problems(args)
     problems += config_field_problems(args, problems)
     geometry, batch = batch_problems(args, num_processes)
     problems += batch

@@ -13,12 +13,12 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from .advantages import ADVANTAGE_MODES, LSE_OFFSETS
+from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
 from .answers import EXTRACTORS, MATCH_MODES
 from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
-from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES
+from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem
 from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
 from .vllm_generation import WEIGHT_SYNCS
@@ -80,12 +80,20 @@ class SelfEvolveConfig(GRPOConfig):
 
         advantage (`str`, *optional*, defaults to `"lse"`):
             `grpo` (TRL's own, scaled by `scale_rewards`), `centered` (r - mean r) or `lse` (log-softmax of r/τ).
+        scale_rewards (`str`, *optional*):
+            TRL's field, for `advantage: grpo` only: `group` (the default there), `batch` or `none`. The other
+            advantages are not scaled (it resolves to `none`; `group` or `batch` is refused).
         lse_tau (`float`, *optional*, defaults to `1.0`):
-            Temperature τ of the `lse` advantage.
+            Temperature τ of the `lse` advantage (another value is refused with the other advantages).
         lse_offset (`str`, *optional*, defaults to `"log_group_size"`):
-            `log_group_size` (add log G: equal rewards give 0) or `none` (the paper's literal form, all A ≤ 0).
+            `log_group_size` (add log G: equal rewards give 0) or `none` (the paper's literal form, all A ≤ 0); `lse`
+            only, as `lse_tau`.
         clip_advantage (`float`, *optional*):
-            Clamp advantages to [-clip_advantage, clip_advantage].
+            Clamp advantages to [-clip_advantage, clip_advantage] (every advantage, every aggregation).
+
+        TRL's `multi_objective_aggregation: normalize_then_sum` works with `advantage: grpo` only (and its
+        `scale_rewards: group`). A combination that would leave a setting unused is refused (README: "Which
+        reward/advantage settings combine").
 
         > Parameters that control generation
 
@@ -210,13 +218,19 @@ class SelfEvolveConfig(GRPOConfig):
         default="lse",
         metadata={"help": "Advantage estimator: `grpo`, `centered` or `lse`.", "choices": list(ADVANTAGE_MODES)},
     )
-    lse_tau: float = field(default=1.0, metadata={"help": "Temperature τ of the `lse` advantage."})
+    scale_rewards: str | None = field(
+        default=None,
+        metadata={"help": "TRL's reward scaling, for `advantage: grpo` only: `group` (default there), `batch` or "
+                  "`none`; the other advantages are not scaled (`none`).", "choices": list(SCALE_MODES)},
+    )
+    lse_tau: float = field(default=1.0, metadata={"help": "Temperature τ of the `lse` advantage (`lse` only)."})
     lse_offset: str = field(
         default="log_group_size",
-        metadata={"help": "Offset of the `lse` advantage: `log_group_size` or `none`.", "choices": list(LSE_OFFSETS)},
+        metadata={"help": "Offset of the `lse` advantage: `log_group_size` or `none` (`lse` only).",
+                  "choices": list(LSE_OFFSETS)},
     )
     clip_advantage: float | None = field(
-        default=None, metadata={"help": "Clamp advantages to [-clip_advantage, clip_advantage]."}
+        default=None, metadata={"help": "Clamp advantages to [-clip_advantage, clip_advantage] (every advantage)."}
     )
     reproducible_generation: bool = field(
         default=False,
@@ -315,6 +329,7 @@ class SelfEvolveConfig(GRPOConfig):
         problems = self.validation_problems()
         if problems:
             raise ConfigError(" | ".join(problems))
+        self.scale_rewards = resolved_scale(self.advantage, self.scale_rewards)
         try:
             super().__post_init__()
         except ValueError as error:
@@ -352,15 +367,13 @@ class SelfEvolveConfig(GRPOConfig):
             problems.append(
                 f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}."
             )
-        problems += _choice_problems("advantage", self.advantage, ADVANTAGE_MODES)
-        problems += _choice_problems("lse_offset", self.lse_offset, LSE_OFFSETS)
+        problems += advantage_setting_problems(
+            self.advantage, self.multi_objective_aggregation, self.scale_rewards, self.lse_tau, self.lse_offset,
+            self.clip_advantage,
+        )
         problems += _choice_problems("answer_extractor", self.answer_extractor, EXTRACTORS)
         problems += _choice_problems("answer_match", self.answer_match, MATCH_MODES)
         problems += _choice_problems("tie", self.tie, TIE_RULES)
-        if self.lse_tau <= 0:
-            problems.append(f"lse_tau must be > 0, got {self.lse_tau}.")
-        if self.clip_advantage is not None and self.clip_advantage <= 0:
-            problems.append(f"clip_advantage must be > 0 or null, got {self.clip_advantage}.")
         problems += check_retrace_config(self)  # CSRS (issue 4)
         problems += self._check_judge_fields()  # Actor–Judge
         if self.reproducible_generation and self.use_vllm:
@@ -405,10 +418,9 @@ class SelfEvolveConfig(GRPOConfig):
             kwargs = self.reward_kwargs.setdefault(name, {})
             if not isinstance(kwargs, dict):  # reported with the reward fields
                 continue
-            if kwargs.get("on_failure", self.judge_on_failure) != self.judge_on_failure:
-                problems.append(
-                    f"Set the judge failure policy with judge_on_failure, not reward_kwargs[{name!r}].on_failure."
-                )
+            problem = failure_policy_problem(kwargs, self.judge_on_failure, f"reward_kwargs[{name!r}].on_failure")
+            if problem:
+                problems.append(problem)
             kwargs["on_failure"] = self.judge_on_failure
         return problems
     # --- end Actor–Judge --------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Label-free training fails quietly: the policy collapses onto its own early majority while the reward keeps rising.
 These numbers show it while it happens. All are computed from the group votes (`voting.vote_groups`, the same
-counting the consistency rewards use); the label metrics only where the data has reference answers (which never
-reach a reward).
+counting the consistency rewards use), taken with the answer settings the rewards voted with (`vote_settings`: a
+reward's own bound `extractor`, `match`, `abstain_as_answer` and `tie`, else the config's); the label metrics only
+where the data has reference answers (which never reach a reward).
 
 Label-free (always), one value per group, averaged over the groups of a logging step:
     self_consistency/majority_ratio         p_max, the share of the group in its largest answer class
@@ -38,6 +39,7 @@ from .voting import ABSTAIN_CLASS_ANSWER, GroupVote
 
 
 HIGH_CONFIDENCE = 0.8
+ANSWER_SETTINGS = ("extractor", "match", "abstain_as_answer", "tie")  # the keyword arguments of a vote
 
 LABEL_FREE_METRICS = (
     "self_consistency/majority_ratio",
@@ -210,3 +212,62 @@ def format_pattern_of(reward_funcs: Sequence[Any]) -> str:
         if kwargs.get("format_pattern"):
             return kwargs["format_pattern"]
     return DEFAULT_FORMAT_PATTERN
+
+
+def reward_vote_settings(function: Any, defaults: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer settings a reward function votes with: the ones bound to it (its `reward_kwargs`), else `defaults`
+    (the config's, which the trainer passes); None for a reward that takes none of them (it does not vote).
+
+    A reward that wraps a base reward (keyword arguments `base_reward` and `base_kwargs`, as `judge_modulated`)
+    votes as its base reward, which gets the wrapper's settings unless its `base_kwargs` bind their own.
+    """
+    parameters = getattr(function, "parameters", set())
+    if not isinstance(parameters, (set, frozenset)) or not parameters & set(ANSWER_SETTINGS):  # e.g. a reward model
+        return None
+    kwargs = getattr(function, "kwargs", {})
+    settings = {name: kwargs.get(name, defaults[name]) for name in ANSWER_SETTINGS}
+    if {"base_reward", "base_kwargs"} <= parameters:
+        from .rewards import get_reward_function
+
+        base_name = kwargs.get("base_reward", function.signature.parameters["base_reward"].default)
+        base = get_reward_function(base_name, **(kwargs.get("base_kwargs") or {}))
+        return reward_vote_settings(base, settings) or settings
+    return settings
+
+
+def vote_settings(
+    reward_funcs: Sequence[Any], defaults: dict[str, Any]
+) -> tuple[dict[str, Any], str | None, list[str]]:
+    """The answer settings the diagnostics vote with: those of the first reward function that votes (in
+    `reward_funcs` order), else `defaults` (the config's). Returns (settings, the name of that reward or None, the
+    names of the other voting rewards whose settings differ: the diagnostics do not describe their votes).
+
+    Example:
+
+    ```python
+    >>> from self_evolve_trl.rewards import get_reward_function
+    >>> config = {"extractor": "boxed", "match": "math", "abstain_as_answer": False, "tie": "first"}
+    >>> rewards = [get_reward_function("format"), get_reward_function("majority_vote", extractor="answer_tag")]
+    >>> settings, followed, differing = vote_settings(rewards, config)
+    >>> settings["extractor"], followed, differing
+    ('answer_tag', 'majority_vote', [])
+
+    ```
+    """
+    voting = [(f, s) for f in reward_funcs if (s := reward_vote_settings(f, defaults)) is not None]
+    if not voting:
+        return dict(defaults), None, []
+    (first, settings), others = voting[0], voting[1:]
+    return settings, first.name, [f.name for f, s in others if s != settings]
+
+
+def vote_settings_note(reward_funcs: Sequence[Any], defaults: dict[str, Any]) -> str | None:
+    """One line when reward functions vote with different answer settings (the diagnostics follow the first), else
+    None: the training's warning and `cli check`'s."""
+    _, followed, differing = vote_settings(reward_funcs, defaults)
+    if not differing:
+        return None
+    return (
+        f"the diagnostics (self_consistency/*, labels/*) vote with the answer settings of the {followed!r} reward; "
+        f"{', '.join(repr(name) for name in differing)} vote(s) with other settings, which they do not describe."
+    )

@@ -11,7 +11,8 @@ Seven methods of TRL's trainer are overridden, nothing else. Two carry the metho
   score each completion alone, so they are left to TRL's own `_calculate_rewards` (`super()`): each process scores
   its own completions, then the scores are gathered.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
-  `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+  `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
+  `clip_advantage`), and the advantage statistics logged are the ones used.
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
 extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own. It takes
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import math
 import os
 from array import array
@@ -41,7 +43,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from .advantages import group_advantages
+from .advantages import clip_advantages, group_advantages
 from .answers import MATCH_STATS
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -51,10 +53,11 @@ from .checkpoints import (
     save_component_states,
 )
 from .config import SelfEvolveConfig
-from .diagnostics import format_pattern_of, per_group_diagnostics
+from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings, vote_settings_note
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
+from .rewards.judge import with_failure_policy
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
@@ -73,6 +76,7 @@ REWARD_INPUT_PROVIDERS: dict[str, str] = {
 }
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
+logger = logging.getLogger(__name__)
 
 # Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
 NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
@@ -83,10 +87,22 @@ def _import(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_reward_functions(args: SelfEvolveConfig) -> list[RewardFunction | str]:
-    """The recipe's reward functions with their keyword arguments bound (raises `RewardError` on bad names/kwargs);
-    a reward model (a local folder or hub id, see `is_reward_model`) stays a name, which TRL loads."""
-    return [as_reward_func(name, args) for name in args.reward_funcs]
+def build_reward_functions(args: SelfEvolveConfig, reward_funcs=None) -> list[RewardFunction | str | torch.nn.Module]:
+    """The reward functions as training binds them: `reward_funcs` (default: the recipe's `args.reward_funcs`), each
+    a registry name or `module:function` path (bound with its `reward_kwargs` entry), a callable, a `RewardFunction`,
+    or a reward model as TRL takes it (see `as_reward_func`). A reward that reads the judge's scores and takes
+    `on_failure` gets `judge_on_failure`, the policy the judge's provider averages repeats with. Raises `RewardError`
+    on bad names/kwargs, or on a reward bound with another failure policy."""
+    reward_funcs = args.reward_funcs if reward_funcs is None else reward_funcs
+    reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    functions = [as_reward_func(f, args) for f in reward_funcs]
+    return [with_failure_policy(f, args.judge_on_failure) if isinstance(f, RewardFunction) else f for f in functions]
+
+
+def answer_settings(args: SelfEvolveConfig) -> dict[str, Any]:
+    """The config's answer settings, as reward functions receive them unless bound in `reward_kwargs`."""
+    return {"extractor": args.answer_extractor, "match": args.answer_match,
+            "abstain_as_answer": args.abstain_as_answer, "tie": args.tie}
 
 
 def as_reward_func(function, args: SelfEvolveConfig) -> RewardFunction | str | torch.nn.Module:
@@ -167,11 +183,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = SelfEvolveConfig(f"{name.split('/')[-1]}-SelfEvolveGRPO")
         self._check_arguments(args, kwargs)
-        if reward_funcs is None:
-            reward_funcs = build_reward_functions(args)
-        else:
-            reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-            reward_funcs = [as_reward_func(f, args) for f in reward_funcs]
+        reward_funcs = build_reward_functions(args, reward_funcs)  # as the CLI builds them
+        note = vote_settings_note(reward_funcs, answer_settings(args))
+        if note:
+            logger.warning("Rewards: %s", note)
         if args.reproducible_generation:
             kwargs["rollout_func"] = reproducible_rollout
         functions = [f for f in reward_funcs if isinstance(f, RewardFunction)]
@@ -354,16 +369,17 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                     rewards[i, j] = math.nan
                     nonfinite += 1
 
-        votes = vote_groups(completions, group_size, args.answer_extractor, args.answer_match, args.abstain_as_answer, args.tie)
+        voted, _, _ = vote_settings(self.reward_funcs, answer_settings(args))  # the vote the rewards took
+        votes = vote_groups(completions, group_size, **voted)
         labels = [row["label"] for row in rows]
         group_labels = labels[::group_size] if any(label is not None for label in labels) else None
         metrics: dict[str, Any] = per_group_diagnostics(
             votes,
             completions,
             group_labels,
-            match=args.answer_match,
+            match=voted["match"],
             format_pattern=format_pattern_of(self.reward_funcs),
-            abstain_as_answer=args.abstain_as_answer,
+            abstain_as_answer=voted["abstain_as_answer"],
         )
         if not self.model.training and "labels/rollout_accuracy" in metrics:
             # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)
@@ -389,9 +405,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()
         rewards_per_func = self._last_rewards_per_func
-        if self.args.advantage == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
-            # TRL's own aggregation (e.g. normalize_then_sum) is kept: its advantages, from every process
+        if self.args.advantage == "grpo" and self.multi_objective_aggregation == "normalize_then_sum":
+            # TRL's own per-reward normalisation is kept: its advantages, from every process, clipped as any other
             all_advantages = self.accelerator.gather(output["advantages"]).cpu()
+            all_advantages = clip_advantages(all_advantages, self.args.clip_advantage)
         else:
             weights = self.reward_weights.to(rewards_per_func.device)
             rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from self_evolve_trl.advantages import group_advantages
+from self_evolve_trl.advantages import advantage_setting_problems, group_advantages
 
 
 R = torch.tensor([1.0, 0.0, 0.5, 0.5])
@@ -73,7 +73,80 @@ def test_clip():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="valid advantages: grpo, centered, lse"):
+    with pytest.raises(ValueError, match="valid choices: grpo, centered, lse"):
         group_advantages(R, 4, mode="ppo")
     with pytest.raises(ValueError, match="whole groups of 3"):
         group_advantages(R, 3)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Which settings combine: one rule for the config, `cli check` and group_advantages
+
+NOT_GRPO_AGGREGATION = ("multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only; with "
+                        "advantage '{}' the valid choice is sum_then_normalize.")
+NOT_SCALED = ("scale_rewards '{}' applies to advantage 'grpo' only; advantage '{}' is not scaled: the valid choice is "
+              "none (or leave scale_rewards out).")
+GDPO_SCALE = ("scale_rewards '{}' does not apply with multi_objective_aggregation 'normalize_then_sum' (each reward "
+              "is normalised within its group, then their sum over the batch); valid choices: group (or leave "
+              "scale_rewards out), or multi_objective_aggregation sum_then_normalize.")
+GDPO = {"advantage": "grpo", "aggregation": "normalize_then_sum"}
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        # applied
+        ({"advantage": "grpo"}, []),
+        ({"advantage": "grpo", "scale_rewards": "batch", "clip_advantage": 0.5}, []),
+        ({"advantage": "grpo", "scale_rewards": False}, []),  # TRL's spelling of none
+        ({**GDPO, "scale_rewards": "group", "clip_advantage": 0.1}, []),
+        ({"advantage": "centered", "scale_rewards": "none", "clip_advantage": 1.0}, []),
+        ({"advantage": "lse", "lse_tau": 0.5, "lse_offset": "none", "clip_advantage": 1.0}, []),
+        ({"advantage": "centered", "lse_tau": 1.0, "lse_offset": "log_group_size"}, []),  # the defaults: nothing set
+        # refused
+        ({"advantage": "lse", "aggregation": "normalize_then_sum"}, [NOT_GRPO_AGGREGATION.format("lse")]),
+        ({"advantage": "centered", "aggregation": "normalize_then_sum"}, [NOT_GRPO_AGGREGATION.format("centered")]),
+        ({"advantage": "centered", "scale_rewards": "group"}, [NOT_SCALED.format("group", "centered")]),
+        ({"advantage": "lse", "scale_rewards": True}, [NOT_SCALED.format("group", "lse")]),
+        ({**GDPO, "scale_rewards": "none"}, [GDPO_SCALE.format("none")]),
+        ({**GDPO, "scale_rewards": "batch"}, [GDPO_SCALE.format("batch")]),
+        ({"advantage": "grpo", "lse_tau": 0.5},
+         ["lse_tau 0.5 applies to advantage 'lse' only, not 'grpo': leave it out (default 1.0), or set "
+          "advantage: lse."]),
+        ({"advantage": "centered", "lse_offset": "none"},
+         ["lse_offset 'none' applies to advantage 'lse' only, not 'centered': leave it out (default "
+          "'log_group_size'), or set advantage: lse."]),
+        ({"advantage": "grpo", "aggregation": "gdpo", "scale_rewards": "std"},
+         ["Unknown multi_objective_aggregation 'gdpo'; valid choices: sum_then_normalize, normalize_then_sum.",
+          "Unknown scale_rewards 'std'; valid choices: group, batch, none."]),
+    ],
+)
+def test_which_settings_combine(settings, expected):
+    assert advantage_setting_problems(**settings) == expected
+
+
+def test_group_advantages_refuses_a_setting_its_advantage_ignores():
+    with pytest.raises(ValueError, match="scale_rewards 'batch' applies to advantage 'grpo' only"):
+        group_advantages(R, 4, mode="lse", scale="batch")
+    with pytest.raises(ValueError, match="lse_tau 2.0 applies to advantage 'lse' only, not 'centered'"):
+        group_advantages(R, 4, mode="centered", tau=2.0)
+    assert group_advantages(R, 4, mode="centered", scale="none").tolist() == [0.5, -0.5, 0.0, 0.0]
+
+
+def test_config_refuses_what_does_not_combine_and_resolves_scale_rewards(tmp_path):
+    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+
+    def config(**kwargs):
+        return SelfEvolveConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+                                num_generations=4, per_device_train_batch_size=4, **kwargs)
+
+    with pytest.raises(ConfigError) as error:
+        config(advantage="lse", multi_objective_aggregation="normalize_then_sum", scale_rewards="group")
+    assert str(error.value) == f"{NOT_GRPO_AGGREGATION.format('lse')} | {NOT_SCALED.format('group', 'lse')}"
+    with pytest.raises(ConfigError, match="scale_rewards 'none' does not apply with multi_objective_aggregation"):
+        config(advantage="grpo", multi_objective_aggregation="normalize_then_sum", scale_rewards="none")
+    # scale_rewards left out: TRL's `group` for grpo, `none` (what is applied) for the others
+    assert config(advantage="grpo").scale_rewards == "group"
+    assert config(advantage="lse").scale_rewards == "none"
+    assert config(advantage="centered", scale_rewards=False).scale_rewards == "none"
+    assert config(advantage="grpo", scale_rewards="batch").scale_rewards == "batch"

@@ -318,7 +318,8 @@ def test_every_config_problem_at_once(tmp_path, tiny_model_dir):
         ("judge_max_failure_rate", "must be between 0 and 1, got 1.5."),
         ("config", f"Cannot read judge prompt template {tmp_path / 'no-template.txt'}: No such file or directory"),
         ("judge_on_failure",
-         "Set the judge failure policy with judge_on_failure, not reward_kwargs['judge_modulated'].on_failure."),
+         "Set the judge failure policy with judge_on_failure, not reward_kwargs['judge_modulated'].on_failure "
+         "('neutral' there, 'zero' in judge_on_failure; valid choices: zero, neutral)."),
         ("batch", report.errors[5].message),
         ("config",
          "vllm_importance_sampling_clip_min (5.0) must be less than vllm_importance_sampling_clip_max (3.0)."),
@@ -336,3 +337,35 @@ def test_check_reads_a_reward_funcs_flag_as_training_does(tmp_path, tiny_model_d
     assert warning.warning
     assert warning.message == ("--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency; "
                                "reward_weights [1.0, 1.0] (2 for 1 function(s)).")
+
+
+def test_advantage_settings_that_do_not_combine_are_refused_as_the_config_refuses_them(tmp_path, tiny_model_dir):
+    """`check` and the config report the same lines, from the one rule (`advantage_setting_problems`)."""
+    from self_evolve_trl.advantages import advantage_setting_problems
+    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+
+    settings = dict(advantage="centered", multi_objective_aggregation="normalize_then_sum", scale_rewards="batch",
+                    lse_tau=0.5, clip_advantage=0.1)
+    expected = advantage_setting_problems("centered", "normalize_then_sum", "batch", 0.5, "log_group_size", 0.1)
+    assert [line.split(" ", 1)[0] for line in expected] == ["multi_objective_aggregation", "scale_rewards", "lse_tau"]
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, **settings))
+    assert [f"{p.area} {p.message}" for p in report.errors] == expected
+    with pytest.raises(ConfigError) as error:
+        SelfEvolveConfig(output_dir=str(tmp_path / "out"), use_cpu=True, **settings)
+    assert str(error.value) == " | ".join(expected)
+    # what combines passes both (`scale_rewards: true` is TRL's spelling of group)
+    report = check_recipe(write_recipe(tmp_path, tiny_model_dir, advantage="grpo", clip_advantage=0.1,
+                                       multi_objective_aggregation="normalize_then_sum", scale_rewards=True))
+    assert not report.errors, report.format()
+
+
+def test_rewards_that_vote_differently_are_a_warning(tmp_path, tiny_model_dir):
+    """The diagnostics describe one vote: check says which, as training does, when two rewards vote differently."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, reward_funcs=["majority_vote", "soft_frequency"],
+                          reward_kwargs={"soft_frequency": {"extractor": "last_number"}})
+    report = check_recipe(recipe)
+    assert not report.errors, report.format()
+    (warning,) = [p for p in report.problems if p.warning]
+    assert warning.message == (
+        "the diagnostics (self_consistency/*, labels/*) vote with the answer settings of the 'majority_vote' reward; "
+        "'soft_frequency' vote(s) with other settings, which they do not describe.")

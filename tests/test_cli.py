@@ -119,6 +119,11 @@ def _bad(tmp_path, **fields):
         ({"per_device_train_batch_size": 3}, "is not a multiple of num_generations (4)"),
         ({"answer_match": "fuzzy"}, "answer_match"),
         ({"no_such_field": 1}, "Unknown recipe field(s): no_such_field"),
+        ({"advantage": "lse", "multi_objective_aggregation": "normalize_then_sum"},
+         "error: multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only; with advantage "
+         "'lse' the valid choice is sum_then_normalize."),
+        ({"advantage": "centered", "scale_rewards": "group"},
+         "error: scale_rewards 'group' applies to advantage 'grpo' only; advantage 'centered' is not scaled"),
     ],
 )
 def test_bad_input_one_clear_line_before_loading_the_model(fields, message, tmp_path, capsys):

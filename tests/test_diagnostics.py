@@ -172,3 +172,26 @@ def test_mismatched_labels_are_an_error():
     completions = boxed("7", "7", "7", "1")
     with pytest.raises(ValueError, match="1 groups"):
         diagnose(completions, 4, labels=["7", "8"])
+
+
+CONFIG_SETTINGS = {"extractor": "boxed", "match": "math", "abstain_as_answer": False, "tie": "first"}
+
+
+def test_vote_settings_follow_the_rewards_that_vote():
+    from self_evolve_trl.diagnostics import vote_settings
+
+    # no voting reward: the config's settings
+    assert vote_settings([get_reward_function("format")], CONFIG_SETTINGS) == (CONFIG_SETTINGS, None, [])
+    # the first voting reward's own bound settings, the config's for the rest
+    majority = get_reward_function("majority_vote", extractor="last_number", tie="none")
+    expected = {**CONFIG_SETTINGS, "extractor": "last_number", "tie": "none"}
+    assert vote_settings([get_reward_function("format"), majority], CONFIG_SETTINGS) == (expected, "majority_vote", [])
+    # a wrapper votes as its base reward, which gets the wrapper's settings unless its base_kwargs bind their own
+    judge = get_reward_function("judge_modulated", match="exact", base_kwargs={"extractor": "answer_tag"})
+    settings, followed, _ = vote_settings([judge], CONFIG_SETTINGS)
+    assert settings == {**CONFIG_SETTINGS, "extractor": "answer_tag", "match": "exact"}
+    assert followed == "judge_modulated"
+    # rewards that vote differently from the one followed are named
+    same = get_reward_function("soft_frequency", extractor="last_number", tie="none")
+    rewards = [majority, get_reward_function("soft_frequency"), same]
+    assert vote_settings(rewards, CONFIG_SETTINGS)[2] == ["soft_frequency"]

@@ -276,6 +276,32 @@ def test_config_hands_the_failure_policy_to_the_reward(tmp_path):
     assert args.reward_kwargs["judge_modulated"] == {"format_penalty": 0.3, "on_failure": "neutral"}
 
 
+def test_the_python_api_binds_the_failure_policy_as_the_cli_does(tiny_model_dir, tiny_processor, synthetic_dataset,
+                                                                  cpu_config):
+    """`SelfEvolveGRPOTrainer(..., reward_funcs=["judge_modulated"])` (the default config lists other rewards) binds
+    `judge_on_failure` as the CLI's `build_reward_functions` does, whatever form the reward is given in: the reward
+    and the provider (which averages repeats with it) then follow the same policy."""
+    from self_evolve_trl.rewards import RewardFunction
+    from self_evolve_trl.trainer import build_reward_functions
+
+    cli_args = cpu_config(reward_funcs=["judge_modulated"], judge_on_failure="neutral", **NEVER_SCORES)
+    (cli_reward,) = build_reward_functions(cli_args)  # what `cli.main` hands the trainer
+    args = cpu_config(judge_on_failure="neutral", advantage="centered", **NEVER_SCORES)
+    given = ["judge_modulated", judge_modulated, RewardFunction("judge_modulated", judge_modulated, {})]
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), args, reward_funcs=given)
+    assert cli_reward.kwargs == {"on_failure": "neutral"}
+    assert [f.kwargs for f in trainer.reward_funcs] == [cli_reward.kwargs] * 3
+    assert trainer.reward_input_providers["judge_scores"].args.judge_on_failure == "neutral"
+    scores = [1.0, 0.5, None, 0.97]
+    expected = cli_reward(GROUP, 4, judge_scores=scores)
+    assert expected[2] == 0.75  # neutral: a failed judgement leaves the base reward
+    assert all(f(GROUP, 4, judge_scores=scores) == expected for f in trainer.reward_funcs)
+    # a reward bound with another policy than the provider's is refused, not silently kept
+    with pytest.raises(RewardError, match="Set the judge failure policy with judge_on_failure, not the "
+                                          "'judge_modulated' reward's on_failure \\('zero' there, 'neutral' in"):
+        build_reward_functions(args, [get_reward_function("judge_modulated", on_failure="zero")])
+
+
 def test_cli_names_a_bad_judge_backend(tmp_path, capsys):
     from self_evolve_trl.cli import main
 

@@ -155,3 +155,38 @@ def test_grpo_keeps_trls_normalize_then_sum(training, tiny_model_dir, tiny_proce
     assert torch.allclose(output["advantages"], expected, atol=1e-5)
     mode = "train" if training else "eval"
     assert trainer._metrics[mode]["advantages/abs_max"][-1] == pytest.approx(expected.abs().max().item(), abs=1e-5)
+
+
+def test_clip_advantage_applies_to_trls_normalize_then_sum(tiny_model_dir, tiny_processor, synthetic_dataset,
+                                                            cpu_config):
+    """`clip_advantage` clamps TRL's own GDPO advantages too: rewards 0, 1, 2, 3 give (unclipped)
+    [-1.16, -0.39, 0.39, 1.16], clipped to 0.1."""
+    def ranks(completions, **kwargs):
+        return [0.0, 1.0, 2.0, 3.0] * (len(completions) // 4)
+
+    config = cpu_config(advantage="grpo", multi_objective_aggregation="normalize_then_sum", clip_advantage=0.1)
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config, reward_funcs=[ranks])
+    trainer.model.train()
+    output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)
+    assert output["advantages"].tolist() == pytest.approx([-0.1, -0.1, 0.1, 0.1])
+    assert list(trainer._logs["advantages"]) == pytest.approx([-0.1, -0.1, 0.1, 0.1])
+    assert trainer._metrics["train"]["advantages/abs_max"][-1] == pytest.approx(0.1)
+
+
+def test_diagnostics_vote_as_the_rewards_voted(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
+    """A reward that binds its own extractor (here `boxed`, the config's is `last_number`): the diagnostics describe
+    its vote, majority 2 of 3/4 (by the last number it would be 7 of 2/4, a wrong pseudo-label)."""
+    config = cpu_config(max_steps=1, reward_funcs=["majority_vote"],
+                        reward_kwargs={"majority_vote": {"extractor": "boxed"}})
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+    group = ["\\boxed{2} 7", "\\boxed{2} 8", "\\boxed{2} 9", "\\boxed{3} 7"]
+    rows = [{"completion": c, "label": "2", "prompt": None, "completion_ids": None, "columns": {}, "extras": {}}
+            for c in group]
+    trainer.model.train()
+    scored = trainer._score_groups(rows, [], [])
+    assert scored["rewards"] == [[1.0], [1.0], [1.0], [0.0]]
+    metrics = scored["metrics"]
+    assert metrics["self_consistency/majority_ratio"] == [0.75]
+    assert metrics["self_consistency/distinct_answers"] == [2.0]
+    assert metrics["labels/pseudo_label_accuracy"] == [1.0] and metrics["labels/reward_accuracy"] == [1.0]
+    assert scored["logged_extra"]["answer"] == ["2", "2", "2", "3"]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..answers import extract_answer
+from . import RewardError, RewardFunction
 from .format import DEFAULT_FORMAT_PATTERN, format_reward
 
 
@@ -252,4 +253,38 @@ def judge_modulated(
 
 
 judge_modulated.reward_inputs = ("judge_scores",)
+
+
+def with_failure_policy(function: RewardFunction, judge_on_failure: str) -> RewardFunction:
+    """`function` with `on_failure=judge_on_failure` bound when it reads `judge_scores` and takes `on_failure` (as
+    `judge_modulated`); raises `RewardError` when it is bound with another policy (`failure_policy_problem`)."""
+    if "judge_scores" not in function.required_inputs or not function.accepts("on_failure"):
+        return function
+    problem = failure_policy_problem(function.kwargs, judge_on_failure, f"the {function.name!r} reward's on_failure")
+    if problem:
+        raise RewardError(problem)
+    return RewardFunction(function.name, function.function, {**function.kwargs, "on_failure": judge_on_failure})
+
+
+def failure_policy_problem(bound: dict[str, Any], judge_on_failure: str, where: str) -> str | None:
+    """The problem of a judge reward bound (`bound`: its keyword arguments) with another `on_failure` than the
+    training's `judge_on_failure`, which the judge's provider also reads (to average repeats); None when they agree.
+    `where` names the binding in the message.
+
+    Example:
+
+    ```python
+    >>> failure_policy_problem({"on_failure": "neutral"}, "neutral", "its kwargs") is None
+    True
+    >>> print(failure_policy_problem({"on_failure": "zero"}, "neutral", "its kwargs").split("; ")[0])
+    Set the judge failure policy with judge_on_failure, not its kwargs ('zero' there, 'neutral' in judge_on_failure
+
+    ```
+    """
+    if bound.get("on_failure", judge_on_failure) == judge_on_failure:
+        return None
+    return (
+        f"Set the judge failure policy with judge_on_failure, not {where} ({bound['on_failure']!r} there, "
+        f"{judge_on_failure!r} in judge_on_failure; valid choices: {', '.join(ON_FAILURE_POLICIES)})."
+    )
 

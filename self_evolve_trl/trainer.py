@@ -1,6 +1,6 @@
 """`SelfEvolveGRPOTrainer`: TRL's `GRPOTrainer` with group rewards over whole groups and pluggable advantages.
 
-Seven methods of TRL's trainer are overridden, nothing else. Two carry the method:
+Eight methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
   group of `num_generations` completions can be split across processes (TRL issue #3896). Here the completions (and
@@ -9,7 +9,11 @@ Seven methods of TRL's trainer are overridden, nothing else. Two carry the metho
   rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
   reward function.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
-  `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used.
+  `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used. Before
+  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
+
+`_generate` only lets text-only rows (no image) share a generation batch with image rows: TRL's transformers
+generation gives such a row the images `None`, which the processor rejects in a batch with images; it gets `[]`.
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
 extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own.
@@ -38,6 +42,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import group_advantages
+from .badrows import BadRows
 from .answers import MATCH_STATS
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -158,7 +163,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
-        self.add_callback(SummaryCallback(self.nonfinite_counter))  # summary.txt / summary.json in output_dir
+        self.bad_rows = BadRows(args.on_bad_row, args.max_bad_row_share)  # unreadable dataset rows (`badrows.py`)
+        self.add_callback(SummaryCallback(self.nonfinite_counter, self.bad_rows))  # summary.txt / .json in output_dir
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -312,9 +318,20 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         }
 
     # ------------------------------------------------------------------------------------------------------------
+    # Text-only rows among image rows
+
+    def _generate(self, prompts: list):
+        output = super()._generate(prompts)
+        images = output[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, ...)
+        if images is not None and any(row_images is None for row_images in images):
+            output = (*output[:6], [row_images or [] for row_images in images], *output[7:])
+        return output
+
+    # ------------------------------------------------------------------------------------------------------------
     # Advantages
 
     def _generate_and_score_completions(self, inputs):
+        self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()

@@ -12,8 +12,10 @@ Eight methods of TRL's trainer are overridden, nothing else. Two carry the metho
   `group_advantages(rewards, mode=args.advantage)`, and the advantage statistics logged are the ones used. Before
   that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
 
-`_generate` only lets text-only rows (no image) share a generation batch with image rows: TRL's transformers
-generation gives such a row the images `None`, which the processor rejects in a batch with images; it gets `[]`.
+Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
+`[]` (TRL's transformers generation gives it `None`, which the processor rejects in a batch with images), and the
+images logged with the completions are gathered on every process (TRL gathers them only on the processes whose
+rows have images, and a process with text-only rows then hangs the run).
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
 extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own.
@@ -332,7 +334,17 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
-        output = super()._generate_and_score_completions(inputs)
+        # TRL gathers the images it logs only on the processes whose rows have images: a process with text-only rows
+        # never joins that collective and the run hangs. They are gathered here, on every process.
+        log_images, self.log_multimodal = self.log_multimodal, False
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self.log_multimodal = log_images
+        if log_images:
+            images = gather_object([row.get("images") or [] for row in inputs])
+            if any(images):
+                self._logs["images"].extend(images)
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()
         rewards_per_func = self._last_rewards_per_func

@@ -90,24 +90,26 @@ class BadRows:
         local = [pair for row in inputs for pair in (row.pop(SKIPPED_COLUMN, None) or [])]
         pairs = [pair for process in gather_object([local]) for pair in process]
         training = trainer.model.training
-        new = self.add(pairs, self.rows if training else self.eval_rows)
         seen = self.rows if training else self.eval_rows
+        new = {int(index): str(reason) for index, reason in pairs if int(index) not in seen}
+        if training and new:
+            # A stop loses the step being generated, so the checkpoint saved keeps the rows skipped before it only.
+            first = next(iter(new))
+            size, total = len(trainer.train_dataset), len(self.rows) + len(new)
+            if self.policy == "stop":
+                self.stop(trainer, f"dataset row {first}: {new[first]} (on_bad_row: stop)")
+            if total > self.max_share * size:
+                self.stop(trainer, f"{total} of the {size} dataset rows could not be read, more than max_bad_row_share "
+                                   f"{self.max_share} (rows {rows_text([*self.rows, *new])}; row {first}: {new[first]})")
+        self.add(new.items(), seen)
         if new and trainer.accelerator.is_main_process:
             for index in new:
                 logger.warning(
                     "Skipped %sdataset row %d: %s; the next readable row is used in its place (on_bad_row: %s; %d "
                     "row(s) skipped so far).", "" if training else "evaluation ", index, seen[index], self.policy,
                     len(seen))
-        if not training:
-            return
-        trainer._metrics["train"]["data/skipped_rows"].append(float(len(self.rows)))
-        if new and self.policy == "stop":
-            self.stop(trainer, f"dataset row {new[0]}: {self.rows[new[0]]} (on_bad_row: stop)")
-        size = len(trainer.train_dataset)
-        if new and len(self.rows) > self.max_share * size:
-            self.stop(trainer, f"{len(self.rows)} of the {size} dataset rows could not be read, more than "
-                               f"max_bad_row_share {self.max_share} (rows {rows_text(self.rows)}; row {new[0]}: "
-                               f"{self.rows[new[0]]})")
+        if training:
+            trainer._metrics["train"]["data/skipped_rows"].append(float(len(self.rows)))
 
     def stop(self, trainer, reason: str) -> None:
         """Save a checkpoint of the last completed step and raise `BadRowError` (on every process together)."""

@@ -7,7 +7,8 @@ Every dataset comes out with the same columns:
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
   only by the diagnostics;
-- `uid` and any other column of the source that does not carry the answer.
+- `uid` and any other column of the source that does not carry the answer;
+- `_row` (`ROW_COLUMN`): the row's index, which the images transform reads and never passes on.
 
 A row whose image cannot be read or decoded is replaced, when it is read, by the next readable row; the replacement
 carries the indices and reasons of the rows it stands in for in `SKIPPED_COLUMN`, which the trainer takes out, counts
@@ -299,10 +300,8 @@ class QwenImages:
                 if column in row:
                     batch[column][k] = images if column == "images" else row[column]
             return passed
-        raise DataError(
-            f"dataset row {index}: {self.bad[index]}; and none of the {len(passed) - 1} rows after it could be read "
-            "either: check image_column and the image files."
-        )
+        others = f"; none of the {len(passed) - 1} rows after it can be read either" if len(passed) > 1 else ""
+        raise ImageError(f"dataset row {index}: {self.bad[index]}{others} (check image_column and the image files)")
 
 
 def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, base_dir: str | None = None):

@@ -155,3 +155,18 @@ def test_two_processes_one_with_image_rows_one_with_text_rows(tmp_path, tiny_mod
     kinds = [[part["type"] for part in prompt[0]["content"]] for prompt in completions["prompt"]]
     assert completions["process"].tolist() == [0, 0, 1, 1]
     assert kinds == [["image", "text"]] * 2 + [["text"]] * 2
+
+
+@pytest.mark.slow
+def test_text_only_rows_among_image_rows_under_zero3(tmp_path, tiny_model_dir, run, python):
+    data = write_dataset(tmp_path / "data", 8, text_only=lambda i: i % 2 == 1)
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, shuffle_dataset=False, log_completions=True,
+                          gradient_checkpointing=False)
+    config = Path(__file__).resolve().parent.parent / "accelerate_configs" / "zero3_cpu.yaml"
+    result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "self_evolve_trl.cli",
+                  recipe], timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DeepSpeed" in result.stdout + result.stderr
+    completions = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00002.parquet")
+    kinds = [[part["type"] for part in prompt[0]["content"]] for prompt in completions["prompt"]]
+    assert kinds == [["image", "text"]] * 2 + [["text"]] * 2

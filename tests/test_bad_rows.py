@@ -164,7 +164,7 @@ def test_text_only_rows_among_image_rows_under_zero3(tmp_path, tiny_model_dir, r
                           gradient_checkpointing=False)
     config = Path(__file__).resolve().parent.parent / "accelerate_configs" / "zero3_cpu.yaml"
     result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "self_evolve_trl.cli",
-                  recipe], timeout=400)
+                  recipe], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DeepSpeed" in result.stdout + result.stderr
     completions = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00002.parquet")

@@ -60,6 +60,18 @@ def test_an_unreadable_row_reads_as_the_next_readable_one(tmp_path):
     ]  # the text-only row 6 is no problem
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("on_bad_row", "ignore", "Unknown on_bad_row 'ignore'; valid choices: skip, stop."),
+    ("max_bad_row_share", 1.5, "max_bad_row_share must be between 0 and 1, got 1.5."),
+])
+def test_bad_row_settings_that_cannot_work(tmp_path, field, value, message):
+    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+
+    with pytest.raises(ConfigError) as error:
+        SelfEvolveConfig(output_dir=str(tmp_path), use_cpu=True, **{field: value})
+    assert str(error.value) == message
+
+
 def test_skip_a_row_that_fails_mid_run(tmp_path, tiny_model_dir, caplog):
     """Row 12 of 16 (after the rows checked before training) cannot be decoded; one epoch reads every row."""
     data = write_dataset(tmp_path / "data", 16, broken={12})

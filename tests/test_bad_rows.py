@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -75,7 +76,8 @@ def test_bad_row_settings_that_cannot_work(tmp_path, field, value, message):
 def test_skip_a_row_that_fails_mid_run(tmp_path, tiny_model_dir, caplog):
     """Row 12 of 16 (after the rows checked before training) cannot be decoded; one epoch reads every row."""
     data = write_dataset(tmp_path / "data", 16, broken={12})
-    recipe = write_recipe(tmp_path, tiny_model_dir, data, max_bad_row_share=0.1, seed=2)  # row 12 read in step 6
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, max_bad_row_share=0.1, seed=2,  # row 12 read in step 6
+                          save_strategy="steps", save_steps=6)
     with caplog.at_level(logging.WARNING, logger="self_evolve_trl.badrows"):
         assert main([recipe]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.name == "self_evolve_trl.badrows"]
@@ -88,6 +90,9 @@ def test_skip_a_row_that_fails_mid_run(tmp_path, tiny_model_dir, caplog):
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     counts = [entry["data/skipped_rows"] for entry in history if "data/skipped_rows" in entry]
     assert counts == [0.0] * 5 + [1.0] * 3
+    # the skipped rows are saved with the checkpoint, so that a resumed run goes on counting them
+    state = torch.load(out / "checkpoint-6" / "self_evolve_state_rank0.pt", weights_only=True)
+    assert [index for index, _ in state["components"]["bad_rows"]["rows"]] == [12]
 
 
 def test_stop_at_a_row_that_fails_mid_run_saves_the_last_step_and_resumes(tmp_path, tiny_model_dir, capsys):

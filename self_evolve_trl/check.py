@@ -1,6 +1,6 @@
 """Check a recipe before spending GPU hours:
 
-    python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--rows N] [--timeout S] [--field value ...]
+    python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--rows N|all] [--timeout S] [--field value ...]
 
 (or `--dry-run` on the training command).
 
@@ -14,7 +14,9 @@ Every problem is reported at once, each with its fix; nothing is trained and no 
 - every problem that the config's own validation finds (`SelfEvolveConfig.validation_problems`: the advantage
   settings and which of them combine, CSRS and judge settings too), each reported from the config's own rule, then
   the whole config as the trainer will build it (whatever TRL and transformers reject);
-- the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded;
+- the dataset: its columns, enough rows for one generation round, and the first rows read and their images decoded
+  (`--rows all`: every row, in parallel with a progress bar; each unreadable row listed, a warning where
+  `on_bad_row: skip` would skip it in training);
 - the model: its config and processor load (not the weights), and a local model folder has weight files;
 - the vLLM server (`use_vllm` with `vllm_mode: server`) and the judge endpoint, when configured, answer an HTTP GET;
 - `resume_from_checkpoint` and `output_dir`.
@@ -40,6 +42,9 @@ from typing import Any
 
 # Fields whose YAML value may also be a boolean although the dataclass says `str`.
 BOOL_ALSO = {"resume_from_checkpoint", "scale_rewards"}  # TRL reads scale_rewards true / false as group / none
+# `--rows all`: every row of the dataset is read; the first FIRST_ROWS are read by training before it starts.
+ALL_ROWS = -1
+FIRST_ROWS = 8
 # Keys of a recipe that are not dataclass fields but that TRL's parser understands.
 PARSER_KEYS = {"env"}
 
@@ -479,7 +484,11 @@ def config_build_problems(args, num_processes: int, batch_reported: bool = False
 
 
 def first_row_problems(dataset, rows: int) -> list[Problem]:
-    """Read the first `rows` rows (decoding and resizing their images); one problem per row that fails."""
+    """Read the first `rows` rows (decoding and resizing their images); one problem per row that cannot be read.
+
+    (In training such a row would be skipped; unreadable first rows rather mean a wrong image_column or folder.)"""
+    from .data import SKIPPED_COLUMN
+
     problems = []
     for i in range(min(rows, len(dataset))):
         try:
@@ -488,8 +497,28 @@ def first_row_problems(dataset, rows: int) -> list[Problem]:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             problems.append(Problem(f"dataset row {i}", message, "fix or remove that row (and its image file)."))
             continue
-        if not row.get("images"):
-            problems.append(Problem(f"dataset row {i}", "has no image.", "give every row an image, or check image_column."))
+        for index, reason in row.get(SKIPPED_COLUMN) or []:
+            if index == i:
+                problems.append(Problem(f"dataset row {i}", reason, "fix or remove that row (and its image file)."))
+    return problems
+
+
+def all_row_problems(dataset, args) -> list[Problem]:
+    """Every row read (`--rows all`); one problem per unreadable row. With `on_bad_row: skip`, rows beyond the first
+    8 (which training reads before it starts) are warnings, unless more than `max_bad_row_share` of them are bad."""
+    from .badrows import scan_rows
+
+    bad = scan_rows(dataset)
+    policy, limit = getattr(args, "on_bad_row", "stop"), getattr(args, "max_bad_row_share", 0.0)
+    too_many = len(bad) > limit * len(dataset)
+    problems = [
+        Problem(f"dataset row {index}", reason, "fix or remove that row (and its image file).",
+                warning=policy == "skip" and index >= FIRST_ROWS and not too_many)
+        for index, reason in sorted(bad.items())
+    ]
+    if bad and policy == "skip" and too_many:
+        problems.append(Problem("dataset", f"{len(bad)} of {len(dataset)} rows cannot be read, more than "
+                                f"max_bad_row_share {limit}: training would stop.", "fix or remove those rows."))
     return problems
 
 
@@ -516,7 +545,7 @@ def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> l
             "dataset", f"has {len(dataset)} rows; one generation round needs {geometry.prompts_per_round} prompts "
             f"({geometry.generation_batch_size} completions / num_generations {geometry.num_generations}).",
             "use more data or a smaller per_device_train_batch_size / steps_per_generation."))
-    return problems + first_row_problems(dataset, rows)
+    return problems + (all_row_problems(dataset, args) if rows == ALL_ROWS else first_row_problems(dataset, rows))
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
@@ -728,13 +757,14 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     problems += model_problems(model_args, data_args)
     problems += endpoint_problems(args, timeout)
     problems += output_problems(args)
-    checked = ["fields", "rewards", "advantages", "batch geometry", "config", f"dataset (first {rows} rows)",
+    read = "every row" if rows == ALL_ROWS else f"first {rows} rows"
+    checked = ["fields", "rewards", "advantages", "batch geometry", "config", f"dataset ({read})",
                "model config and processor", "endpoints", "output_dir"]
     return CheckReport(recipe, num_processes, problems, checked)
 
 
 def main(argv: list[str]) -> int:
-    """`check RECIPE.yaml [--num_processes N] [--rows N] [--timeout S] [--field value ...]`; exit 0 clean, 2 otherwise."""
+    """`check RECIPE.yaml [--num_processes N] [--rows N|all] [--timeout S] [--field value ...]`; exit 0 clean, 2 otherwise."""
     argv = list(argv)
     options = {"--num_processes": None, "--rows": 8, "--timeout": 3.0}
     for option, default in list(options.items()):
@@ -742,9 +772,11 @@ def main(argv: list[str]) -> int:
             if spelling in argv:
                 i = argv.index(spelling)
                 try:
-                    options[option] = type(default or 1)(argv[i + 1])
+                    value = argv[i + 1]
+                    all_rows = option == "--rows" and value == "all"
+                    options[option] = ALL_ROWS if all_rows else type(default or 1)(value)
                 except (IndexError, ValueError):
-                    print(f"error: {spelling} needs a number.", file=sys.stderr)
+                    print(f"error: {spelling} needs a number{' or all' if option == '--rows' else ''}.", file=sys.stderr)
                     return 2
                 del argv[i : i + 2]
     if argv[:1] in (["-h"], ["--help"]):

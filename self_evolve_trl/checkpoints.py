@@ -183,7 +183,8 @@ def accept_indexed_cpu_map_location() -> None:
 
 def stateful_components(trainer) -> dict[str, Any]:
     """The trainer's components with `state_dict`/`load_state_dict`, by a stable key."""
-    candidates: dict[str, Any] = {"nonfinite_counter": getattr(trainer, "nonfinite_counter", None)}
+    candidates: dict[str, Any] = {"nonfinite_counter": getattr(trainer, "nonfinite_counter", None),
+                                  "bad_rows": getattr(trainer, "bad_rows", None)}
     for name, provider in getattr(trainer, "reward_input_providers", {}).items():
         candidates[f"reward_input:{name}"] = provider
     for function in getattr(trainer, "reward_funcs", []):
@@ -195,6 +196,16 @@ def stateful_components(trainer) -> dict[str, Any]:
         if callable(getattr(component, "state_dict", None)) and callable(getattr(component, "load_state_dict", None))
         and not isinstance(component, torch.nn.Module)  # models are checkpointed by the Trainer itself
     }
+
+
+def save_last_completed_step(trainer) -> str | None:
+    """Save a checkpoint of the last completed step, for a run that stops in the middle of the next one (the step
+    being generated is lost); return its folder, or None when no step has completed. Call on every process together."""
+    step = trainer.state.global_step
+    if step == 0:
+        return None
+    trainer._save_checkpoint(trainer.model_wrapped, trial=None)
+    return f"{trainer._get_output_dir(trial=None)}/checkpoint-{step}"
 
 
 def save_component_states(trainer, checkpoint_dir: str) -> str | None:

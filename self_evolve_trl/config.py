@@ -15,6 +15,7 @@ from trl import GRPOConfig
 
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
 from .answers import EXTRACTORS, MATCH_MODES
+from .badrows import BAD_ROW_POLICIES
 from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
@@ -101,6 +102,15 @@ class SelfEvolveConfig(GRPOConfig):
             Sample each completion on its own with a seed made of `seed`, the step and the completion's global
             index, so that rollouts (and the `reference` judge's judgements) do not depend on the number of processes.
             Slow (batch size 1); for debugging and for comparing process layouts. Transformers generation only.
+
+        > Parameters that control unreadable dataset rows
+
+        on_bad_row (`str`, *optional*, defaults to `"skip"`):
+            A row whose image cannot be read or decoded: `skip` uses the next readable row in its place (a warning
+            per row, counted in `data/skipped_rows` and the run summary); `stop` saves a checkpoint of the last
+            completed step and stops with the row, the reason and the resume command.
+        max_bad_row_share (`float`, *optional*, defaults to `0.05`):
+            With `skip`, stop the same way once more than this share of the training rows was skipped.
 
         > Parameters that control CSRS re-inference (SPEC §4; used by the `retrace_frequency` reward)
 
@@ -235,6 +245,14 @@ class SelfEvolveConfig(GRPOConfig):
     reproducible_generation: bool = field(
         default=False,
         metadata={"help": "Sample each completion with its own seed (layout-independent rollouts; slow)."},
+    )
+    on_bad_row: str = field(
+        default="skip",
+        metadata={"help": "A row with an unreadable image: use the next readable row (`skip`) or save and stop (`stop`).",
+                  "choices": list(BAD_ROW_POLICIES)},
+    )
+    max_bad_row_share: float = field(
+        default=0.05, metadata={"help": "With on_bad_row skip: stop (after saving) when more of the rows were skipped."}
     )
 
     # ---- CSRS re-inference (issue 4; SPEC §4) ----------------------------------------------------------------
@@ -374,6 +392,9 @@ class SelfEvolveConfig(GRPOConfig):
         problems += _choice_problems("answer_extractor", self.answer_extractor, EXTRACTORS)
         problems += _choice_problems("answer_match", self.answer_match, MATCH_MODES)
         problems += _choice_problems("tie", self.tie, TIE_RULES)
+        problems += _choice_problems("on_bad_row", self.on_bad_row, BAD_ROW_POLICIES)
+        if not 0 <= self.max_bad_row_share <= 1:
+            problems.append(f"max_bad_row_share must be between 0 and 1, got {self.max_bad_row_share}.")
         problems += check_retrace_config(self)  # CSRS (issue 4)
         problems += self._check_judge_fields()  # Actor–Judge
         if self.reproducible_generation and self.use_vllm:

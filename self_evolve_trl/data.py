@@ -7,7 +7,12 @@ Every dataset comes out with the same columns:
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
   only by the diagnostics;
-- `uid` and any other column of the source that does not carry the answer.
+- `uid` and any other column of the source that does not carry the answer;
+- `_row` (`ROW_COLUMN`): the row's index, which the images transform reads and never passes on.
+
+A row whose image cannot be read or decoded is replaced, when it is read, by the next readable row; the replacement
+carries the indices and reasons of the rows it stands in for in `SKIPPED_COLUMN`, which the trainer takes out, counts
+and acts on (`on_bad_row`, see `badrows.py`). A row without images (`null` or `[]`) is a text-only question.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import extract_answer
@@ -23,6 +28,12 @@ from .images import ImageError, load_image, qwen_resize
 
 
 LABEL_COLUMN = "label"
+# The row's index in the prepared dataset (read by the images transform, never passed on) and, on a row that stands
+# in for unreadable ones, their `[index, reason]` pairs (None on every other row).
+ROW_COLUMN = "_row"
+SKIPPED_COLUMN = "_skipped_rows"
+# The most rows tried, after an unreadable one, for a readable row to use in its place.
+MAX_REPLACEMENT_TRIES = 1000
 
 # Columns that carry reference answers in common datasets; never passed on, since rewards would see them.
 ANSWER_COLUMN_NAMES = {"answer", "answers", "solution", "solutions", "ground_truth", "gt", "gt_answer", "final_answer"}
@@ -193,6 +204,7 @@ def prepare_dataset(
         }
         if "uid" not in kept:
             out["uid"] = str(index)
+        out[ROW_COLUMN] = index
         return out
 
     raw = undecoded_images(raw, image_column)
@@ -223,17 +235,41 @@ def undecoded_images(raw, column: str | None):
 @dataclass(frozen=True)
 class QwenImages:
     """The `datasets` transform that loads a batch's `images` and resizes them the Qwen way (within
-    [min_pixels, max_pixels], Qwen's defaults where None); paths are relative to `base_dir`."""
+    [min_pixels, max_pixels], Qwen's defaults where None); paths are relative to `base_dir`.
+
+    With `source` (the dataset without this transform, with its `ROW_COLUMN`), a row whose images cannot be used is
+    replaced by the next readable row of `source`, which then lists the rows it stands in for in `SKIPPED_COLUMN`;
+    without, the `ImageError` is raised. `bad` caches the unreadable rows (index -> reason) of this process."""
 
     min_pixels: int | None = None
     max_pixels: int | None = None
     base_dir: str | None = None
+    source: Any = field(default=None, compare=False, repr=False)
+    bad: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, batch):
-        batch = dict(batch)
-        if "images" in batch:
-            batch["images"] = [[self.read(img) for img in (images or [])] for images in batch["images"]]
+        batch = {column: list(values) for column, values in batch.items()}
+        indices = batch.pop(ROW_COLUMN, None)
+        if "images" not in batch:
+            return batch
+        if indices is None or self.source is None:
+            batch["images"] = [self.read_images(images) for images in batch["images"]]
+            return batch
+        skipped = [None] * len(indices)
+        for k, index in enumerate(indices):
+            try:
+                if index in self.bad:
+                    raise ImageError(self.bad[index])
+                batch["images"][k] = self.read_images(batch["images"][k])
+            except ImageError as error:
+                self.bad[index] = str(error)
+                skipped[k] = self._replace(batch, k, index)
+        batch[SKIPPED_COLUMN] = skipped
         return batch
+
+    def read_images(self, images) -> list:
+        """The loaded and resized images of one row (`[]` for a text-only row); `ImageError` if one is unusable."""
+        return [self.read(img) for img in (images or [])]
 
     def read(self, value):
         try:
@@ -243,10 +279,36 @@ class QwenImages:
         except Exception as error:  # qwen_vl_utils: extreme aspect ratio, ...
             raise ImageError(f"Cannot use image: {error}") from None
 
+    def _replace(self, batch: dict, k: int, index: int) -> list[list]:
+        """Put the next readable row of `source` after `index` in place `k` of `batch`; return the `[index, reason]`
+        pairs of the unreadable rows passed over, `index`'s first."""
+        passed = [[index, self.bad[index]]]
+        size = len(self.source)
+        for step in range(1, min(size, MAX_REPLACEMENT_TRIES + 1)):
+            j = (index + step) % size
+            if j in self.bad:
+                passed.append([j, self.bad[j]])
+                continue
+            row = self.source[j]
+            try:
+                images = self.read_images(row["images"])
+            except ImageError as error:
+                self.bad[j] = str(error)
+                passed.append([j, self.bad[j]])
+                continue
+            for column in batch:
+                if column in row:
+                    batch[column][k] = images if column == "images" else row[column]
+            return passed
+        others = f"; none of the {len(passed) - 1} rows after it can be read either" if len(passed) > 1 else ""
+        raise ImageError(f"dataset row {index}: {self.bad[index]}{others} (check image_column and the image files)")
+
 
 def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, base_dir: str | None = None):
-    """The dataset with its `images` loaded and resized the Qwen way whenever a row is read (lazily)."""
-    return dataset.with_transform(QwenImages(min_pixels, max_pixels, base_dir))
+    """The dataset with its `images` loaded and resized the Qwen way whenever a row is read (lazily); an unreadable
+    row is replaced by the next readable one (see `QwenImages`)."""
+    source = dataset if ROW_COLUMN in dataset.column_names else None
+    return dataset.with_transform(QwenImages(min_pixels, max_pixels, base_dir, source=source))
 
 
 def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
@@ -255,7 +317,8 @@ def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
     transform = dataset.format["format_kwargs"].get("transform")
     if not isinstance(transform, QwenImages):
         raise TypeError("with_pixel_bounds needs a dataset prepared by load_training_dataset (its images transform).")
-    return dataset.with_transform(dataclasses.replace(transform, min_pixels=min_pixels, max_pixels=max_pixels))
+    bounds = dataclasses.replace(transform, min_pixels=min_pixels, max_pixels=max_pixels, bad={})  # other sizes, other failures
+    return dataset.with_transform(bounds)
 
 
 def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):

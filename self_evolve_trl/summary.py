@@ -255,10 +255,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(output_dir: str, log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None) -> str:
+def write_summary(output_dir: str, log_history: list[dict[str, Any]], nonfinite: dict[str, int] | None = None,
+                  skipped_rows: dict[int, str] | None = None) -> str:
     """Write `summary.json` and `summary.txt` to `output_dir`; return the text.
 
-    `nonfinite`: the run's totals of non-finite rewards and advantages (`trainer.nonfinite_counter.state_dict()`).
+    `nonfinite`: the run's totals of non-finite rewards and advantages (`trainer.nonfinite_counter.state_dict()`);
+    `skipped_rows`: the unreadable training rows skipped (index -> reason, `trainer.bad_rows.rows`).
     """
     summary = summarize_log_history(log_history)
     text = format_summary(summary)
@@ -266,6 +268,9 @@ def write_summary(output_dir: str, log_history: list[dict[str, Any]], nonfinite:
     if totals is not None:
         summary["nonfinite"] = totals
         text += "\n" + format_nonfinite(totals)
+    if skipped_rows:
+        summary["skipped_rows"] = {str(index): reason for index, reason in sorted(skipped_rows.items())}
+        text += "\n" + format_skipped_rows(skipped_rows)
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
@@ -297,23 +302,39 @@ def format_nonfinite(totals: dict[str, int]) -> str:
     return f"  {'non-finite rewards / advantages (set to 0)':<44} {totals['rewards']:>8d} / {totals['advantages']}"
 
 
+def format_skipped_rows(rows: dict[int, str]) -> str:
+    """The summary line of the unreadable dataset rows skipped (`on_bad_row: skip`).
+
+    ```python
+    >>> format_skipped_rows({40: "Cannot read image 40.png", 3: "Image file not found: 3.png"})
+    '  dataset rows skipped (unreadable)                   2: rows 3, 40'
+
+    ```
+    """
+    from .badrows import rows_text
+
+    return f"  {'dataset rows skipped (unreadable)':<44} {len(rows):>8d}: rows {rows_text(rows)}"
+
+
 class SummaryCallback(TrainerCallback):
     """Write `summary.txt` / `summary.json` to `output_dir` at the end of training and print the text unless
     `print_summary` is off (on the main process only), for the command line and the Python API alike.
 
     `Trainer.train` calls `on_train_end` after it has logged the run's totals (`train_runtime`, `train_loss`), so
     the log history is complete; `nonfinite_counter` is the trainer's run totals of non-finite rewards and
-    advantages (restored in place on resume).
+    advantages (restored in place on resume), `bad_rows` its skipped dataset rows (`badrows.BadRows`).
     """
 
-    def __init__(self, nonfinite_counter=None):
+    def __init__(self, nonfinite_counter=None, bad_rows=None):
         self.nonfinite_counter = nonfinite_counter
+        self.bad_rows = bad_rows
         self.text: str | None = None
 
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         nonfinite = self.nonfinite_counter.state_dict() if self.nonfinite_counter is not None else None
-        self.text = write_summary(args.output_dir, state.log_history, nonfinite)
+        skipped = self.bad_rows.rows if self.bad_rows is not None else None
+        self.text = write_summary(args.output_dir, state.log_history, nonfinite, skipped)
         if getattr(args, "print_summary", True):
             print(self.text, flush=True)

@@ -1,6 +1,6 @@
 """`SelfEvolveGRPOTrainer`: TRL's `GRPOTrainer` with group rewards over whole groups and pluggable advantages.
 
-Seven methods of TRL's trainer are overridden, nothing else. Two carry the method:
+Eight methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
   group of `num_generations` completions can be split across processes (TRL issue #3896). Here the completions (and
@@ -12,7 +12,13 @@ Seven methods of TRL's trainer are overridden, nothing else. Two carry the metho
   its own completions, then the scores are gathered.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
-  `clip_advantage`), and the advantage statistics logged are the ones used.
+  `clip_advantage`), and the advantage statistics logged are the ones used. Before
+  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
+
+Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
+`[]` (TRL's transformers generation gives it `None`, which the processor rejects in a batch with images), and the
+images logged with the completions are gathered on every process (TRL gathers them only on the processes whose
+rows have images, and a process with text-only rows then hangs the run).
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
 extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own. It takes
@@ -44,6 +50,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from .advantages import clip_advantages, group_advantages
+from .badrows import BadRows
 from .answers import MATCH_STATS
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -201,7 +208,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
-        self.add_callback(SummaryCallback(self.nonfinite_counter))  # summary.txt / summary.json in output_dir
+        self.bad_rows = BadRows(args.on_bad_row, args.max_bad_row_share)  # unreadable dataset rows (`badrows.py`)
+        self.add_callback(SummaryCallback(self.nonfinite_counter, self.bad_rows))  # summary.txt / .json in output_dir
         self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     @staticmethod
@@ -398,10 +406,31 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         }
 
     # ------------------------------------------------------------------------------------------------------------
+    # Text-only rows among image rows
+
+    def _generate(self, prompts: list):
+        output = super()._generate(prompts)
+        images = output[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, ...)
+        if images is not None and any(row_images is None for row_images in images):
+            output = (*output[:6], [row_images or [] for row_images in images], *output[7:])
+        return output
+
+    # ------------------------------------------------------------------------------------------------------------
     # Advantages
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
+        # TRL gathers the images it logs only on the processes whose rows have images: a process with text-only rows
+        # never joins that collective and the run hangs. They are gathered here, on every process.
+        log_images, self.log_multimodal = self.log_multimodal, False
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self.log_multimodal = log_images
+        if log_images:
+            images = gather_object([row.get("images") or [] for row in inputs])
+            if any(images):
+                self._logs["images"].extend(images)
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()
         rewards_per_func = self._last_rewards_per_func

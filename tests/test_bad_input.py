@@ -101,13 +101,16 @@ def test_bad_input_is_one_clear_line(name, tmp_path, tiny_model_dir, capsys):
 
 
 def test_failed_start_after_the_trainer_made_the_output_dir_leaves_it_empty(tmp_path, tiny_model_dir, capsys):
-    """Rows beyond the first few are read in the first step, after the trainer has created output_dir."""
+    """Rows beyond the first few are read in the first step, after the trainer has created output_dir: 12 of 20
+    rows unreadable is more than max_bad_row_share (0.05), so the run stops before its first step."""
     data = write_rows(tmp_path / "late.jsonl", image_rows(tmp_path, 20, broken=set(range(8, 20))))
     recipe = recipe_for(tmp_path, tiny_model_dir, dataset_name=data, per_device_train_batch_size=36)  # 18 of 20 prompts
     assert main([recipe]) == 2
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
-    assert line.startswith("error: Cannot read image ") and "Traceback" not in err
+    assert line.startswith("error: 12 of the 20 dataset rows could not be read, more than max_bad_row_share 0.05 "
+                           "(rows 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, ... (12 in all); row ") and "Traceback" not in err
+    assert line.endswith("stopped while generating step 1; no training step had completed, so there was nothing to save.")
     assert not (tmp_path / "out").exists()
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from self_evolve_trl.config import DataArguments
-from self_evolve_trl.data import DataError, build_prompt, load_training_dataset
+from self_evolve_trl.data import ROW_COLUMN, DataError, build_prompt, load_training_dataset
 from self_evolve_trl.images import ImageError, qwen_resize
 from self_evolve_trl.synthetic import make_synthetic_rows
 
@@ -23,7 +23,7 @@ def test_geoqa_shaped_parquet_answer_moves_to_the_hidden_label(tmp_path):
         dataset_name=str(tmp_path / "geoqa.parquet"), question_column="problem", image_column="image",
         answer_column="solution", label_extractor="answer_tag", instruction="Box it.",
     ))
-    assert set(ds.column_names) == {"prompt", "images", "label", "uid"}  # `solution` is gone
+    assert set(ds.column_names) == {"prompt", "images", "label", "uid", ROW_COLUMN}  # `solution` is gone
     row = ds[0]
     assert row["label"] == "140°"
     assert row["prompt"] == [{"role": "user", "content": [{"type": "image", "text": None},
@@ -92,7 +92,7 @@ def test_presets_load_their_hub_dataset_and_columns(monkeypatch, preset, hub_id,
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     ds = load_training_dataset(DataArguments(dataset_name=preset, instruction="Box it."))
     assert requested == [(hub_id, None, "train")]
-    assert sorted(ds.column_names) == ["images", "label", "prompt", "uid"]  # the answer column is gone
+    assert sorted(ds.column_names) == [ROW_COLUMN, "images", "label", "prompt", "uid"]  # the answer column is gone
     row = ds[0]
     assert row["prompt"] == [{"role": "user", "content": [{"type": "image", "text": None},
                                                           {"type": "text", "text": question}]}]

@@ -34,6 +34,7 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
+from ..checkpoints import save_last_completed_step
 from ..rewards.judge import parse_judge_score
 from ..seeds import generation_batch, judge_seed
 from . import JudgeUnavailableError
@@ -185,9 +186,8 @@ class JudgeScoreProvider:
         trainer = self.trainer
         step = trainer.state.global_step
         when = f"while generating step {step + 1}" if trainer.model.training else f"while evaluating at step {step}"
-        if step > 0:
-            trainer._save_checkpoint(trainer.model_wrapped, trial=None)
-            checkpoint = f"{trainer._get_output_dir(trial=None)}/checkpoint-{step}"
+        checkpoint = save_last_completed_step(trainer)
+        if checkpoint is not None:
             saved = f"saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works"
         else:
             saved = "no training step had completed, so there was nothing to save"

@@ -88,9 +88,9 @@ def main() -> None:
         actor_out.append(sum(len(c) for c in completion_ids))
         return completion_ids, logprobs
 
-    def timed_judge(requests):
+    def timed_judge(requests, seeds=None):
         start = time.perf_counter()
-        outputs = judge(requests)
+        outputs = judge(requests, seeds)
         judge_s.append(time.perf_counter() - start)
         judge_in.append(sum(_judge_prompt_tokens(processor, r) for r in requests))
         judge_out.append(sum(len(tokenizer(o.text or "")["input_ids"]) for o in outputs))

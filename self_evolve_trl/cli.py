@@ -130,7 +130,9 @@ def parse_recipe(argv: list[str]):
 
 
 def cache_dir() -> str:
-    return os.environ.get("SELF_EVOLVE_TRL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "self_evolve_trl"))
+    from .tiny import cache_dir as tiny_cache_dir
+
+    return tiny_cache_dir()
 
 
 def resolve_model_path(model_name_or_path: str) -> str:

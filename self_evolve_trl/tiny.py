@@ -218,6 +218,12 @@ def build_tiny_qwen25vl(output_dir: str | os.PathLike, preset: str = "tiny", see
     return str(output_dir)
 
 
+def cache_dir() -> str:
+    """Where `tiny:` models (and other built artefacts) are cached: `$SELF_EVOLVE_TRL_CACHE`, else
+    `~/.cache/self_evolve_trl`."""
+    return os.environ.get("SELF_EVOLVE_TRL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "self_evolve_trl"))
+
+
 def resolve_tiny_model(name_or_path: str, cache_dir: str | os.PathLike) -> str:
     """Turn the special name `tiny:<preset>` (e.g. `tiny:qwen2.5-vl`, `tiny:vllm`) into a built model directory.
 

@@ -19,6 +19,8 @@ import importlib.metadata
 import os
 import sys
 
+from .tiny import cache_dir, resolve_tiny_model
+
 VLLM_CLI_FLAG = "--vllm-cli"
 
 
@@ -51,6 +53,7 @@ def trl_serve_command(argv: list[str]) -> list[str]:
     from trl.scripts.vllm_serve import build_command, make_parser
 
     script_args, extra_args = make_parser().parse_args_and_config(args=argv, return_remaining_strings=True)
+    script_args.model = resolve_tiny_model(script_args.model, cache_dir())  # `tiny:vllm`: the trainer's own copy
     command = build_command(script_args, extra_args)
     module = command.index("vllm.entrypoints.cli.main")
     return [*command[:module], __name__ if __name__ != "__main__" else "self_evolve_trl.vllm_serve", VLLM_CLI_FLAG,

@@ -23,7 +23,8 @@ SCRIPTS = sorted(p for p in (REPO / "scripts").rglob("*") if p.suffix in (".sh",
 
 
 def test_there_are_scripts():
-    assert {p.name for p in SCRIPTS} == {"launch_vllm_server.sh", "launch_trainer_node.sh", "train_multinode.sbatch"}
+    assert {p.name for p in SCRIPTS} == {"launch_vllm_server.sh", "launch_trainer_node.sh", "train_multinode.sbatch",
+                                         "install_vllm_cpu.sh", "gpu_check.sh"}
     assert all(os.access(p, os.X_OK) for p in SCRIPTS)
 
 
@@ -46,7 +47,7 @@ def test_shellcheck_clean(script):
 def test_the_files_they_name_exist(script):
     code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("#"))
     named = set(re.findall(r"\b(?:scripts|accelerate_configs|recipes)/[\w./-]+\.(?:sh|sbatch|yaml)\b", code))
-    assert named, "the script names no repository file"
+    assert named or script.name == "install_vllm_cpu.sh", "the script names no repository file"
     for path in named:
         assert (REPO / path).is_file(), path
 

@@ -5,6 +5,7 @@ fill the CPU's prepacked linear layers). TRL builds the colocated engine without
 the CPU for the float32 tiny model: the logprob check uses a bfloat16 tolerance.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,17 +31,35 @@ def trainer_logprobs(model, ids: list[int], prompt_length: int) -> torch.Tensor:
     return logits.log_softmax(-1).gather(-1, torch.tensor(ids[prompt_length:])[:, None])[:, 0]
 
 
+def record_engine_inputs(llm) -> list[list[dict]]:
+    """The prompts (token ids and images) of every `llm.generate` call, copied as they reach the engine."""
+    calls, generate = [], llm.generate
+
+    def recording(prompts, *args, **kwargs):
+        if not isinstance(prompts, list) or not isinstance(prompts[0], dict):  # e.g. the logprob probe
+            return generate(prompts, *args, **kwargs)
+        calls.append([{"ids": list(p["prompt_token_ids"]),
+                       "image": np.asarray(p["multi_modal_data"]["image"]).copy() if "multi_modal_data" in p else None}
+                      for p in prompts])
+        return generate(prompts, *args, **kwargs)
+
+    llm.generate = recording
+    return calls
+
+
 def test_lora_colocate_syncs_through_reload_weights(vllm_env, tiny_vllm_model_dir, synthetic_dataset, cpu_config):
-    """The LoRA recipe's shape (`use_peft`, `vllm_mode: colocate`), 3 steps: after each sync the engine scores like
-    the trainer's merged model, and its scores move with training."""
+    """The LoRA recipe's shape (`use_peft`, `vllm_mode: colocate`), 3 steps, with CSRS re-inference (VSP on): after
+    each sync the engine scores like the trainer's merged model, and its scores move with training; the re-inference
+    prompts reach the engine with perturbed images."""
     from peft import LoraConfig
     from transformers import AutoProcessor
 
     from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
     processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
-    config = cpu_config(use_vllm=True, vllm_mode="colocate", reward_funcs=["soft_frequency"], advantage="lse",
-                        max_steps=3, max_completion_length=16, learning_rate=0.05)
+    config = cpu_config(use_vllm=True, vllm_mode="colocate", reward_funcs=["soft_frequency", "retrace_frequency"],
+                        advantage="lse", max_steps=3, max_completion_length=16, learning_rate=0.05,
+                        retrace_samples_per_anchor=2, retrace_visual_perturbation=True)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=r".*language_model.*\.(q_proj|v_proj|up_proj|down_proj)",
                       task_type="CAUSAL_LM")
     trainer = SelfEvolveGRPOTrainer(model=tiny_vllm_model_dir, processing_class=processor, args=config,
@@ -55,6 +74,7 @@ def test_lora_colocate_syncs_through_reload_weights(vllm_env, tiny_vllm_model_di
         records.append((engine_logprobs(generation.llm, ids, len(prompt)), trainer_logprobs(trainer.model, ids, len(prompt))))
 
     generation.sync_weights = sync_and_probe
+    engine_calls = record_engine_inputs(generation.llm)
     trainer.train()
 
     assert len(records) == 3
@@ -63,3 +83,11 @@ def test_lora_colocate_syncs_through_reload_weights(vllm_env, tiny_vllm_model_di
     # LoRA starts as a no-op (B = 0): the first sync is the base; later ones carry the trained adapters
     assert (records[-1][1] - records[0][1]).abs().max() > 4 * BF16_ATOL
     assert (records[-1][0] - records[0][0]).abs().max() > 4 * BF16_ATOL
+
+    # per step: the rollout (G rows of one prompt), then the re-inference (4 completions x anchors x K rows)
+    anchors = len(config.retrace_anchors)
+    assert [len(call) for call in engine_calls] == [4, 4 * anchors * 2] * 3
+    for rollout, retrace in zip(engine_calls[::2], engine_calls[1::2]):
+        clean = rollout[0]["image"]
+        assert all(row["image"].shape == clean.shape and not np.array_equal(row["image"], clean) for row in retrace)
+    assert all(entry["rewards/retrace_frequency/mean"] is not None for entry in trainer.state.log_history[:3])

@@ -101,14 +101,14 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
         return self.mode == "server" and self.weight_sync == "disk"
 
     def _init_vllm(self):
-        if self.mode == "server" and not self._disk_sync and self.accelerator.device.type != "cuda":
-            raise ValueError(
-                f"vllm_weight_sync 'nccl' streams the weights to the vLLM server over NCCL, which needs CUDA; the trainer "
-                f"runs on '{self.accelerator.device}'. Set vllm_weight_sync: disk (and vllm_weight_sync_dir to a folder "
-                "that the server can read)."
-            )
         if not self._disk_sync:
-            return super()._init_vllm()
+            try:
+                return super()._init_vllm()
+            except NotImplementedError as error:  # TRL's NCCL weight transfer on a trainer without CUDA
+                raise ValueError(
+                    f"{error} Set vllm_weight_sync: disk (and vllm_weight_sync_dir to a folder that the server can "
+                    "read) to sync the weights through the disk instead of NCCL."
+                ) from error
         if self.weight_sync_dir is None:
             raise ValueError("vllm_weight_sync 'disk' needs vllm_weight_sync_dir.")
         if self.accelerator.is_main_process:
@@ -160,11 +160,15 @@ def vllm_generation_class(weight_sync: str, weight_sync_dir: str | None):
     """While TRL's trainer is being built, it creates `SelfEvolveVLLMGeneration` where it creates `VLLMGeneration`.
 
     TRL builds its generation backend inside `GRPOTrainer.__init__` by the class's name in its module and has no hook
-    for another class, so that name is swapped for the duration of the constructor only.
+    for another class, so that name is swapped for the duration of the constructor only (unless something else
+    already replaced TRL's class there).
     """
     from trl.trainer import grpo_trainer
 
     original = grpo_trainer.VLLMGeneration
+    if original is not VLLMGeneration:  # already replaced (e.g. by a test's stand-in): leave it
+        yield
+        return
     grpo_trainer.VLLMGeneration = functools.partial(
         SelfEvolveVLLMGeneration, weight_sync=weight_sync, weight_sync_dir=weight_sync_dir
     )

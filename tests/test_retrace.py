@@ -26,7 +26,6 @@ from trl.data_utils import prepare_multimodal_messages
 from self_evolve_trl.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.retrace import (
     NEW_TURN_NEEDS_CONVERSATIONS,
-    RetraceProvider,
     add_noise,
     map_images,
     noise_generator,
@@ -546,75 +545,12 @@ def test_reinferred_completions_never_enter_the_loss(csrs_trainer):
     assert not any(p in rollout_prompts for p in retrace_prompts)
 
 
-class FakeVLLMGeneration:
-    """Stand-in for TRL's `VLLMGeneration` (vLLM needs CUDA): server-mode semantics, canned completions.
-
-    Like the server, it generates `num_generations` completions for every `num_generations`-th prompt. The first call
-    after a weight sync is the rollout: completions answer 1, 1, 2 and (no answer) in turn; later calls are
-    re-inferences and answer 1.
-    """
-
-    instances = []
-
-    def __init__(self, model, accelerator, processing_class, **kwargs):
-        self.tokenizer = processing_class.tokenizer
-        self.calls, self.syncs = [], 0
-        self.vllm_client = type("Client", (), {"get_server_info": lambda self: {"model_config": {"logprobs_mode": "processed_logprobs"}}})()
-        FakeVLLMGeneration.instances.append(self)
-
-    def sync_weights(self):
-        self.syncs += 1
-        self.calls_since_sync = 0
-
-    def generate(self, prompts, images, num_generations, profiler=None):
-        self.calls.append((prompts, images, num_generations))
-        unique = prompts[::num_generations]
-        for n, prompt in enumerate(unique):  # the server sees each prompt once: the copies must be identical
-            assert all(p == prompt for p in prompts[n * num_generations : (n + 1) * num_generations])
-        self.calls_since_sync += 1
-        rollout = self.calls_since_sync == 1
-        texts = ["<think>a</think> \\boxed{1}", "<think>b</think> \\boxed{1}", "<think>c</think> \\boxed{2}", "no"]
-        completions = []
-        for n in range(len(unique) * num_generations):
-            text = texts[n % 4] if rollout else "\\boxed{1}"
-            completions.append(self.tokenizer.encode(text) + [self.tokenizer.convert_tokens_to_ids("<|im_end|>")])
-        logprobs = [[[0.0]] * len(c) for c in completions]
-        return [p for p in unique for _ in range(num_generations)], completions, logprobs, None
-
-
-def test_vllm_server_path_through_the_stand_in(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config, monkeypatch):
-    """vLLM can't run here (CUDA only): TRL's `VLLMGeneration` is replaced by a stand-in at that boundary."""
-    monkeypatch.setattr("trl.trainer.grpo_trainer.VLLMGeneration", FakeVLLMGeneration)
-    FakeVLLMGeneration.instances.clear()
-    config = cpu_config(
-        reward_funcs=["retrace_frequency"], use_vllm=True, vllm_mode="server", vllm_importance_sampling_correction=False,
-        retrace_visual_perturbation=True, max_steps=1, max_completion_length=16,
-    )
-    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
-    trainer.train()
-    (fake,) = FakeVLLMGeneration.instances
-    assert fake.syncs == 1  # the re-inference reuses the step's weights: no second sync
-    (_, rollout_images, rollout_n), (retrace_prompts, retrace_images, retrace_n) = fake.calls
-    assert rollout_n == 4 and retrace_n == 3 and len(retrace_prompts) == 4 * 3  # each prefix K times in a row, n = K
-    clean = np.asarray(rollout_images[0][0])
-    assert not any(np.array_equal(np.asarray(images[0]), clean) for images in retrace_images)
-    # new-turn prompts: the rollout's prefix as a finished assistant turn, then a new one
-    decoded = tiny_processor.tokenizer.decode(retrace_prompts[0])
-    assert decoded.endswith("<|im_end|>\n<|im_start|>assistant\n") and decoded.count("<|im_start|>assistant") == 2
-    # every re-inference answers 1: c = 12 for the two completions that answer 1 -> 0.9·min(1, 1.2·12/16) + 0.1
-    entry = trainer.state.log_history[0]
-    expected = [spec_reward(12, 4, 3, 1), spec_reward(12, 4, 3, 1), spec_reward(0, 4, 3, 1), spec_reward(0, 4, 3, 0)]
-    assert entry["rewards/retrace_frequency/mean"] == pytest.approx(sum(expected) / 4)
-    assert entry["retrace/abstention_rate"] == 0.0
-    # agreement of each answered completion's own re-inferences with its answer: 1, 1 and 0 (the one that answers 2)
-    assert entry["retrace/agreement"] == pytest.approx(2 / 3)
-
-
 class FakeVLLMClient:
-    """Stand-in for TRL's `VLLMClient`, the HTTP client of a vLLM server, under TRL's own `VLLMGeneration`.
-
-    vLLM needs CUDA, and so does the client itself (its weight transfer is vLLM's NCCL engine, and it refuses a CPU
-    device). One level below `FakeVLLMGeneration`, so TRL's server-mode code runs: the gather of every process's
+    """Stand-in for TRL's `VLLMClient`, the HTTP client of a vLLM server, under TRL's own `VLLMGeneration`: the one
+    stand-in of the vLLM path, for what cannot run on a CPU, the NCCL weight transfer (`init_communicator`,
+    `update_named_params`). tests/test_vllm_server_mode.py runs the same path against a real vLLM server with the
+    disk sync; this one keeps the NCCL sync's calls in the test, and answers chosen so that the rewards can be
+    checked by hand. TRL's server-mode code runs: the gather of every process's
     prompts and images to the main process, the image features placed on the image tokens, one call with n
     completions per distinct prompt, the broadcast of the results and each process's slice. Answers are a function
     of what is sent: a rollout (n = G) answers 1, 1, 2 and nothing in turn; a re-inference answers a digit made of its

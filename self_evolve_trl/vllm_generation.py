@@ -139,6 +139,12 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
                 f"{self.vllm_client.base_url}/collective_rpc",
                 json={"method": "reload_weights", "kwargs": {"weights_path": os.path.abspath(folder)}},
             )
+            # The worker's `reload_weights` drops its encoder outputs but not the scheduler's record of them: without
+            # this, the next request with an image seen before the sync kills the engine ("Encoder cache miss").
+            response = self.vllm_client.session.post(f"{self.vllm_client.base_url}/reset_encoder_cache")
+            if response.status_code != 200:
+                raise RuntimeError(f"Resetting the vLLM server's encoder cache failed: {response.status_code}, "
+                                   f"{response.text}")
             self.vllm_client.reset_prefix_cache()
             if self._synced_folder and self._synced_folder != folder:
                 shutil.rmtree(self._synced_folder, ignore_errors=True)
@@ -152,6 +158,7 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
         # Each process drives its own engine in-process, so the iterator reaches `reload_weights` unserialised and
         # every parameter is gathered, loaded and released in turn.
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": self._iter_named_params()})
+        self.llm.llm_engine.reset_encoder_cache()  # as in `_sync_through_disk`
         self.llm.reset_prefix_cache()
 
 

@@ -377,9 +377,9 @@ def main() -> None:
     print("\nfigures:\n" + "\n".join(figures))
 
 
-# vLLM's CPU engine crashes on a partial prefill with a seeded request ("CPU Generator does not use offset": it cannot
-# rewind the generator; every judgement carries a seed) and, in our runs, on multimodal prefix-cache hits during a
-# partial prefill ("Encoder cache miss"): no prompt is split (the judge's rubric is ~2,700 tokens).
+# vLLM's CPU engine dies on a partial prefill of a seeded request ("CPU Generator does not use offset": it cannot
+# rewind the generator) and every judgement carries a seed: no prompt may be split (the rubric is ~2,700 tokens). The
+# actor servers get the same scheduling, so that servers differ only in the setting compared.
 WHOLE_PREFILLS = ["--no-enable-chunked-prefill", "--max-num-batched-tokens", "8192"]
 
 

@@ -77,6 +77,18 @@ def write_safetensors_shards(named_tensors: Iterator[tuple[str, torch.Tensor]], 
     return total
 
 
+def image_token_bias(model) -> dict:
+    """vLLM sampling settings that keep the image placeholder token out of completions, as TRL's transformers
+    generation does (`suppress_tokens`); empty for a model without one.
+
+    A completion holding `<|image_pad|>` has more image tokens than images in the loss's forward pass, which then
+    fails ("Image features and image tokens do not match"); a barely trained model can sample it.
+    """
+    config = getattr(model, "config", None)
+    token_id = getattr(config, "image_token_id", None)
+    return {} if token_id is None else {"logit_bias": {int(token_id): -100.0}}
+
+
 class SelfEvolveVLLMGeneration(VLLMGeneration):
     """TRL's `VLLMGeneration` plus `weight_sync="disk"` in server mode and the CPU platform's sync in colocate mode.
 
@@ -95,6 +107,7 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
         self.last_sync_bytes = 0
         self._synced_folder: str | None = None
         super().__init__(*args, **kwargs)
+        self.generation_kwargs = {**image_token_bias(self.model), **self.generation_kwargs}
 
     @property
     def _disk_sync(self) -> bool:
@@ -139,6 +152,12 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
                 f"{self.vllm_client.base_url}/collective_rpc",
                 json={"method": "reload_weights", "kwargs": {"weights_path": os.path.abspath(folder)}},
             )
+            # The worker's `reload_weights` drops its encoder outputs but not the scheduler's record of them: without
+            # this, the next request with an image seen before the sync kills the engine ("Encoder cache miss").
+            response = self.vllm_client.session.post(f"{self.vllm_client.base_url}/reset_encoder_cache")
+            if response.status_code != 200:
+                raise RuntimeError(f"Resetting the vLLM server's encoder cache failed: {response.status_code}, "
+                                   f"{response.text}")
             self.vllm_client.reset_prefix_cache()
             if self._synced_folder and self._synced_folder != folder:
                 shutil.rmtree(self._synced_folder, ignore_errors=True)
@@ -152,6 +171,7 @@ class SelfEvolveVLLMGeneration(VLLMGeneration):
         # Each process drives its own engine in-process, so the iterator reaches `reload_weights` unserialised and
         # every parameter is gathered, loaded and released in turn.
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": self._iter_named_params()})
+        self.llm.llm_engine.reset_encoder_cache()  # as in `_sync_through_disk`
         self.llm.reset_prefix_cache()
 
 

@@ -44,3 +44,18 @@ def test_benchmark_runs_and_prints_its_figures_last(script, args, last_lines):
     tail = "\n".join(out.strip().splitlines()[-8:])
     for text in last_lines:
         assert text in tail, f"{script}: {text!r} not in its last lines:\n{tail}"
+
+
+@pytest.mark.vllm
+def test_vllm_disk_sync_benchmark_writes_every_parameter_once():
+    """`vllm_paths.py`'s sync part against two real servers (the `vllm` preset and a larger config): each sync writes
+    parameters x 4 bytes (float32), and the 7B figure is printed with its formula."""
+    out = run_benchmark("vllm_paths.py", "--parts", "sync", "--sync_sizes", "h256-l4", "--syncs", "1")
+    tail = out.strip().splitlines()
+    rows = {line.split()[0]: line.split() for line in tail if line.strip().startswith(("vllm ", "h256-l4 "))}
+    assert set(rows) == {"vllm", "h256-l4"}, "\n".join(tail[-12:])
+    for name, fields in rows.items():
+        parameters, megabytes = int(fields[1].replace(",", "")), float(fields[2].removesuffix("MB"))
+        assert abs(megabytes - parameters * 4 / 1e6) < 0.05, (name, parameters, megabytes)
+    assert int(rows["h256-l4"][1].replace(",", "")) > 5 * int(rows["vllm"][1].replace(",", ""))
+    assert any("on paper, Qwen2.5-VL-7B (8.29e9 parameters, bf16): 16.58 GB written" in line for line in tail[-4:])

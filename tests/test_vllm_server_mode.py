@@ -188,3 +188,27 @@ def test_csrs_reinference_reaches_the_server_with_the_perturbed_images(vllm_serv
     off, on = runs[False][0], runs[True][0]
     assert np.array_equal(off[0]["images"][0][0], on[0]["images"][0][0])
     assert not np.array_equal(off[1]["images"][0][0], on[1]["images"][0][0])
+
+
+def test_an_image_seen_before_a_disk_sync_is_encoded_again(vllm_server, tiny_vllm_model_dir, synthetic_dataset,
+                                                           cpu_config):
+    """vLLM's `reload_weights` empties the worker's encoder cache but not the scheduler's record of it: a request with
+    an image the server had encoded before the sync then killed the engine ("Encoder cache miss")."""
+    from transformers import AutoProcessor
+    from trl.data_utils import prepare_multimodal_messages
+
+    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+
+    processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
+    trainer = SelfEvolveGRPOTrainer(model=tiny_vllm_model_dir, processing_class=processor,
+                                    args=server_config(cpu_config, vllm_server), train_dataset=synthetic_dataset(4))
+    row = trainer.train_dataset[0]
+    prompt_ids, images, fields = trainer._tokenize_prompts([prepare_multimodal_messages(row["prompt"], row["images"])])
+    assert images is not None
+    generation = trainer.vllm_generation
+    lengths = []
+    for _ in range(3):  # the same image before and after each sync
+        _, completion_ids, _, _ = generation.generate(prompts=prompt_ids, images=images, num_generations=1)
+        lengths.append(len(completion_ids[0]))
+        generation.sync_weights()
+    assert all(length > 0 for length in lengths)

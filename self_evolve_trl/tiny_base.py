@@ -32,7 +32,7 @@ from typing import Any, Callable
 INSTRUCTION = "Answer in \\boxed{}."
 TAUGHT_SPEC = {
     "task": "count_color", "grid": 3, "routes": ["rows", "cols", "direct"], "examples": 3000, "batch_size": 32,
-    "lr": 2e-3, "steps": 400, "seed": 0, "builder_version": 1,
+    "lr": 2e-3, "steps": 600, "seed": 0, "builder_version": 1,
 }
 # Synthetic seeds (and how many boards of each) left out of the supervised data: the recipes draw their training
 # split from `synthetic_seed` (0) and the held-out split from `synthetic_seed + 1`.

@@ -180,12 +180,15 @@ def test_unknown_tiny_model_names_the_valid_ones():
 
 
 def test_embedded_default_runs_and_writes_its_outputs(tmp_path, run, python):
-    """The README's first command (shortened to 4 steps): model built offline, checkpoints, logs, summary."""
+    """The README's first command (shortened to 4 steps, logged each step, 8 held-out questions): the taught base
+    built offline into the cache, checkpoints, logs, the summary opening with the held-out accuracy."""
     out = tmp_path / "tiny"
     result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--max_steps", "4", "--save_steps", "2",
-                                "--output_dir", str(out)], tmp_path)
+                                "--logging_steps", "1", "--eval_max_samples", "8", "--output_dir", str(out)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "cache" / "tiny-qwen2.5-vl-taught" / "taught_model.json").exists()
     assert "Run summary: 4 steps" in result.stdout and "majority ratio" in result.stdout
+    assert "Held-out accuracy, before -> after training (" in result.stdout and "\nVerdict: " in result.stdout
     assert (out / "checkpoint-4" / "trainer_state.json").exists() and (out / "model.safetensors").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert {"reward", "self_consistency/majority_ratio", "labels/rollout_accuracy"} <= set(summary["metrics"])

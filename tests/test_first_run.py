@@ -214,3 +214,41 @@ def test_plot_draws_a_smoothed_curve_over_the_faint_logged_one(short_run):
     (raw,) = [line for line in lines if line.get_alpha() == 0.25]
     (ema,) = [line for line in lines if line.get_label() == "total reward (EMA 0.6)"]
     assert list(raw.get_ydata()) == rewards and list(ema.get_ydata()) == smooth(rewards, 0.6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The taught tiny base
+
+
+def test_the_supervised_boards_avoid_the_boards_the_recipes_train_and_evaluate_on():
+    from self_evolve_trl.synthetic import make_boards
+    from self_evolve_trl.tiny_base import SEEN_NEVER_SEEDS, SEEN_NEVER_SIZE, TAUGHT_SPEC, supervised_boards
+
+    spec = {**TAUGHT_SPEC, "examples": 500}
+    boards = supervised_boards(spec)
+    assert len(boards) == 500
+    reserved = {b.key() for s in SEEN_NEVER_SEEDS for b in make_boards(SEEN_NEVER_SIZE, "count_color", 3, seed=s)}
+    assert not reserved & {b.key() for b in boards}
+    # the default recipe's held-out split (seed 1, 200 boards) and training split (seed 0, 512) are reserved
+    assert {b.key() for b in make_boards(200, "count_color", 3, seed=1)} <= reserved
+    assert {b.key() for b in make_boards(512, "count_color", 3, seed=0)} <= reserved
+
+
+def test_the_taught_base_is_built_once_and_reused(tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from self_evolve_trl.tiny_base import build_taught_tiny
+
+    logged = []
+    small = {"examples": 8, "steps": 2, "batch_size": 4}
+    path = build_taught_tiny(tmp_path / "taught", log=logged.append, **small)
+    assert logged[0].startswith("Teaching the tiny model its task first (once; cached in ")
+    assert logged[-1].startswith("  supervised base ready in ")
+    AutoModelForImageTextToText.from_pretrained(path)
+    AutoProcessor.from_pretrained(path)
+    weights = (tmp_path / "taught" / "model.safetensors").stat().st_mtime_ns
+    logged.clear()
+    assert build_taught_tiny(tmp_path / "taught", log=logged.append, **small) == path
+    assert logged == [] and (tmp_path / "taught" / "model.safetensors").stat().st_mtime_ns == weights
+    build_taught_tiny(tmp_path / "taught", log=logged.append, **{**small, "steps": 3})  # other settings: rebuilt
+    assert logged and (tmp_path / "taught" / "model.safetensors").stat().st_mtime_ns != weights

@@ -277,7 +277,7 @@ def train(data_args, training_args, model_args):
 COMMANDS = {
     "train": ("Train a model without labels from a recipe (YAML); flags override its fields.",
               "self-evolve-trl train recipes/tiny-cpu.yaml --max_steps 50"),
-    "check": ("Check a recipe without training: every problem with its fix, in seconds.",
+    "check": ("Check a recipe without training: every problem found, each with its fix.",
               "self-evolve-trl check recipes/geoqa.yaml --num_processes 8"),
     "eval": ("Evaluate a model or checkpoint on the papers' benchmarks (greedy pass@1, maj@k).",
              "self-evolve-trl eval --model outputs/tiny-cpu --benchmarks geo3k --data geo3k=PATH"),

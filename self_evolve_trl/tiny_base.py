@@ -112,8 +112,12 @@ def supervised_examples(boards, spec: dict[str, Any], processor) -> list[dict]:
     return examples
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 def train_supervised(model, examples: list[dict], spec: dict[str, Any], pad_id: int,
-                     log: Callable[[str], None] = print) -> float:
+                     log: Callable[[str], None] = _print) -> float:
     """AdamW on random batches, the learning rate warming up for 5 % of the steps then decaying linearly to 10 %;
     returns the last batch's loss."""
     import torch
@@ -136,7 +140,7 @@ def train_supervised(model, examples: list[dict], spec: dict[str, Any], pad_id: 
     return loss.item()
 
 
-def build_taught_tiny(output_dir: str | Path, log: Callable[[str], None] = print, **overrides) -> str:
+def build_taught_tiny(output_dir: str | Path, log: Callable[[str], None] = _print, **overrides) -> str:
     """Build the partly taught tiny Qwen2.5-VL into `output_dir` (model + processor), or reuse the one there if it
     was built with the same settings (`TAUGHT_SPEC`, with `overrides`). Returns the directory."""
     import torch

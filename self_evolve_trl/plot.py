@@ -7,7 +7,8 @@ Reads the log history of each run from its `trainer_state.json` (the run dir's o
 `python -m self_evolve_trl.cli`, or the latest `checkpoint-*/trainer_state.json`, whichever has more steps) and
 writes one PNG per panel plus `overview.png` with all panels:
 
-    accuracy            rollout pass@1, pseudo-label accuracy, maj@G, pass@G (hidden labels) and the held-out eval
+    accuracy            rollout pass@1, pseudo-label accuracy, maj@G, pass@G (hidden labels), the held-out eval and
+                        the held-out greedy pass@1 and maj@k before and after training (`accuracy_before_after`)
     self_consistency    majority ratio (mean p_max) and the share of groups with p_max >= 0.8 (and the held-out eval's)
     answers             answer entropy and distinct answers per group
     abstention_format   abstention and format-violation rates
@@ -77,6 +78,8 @@ PANELS = (
             ("eval_labels/rollout_accuracy", "eval pass@1"),
             ("eval_labels/maj_at_g", "eval maj@k"),
             ("eval_labels/pass_at_g", "eval pass@k"),
+            ("heldout/greedy_pass1", "held-out greedy pass@1 (before, after)"),
+            ("heldout/maj_at_k", "held-out maj@k (before, after)"),
         ),
         unit_interval=True,
     ),
@@ -221,7 +224,7 @@ def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], 
             steps, values = series(history, key)
             if not steps:
                 continue
-            is_eval = key.startswith("eval_")
+            is_eval = key.startswith(("eval_", "heldout/"))
             color = colors[(r if several else m) % len(colors)]
             style = styles[m % len(styles)] if several else "-"
             name = f"{run}: {label}" if several else label

@@ -237,28 +237,25 @@ def verdict(summary: dict[str, Any]) -> str | None:
 
 
 def format_heldout(summary: dict[str, Any]) -> list[str]:
-    """The summary's first lines: held-out accuracy before -> after, then the verdict."""
-    lines = []
+    """The summary's first lines: held-out accuracy before -> after, then the verdict (none without held-out scores:
+    the collapse check's message, last, says it)."""
     heldout = summary.get("heldout")
-    if heldout is not None:
-        before, after = heldout["before"], heldout["after"]
-        left_out = int(after.get("left_out_seen_in_training", 0))
-        note = f"; {left_out} left out, seen in training" if left_out else ""
-        lines.append(f"Held-out accuracy, before -> after training ({int(after.get('questions', 0))} questions never "
-                     f"trained on{note}):")
-        lines.append(f"  {'greedy pass@1':<16} {before['greedy_pass1']:.3f} -> {after['greedy_pass1']:.3f}")
-        lines.append(f"  {'maj@' + str(int(after.get('k', 0))):<16} {before['maj_at_k']:.3f} -> {after['maj_at_k']:.3f}")
-    word = summary.get("verdict")
-    if word is not None:
-        detail = []
-        if heldout is not None:
-            points = 100 * (heldout["after"]["greedy_pass1"] - heldout["before"]["greedy_pass1"])
-            detail.append(f"held-out greedy pass@1 {points:+.1f} points")
-        check = summary.get("collapse_check")
-        if check is not None and check["verdict"] != word:
-            detail.append(f"training curves: {check['verdict']}")
-        lines.append(f"Verdict: {word}" + (f" ({'; '.join(detail)})" if detail else ""))
-    return lines
+    if heldout is None:
+        return []
+    before, after = heldout["before"], heldout["after"]
+    left_out = int(after.get("left_out_seen_in_training", 0))
+    note = f"; {left_out} left out, seen in training" if left_out else ""
+    points = 100 * (after["greedy_pass1"] - before["greedy_pass1"])
+    detail = f"held-out greedy pass@1 {points:+.1f} points"
+    check = summary.get("collapse_check")
+    if check is not None:
+        detail += f"; training curves: {check['verdict']}"
+    return [
+        f"Held-out accuracy, before -> after training ({int(after.get('questions', 0))} questions never trained on{note}):",
+        f"  {'greedy pass@1':<16} {before['greedy_pass1']:.3f} -> {after['greedy_pass1']:.3f}",
+        f"  {'maj@' + str(int(after.get('k', 0))):<16} {before['maj_at_k']:.3f} -> {after['maj_at_k']:.3f}",
+        f"Verdict: {summary['verdict']} ({detail})",
+    ]
 
 
 def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:

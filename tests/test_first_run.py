@@ -115,7 +115,7 @@ def test_summary_opens_with_the_held_out_accuracy_before_and_after_and_the_verdi
     ]
 
 
-@pytest.mark.parametrize("after, word", [(0.3, "worse"), (0.335, "no clear change"), (0.345, "improved")])
+@pytest.mark.parametrize("after, word", [(0.3, "worse"), (0.335, "no clear change"), (0.35, "improved")])
 def test_the_verdict_needs_two_points_of_held_out_greedy_accuracy(after, word):
     history = [dict(e) for e in HISTORY]
     history[3]["heldout/greedy_pass1"] = after

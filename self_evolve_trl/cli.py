@@ -288,7 +288,8 @@ COMMANDS = {
 
 def usage() -> str:
     """The top-level help: the commands, one line each, and an example of each."""
-    lines = ["usage: self-evolve-trl COMMAND [ARGS ...]   (or: python -m self_evolve_trl.cli RECIPE.yaml [--field value ...])",
+    lines = ["usage: self-evolve-trl COMMAND [ARGS ...]",
+             "       python -m self_evolve_trl.cli RECIPE.yaml [--field value ...]   (the same as: train RECIPE.yaml ...)",
              "", "Label-free (self-evolution) GRPO for vision-language models, on TRL.", "", "commands:"]
     lines += [f"  {name:<6} {what}" for name, (what, _) in COMMANDS.items()]
     lines += ["", "examples:"] + [f"  {example}" for _, example in COMMANDS.values()]

@@ -107,7 +107,8 @@ def emphasize(text: str, stream=None) -> str:
         return text
     lines, in_warning = [], False
     for line in text.splitlines():
-        in_warning = line.startswith("WARNING") or (in_warning and line.startswith("  ") and not line.strip()[:1].isupper())
+        continued = in_warning and line.startswith("  ") and not line.strip()[:1].isupper()
+        in_warning = line.startswith("WARNING") or continued
         lines.append(f"{RED_BOLD}{line}{RESET}" if in_warning else line)
     return "\n".join(lines)
 

@@ -210,7 +210,8 @@ def heldout_before_after(log_history: list[dict[str, Any]]) -> dict[str, Any] | 
         return None
 
     def strip(entry):
-        return {k.removeprefix(HELDOUT_PREFIX): v for k, v in entry.items() if k.startswith(HELDOUT_PREFIX) or k == "step"}
+        return {k.removeprefix(HELDOUT_PREFIX): v for k, v in entry.items()
+                if k.startswith(HELDOUT_PREFIX) or k == "step"}
 
     return {"before": strip(entries[0]), "after": strip(entries[-1])}
 
@@ -251,7 +252,8 @@ def format_heldout(summary: dict[str, Any]) -> list[str]:
     if check is not None:
         detail += f"; training curves: {check['verdict']}"
     return [
-        f"Held-out accuracy, before -> after training ({int(after.get('questions', 0))} questions never trained on{note}):",
+        f"Held-out accuracy, before -> after training ({int(after.get('questions', 0))} questions never trained "
+        f"on{note}):",
         f"  {'greedy pass@1':<16} {before['greedy_pass1']:.3f} -> {after['greedy_pass1']:.3f}",
         f"  {'maj@' + str(int(after.get('k', 0))):<16} {before['maj_at_k']:.3f} -> {after['maj_at_k']:.3f}",
         f"Verdict: {summary['verdict']} ({detail})",

@@ -56,6 +56,7 @@ from self_evolve_trl.plot import series, smooth  # noqa: E402
 from self_evolve_trl.synthetic import (  # noqa: E402
     SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution,
 )
+from self_evolve_trl.tiny_base import collate, encode_example, encode_prompt  # noqa: E402,F401  (the taught base's)
 from self_evolve_trl.voting import vote  # noqa: E402
 
 
@@ -333,48 +334,6 @@ def load_judge_template(path: str):
     from self_evolve_trl.judge.prompt import JudgeTemplate
 
     return JudgeTemplate.load(path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tokenisation (the trainer's way: the processor's chat template with the images in the message parts)
-
-
-def encode_prompt(processor, messages) -> dict[str, torch.Tensor]:
-    return processor.apply_chat_template(
-        conversation=[messages], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-    )
-
-
-def encode_example(processor, messages, target: str) -> dict[str, torch.Tensor]:
-    """Prompt + target tokens, with the loss on the target (and its end-of-turn token) only."""
-    enc = encode_prompt(processor, messages)
-    prompt_ids = enc["input_ids"][0]
-    target_ids = torch.tensor(processor.tokenizer(target + "<|im_end|>", add_special_tokens=False)["input_ids"])
-    out = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
-    out["input_ids"] = torch.cat([prompt_ids, target_ids])[None]
-    out["attention_mask"] = torch.ones_like(out["input_ids"])
-    out["labels"] = torch.cat([torch.full_like(prompt_ids, -100), target_ids])[None]
-    if "mm_token_type_ids" in out:
-        out["mm_token_type_ids"] = torch.cat([out["mm_token_type_ids"][0], torch.zeros_like(target_ids)])[None]
-    return out
-
-
-def collate(encoded: list[dict], pad_id: int, left: bool) -> dict[str, torch.Tensor]:
-    length = max(e["input_ids"].shape[1] for e in encoded)
-    fills = {"input_ids": pad_id, "attention_mask": 0, "labels": -100, "mm_token_type_ids": 0}
-    batch = {}
-    for key, fill in fills.items():
-        if key not in encoded[0]:
-            continue
-        rows = []
-        for e in encoded:
-            x = e[key][0]
-            pad = torch.full((length - x.shape[0],), fill, dtype=x.dtype)
-            rows.append(torch.cat([pad, x]) if left else torch.cat([x, pad]))
-        batch[key] = torch.stack(rows)
-    batch["pixel_values"] = torch.cat([e["pixel_values"] for e in encoded])
-    batch["image_grid_thw"] = torch.cat([e["image_grid_thw"] for e in encoded])
-    return batch
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Command line: `python -m self_evolve_trl.cli RECIPE.yaml [--field value ...]`.
+"""Command line: `self-evolve-trl train RECIPE.yaml [--field value ...]` (the same as
+`python -m self_evolve_trl.cli RECIPE.yaml [--field value ...]`); `self-evolve-trl --help` lists the commands
+(train, check, eval, plot).
 
 `python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--field value ...]` (or `--dry-run` on the
 training command) checks the recipe without training and lists every problem with its fix (see `check.py`).
@@ -182,13 +184,24 @@ def load_processor(model_path: str, data_args, model_args):
         raise UsageError(f"Cannot load the processor of {model_path!r}: {str(error).splitlines()[0]}") from None
 
 
+def add_before_summary(trainer, callback) -> None:
+    """Register `callback` before the trainer's `SummaryCallback`, so the summary sees what it logs at the end."""
+    from .summary import SummaryCallback
+
+    callbacks = trainer.callback_handler.callbacks
+    index = next((i for i, c in enumerate(callbacks) if isinstance(c, SummaryCallback)), len(callbacks))
+    callbacks.insert(index, callback)
+
+
 def train(data_args, training_args, model_args):
     """Build everything from the parsed recipe and train; returns the trainer."""
     from accelerate import PartialState
     from safetensors import SafetensorError
     from trl import get_peft_config
 
+    from .before_after import BeforeAfterCallback
     from .check import first_row_problems, output_dir_problems
+    from .console import use_console
     from .checkpoints import resolve_resume_from_checkpoint
     from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
@@ -241,6 +254,9 @@ def train(data_args, training_args, model_args):
             if not _raised_while_loading_a_model(error):
                 raise
             raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+        use_console(trainer)
+        if training_args.accuracy_before_after:
+            add_before_summary(trainer, BeforeAfterCallback(eval_dataset, dataset, processor, training_args.label_column))
         if training_args.resume_from_checkpoint not in (None, False) and resume is None and trainer.accelerator.is_main_process:
             print(f"No checkpoint in {training_args.output_dir} yet: starting from step 0.")
         trainer.train(resume_from_checkpoint=resume)
@@ -259,22 +275,79 @@ def train(data_args, training_args, model_args):
     return trainer
 
 
+# name -> (what it does, one example); `train` is also what a recipe path as the first argument runs.
+COMMANDS = {
+    "train": ("Train a model without labels from a recipe (YAML); flags override its fields.",
+              "self-evolve-trl train recipes/tiny-cpu.yaml --max_steps 50"),
+    "check": ("Check a recipe without training: every problem found, each with its fix.",
+              "self-evolve-trl check recipes/geoqa.yaml --num_processes 8"),
+    "eval": ("Evaluate a model or checkpoint on the papers' benchmarks (greedy pass@1, maj@k).",
+             "self-evolve-trl eval --model outputs/tiny-cpu --benchmarks geo3k --data geo3k=PATH"),
+    "plot": ("Draw a run's training curves (PNG) from its trainer_state.json.",
+             "self-evolve-trl plot outputs/tiny-cpu"),
+}
+
+
+def usage() -> str:
+    """The top-level help: the commands, one line each, and an example of each."""
+    lines = ["usage: self-evolve-trl COMMAND [ARGS ...]",
+             "       python -m self_evolve_trl.cli RECIPE.yaml [--field value ...]   (the same as: train RECIPE.yaml ...)",
+             "", "Label-free (self-evolution) GRPO for vision-language models, on TRL.", "", "commands:"]
+    lines += [f"  {name:<6} {what}" for name, (what, _) in COMMANDS.items()]
+    lines += ["", "examples:"] + [f"  {example}" for _, example in COMMANDS.values()]
+    lines += ["", "`self-evolve-trl COMMAND --help` for a command's arguments (`train --help`: every recipe field)."]
+    return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    what, example = COMMANDS[name]
+    return f"self-evolve-trl {name}: {what}\nexample: {example}\n"
+
+
+def _train_help() -> int:
+    from trl import ModelConfig, TrlParser
+
+    from .config import DataArguments, SelfEvolveConfig
+
+    print(command_help("train"))
+    print(__doc__.strip())
+    print("\nFields (YAML keys or --flags):")
+    TrlParser((DataArguments, SelfEvolveConfig, ModelConfig)).print_help()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "check" or "--dry-run" in argv or "--dry_run" in argv:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = (argv[0], argv[1:]) if argv[0] in COMMANDS else ("train", argv)
+    asks_help = rest[:1] in (["-h"], ["--help"])
+    if command == "eval":
+        from .eval.__main__ import main as eval_main
+
+        if asks_help:
+            print(command_help("eval"))
+        return eval_main(rest)
+    if command == "plot":
+        from .plot import main as plot_main
+
+        if asks_help:
+            print(command_help("plot"))
+        return plot_main(rest)
+    if command == "check" or "--dry-run" in rest or "--dry_run" in rest:
         from .check import main as check_main
 
-        argv = [a for a in argv[1 if argv[0] == "check" else 0 :] if a not in ("--dry-run", "--dry_run")]
-        return check_main(argv[1:] if argv[:1] == ["--config"] else argv)
-    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
-        print(__doc__.strip())
-        print("\nFields (YAML keys or --flags):")
-        from trl import ModelConfig, TrlParser
+        if asks_help:
+            print(command_help("check"))
+        rest = [a for a in rest if a not in ("--dry-run", "--dry_run")]
+        return check_main(rest[1:] if rest[:1] == ["--config"] else rest)
+    if asks_help:
+        return _train_help()
+    return _train(rest)
 
-        from .config import DataArguments, SelfEvolveConfig
 
-        TrlParser((DataArguments, SelfEvolveConfig, ModelConfig)).print_help()
-        return 0
+def _train(argv: list[str]) -> int:
     try:
         data_args, training_args, model_args = parse_recipe(argv)
         train(data_args, training_args, model_args)

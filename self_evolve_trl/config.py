@@ -76,6 +76,10 @@ class SelfEvolveConfig(GRPOConfig):
         print_summary (`bool`, *optional*, defaults to `True`):
             Print the one-screen run summary at the end of training. It is written to `output_dir/summary.txt` and
             `summary.json` either way.
+        accuracy_before_after (`bool`, *optional*, defaults to `False`):
+            Score the labelled eval split (`eval_dataset_name`; `eval_strategy` may stay `no`) before the first step
+            and after the last: greedy pass@1 and maj@k (k = `num_generations_eval`, else `num_generations`), on the
+            questions that do not occur in the training split. The summary's first lines (`self_evolve_trl.before_after`).
 
         > Parameters that control the advantages
 
@@ -223,6 +227,11 @@ class SelfEvolveConfig(GRPOConfig):
     print_summary: bool = field(
         default=True,
         metadata={"help": "Print the run summary at the end of training (always written to output_dir/summary.txt)."},
+    )
+    accuracy_before_after: bool = field(
+        default=False,
+        metadata={"help": "Score the eval split (eval_dataset_name) before and after training: greedy pass@1 and maj@k "
+                          "on its questions not in the training split; the summary's first lines."},
     )
     advantage: str = field(
         default="lse",

@@ -43,7 +43,8 @@ def eval_requested(training_args) -> bool:
 
 
 def load_heldout_dataset(data_args, training_args):
-    """The labelled eval split named by `data_args.eval_dataset_name`, prepared like the training set, or None.
+    """The labelled eval split named by `data_args.eval_dataset_name` (for `eval_strategy` or
+    `accuracy_before_after`), prepared like the training set, or None.
 
     The instruction, pixel bounds and column settings are the training set's (a preset other than the training set
     uses its own columns). The synthetic set is drawn with the seed `synthetic_seed + 1` (`eval_max_samples`
@@ -54,6 +55,11 @@ def load_heldout_dataset(data_args, training_args):
         DataError: an eval split without reference answers.
     """
     name = data_args.eval_dataset_name
+    if name is None and getattr(training_args, "accuracy_before_after", False):
+        raise ConfigError(
+            "accuracy_before_after is true but eval_dataset_name is not set: name a labelled split to score before "
+            "and after training (e.g. eval_dataset_name: synthetic), or set accuracy_before_after: false."
+        )
     if name is None:
         if eval_requested(training_args):
             raise ConfigError(
@@ -62,10 +68,11 @@ def load_heldout_dataset(data_args, training_args):
                 "eval_strategy: no."
             )
         return None
-    if not eval_requested(training_args):
+    if not eval_requested(training_args) and not getattr(training_args, "accuracy_before_after", False):
         raise ConfigError(
             f"eval_dataset_name is {name!r} but eval_strategy is 'no': set eval_strategy: steps and eval_steps: N "
-            "to evaluate during training, or remove eval_dataset_name."
+            "to evaluate during training (or accuracy_before_after: true to score it before and after), or remove "
+            "eval_dataset_name."
         )
     same_dataset = name == data_args.dataset_name
     eval_args = dataclasses.replace(

@@ -1,10 +1,14 @@
 """Figures of a run: `python -m self_evolve_trl.plot RUN_DIR [RUN_DIR ...] [--out DIR] [--smooth W]`.
 
+Each training curve is drawn twice: the logged values, faint, and over them their exponential moving average
+(`--smooth`, default 0.6, named in the legend); held-out evaluations are drawn as points, unsmoothed.
+
 Reads the log history of each run from its `trainer_state.json` (the run dir's own, written at the end of
 `python -m self_evolve_trl.cli`, or the latest `checkpoint-*/trainer_state.json`, whichever has more steps) and
 writes one PNG per panel plus `overview.png` with all panels:
 
-    accuracy            rollout pass@1, pseudo-label accuracy, maj@G, pass@G (hidden labels) and the held-out eval
+    accuracy            rollout pass@1, pseudo-label accuracy, maj@G, pass@G (hidden labels), the held-out eval and
+                        the held-out greedy pass@1 and maj@k before and after training (`accuracy_before_after`)
     self_consistency    majority ratio (mean p_max) and the share of groups with p_max >= 0.8 (and the held-out eval's)
     answers             answer entropy and distinct answers per group
     abstention_format   abstention and format-violation rates
@@ -28,6 +32,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+
+
+SMOOTH = 0.6  # default EMA weight of the curves drawn over the logged values
 
 
 class PlotError(ValueError):
@@ -71,6 +78,8 @@ PANELS = (
             ("eval_labels/rollout_accuracy", "eval pass@1"),
             ("eval_labels/maj_at_g", "eval maj@k"),
             ("eval_labels/pass_at_g", "eval pass@k"),
+            ("heldout/greedy_pass1", "held-out greedy pass@1 (before, after)"),
+            ("heldout/maj_at_k", "held-out maj@k (before, after)"),
         ),
         unit_interval=True,
     ),
@@ -215,18 +224,23 @@ def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], 
             steps, values = series(history, key)
             if not steps:
                 continue
-            is_eval = key.startswith("eval_")
+            is_eval = key.startswith(("eval_", "heldout/"))
             color = colors[(r if several else m) % len(colors)]
             style = styles[m % len(styles)] if several else "-"
             name = f"{run}: {label}" if several else label
+            smoothed = not is_eval and weight > 0 and len(steps) > 1
+            if smoothed:  # the logged values, faint, under their moving average
+                ax.plot(steps, values, linestyle=style, color=color, alpha=0.25, lw=0.8)
+                name += f" (EMA {weight:g})"
             ax.plot(
                 steps,
-                values if is_eval else smooth(values, weight),
+                smooth(values, weight) if smoothed else values,
                 linestyle=style,
                 marker="o" if is_eval or len(steps) == 1 else None,
                 markersize=4,
                 color=color,
                 label=name,
+                lw=1.8 if smoothed else 1.2,
             )
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("step")
@@ -286,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m self_evolve_trl.plot",
         description="PNG figures of one run, or an overlay of several, from their trainer_state.json.",
+        epilog="example: python -m self_evolve_trl.plot outputs/tiny-cpu   (writes outputs/tiny-cpu/plots/*.png)",
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training output_dir(s), checkpoint dirs or trainer_state.json files")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/plots for one run, plots-compare for several)")
-    parser.add_argument("--smooth", type=float, default=0.0, help="exponential moving average weight in [0, 1) for the training curves (default 0: none)")
+    parser.add_argument("--smooth", type=float, default=SMOOTH,
+                        help=f"weight in [0, 1) of the exponential moving average drawn over each training curve (the "
+                             f"logged values stay, faint, underneath; default {SMOOTH}; 0: the logged values only)")
     args = parser.parse_args(argv)
     try:
         histories = [load_log_history(run) for run in args.runs]

@@ -1,4 +1,5 @@
-"""A one-screen summary of a run from the trainer's log history: what the rewards, the votes and (where the data has
+"""A one-screen summary of a run from the trainer's log history: first the held-out accuracy before -> after training
+and the verdict (where `accuracy_before_after` scored them), then what the rewards, the votes and (where the data has
 answers) the accuracy did, the held-out evaluations, and a verdict when the policy grows confident.
 
 Collapse (label-free training converging on its own early majority) shows as the share of confident groups
@@ -59,6 +60,9 @@ JUDGE_PREFIX = "judge/"
 COLLAPSE_MIN_RISE = 0.3
 COLLAPSE_MIN_RELATIVE_FALL = 0.25
 FLAT_RELATIVE_CHANGE = 0.05
+CLEAR_CHANGE = 0.02  # held-out greedy pass@1 moves by less: "no clear change"
+HELDOUT_PREFIX = "heldout/"  # before/after scores (`self_evolve_trl.before_after`)
+HELDOUT_KEY = HELDOUT_PREFIX + "greedy_pass1"
 WIDTH = 119  # the summary's text is wrapped to this many columns
 
 
@@ -186,6 +190,76 @@ def collapse_check(
     return result
 
 
+def heldout_before_after(log_history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The held-out scores before and after training (`accuracy_before_after`): the first and the last
+    `heldout/*` entries of the log history, without their prefix; None unless both exist.
+
+    Example:
+
+    ```python
+    >>> history = [{"step": 0, "heldout/greedy_pass1": 0.3, "heldout/maj_at_k": 0.6, "heldout/k": 8.0},
+    ...            {"step": 2, "reward": 0.5},
+    ...            {"step": 2, "heldout/greedy_pass1": 0.7, "heldout/maj_at_k": 0.75, "heldout/k": 8.0}]
+    >>> heldout_before_after(history)["after"]
+    {'step': 2, 'greedy_pass1': 0.7, 'maj_at_k': 0.75, 'k': 8.0}
+
+    ```
+    """
+    entries = [e for e in log_history if HELDOUT_KEY in e]
+    if len(entries) < 2 or entries[0].get("step", 0) == entries[-1].get("step", 0):
+        return None
+
+    def strip(entry):
+        return {k.removeprefix(HELDOUT_PREFIX): v for k, v in entry.items()
+                if k.startswith(HELDOUT_PREFIX) or k == "step"}
+
+    return {"before": strip(entries[0]), "after": strip(entries[-1])}
+
+
+def verdict(summary: dict[str, Any]) -> str | None:
+    """One word on the run: from the held-out greedy pass@1 where it was scored before and after (`improved`,
+    `worse`, or `no clear change` within `CLEAR_CHANGE`), else the collapse check's verdict (None if neither).
+
+    ```python
+    >>> verdict({"heldout": {"before": {"greedy_pass1": 0.3}, "after": {"greedy_pass1": 0.7}}})
+    'improved'
+    >>> verdict({"collapse_check": {"verdict": "collapse"}})
+    'collapse'
+
+    ```
+    """
+    heldout = summary.get("heldout")
+    if heldout is not None:
+        change = heldout["after"]["greedy_pass1"] - heldout["before"]["greedy_pass1"]
+        if abs(change) < CLEAR_CHANGE:
+            return "no clear change"
+        return "improved" if change > 0 else "worse"
+    return summary.get("collapse_check", {}).get("verdict")
+
+
+def format_heldout(summary: dict[str, Any]) -> list[str]:
+    """The summary's first lines: held-out accuracy before -> after, then the verdict (none without held-out scores:
+    the collapse check's message, last, says it)."""
+    heldout = summary.get("heldout")
+    if heldout is None:
+        return []
+    before, after = heldout["before"], heldout["after"]
+    left_out = int(after.get("left_out_seen_in_training", 0))
+    note = f"; {left_out} left out, seen in training" if left_out else ""
+    points = 100 * (after["greedy_pass1"] - before["greedy_pass1"])
+    detail = f"held-out greedy pass@1 {points:+.1f} points"
+    check = summary.get("collapse_check")
+    if check is not None:
+        detail += f"; training curves: {check['verdict']}"
+    return [
+        f"Held-out accuracy, before -> after training ({int(after.get('questions', 0))} questions never trained "
+        f"on{note}):",
+        f"  {'greedy pass@1':<16} {before['greedy_pass1']:.3f} -> {after['greedy_pass1']:.3f}",
+        f"  {'maj@' + str(int(after.get('k', 0))):<16} {before['maj_at_k']:.3f} -> {after['maj_at_k']:.3f}",
+        f"Verdict: {summary['verdict']} ({detail})",
+    ]
+
+
 def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     """Statistics of the summary metrics over the logged training steps, the held-out evaluations and the collapse
     check."""
@@ -211,6 +285,10 @@ def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     collapse = collapse_check(summary["metrics"], summary["eval"])
     if collapse is not None:
         summary["collapse_check"] = collapse
+    heldout = heldout_before_after(log_history)
+    if heldout is not None:
+        summary["heldout"] = heldout
+    summary["verdict"] = verdict(summary)
     final = [e for e in log_history if "train_runtime" in e]
     if final:
         summary["train_runtime_s"] = final[-1]["train_runtime"]
@@ -223,7 +301,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     run (means of the first and the last quarter of the logged steps, robust to step-to-step noise) and its trend,
     the held-out evaluations (first, last, best and its step), and the collapse check's verdict if it fired. Judge
     metrics other than those of `SUMMARY_METRICS` are counted on one line and left to summary.json."""
-    lines = [
+    lines = format_heldout(summary) + [
         f"Run summary: {summary['steps']} steps"
         + (f" in {summary['train_runtime_s']:.0f}s" if "train_runtime_s" in summary else "")
     ]
@@ -337,4 +415,6 @@ class SummaryCallback(TrainerCallback):
         skipped = self.bad_rows.rows if self.bad_rows is not None else None
         self.text = write_summary(args.output_dir, state.log_history, nonfinite, skipped)
         if getattr(args, "print_summary", True):
-            print(self.text, flush=True)
+            from .console import emphasize
+
+            print(emphasize(self.text), flush=True)

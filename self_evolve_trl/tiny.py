@@ -20,6 +20,7 @@ from pathlib import Path
 
 
 TINY_MODEL_PREFIX = "tiny:"
+TAUGHT_NAME = "qwen2.5-vl-taught"  # the partly taught base of the embedded default recipe
 
 # The stock Qwen2-VL / Qwen2.5-VL chat template (default system prompt, image parts as vision tokens).
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -225,15 +226,21 @@ def cache_dir() -> str:
 
 
 def resolve_tiny_model(name_or_path: str, cache_dir: str | os.PathLike) -> str:
-    """Turn the special name `tiny:<preset>` (e.g. `tiny:qwen2.5-vl`, `tiny:vllm`) into a built model directory.
+    """Turn the special name `tiny:<preset>` (e.g. `tiny:qwen2.5-vl`, `tiny:vllm`) into a built model directory;
+    `tiny:qwen2.5-vl-taught` is the tiny model after a short supervised warm-up (`self_evolve_trl.tiny_base`).
 
     Any other name or path is returned unchanged.
     """
     if not name_or_path.startswith(TINY_MODEL_PREFIX):
         return name_or_path
     preset = name_or_path[len(TINY_MODEL_PREFIX):]
+    if preset == TAUGHT_NAME:
+        from .tiny_base import build_taught_tiny
+
+        return build_taught_tiny(Path(cache_dir) / "tiny-qwen2.5-vl-taught")
     preset = "tiny" if preset in ("", "qwen2.5-vl", "tiny") else preset
     if preset not in PRESETS:
-        valid = ", ".join([f"{TINY_MODEL_PREFIX}qwen2.5-vl"] + [f"{TINY_MODEL_PREFIX}{p}" for p in PRESETS if p != "tiny"])
+        valid = ", ".join([f"{TINY_MODEL_PREFIX}qwen2.5-vl"] + [f"{TINY_MODEL_PREFIX}{p}" for p in PRESETS if p != "tiny"]
+                          + [f"{TINY_MODEL_PREFIX}{TAUGHT_NAME}"])
         raise ValueError(f"Unknown tiny model {name_or_path!r}; valid tiny models: {valid}.")
     return build_tiny_qwen25vl(Path(cache_dir) / f"tiny-qwen2.5-vl-{preset}", preset=preset)

@@ -16,14 +16,14 @@ RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 
 def test_recipe_values_and_command_line_overrides(tmp_path):
     data_args, args, model_args = parse_recipe(
-        [str(REPO / "recipes" / "tiny-cpu.yaml"), "--learning_rate", "0.5", "--advantage", "centered"]
+        [str(REPO / "recipes" / "tiny-cpu-collapse.yaml"), "--learning_rate", "0.5", "--advantage", "centered"]
     )
     assert args.learning_rate == 0.5 and args.advantage == "centered"  # flags win
     assert args.reward_funcs == ["soft_frequency", "format"]  # YAML lists
     assert args.reward_kwargs["soft_frequency"] == {"hard_threshold": 0.85}  # YAML mappings
     assert args.num_generations == 8 and data_args.dataset_name == "synthetic"
     assert model_args.model_name_or_path == "tiny:qwen2.5-vl"
-    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu.yaml"), "--reward_kwargs", '{"soft_frequency": {"power": 2}}'])
+    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu-collapse.yaml"), "--reward_kwargs", '{"soft_frequency": {"power": 2}}'])
     assert args.reward_kwargs == {"soft_frequency": {"power": 2}}
 
 
@@ -44,19 +44,20 @@ def test_recipe_values_and_command_line_overrides(tmp_path):
     ],
 )
 def test_reward_funcs_flag_drops_the_recipes_stale_reward_settings(flags, funcs, kwargs, weights, note, capsys):
-    """tiny-cpu.yaml has reward_kwargs for soft_frequency and format and two reward_weights: a `--reward_funcs` flag
+    """tiny-cpu-collapse.yaml has reward_kwargs for soft_frequency and format and two reward_weights: a `--reward_funcs` flag
     drops what no longer fits its list (unless also given as a flag) and says what in one line."""
-    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu.yaml"), *flags])
+    _, args, _ = parse_recipe([str(REPO / "recipes" / "tiny-cpu-collapse.yaml"), *flags])
     assert (args.reward_funcs, args.reward_kwargs, args.reward_weights) == (funcs, kwargs, weights)
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed == ([note] if note else [])
 
 
 def test_reward_funcs_swapped_on_the_command_line_trains(tmp_path, run, python):
-    """The README's recipe with its rewards swapped by a flag: one step of training with majority_vote alone."""
+    """A recipe with its rewards swapped by a flag: one step of training with majority_vote alone."""
     out = tmp_path / "swapped"
-    result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--reward_funcs", "majority_vote",
-                                "--max_steps", "1", "--save_strategy", "no", "--output_dir", str(out)], tmp_path)
+    result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu-collapse.yaml"), "--reward_funcs", "majority_vote",
+                                "--max_steps", "1", "--logging_steps", "1", "--save_strategy", "no",
+                                "--output_dir", str(out)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[0] == (
         "--reward_funcs majority_vote: dropped from the recipe: reward_kwargs of soft_frequency, format; "
@@ -184,12 +185,15 @@ def test_unknown_tiny_model_names_the_valid_ones():
 
 
 def test_embedded_default_runs_and_writes_its_outputs(tmp_path, run, python):
-    """The README's first command (shortened to 4 steps): model built offline, checkpoints, logs, summary."""
+    """The README's first command (shortened to 4 steps, logged each step, 8 held-out questions): the taught base
+    built offline into the cache, checkpoints, logs, the summary opening with the held-out accuracy."""
     out = tmp_path / "tiny"
     result = _cli(run, python, [str(REPO / "recipes" / "tiny-cpu.yaml"), "--max_steps", "4", "--save_steps", "2",
-                                "--output_dir", str(out)], tmp_path)
+                                "--logging_steps", "1", "--eval_max_samples", "8", "--output_dir", str(out)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "cache" / "tiny-qwen2.5-vl-taught" / "taught_model.json").exists()
     assert "Run summary: 4 steps" in result.stdout and "majority ratio" in result.stdout
+    assert "Held-out accuracy, before -> after training (" in result.stdout and "\nVerdict: " in result.stdout
     assert (out / "checkpoint-4" / "trainer_state.json").exists() and (out / "model.safetensors").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert {"reward", "self_consistency/majority_ratio", "labels/rollout_accuracy"} <= set(summary["metrics"])

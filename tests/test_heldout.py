@@ -53,7 +53,7 @@ def test_eval_strategy_and_eval_split_go_together(tmp_path):
 def test_cli_prints_one_line(tmp_path, capsys):
     from self_evolve_trl.cli import main
 
-    code = main(["recipes/tiny-cpu.yaml", "--output_dir", str(tmp_path), "--eval_strategy", "steps",
+    code = main(["recipes/tiny-cpu-csrs.yaml", "--output_dir", str(tmp_path), "--eval_strategy", "steps",
                  "--num_generations", "4", "--per_device_eval_batch_size", "4"])
     assert code == 2
     err = capsys.readouterr().err.strip()

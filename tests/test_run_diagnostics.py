@@ -57,13 +57,13 @@ def eval_entries(history):
 
 @pytest.fixture(scope="module")
 def labelled_run(tiny_model_dir, tmp_path_factory):
-    """The CLI on the tiny-cpu recipe: labelled synthetic data, a held-out synthetic split evaluated every 2 steps,
+    """The CLI on the tiny-cpu-collapse recipe: labelled synthetic data, a held-out synthetic split evaluated every 2 steps,
     checkpoints every 2 steps. Returns (output_dir, CompletedProcess)."""
     out = tmp_path_factory.mktemp("labelled") / "run-labelled"
     result = subprocess.run(
         [
-            sys.executable, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu.yaml",
-            "--model_name_or_path", tiny_model_dir, "--output_dir", str(out),
+            sys.executable, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-collapse.yaml",
+            "--model_name_or_path", tiny_model_dir, "--output_dir", str(out), "--logging_steps", "1",
             "--max_steps", "4", "--num_generations", "4", "--per_device_train_batch_size", "8",
             "--max_completion_length", "12", "--synthetic_size", "16", "--save_steps", "2",
             "--eval_dataset_name", "synthetic", "--eval_max_samples", "3",

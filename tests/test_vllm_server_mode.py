@@ -180,7 +180,7 @@ def test_csrs_reinference_reaches_the_server_with_the_perturbed_images(vllm_serv
         assert all(same) if not vsp else not any(same)
         # the loss sees the rollout's completions; the re-inferred ones reached only the reward
         (ids,) = scored
-        pad = trainer.pad_token_id
+        pad = trainer._tokenizer.pad_token_id
         assert [[t for t in row if t != pad] for row in ids] == [list(c) for c in rollout["completion_ids"]]
         history = trainer.state.log_history[0]
         assert "rewards/retrace_frequency/mean" in history and history["retrace/seconds"] > 0

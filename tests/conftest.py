@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from self_evolve_trl.vllm_server import CPU_ENV as VLLM_ENV
+from self_evolve_trl.vllm_server import LocalVLLMServer as VLLMServer
+from self_evolve_trl.vllm_server import free_port
+
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -162,69 +166,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "vllm" in item.keywords:
             item.add_marker(skip)
-
-
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class VLLMServer:
-    """A real vLLM server (`python -m self_evolve_trl.vllm_serve`) on 127.0.0.1, started and stopped by the test."""
-
-    def __init__(self, model_dir: str, log_path: Path, extra: list[str] | None = None, trl_style: bool = True,
-                 max_model_len: int = 2048):
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        if trl_style:  # `trl vllm-serve`: the server a GRPO trainer talks to
-            args = ["--model", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
-                    "--enforce_eager", "true", "--max_model_len", str(max_model_len)]
-        else:  # plain `vllm serve` with the development endpoints (e.g. the judge's OpenAI-compatible server)
-            args = ["--vllm-cli", "serve", model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--dtype",
-                    "float32", "--enforce-eager", "--max-model-len", str(max_model_len), "--served-model-name",
-                    "tiny-judge"]
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "self_evolve_trl.vllm_serve", *args, *(extra or [])],
-            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "VLLM_SERVER_DEV_MODE": "1", **VLLM_ENV},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def wait_until_healthy(self, timeout: float = 300) -> "VLLMServer":
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited ({self.process.returncode}):\n{self.log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(1)
-        self.stop()
-        raise TimeoutError(f"vLLM server not healthy after {timeout} s:\n{self.log_path.read_text()[-4000:]}")
-
-    def stop(self):
-        import signal
-
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -78,15 +78,16 @@ def write_safetensors_shards(named_tensors: Iterator[tuple[str, torch.Tensor]], 
 
 
 def image_token_bias(model) -> dict:
-    """vLLM sampling settings that keep the image placeholder token out of completions, as TRL's transformers
-    generation does (`suppress_tokens`); empty for a model without one.
+    """vLLM sampling settings that keep the image and video placeholder tokens out of completions, as TRL's
+    transformers generation does for the image one (`suppress_tokens`); empty for a model without them.
 
     A completion holding `<|image_pad|>` has more image tokens than images in the loss's forward pass, which then
     fails ("Image features and image tokens do not match"); a barely trained model can sample it.
     """
     config = getattr(model, "config", None)
-    token_id = getattr(config, "image_token_id", None)
-    return {} if token_id is None else {"logit_bias": {int(token_id): -100.0}}
+    token_ids = [getattr(config, name, None) for name in ("image_token_id", "video_token_id")]
+    bias = {int(token_id): -100.0 for token_id in token_ids if token_id is not None}
+    return {"logit_bias": bias} if bias else {}
 
 
 class SelfEvolveVLLMGeneration(VLLMGeneration):

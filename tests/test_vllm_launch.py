@@ -52,3 +52,14 @@ def test_disk_sync_writes_shards_of_bounded_size(tmp_path):
         loaded.update(load_file(tmp_path / "sync" / name))
     assert sorted(loaded) == sorted(name for name, _ in tensors)
     assert all(torch.equal(loaded[name], tensor) for name, tensor in tensors)
+
+
+def test_vllm_requests_keep_the_placeholder_tokens_out(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from self_evolve_trl.vllm_generation import image_token_bias
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    model = type("Model", (), {"config": config})()
+    assert image_token_bias(model) == {"logit_bias": {config.image_token_id: -100.0, config.video_token_id: -100.0}}
+    assert image_token_bias(type("TextModel", (), {"config": object()})()) == {}

@@ -630,12 +630,6 @@ def _join_url(base: str, path: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))
 
 
-def torch_cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def endpoint_problems(args, timeout: float) -> list[Problem]:
     problems = []
     if args.use_vllm and args.vllm_mode == "server":
@@ -646,7 +640,7 @@ def endpoint_problems(args, timeout: float) -> list[Problem]:
                 "fix vllm_server_host / vllm_server_port / vllm_server_base_url.")
         if problem:
             problems.append(problem)
-        if args.vllm_weight_sync == "nccl" and (args.use_cpu or not torch_cuda_available()):
+        if args.vllm_weight_sync == "nccl" and args.use_cpu:  # (`check` may run on a node without the GPUs)
             problems.append(Problem(
                 "vllm_weight_sync", "'nccl' streams the weights to the server over NCCL, which needs CUDA on the "
                 "trainer; this trainer runs on the CPU.", "set vllm_weight_sync: disk (the server reloads the weights "

@@ -119,6 +119,7 @@ def test_slurm_job_end_to_end_with_stand_ins(tmp_path, tiny_model_dir):
     recipe.write_text(yaml.safe_dump({
         "model_name_or_path": tiny_model_dir, "dataset_name": "synthetic", "synthetic_size": 16, "instruction": "Answer.",
         "num_generations": 4, "per_device_train_batch_size": 1, "use_cpu": True, "bf16": False, "report_to": "none",
+        "vllm_weight_sync": "disk",  # a CPU trainer: NCCL cannot run
         "use_vllm": True, "vllm_mode": "server", "output_dir": str(tmp_path / "out"),
     }))
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",

@@ -8,12 +8,14 @@ from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
 @pytest.fixture
 def gathered(monkeypatch):
-    """Records the rows each process hands to `gather_object` (a 1-process run gathers them as they are)."""
+    """Records the rows each process hands to `gather_object` for the rewards (a 1-process run gathers them as they
+    are); the trainer's other gathers (the logged images) are not recorded."""
     calls = []
     original = trainer_module.gather_object
 
     def recording(rows):
-        calls.append(rows)
+        if rows and isinstance(rows[0], dict) and "completion" in rows[0]:
+            calls.append(rows)
         return original(rows)
 
     monkeypatch.setattr(trainer_module, "gather_object", recording)

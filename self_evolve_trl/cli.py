@@ -131,15 +131,9 @@ def parse_recipe(argv: list[str]):
     return data_args, training_args, model_args
 
 
-def cache_dir() -> str:
-    from .tiny import cache_dir as tiny_cache_dir
-
-    return tiny_cache_dir()
-
-
 def resolve_model_path(model_name_or_path: str) -> str:
     """The model folder or hub id of a recipe (`tiny:...` is built offline); `UsageError` for a missing local path."""
-    from .tiny import resolve_tiny_model
+    from .tiny import cache_dir, resolve_tiny_model
 
     try:
         model_path = resolve_tiny_model(model_name_or_path, cache_dir())

@@ -58,8 +58,7 @@ def resolve_model(path_or_id: str, base_model: str | None = None) -> ModelSource
         )
         return ModelSource(model=base, adapter=path_or_id, processor=path_or_id if has_processor else base)
     if path_or_id.startswith("tiny:"):  # the offline tiny Qwen2.5-VL of the tests and the CPU recipe
-        from ..cli import cache_dir
-        from ..tiny import resolve_tiny_model
+        from ..tiny import cache_dir, resolve_tiny_model
 
         try:
             path = resolve_tiny_model(path_or_id, cache_dir())
@@ -310,7 +309,7 @@ class VLLMBackend:
         ignored = weights_vllm_lora_ignores(source.adapter) if source.adapter else None
         if ignored:
             if merge_dir is None:
-                from ..cli import cache_dir
+                from ..tiny import cache_dir
 
                 key = hashlib.sha256(f"{source.model}|{os.path.abspath(source.adapter)}".encode()).hexdigest()[:12]
                 merge_dir = os.path.join(cache_dir(), "merged", key)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..answers import is_equivalent, normalize_answer, parse_key
 from ..voting import GroupVote, vote
-
 
 ANSWER_TYPES = ("choice", "choices", "free", "float")
 FLOAT_TOLERANCE = 1e-3

@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..answers import is_equivalent, normalize_answer, parse_key
 from ..voting import GroupVote, vote
+
 
 ANSWER_TYPES = ("choice", "choices", "free", "float")
 FLOAT_TOLERANCE = 1e-3

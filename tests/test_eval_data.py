@@ -104,9 +104,9 @@ def test_hub_download_folders_are_read_as_the_hub_splits_them(tmp_path):
 
     geo = tmp_path / "geometry3k"
     for split, answers in (("test", ["1", "2"]), ("train", ["9"])):
-        write_rows({"images": [[fixture_image(i)] for i in range(len(answers))],
-                    "problem": ["<image>x?"] * len(answers), "answer": answers}, str(geo / "data" / f"{split}-00000-of-00001-5f3c2b1e0a9d.parquet"),
-               {"images": "images"})
+        rows = {"images": [[fixture_image(i)] for i in range(len(answers))], "problem": ["<image>x?"] * len(answers),
+                "answer": answers}
+        write_rows(rows, str(geo / "data" / f"{split}-00000-of-00001-5f3c2b1e0a9d.parquet"), {"images": "images"})
     loaded = load_benchmark(get_benchmark("geo3k"), str(geo))
     assert [item.reference for item in loaded.items] == ["1", "2"] and loaded.splits == ("test",)
 

@@ -1,4 +1,4 @@
-"""Answer-matching throughput: soft_frequency rewards for 512 prompts x 8 completions (issue 8).
+"""Answer-matching throughput: soft_frequency rewards for 512 prompts x 8 completions.
 
 Measures, on one generation batch of realistic completions (seeded):
 

@@ -1,4 +1,4 @@
-"""What one process sends through `gather_object` in `_calculate_rewards`, at a realistic size (issue 8).
+"""What one process sends through `gather_object` in `_calculate_rewards`, at a realistic size.
 
 `gather_object` pickles each process's rows and every process unpickles the rows of all processes, so the payload's
 size and (un)pickling time are paid on every step by every process. This calls the real
@@ -8,7 +8,7 @@ token ids and 4 characters a token, records the rows handed to `gather_object`, 
 
 - `soft_frequency + format`: no reward reads token ids or prompts, so neither is gathered;
 - `+ a reward reading completion_ids`: the ids travel packed (`array('i')`, 4 bytes an id);
-- `ids as Python lists (before issue 8)`: the same rows with the ids as lists of ints and the prompts included,
+- `ids as Python lists (before packing)`: the same rows with the ids as lists of ints and the prompts included,
   as `_calculate_rewards` gathered them before.
 
     OMP_NUM_THREADS=1 python benchmarks/gather_payload.py        # --completions 512 --tokens 2048
@@ -107,7 +107,7 @@ def main():
     for name, rows in [
         ("soft_frequency + format", plain),
         ("+ a reward reading completion_ids", packed),
-        ("ids as Python lists (before issue 8)", before),
+        ("ids as Python lists (before packing)", before),
     ]:
         size, dumps, loads = pickle_times(rows)
         print(f"  {name:<38} {size:7.2f} MB   dumps {dumps:.3f} s   loads {loads:.3f} s")

@@ -1,5 +1,5 @@
-"""The `lse` advantage's offset (SPEC §3): does `log_group_size` change the expected policy gradient, and by how much
-does it change its variance, against `none`?
+"""The `lse` advantage's offset (docs/math.md#advantages-modes): does `log_group_size` change the expected policy
+gradient, and by how much does it change its variance, against `none`?
 
 With the log-softmax a_i = r_i/τ - log Σ_j exp(r_j/τ), the two offsets give A_i = a_i (`none`) and
 A_i = a_i + log G (`log_group_size`). At the first iteration of a step (ratio 1) and β = 0, the gradient of TRL's

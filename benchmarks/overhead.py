@@ -1,4 +1,4 @@
-"""Trainer overhead: step time of `SelfEvolveGRPOTrainer` against stock TRL `GRPOTrainer` (issue 8).
+"""Trainer overhead: step time of `SelfEvolveGRPOTrainer` against stock TRL `GRPOTrainer`.
 
 Three trainers on the same tiny Qwen2.5-VL (`self_evolve_trl.tiny`), the same synthetic data, generation settings
 and seed:

@@ -1,4 +1,4 @@
-"""Where the time of a tiny training step goes (issue 8).
+"""Where the time of a tiny training step goes.
 
 Trains `SelfEvolveGRPOTrainer` on the tiny Qwen2.5-VL with the embedded recipe's method (soft_frequency with a hard
 threshold + format reward, `lse` advantages, last-number answers; 16 completions of up to 24 tokens a step) under

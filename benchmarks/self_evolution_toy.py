@@ -138,7 +138,7 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
             Method("csrs", "retrace_frequency", csrs_config),
         ]
     } | {
-        # CSRS re-inferring in the same assistant turn (SPEC's other mode; the base never saw a second turn)
+        # CSRS re-inferring in the same assistant turn (`retrace_mode` continuation; the base never saw a second turn)
         "csrs_continuation": Method(
             "csrs_continuation", "retrace_frequency", dict(csrs_config, retrace_mode="continuation")
         ),
@@ -801,7 +801,7 @@ def format_table(rows: list[dict], k: int, level: float = CONFIDENT, window: int
 
 
 def goal_check(rows: list[dict]) -> dict[str, Any]:
-    """The issue's goal for the best method (by mean greedy pass@1): +10 points over the base, and half of the base's
+    """The goal for the best method (by mean greedy pass@1): +10 points over the base, and half of the base's
     gap between greedy pass@1 and maj@k closed; and which method's high-confidence share rises fastest, by the
     threshold-free early mean and by the step it stays at the level from (median over seeds, never = last)."""
     base = rows[0]

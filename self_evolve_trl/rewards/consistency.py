@@ -1,4 +1,4 @@
-"""Consistency rewards: how much a completion's answer agrees with the rest of its group (docs/math.md)."""
+"""Consistency rewards: how much a completion's answer agrees with the rest of its group (SPEC §2)."""
 
 from __future__ import annotations
 

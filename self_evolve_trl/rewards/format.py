@@ -1,4 +1,4 @@
-"""The format reward: a penalty for completions that break the output format (docs/math.md)."""
+"""The format reward: a penalty for completions that break the output format (SPEC §2 `format`)."""
 
 from __future__ import annotations
 

@@ -647,10 +647,10 @@ def endpoint_problems(args, timeout: float) -> list[Problem]:
                 "from vllm_weight_sync_dir)."))
     judge_url = getattr(args, "judge_base_url", None)  # fields of the judge, where that feature is installed
     if judge_url and getattr(args, "judge_backend", None) == "openai":  # the `reference` judge has no endpoint
-        from .judge.backends import _redacted_url
+        from .judge.backends import redacted_url
 
         problem = http_problem(
-            "judge (openai)", _join_url(judge_url, "models"), timeout, healthy_only=False, shown=_redacted_url,
+            "judge (openai)", _join_url(judge_url, "models"), timeout, healthy_only=False, shown=redacted_url,
             fix="start the judge server (an OpenAI-compatible endpoint, e.g. `vllm serve JUDGE_MODEL`) or fix judge_base_url.")
         if problem:
             problems.append(problem)

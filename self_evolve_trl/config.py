@@ -20,7 +20,7 @@ from .data import DEFAULT_INSTRUCTION
 from .retrace import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
-from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem
+from .judge.reward import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem
 from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
 from .vllm_generation import WEIGHT_SYNCS

@@ -64,7 +64,7 @@ from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .heldout import eval_command_label_metrics
 from .rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
-from .rewards.judge import with_failure_policy
+from .judge.reward import with_failure_policy
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class

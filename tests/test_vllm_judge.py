@@ -40,7 +40,7 @@ def finished_requests(server) -> float:
 
 
 def vllm_judge_config(cpu_config, server, **overrides):
-    from tests.test_judge import judge_config
+    from tests.judge_helpers import judge_config
 
     settings = dict(judge_backend="openai", judge_base_url=f"{server.base_url}/v1", judge_timeout=60,
                     judge_max_retries=0, parse_limit={})  # the default judge_max_parse_failure_rate: every score parses
@@ -50,7 +50,7 @@ def vllm_judge_config(cpu_config, server, **overrides):
 def test_training_gets_the_judges_scores(judge_server, tiny_vllm_model_dir, synthetic_dataset, cpu_config):
     from transformers import AutoProcessor
 
-    from tests.test_judge import make_trainer
+    from tests.judge_helpers import make_trainer
 
     processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
     args = vllm_judge_config(cpu_config, judge_server, judge_repeats=2)
@@ -106,7 +106,7 @@ def test_judge_server_killed_mid_run_stops_with_a_checkpoint(judge_server, tiny_
     from transformers import AutoProcessor, TrainerCallback
 
     from self_evolve_trl.judge import JudgeUnavailableError
-    from tests.test_judge import assert_saved, make_trainer
+    from tests.judge_helpers import assert_saved, make_trainer
 
     class KillJudge(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

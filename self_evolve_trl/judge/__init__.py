@@ -1,17 +1,26 @@
-"""The Actor–Judge's judge: who scores the completions that the `judge_modulated` reward gates (SPEC §2).
+"""The Actor–Judge method: a frozen judge scores each completion, and the `judge_modulated` reward gates a
+consistency prior with that score (docs/math.md, "Actor–Judge").
 
-- `prompt.py`: the judge prompt, a template file (default `templates/default.txt`, the SPEC rubric in our words).
-- `backends.py`: `ReferenceJudge`, the frozen initial policy in the training process (with LoRA: the base model
-  with the adapter disabled; else TRL's reference model when beta > 0; else a frozen copy loaded for the judge),
-  and `OpenAIJudge`, any OpenAI-compatible chat-completions endpoint (e.g. `vllm serve` of the base model).
+- `scores.py`: `parse_judge_score`, the judge's score in its output;
+- `gate.py`: `judge_gate`, the bounded gate g(s);
+- `reward.py`: the `judge_modulated` reward and the failure policy it binds (`with_failure_policy`);
+- `prompt.py`: the judge prompt, a template file (default `templates/default.txt`);
+- `backends/`: who judges, `JudgeBackend`s registered in `JUDGE_BACKENDS`: `reference` (the frozen initial policy in
+  the training process) and `openai` (any OpenAI-compatible chat-completions endpoint, e.g. `vllm serve`);
 - `provider.py`: `JudgeScoreProvider`, which the trainer calls for the `judge_scores` reward input: it judges each
   completion, parses the scores, logs the judge metrics and applies the failure policy.
 
-The math (gate, score parsing, reward) is in `self_evolve_trl.rewards.judge`.
+`self_evolve_trl.rewards.judge` is the public import path of the reward's pieces.
 """
 
-JUDGE_BACKENDS = ("reference", "openai")
+from .backends import JUDGE_BACKENDS
 
 
 class JudgeUnavailableError(RuntimeError):
     """The judge failed more judgements than the recipe allows; training stopped (after saving a checkpoint)."""
+
+
+# The reward inputs that this method computes: name -> "module:Class" of the provider the trainer builds.
+PROVIDERS = {"judge_scores": "self_evolve_trl.judge.provider:JudgeScoreProvider"}
+
+__all__ = ["JUDGE_BACKENDS", "PROVIDERS", "JudgeUnavailableError"]

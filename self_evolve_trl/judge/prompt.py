@@ -14,10 +14,10 @@ A template is a text file with two sections, each opened by a marker line:
 [END CANDIDATE_SOLUTION]
 ```
 
-`{problem}` becomes the text of the actor's user turn (the question with the format instruction, SPEC §2),
-`{completion}` the whole candidate completion, reasoning included. The images of the actor's prompt go before the
-user text. The default template (`templates/default.txt`) states SPEC §2's rubric in our own words; a recipe points
-`judge_prompt_template` at its own file to replace it.
+`{problem}` becomes the text of the actor's user turn (the question with the format instruction), `{completion}`
+the whole candidate completion, reasoning included. The images of the actor's prompt go before the user text. The
+default template (`templates/default.txt`) states the judge's rubric (docs/math.md, "Actor–Judge") in our own words;
+a recipe points `judge_prompt_template` at its own file to replace it.
 """
 
 from __future__ import annotations

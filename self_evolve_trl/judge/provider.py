@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,11 +36,11 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
 from ..checkpoints import save_last_completed_step
-from ..rewards.judge import parse_judge_score
 from ..seeds import generation_batch, judge_seed
 from . import JudgeUnavailableError
-from .backends import build_backend
+from .backends import JudgeOutput, build_backend
 from .prompt import JudgeTemplate, prompt_images, prompt_text
+from .scores import parse_judge_score
 
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,25 @@ def aggregate_repeats(scores: list[float | None], on_failure: str) -> float | No
 # A step where more than this share of the judge's answers have no score is warned about (again every N steps).
 UNPARSED_WARNING_RATE = 0.5
 UNPARSED_WARNING_EVERY = 50
+
+
+@dataclass(frozen=True)
+class JudgeTotals:
+    """A step's judgements over all processes: how many were asked (`samples`), failed, unparsed (answered without
+    a score), out of range (parsed outside [0, 1]), the latency sum and count of timed requests, and the slowest
+    process's wall time."""
+
+    samples: float
+    failed: float
+    unparsed: float
+    out_of_range: float
+    latency_sum: float
+    latency_count: float
+    elapsed: float
+
+    @property
+    def answered(self) -> float:
+        return self.samples - self.failed
 
 
 class JudgeScoreProvider:
@@ -118,23 +138,35 @@ class JudgeScoreProvider:
             aggregate_repeats(samples[i * repeats : (i + 1) * repeats], self.args.judge_on_failure)
             for i in range(len(requests))
         ]
-        failed = sum(o.text is None for o in outputs)
-        unparsed = sum(o.text is not None and s is None for o, s in zip(outputs, samples))
-        out_of_range = sum(w is not None and not 0.0 <= w <= 1.0 for w in written)
+        totals = self.totals(outputs, written, samples, elapsed)
+        self.log_metrics(totals)
+        self.check_failure_limits(totals, outputs)
+        self.warn_unparsed(totals)
+        return [None if s is None or math.isnan(s) else s for s in scores]
+
+    def totals(self, outputs: list[JudgeOutput], written: list[float | None], samples: list[float | None],
+               elapsed: float) -> JudgeTotals:
+        """This step's judgement counts summed over all processes (the wall time: the slowest process's)."""
         latencies = [o.latency for o in outputs if o.latency is not None]
-
+        local = [
+            len(outputs),
+            sum(o.text is None for o in outputs),
+            sum(o.text is not None and s is None for o, s in zip(outputs, samples)),
+            sum(w is not None and not 0.0 <= w <= 1.0 for w in written),
+            sum(latencies),
+            len(latencies),
+        ]
         accelerator = self.trainer.accelerator
-        local = torch.tensor(
-            [len(outputs), failed, unparsed, out_of_range, sum(latencies), len(latencies)], dtype=torch.float64,
-            device=accelerator.device,
-        )
-        totals = accelerator.gather(local).view(-1, 6).sum(0).tolist()
-        n, failed, unparsed, out_of_range, latency_sum, latency_count = totals
+        local = torch.tensor(local, dtype=torch.float64, device=accelerator.device)
+        summed = accelerator.gather(local).view(-1, 6).sum(0).tolist()
         elapsed = accelerator.gather(torch.tensor([elapsed], device=accelerator.device)).max().item()
-        answered = n - failed
+        return JudgeTotals(*summed, elapsed=elapsed)
 
+    def log_metrics(self, totals: JudgeTotals) -> None:
+        """The judge's metrics of this step, in the trainer's metrics of the current mode (train or eval)."""
+        n, failed, unparsed, answered = totals.samples, totals.failed, totals.unparsed, totals.answered
         metrics = {
-            "judge/latency_s": elapsed,
+            "judge/latency_s": totals.elapsed,
             "judge/samples": n,
             "judge/request_failures": failed,
             "judge/request_failure_rate": failed / n if n else 0.0,
@@ -143,13 +175,17 @@ class JudgeScoreProvider:
         if answered:
             metrics["judge/parse_failure_rate"] = unparsed / answered
         if answered > unparsed:
-            metrics["judge/out_of_range_share"] = out_of_range / (answered - unparsed)
-        if latency_count:
-            metrics["judge/request_latency_s"] = latency_sum / latency_count
+            metrics["judge/out_of_range_share"] = totals.out_of_range / (answered - unparsed)
+        if totals.latency_count:
+            metrics["judge/request_latency_s"] = totals.latency_sum / totals.latency_count
         mode = "train" if self.trainer.model.training else "eval"
         for name, value in metrics.items():
             self.trainer._metrics[mode][name].append(float(value))
 
+    def check_failure_limits(self, totals: JudgeTotals, outputs: list[JudgeOutput]) -> None:
+        """Stop training (`stop`) when more judgements failed, or more answers had no score, than the recipe allows.
+        Called on every process together: the errors are gathered."""
+        n, failed, unparsed, answered = totals.samples, totals.failed, totals.unparsed, totals.answered
         if n and failed / n > self.args.judge_max_failure_rate:
             errors = [e for e in gather_object([next((o.error for o in outputs if o.error), None)]) if e]
             self.stop(
@@ -162,20 +198,25 @@ class JudgeScoreProvider:
                 f"answered {int(unparsed)} of {int(answered)} judgements without a score that could be parsed "
                 f"(judge_max_parse_failure_rate {limit}; check the judge model and prompt template)"
             )
+
+    def warn_unparsed(self, totals: JudgeTotals) -> None:
+        """Warn when most of this step's answers had no score (again every `UNPARSED_WARNING_EVERY` steps)."""
+        unparsed, answered = totals.unparsed, totals.answered
         step = self.trainer.state.global_step + 1
-        if answered and unparsed / answered > UNPARSED_WARNING_RATE and (
-            self._last_unparsed_warning is None or step - self._last_unparsed_warning >= UNPARSED_WARNING_EVERY
-        ):
-            self._last_unparsed_warning = step
-            logger.warning(
-                "%d of the judge's %d answers at step %d had no score that could be parsed (a \\boxed{} number or a "
-                "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template%s "
-                "(see judge/parse_failure_rate).",
-                int(unparsed), int(answered), step, self.args.judge_on_failure,
-                ", or set judge_max_parse_failure_rate to stop such a run" if limit is None
-                else f"; more than judge_max_parse_failure_rate {limit} of a step's answers without one stop the run",
-            )
-        return [None if s is None or math.isnan(s) else s for s in scores]
+        if not answered or unparsed / answered <= UNPARSED_WARNING_RATE:
+            return
+        if self._last_unparsed_warning is not None and step - self._last_unparsed_warning < UNPARSED_WARNING_EVERY:
+            return
+        self._last_unparsed_warning = step
+        limit = self.args.judge_max_parse_failure_rate
+        logger.warning(
+            "%d of the judge's %d answers at step %d had no score that could be parsed (a \\boxed{} number or a "
+            "JSON overall_score); they count as judge_on_failure=%s. Check the judge model and prompt template%s "
+            "(see judge/parse_failure_rate).",
+            int(unparsed), int(answered), step, self.args.judge_on_failure,
+            ", or set judge_max_parse_failure_rate to stop such a run" if limit is None
+            else f"; more than judge_max_parse_failure_rate {limit} of a step's answers without one stop the run",
+        )
 
     def stop(self, reason: str) -> None:
         """Save a checkpoint of the last completed step and raise `JudgeUnavailableError`.

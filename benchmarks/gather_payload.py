@@ -99,7 +99,7 @@ def main():
 
     plain, prompts, ids = gathered_rows(["soft_frequency", "format"], args.completions, args.tokens, workdir)
     packed, _, _ = gathered_rows(["soft_frequency", reads_ids], args.completions, args.tokens, workdir)
-    from self_evolve_trl.trainer import strip_images
+    from self_evolve_trl.group_rewards import strip_images
 
     before = [dict(row, completion_ids=list(i), prompt=strip_images(p)) for row, i, p in zip(plain, ids, prompts)]
     print(f"figures ({args.completions} completions of {args.tokens} token ids on one process; payload MB, "

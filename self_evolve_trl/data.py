@@ -2,7 +2,7 @@
 
 Every dataset comes out with the same columns:
 
-- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (SPEC §5);
+- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended;
 - `images`: the list of images, resized the Qwen way when the row is read (within the recipe's `min_pixels` /
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
@@ -43,7 +43,7 @@ LOCAL_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".
 
 @dataclass(frozen=True)
 class DatasetPreset:
-    """Where a known training set lives and which columns hold what (SPEC §6)."""
+    """Where a known training set lives and which columns hold what."""
 
     path: str
     question_column: str

@@ -1,4 +1,4 @@
-"""Per-step diagnostics of label-free training (SPEC §6).
+"""Per-step diagnostics of label-free training (`docs/math.md`, "Diagnostics").
 
 Label-free training fails quietly: the policy collapses onto its own early majority while the reward keeps rising.
 These numbers show it while it happens. All are computed from the group votes (`voting.vote_groups`, the same

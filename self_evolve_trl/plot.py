@@ -124,10 +124,6 @@ PANELS = (
 )
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Reading runs
-
-
 def _state_files(path: str) -> list[str]:
     if os.path.isfile(path):
         return [path]
@@ -206,10 +202,6 @@ def smooth(values: list[float], weight: float) -> list[float]:
         debias = debias * weight + (1 - weight)
         out.append(last / debias)
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Drawing
 
 
 def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], weight: float) -> None:

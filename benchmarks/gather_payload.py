@@ -45,7 +45,7 @@ def gathered_rows(reward_funcs, n: int, tokens: int, workdir: str) -> list[dict]
     import self_evolve_trl.trainer as trainer_module
     from self_evolve_trl.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
 
     model_dir = build_tiny_qwen25vl(os.path.join(workdir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")

@@ -10,6 +10,7 @@ __all__ = ["SelfEvolveConfig", "SelfEvolveGRPOTrainer", "__version__"]
 
 
 def __getattr__(name):
+    # Imported on first use: the config and the trainer pull in TRL and torch (start-up time).
     if name == "SelfEvolveConfig":
         from .config import SelfEvolveConfig
 

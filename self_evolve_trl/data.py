@@ -25,7 +25,7 @@ from typing import Any
 
 from .answers import extract_answer
 from .images import ImageError, load_image, qwen_resize
-
+from .synthetic import make_synthetic_rows
 
 LABEL_COLUMN = "label"
 # The row's index in the prepared dataset (read by the images transform, never passed on) and, on a row that stands
@@ -90,7 +90,7 @@ def _local_files(path: str) -> tuple[str, list[str]]:
 
 def load_raw_dataset(name: str, config: str | None = None, split: str = "train"):
     """A `datasets.Dataset` from a hub id or a local file/folder (no preset resolution)."""
-    import datasets
+    import datasets  # imported when data is loaded (start-up time: `datasets` pulls in pyarrow and pandas)
 
     if os.path.exists(name):
         builder, files = _local_files(name)
@@ -219,7 +219,7 @@ def prepare_dataset(
 
 def undecoded_images(raw, column: str | None):
     """Keep images as stored bytes/paths through `map` (decoded lazily when a row is read, never re-encoded)."""
-    import datasets
+    import datasets  # start-up time, as in `load_raw_dataset`
 
     if column is None:
         return raw
@@ -323,12 +323,10 @@ def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
 
 def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
     """The training set named by `DataArguments`, prepared for the trainer."""
-    import datasets
+    import datasets  # start-up time, as in `load_raw_dataset`
 
     name = data_args.dataset_name
     if name == SYNTHETIC:
-        from .synthetic import make_synthetic_rows
-
         rows = make_synthetic_rows(
             data_args.synthetic_size, data_args.synthetic_task, data_args.synthetic_grid, data_args.synthetic_seed
         )

@@ -205,7 +205,7 @@ def smooth(values: list[float], weight: float) -> list[float]:
 
 
 def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], weight: float) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is slow to import: only drawing needs it
     from matplotlib.ticker import MaxNLocator
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -250,7 +250,7 @@ def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], 
 
 def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: str, smooth_weight: float = 0.0) -> list[str]:
     """Write one PNG per panel that the runs have metrics for, plus `overview.png`; return the paths written."""
-    import matplotlib
+    import matplotlib  # slow to import: only drawing needs it; the Agg backend is set before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -3,16 +3,16 @@
 Eight methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
-  group of `num_generations` completions can be split across processes (huggingface/trl#3896). Here the completions (and
-  the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
-  process computes every reward on whole groups and broadcasts the result, so a 2-process run gives the same
-  rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
-  reward function. Reward models (TRL's: a sequence classification model, by hub id, local folder or instance)
-  score each completion alone, so they are left to TRL's own `_calculate_rewards` (`super()`): each process scores
-  its own completions, then the scores are gathered.
+  group of `num_generations` completions can be split across processes (huggingface/trl#3896). Here the completions
+  (and the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
+  process computes every reward on whole groups (`group_rewards.py`) and broadcasts the result, so a 2-process run
+  gives the same rewards as a 1-process run (`docs/architecture.md`, "Training step"). The label column is gathered
+  separately for the diagnostics and never reaches a reward function. Reward models (TRL's: a sequence
+  classification model, by hub id, local folder or instance) score each completion alone, so they are left to TRL's
+  own `_calculate_rewards` (`super()`): each process scores its own completions, then the scores are gathered.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
-  `clip_advantage`), and the advantage statistics logged are the ones used. Before
+  `clip_advantage`; `docs/math.md`, "Advantages"), and the advantage statistics logged are the ones used. Before
   that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
 
 Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
@@ -20,9 +20,10 @@ Text-only rows (no image) may share a generation batch with image rows: `_genera
 images logged with the completions are gathered on every process (TRL gathers them only on the processes whose
 rows have images, and a process with text-only rows then hangs the run).
 
-`__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
-extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own. It takes
-every argument of TRL's trainer except `tools` and `environment_factory` (tool-calling rollouts), which it refuses.
+`__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`; `reward_setup.py`) and the
+providers of the extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's
+own. It takes every argument of TRL's trainer except `tools` and `environment_factory` (tool-calling rollouts), which
+it refuses.
 
 Four checkpoint hooks:
 
@@ -265,13 +266,9 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         finally:
             self.reward_funcs, self.reward_processing_classes, self.reward_func_names = everything
 
-    def _reward_functions(self) -> list[tuple[int, RewardFunction]]:
-        """This package's reward functions (not the reward models), with their columns in the rewards."""
-        return [(j, f) for j, f in enumerate(self.reward_funcs) if isinstance(f, RewardFunction)]
-
     def _gathered_inputs(self) -> set[str]:
         """The optional per-completion inputs (`prompts`, `completion_ids`) that some reward function reads."""
-        functions = [f for _, f in self._reward_functions()]
+        functions = [f for f in self.reward_funcs if isinstance(f, RewardFunction)]  # not the reward models
         return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in functions)}
 
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
@@ -295,12 +292,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         metrics.update(match_failures(match_stats_before))
         logs.extra.setdefault("answer", ["" if a is None else a for a in answers])
-        return {
-            "rewards": rewards.tolist(),
-            "metrics": metrics,
-            "logged_metrics": dict(logs.metrics),
-            "logged_extra": logs.extra,
-        }
+        return {"rewards": rewards.tolist(), "metrics": metrics, "logged_metrics": dict(logs.metrics),
+                "logged_extra": logs.extra}
 
     def _generate(self, prompts: list):
         output = super()._generate(prompts)

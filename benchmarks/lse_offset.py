@@ -183,7 +183,7 @@ def main():
     from self_evolve_trl.config import DataArguments
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.rewards.consistency import soft_frequency
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
 
     torch.set_num_threads(1)
     start = time.perf_counter()

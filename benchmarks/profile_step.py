@@ -51,7 +51,7 @@ def build_trainer(steps: int, output_dir: str):
 
     from self_evolve_trl.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
     from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
     model_dir = build_tiny_qwen25vl(os.path.join(output_dir, "tiny"))

@@ -47,7 +47,7 @@ def main() -> None:
 
     from self_evolve_trl.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
     from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
 
     work = tempfile.mkdtemp(prefix="retrace-cost-")

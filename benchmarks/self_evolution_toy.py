@@ -475,7 +475,7 @@ BASE_ARGS = ("task", "grid", "routes", "preset", "data_seed", "sft_examples", "s
 
 def train_base(args, splits: Splits, base_dir: str, template, log=print) -> dict[str, Any]:
     """Build the tiny model and train it on worked solutions until validation greedy pass@1 reaches the target."""
-    from self_evolve_trl.tiny import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
+    from self_evolve_trl.tiny_model import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
 
     torch.manual_seed(args.data_seed)
     tokenizer = build_tiny_tokenizer()

@@ -325,7 +325,7 @@ def sync_report(rows, buffered, fsynced, syncs):
 
 
 def build_models(work: str, sizes: list[str]) -> dict[str, str]:
-    from self_evolve_trl import tiny
+    from self_evolve_trl import tiny_model as tiny
 
     dirs = {"vllm": tiny.build_tiny_qwen25vl(os.path.join(work, "tiny-vllm"), preset="vllm")}
     for name in sizes:

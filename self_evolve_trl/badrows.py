@@ -20,8 +20,11 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from .data import ROW_COLUMN, SKIPPED_COLUMN, DataError, QwenImages
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
 
+from .checkpoints import save_last_completed_step
+from .data import ROW_COLUMN, SKIPPED_COLUMN, DataError, QwenImages
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +88,6 @@ class BadRows:
     def observe(self, trainer, inputs: list[dict]) -> None:
         """Take the skipped-row markers out of a generation batch (every process, together), warn once per new bad
         row, log `data/skipped_rows` and stop the run where the policy says so."""
-        from accelerate.utils import gather_object
-
         local = [pair for row in inputs for pair in (row.pop(SKIPPED_COLUMN, None) or [])]
         pairs = [pair for process in gather_object([local]) for pair in process]
         training = trainer.model.training
@@ -113,8 +114,6 @@ class BadRows:
 
     def stop(self, trainer, reason: str) -> None:
         """Save a checkpoint of the last completed step and raise `BadRowError` (on every process together)."""
-        from .checkpoints import save_last_completed_step
-
         step = trainer.state.global_step
         checkpoint = save_last_completed_step(trainer)
         if checkpoint is None:
@@ -128,8 +127,6 @@ class BadRows:
 def scan_rows(dataset, workers: int | None = None, progress: bool = True) -> dict[int, str]:
     """Read every row of a dataset of `load_training_dataset` (its images decoded and resized, in parallel threads,
     with a progress bar); return the unreadable rows, index -> reason."""
-    from tqdm.auto import tqdm
-
     transform = dataset.format["format_kwargs"].get("transform")
     if not isinstance(transform, QwenImages) or transform.source is None:
         raise TypeError("scan_rows needs a dataset prepared by load_training_dataset (its images transform).")

@@ -15,6 +15,7 @@ import hashlib
 import math
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from .heldout import eval_command_label_metrics
@@ -39,8 +40,6 @@ def unseen_rows(eval_dataset, train_dataset) -> list[int]:
 
 def _generate(model, processor, rows: list[dict], k: int, **sampling) -> list[str]:
     """k completions per row (greedy if `sampling` is empty), decoded, in row order."""
-    import torch
-
     texts = [processor.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False) for row in rows]
     images = [list(row["images"]) for row in rows] if rows[0].get("images") else None
     inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
@@ -55,8 +54,6 @@ def heldout_accuracy(model, processor, rows: list[dict], labels: list[str], k: i
     """Greedy pass@1, sampled pass@1 and maj@k of `model` on `rows` (prepared dataset rows) against `labels`.
 
     The torch random state is restored afterwards, so scoring does not change the training run's sampling."""
-    import torch
-
     was_training = model.training
     model.eval()
     state = torch.random.get_rng_state()

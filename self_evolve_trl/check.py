@@ -276,7 +276,8 @@ def _values(obj) -> dict[str, Any]:
 def reward_problems(args) -> list[Problem]:
     from .diagnostics import vote_settings_note
     from .rewards import RewardError, RewardValueError, available_rewards, get_reward_function, is_reward_model
-    from .trainer import REWARD_INPUT_PROVIDERS, _import, answer_settings
+    from .reward_setup import answer_settings
+    from .trainer import REWARD_INPUT_PROVIDERS, _import
 
     problems = []
     reward_funcs = [args.reward_funcs] if isinstance(args.reward_funcs, str) else list(args.reward_funcs or [])

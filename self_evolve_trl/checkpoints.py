@@ -31,7 +31,7 @@ import re
 from typing import Any
 
 import torch
-
+from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,6 @@ def latest_checkpoint(output_dir: str) -> str | None:
     Transformers' `get_last_checkpoint` picks the highest step; a checkpoint that a kill cut short is skipped for
     the previous complete one.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not os.path.isdir(output_dir):
         return None
     last = get_last_checkpoint(output_dir)

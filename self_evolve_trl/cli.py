@@ -200,7 +200,8 @@ def train(data_args, training_args, model_args):
     from .data import load_training_dataset, with_pixel_bounds
     from .heldout import load_heldout_dataset
     from .images import processor_pixel_bounds
-    from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
+    from .reward_setup import build_reward_functions
+    from .trainer import SelfEvolveGRPOTrainer
 
     bad_output = output_dir_problems(training_args.output_dir)  # a file in the way fails now, not in the trainer
     if bad_output:

@@ -2,7 +2,7 @@
 
 Every dataset comes out with the same columns:
 
-- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (SPEC §5);
+- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended;
 - `images`: the list of images, resized the Qwen way when the row is read (within the recipe's `min_pixels` /
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
@@ -25,7 +25,7 @@ from typing import Any
 
 from .answers import extract_answer
 from .images import ImageError, load_image, qwen_resize
-
+from .synthetic import make_synthetic_rows
 
 LABEL_COLUMN = "label"
 # The row's index in the prepared dataset (read by the images transform, never passed on) and, on a row that stands
@@ -43,7 +43,7 @@ LOCAL_EXTENSIONS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".
 
 @dataclass(frozen=True)
 class DatasetPreset:
-    """Where a known training set lives and which columns hold what (SPEC §6)."""
+    """Where a known training set lives and which columns hold what."""
 
     path: str
     question_column: str
@@ -90,7 +90,7 @@ def _local_files(path: str) -> tuple[str, list[str]]:
 
 def load_raw_dataset(name: str, config: str | None = None, split: str = "train"):
     """A `datasets.Dataset` from a hub id or a local file/folder (no preset resolution)."""
-    import datasets
+    import datasets  # imported when data is loaded (start-up time: `datasets` pulls in pyarrow and pandas)
 
     if os.path.exists(name):
         builder, files = _local_files(name)
@@ -225,7 +225,7 @@ def prepare_dataset(
 
 def undecoded_images(raw, column: str | None):
     """Keep images as stored bytes/paths through `map` (decoded lazily when a row is read, never re-encoded)."""
-    import datasets
+    import datasets  # start-up time, as in `load_raw_dataset`
 
     if column is None:
         return raw
@@ -329,12 +329,10 @@ def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
 
 def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
     """The training set named by `DataArguments`, prepared for the trainer."""
-    import datasets
+    import datasets  # start-up time, as in `load_raw_dataset`
 
     name = data_args.dataset_name
     if name == SYNTHETIC:
-        from .synthetic import make_synthetic_rows
-
         rows = make_synthetic_rows(
             data_args.synthetic_size, data_args.synthetic_task, data_args.synthetic_grid, data_args.synthetic_seed
         )

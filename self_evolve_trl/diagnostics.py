@@ -1,4 +1,4 @@
-"""Per-step diagnostics of label-free training (SPEC §6).
+"""Per-step diagnostics of label-free training (`docs/math.md`, "Diagnostics").
 
 Label-free training fails quietly: the policy collapses onto its own early majority while the reward keeps rising.
 These numbers show it while it happens. All are computed from the group votes (`voting.vote_groups`, the same
@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .answers import is_equivalent
+from .rewards import get_reward_function
 from .rewards.format import DEFAULT_FORMAT_PATTERN, matches_format
 from .voting import ABSTAIN_CLASS_ANSWER, GroupVote
-
 
 HIGH_CONFIDENCE = 0.8
 ANSWER_SETTINGS = ("extractor", "match", "abstain_as_answer", "tie")  # the keyword arguments of a vote
@@ -227,8 +227,6 @@ def reward_vote_settings(function: Any, defaults: dict[str, Any]) -> dict[str, A
     kwargs = getattr(function, "kwargs", {})
     settings = {name: kwargs.get(name, defaults[name]) for name in ANSWER_SETTINGS}
     if {"base_reward", "base_kwargs"} <= parameters:
-        from .rewards import get_reward_function
-
         base_name = kwargs.get("base_reward", function.signature.parameters["base_reward"].default)
         base = get_reward_function(base_name, **(kwargs.get("base_kwargs") or {}))
         return reward_vote_settings(base, settings) or settings

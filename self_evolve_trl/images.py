@@ -55,7 +55,7 @@ def load_image(value: Any, base_dir: str | None = None) -> Image.Image:
 def qwen_resize(image: Image.Image, min_pixels: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Resize like Qwen2.5-VL: sides multiples of 28, pixels within [min_pixels, max_pixels] (Qwen's defaults if
     None: 4 and 16384 merged patches)."""
-    from qwen_vl_utils import fetch_image
+    from qwen_vl_utils import fetch_image  # imported when an image is resized (start-up time: it imports torch)
 
     element: dict[str, Any] = {"image": image}
     if min_pixels is not None:

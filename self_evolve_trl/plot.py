@@ -124,10 +124,6 @@ PANELS = (
 )
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Reading runs
-
-
 def _state_files(path: str) -> list[str]:
     if os.path.isfile(path):
         return [path]
@@ -208,12 +204,8 @@ def smooth(values: list[float], weight: float) -> list[float]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Drawing
-
-
 def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], weight: float) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib is slow to import: only drawing needs it
     from matplotlib.ticker import MaxNLocator
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -258,7 +250,7 @@ def _draw_panel(ax, panel: Panel, pairs, runs: dict[str, list[dict[str, Any]]], 
 
 def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: str, smooth_weight: float = 0.0) -> list[str]:
     """Write one PNG per panel that the runs have metrics for, plus `overview.png`; return the paths written."""
-    import matplotlib
+    import matplotlib  # slow to import: only drawing needs it; the Agg backend is set before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

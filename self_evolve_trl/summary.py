@@ -1,18 +1,7 @@
 """A one-screen summary of a run from the trainer's log history: first the held-out accuracy before -> after training
 and the verdict (where `accuracy_before_after` scored them), then what the rewards, the votes and (where the data has
-answers) the accuracy did, the held-out evaluations, and a verdict when the policy grows confident.
-
-Collapse (label-free training converging on its own early majority) shows as the share of confident groups
-(p_max >= 0.8) rising fast while the token entropy or the completion length falls. But convergence on the right
-answers looks the same (BENCHMARKS.md, "Self-evolution in miniature": the best runs' share rises 18 -> 72 % and
-their length halves); only the accuracy of the pseudo-labels tells the two apart. The check fires when, from the
-first to the last quarter of the logged steps, the high-confidence share rises by at least `COLLAPSE_MIN_RISE` and
-the token entropy or the completion length falls by at least `COLLAPSE_MIN_RELATIVE_FALL` of its first value; then
-
-- with hidden labels: `collapse` (a warning) unless the pseudo-label accuracy rises with it (its last-quarter mean
-  above the first-quarter mean by more than `FLAT_RELATIVE_CHANGE`, the summary's "rising"), else `converging`;
-- without: `collapse or convergence` (a warning that labels or a held-out evaluation tell which; the held-out
-  maj@k is quoted when the run has one).
+answers) the accuracy did, the held-out evaluations, and a verdict when the policy grows confident
+(`collapse.collapse_check`).
 
 `SummaryCallback` writes the summary at the end of training (`SelfEvolveGRPOTrainer` registers it).
 """
@@ -26,6 +15,10 @@ import textwrap
 from typing import Any
 
 from transformers import TrainerCallback
+
+from .badrows import rows_text
+from .collapse import collapse_check
+from .console import emphasize
 
 # (log key, label) in display order; metrics that a run does not log (labels, judge, ...) are left out.
 SUMMARY_METRICS = [
@@ -57,8 +50,6 @@ EVAL_METRICS = [
 # Every `judge/*` metric goes to summary.json; the text shows those of SUMMARY_METRICS only (one screen).
 JUDGE_PREFIX = "judge/"
 
-COLLAPSE_MIN_RISE = 0.3
-COLLAPSE_MIN_RELATIVE_FALL = 0.25
 FLAT_RELATIVE_CHANGE = 0.05
 CLEAR_CHANGE = 0.02  # held-out greedy pass@1 moves by less: "no clear change"
 HELDOUT_PREFIX = "heldout/"  # before/after scores (`self_evolve_trl.before_after`)
@@ -111,83 +102,6 @@ def _stats(values: list[float]) -> dict[str, Any]:
         "last_quarter_mean": last_window,
         "trend": trend(values),
     }
-
-
-def collapse_check(
-    metrics: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]] | None = None
-) -> dict[str, Any] | None:
-    """The verdict on a run whose policy grows confident (`collapse`, `converging` or `collapse or convergence`),
-    from the summary statistics of the training metrics (and of the held-out evaluations, quoted without labels);
-    None when confidence does not rise with a fall of entropy or length (or the run does not log what it needs).
-
-    Example (the first and last quarters of an 8-step run):
-
-    ```python
-    >>> stats = lambda first, last, trend: {"first_quarter_mean": first, "last_quarter_mean": last, "trend": trend}
-    >>> metrics = {"self_consistency/high_confidence_share": stats(0.18, 0.72, "rising"),
-    ...            "completions/mean_length": stats(14.3, 7.1, "falling")}
-    >>> collapse_check(metrics)["verdict"]
-    'collapse or convergence'
-    >>> collapse_check({**metrics, "labels/pseudo_label_accuracy": stats(0.74, 0.85, "rising")})["verdict"]
-    'converging'
-    >>> collapse_check({**metrics, "labels/pseudo_label_accuracy": stats(0.64, 0.52, "falling")})["verdict"]
-    'collapse'
-
-    ```
-    """
-    confident = metrics.get("self_consistency/high_confidence_share")
-    if confident is None:
-        return None
-    rise = confident["last_quarter_mean"] - confident["first_quarter_mean"]
-    if rise < COLLAPSE_MIN_RISE:
-        return None
-    falls = {}
-    for key, name in (("entropy", "token entropy"), ("completions/mean_length", "completion length")):
-        stats = metrics.get(key)
-        if stats is None or stats["first_quarter_mean"] <= 0:
-            continue
-        fall = 1 - stats["last_quarter_mean"] / stats["first_quarter_mean"]
-        if fall >= COLLAPSE_MIN_RELATIVE_FALL:
-            falls[name] = (stats["first_quarter_mean"], stats["last_quarter_mean"], fall)
-    if not falls:
-        return None
-    parts = [
-        f"groups with p_max >= 0.8 rose {confident['first_quarter_mean']:.2f} -> {confident['last_quarter_mean']:.2f}"
-    ]
-    parts += [f"{name} fell {a:.3g} -> {b:.3g} (-{fall:.0%})" for name, (a, b, fall) in falls.items()]
-    evidence = "; ".join(parts)
-    result: dict[str, Any] = {"high_confidence_rise": rise, "falls": {k: v[2] for k, v in falls.items()}}
-    pseudo = metrics.get("labels/pseudo_label_accuracy")
-    if pseudo is not None:
-        accuracy = f"pseudo-label accuracy {pseudo['first_quarter_mean']:.2f} -> {pseudo['last_quarter_mean']:.2f}"
-        result["pseudo_label_accuracy"] = [pseudo["first_quarter_mean"], pseudo["last_quarter_mean"]]
-        if pseudo["trend"] == "rising":
-            result["verdict"] = "converging"
-            message = (
-                f"Converging, not collapsing: {evidence}, and the {accuracy} (hidden labels) rose with them: the "
-                "policy is growing confident in answers that are right more often."
-            )
-        else:
-            result["verdict"] = "collapse"
-            message = (
-                f"WARNING: collapse: {evidence}, while the {accuracy} (hidden labels) did not rise: the policy is "
-                "converging on its own early majority, not on right answers. Consider an earlier checkpoint, a lower "
-                "learning rate or a larger KL coefficient (beta)."
-            )
-    else:
-        result["verdict"] = "collapse or convergence"
-        held_out = (evals or {}).get("eval_labels/maj_at_g")
-        quoted = (
-            f" Held-out maj@k went {held_out['first']:.2f} -> {held_out['last']:.2f} over {held_out['evaluations']} "
-            "evaluations."
-            if held_out is not None and held_out["evaluations"] > 1 else ""
-        )
-        message = (
-            "WARNING: confidence rising while entropy/length fall: collapse or convergence; labels or a held-out "
-            f"eval (eval_strategy) tell which. {evidence}.{quoted}"
-        )
-    result["message"] = message
-    return result
 
 
 def heldout_before_after(log_history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -389,8 +303,6 @@ def format_skipped_rows(rows: dict[int, str]) -> str:
 
     ```
     """
-    from .badrows import rows_text
-
     return f"  {'dataset rows skipped (unreadable)':<44} {len(rows):>8d}: rows {rows_text(rows)}"
 
 
@@ -415,6 +327,4 @@ class SummaryCallback(TrainerCallback):
         skipped = self.bad_rows.rows if self.bad_rows is not None else None
         self.text = write_summary(args.output_dir, state.log_history, nonfinite, skipped)
         if getattr(args, "print_summary", True):
-            from .console import emphasize
-
             print(emphasize(self.text), flush=True)

@@ -2,7 +2,7 @@
 
 Label-free training sharpens what a model can already do; from random weights there is nothing to sharpen (the
 `tiny-cpu-collapse.yaml` recipe shows what then happens). The embedded default recipe starts instead from
-`tiny:qwen2.5-vl-taught`: the tiny model (`self_evolve_trl.tiny`) trained with a plain supervised loop on correct
+`tiny:qwen2.5-vl-taught`: the tiny model (`self_evolve_trl.tiny_model`) trained with a plain supervised loop on correct
 worked solutions of "How many red squares are there in the image?" on 3x3 boards (`self_evolve_trl.synthetic`),
 written along three routes (row by row, column by column, or the answer at once), for a fixed short budget that
 leaves it partly competent: its majority vote is right far more often than its single answers, the gap that
@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .data import build_prompt
+from .synthetic import draw_board, make_boards, worked_solution
+from .tiny_model import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
+
 INSTRUCTION = "Answer in \\boxed{}."
 TAUGHT_SPEC = {
     "task": "count_color", "grid": 3, "routes": ["rows", "cols", "direct"], "examples": 3000, "batch_size": 32,
@@ -49,7 +53,7 @@ def encode_prompt(processor, messages) -> dict:
 
 def encode_example(processor, messages, target: str) -> dict:
     """Prompt + target tokens, with the loss on the target (and its end-of-turn token) only."""
-    import torch
+    import torch  # torch is imported when the base is built: `tiny.cache_dir` stays light (start-up time)
 
     enc = encode_prompt(processor, messages)
     prompt_ids = enc["input_ids"][0]
@@ -65,7 +69,7 @@ def encode_example(processor, messages, target: str) -> dict:
 
 def collate(encoded: list[dict], pad_id: int, left: bool) -> dict:
     """One batch of `encode_prompt` / `encode_example` outputs, padded on the left (generation) or the right."""
-    import torch
+    import torch  # start-up time, as in `encode_example`
 
     length = max(e["input_ids"].shape[1] for e in encoded)
     fills = {"input_ids": pad_id, "attention_mask": 0, "labels": -100, "mm_token_type_ids": 0}
@@ -86,8 +90,6 @@ def collate(encoded: list[dict], pad_id: int, left: bool) -> dict:
 
 def supervised_boards(spec: dict[str, Any]) -> list:
     """The supervised boards: drawn with seed 10,000 + `seed`, none of them among the `SEEN_NEVER_SEEDS` boards."""
-    from .synthetic import make_boards
-
     task, grid = spec["task"], spec["grid"]
     reserved = {b.key() for s in SEEN_NEVER_SEEDS for b in make_boards(SEEN_NEVER_SIZE, task, grid, seed=s)}
     boards, seed = [], 10_000 + spec["seed"]
@@ -99,9 +101,6 @@ def supervised_boards(spec: dict[str, Any]) -> list:
 
 def supervised_examples(boards, spec: dict[str, Any], processor) -> list[dict]:
     """One tokenized worked solution per board, along a route drawn at random."""
-    from .data import build_prompt
-    from .synthetic import draw_board, worked_solution
-
     rng = random.Random(spec["seed"])
     examples = []
     for board in boards:
@@ -120,7 +119,7 @@ def train_supervised(model, examples: list[dict], spec: dict[str, Any], pad_id: 
                      log: Callable[[str], None] = _print) -> float:
     """AdamW on random batches, the learning rate warming up for 5 % of the steps then decaying linearly to 10 %;
     returns the last batch's loss."""
-    import torch
+    import torch  # start-up time, as in `encode_example`
 
     steps = spec["steps"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=0.0)
@@ -143,9 +142,7 @@ def train_supervised(model, examples: list[dict], spec: dict[str, Any], pad_id: 
 def build_taught_tiny(output_dir: str | Path, log: Callable[[str], None] = _print, **overrides) -> str:
     """Build the partly taught tiny Qwen2.5-VL into `output_dir` (model + processor), or reuse the one there if it
     was built with the same settings (`TAUGHT_SPEC`, with `overrides`). Returns the directory."""
-    import torch
-
-    from .tiny import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
+    import torch  # start-up time, as in `encode_example`
 
     spec = {**TAUGHT_SPEC, **overrides}
     output_dir = Path(output_dir)

@@ -3,16 +3,16 @@
 Eight methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
-  group of `num_generations` completions can be split across processes (TRL issue #3896). Here the completions (and
-  the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
-  process computes every reward on whole groups and broadcasts the result, so a 2-process run gives the same
-  rewards as a 1-process run. The label column is gathered separately for the diagnostics and never reaches a
-  reward function. Reward models (TRL's: a sequence classification model, by hub id, local folder or instance)
-  score each completion alone, so they are left to TRL's own `_calculate_rewards` (`super()`): each process scores
-  its own completions, then the scores are gathered.
+  group of `num_generations` completions can be split across processes (huggingface/trl#3896). Here the completions
+  (and the dataset columns, and the extra inputs some rewards need) are gathered from all processes first; the main
+  process computes every reward on whole groups (`group_rewards.py`) and broadcasts the result, so a 2-process run
+  gives the same rewards as a 1-process run (`docs/architecture.md`, "Training step"). The label column is gathered
+  separately for the diagnostics and never reaches a reward function. Reward models (TRL's: a sequence
+  classification model, by hub id, local folder or instance) score each completion alone, so they are left to TRL's
+  own `_calculate_rewards` (`super()`): each process scores its own completions, then the scores are gathered.
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
-  `clip_advantage`), and the advantage statistics logged are the ones used. Before
+  `clip_advantage`; `docs/math.md`, "Advantages"), and the advantage statistics logged are the ones used. Before
   that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
 
 Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
@@ -20,9 +20,10 @@ Text-only rows (no image) may share a generation batch with image rows: `_genera
 images logged with the completions are gathered on every process (TRL gathers them only on the processes whose
 rows have images, and a process with text-only rows then hangs the run).
 
-`__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`) and the providers of the
-extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's own. It takes
-every argument of TRL's trainer except `tools` and `environment_factory` (tool-calling rollouts), which it refuses.
+`__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`; `reward_setup.py`) and the
+providers of the extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's
+own. It takes every argument of TRL's trainer except `tools` and `environment_factory` (tool-calling rollouts), which
+it refuses.
 
 Four checkpoint hooks:
 
@@ -41,35 +42,42 @@ import logging
 import math
 import os
 from array import array
-from collections import defaultdict
 from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
 from .advantages import clip_advantages, group_advantages
-from .badrows import BadRows
 from .answers import MATCH_STATS
+from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
     has_full_weights,
     load_component_states,
     load_model_weights,
+    mark_checkpoint_complete,
     save_component_states,
+    unmark_checkpoint_complete,
 )
 from .config import SelfEvolveConfig
-from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings, vote_settings_note
+from .diagnostics import vote_settings_note
+from .group_rewards import (
+    NOT_REWARD_COLUMNS,
+    RewardLogs,
+    group_metrics,
+    match_failures,
+    reward_table,
+    row_inputs,
+    strip_images,
+)
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
-from .heldout import eval_command_label_metrics
-from .rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
-from .judge.reward import with_failure_policy
+from .reward_setup import answer_settings, build_reward_functions
+from .rewards import RewardFunction
 from .seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
-from .voting import vote_groups
-
 
 # Extra per-completion reward inputs (a reward function names them in its `reward_inputs` attribute) and the
 # classes that compute them: "input name" -> "module:Class". A provider is built once with the trainer,
@@ -82,11 +90,7 @@ REWARD_INPUT_PROVIDERS: dict[str, str] = {
     "retrace_completions": "self_evolve_trl.retrace:RetraceProvider",  # CSRS: the re-inferred completions
 }
 
-FLOAT32_MAX = torch.finfo(torch.float32).max
 logger = logging.getLogger(__name__)
-
-# Dataset columns that never reach reward functions as keyword arguments (images are large; prompts come stripped).
-NOT_REWARD_COLUMNS = ("prompt", "completion", "completion_ids", "image", "images")
 
 
 def _import(path: str):
@@ -94,56 +98,11 @@ def _import(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_reward_functions(args: SelfEvolveConfig, reward_funcs=None) -> list[RewardFunction | str | torch.nn.Module]:
-    """The reward functions as training binds them: `reward_funcs` (default: the recipe's `args.reward_funcs`), each
-    a registry name or `module:function` path (bound with its `reward_kwargs` entry), a callable, a `RewardFunction`,
-    or a reward model as TRL takes it (see `as_reward_func`). A reward that reads the judge's scores and takes
-    `on_failure` gets `judge_on_failure`, the policy the judge's provider averages repeats with. Raises `RewardError`
-    on bad names/kwargs, or on a reward bound with another failure policy."""
-    reward_funcs = args.reward_funcs if reward_funcs is None else reward_funcs
-    reward_funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
-    functions = [as_reward_func(f, args) for f in reward_funcs]
-    return [with_failure_policy(f, args.judge_on_failure) if isinstance(f, RewardFunction) else f for f in functions]
-
-
-def answer_settings(args: SelfEvolveConfig) -> dict[str, Any]:
-    """The config's answer settings, as reward functions receive them unless bound in `reward_kwargs`."""
-    return {"extractor": args.answer_extractor, "match": args.answer_match,
-            "abstain_as_answer": args.abstain_as_answer, "tie": args.tie}
-
-
-def as_reward_func(function, args: SelfEvolveConfig) -> RewardFunction | str | torch.nn.Module:
-    """One `reward_funcs` entry as the trainer keeps it: a `RewardFunction` (with the recipe's `reward_kwargs` bound to
-    a name), or a reward model as TRL takes it (a name that TRL loads, or an `nn.Module`)."""
-    if isinstance(function, (RewardFunction, torch.nn.Module)):
-        return function
-    if not isinstance(function, str):
-        return get_reward_function(function)
-    if is_reward_model(function):
-        if args.reward_kwargs.get(function):
-            raise RewardError(f"reward_kwargs[{function!r}]: a reward model takes no keyword arguments.")
-        return function
-    return get_reward_function(function, **args.reward_kwargs.get(function, {}))
-
-
 # Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
 UNSUPPORTED_ARGUMENTS = {
     "tools": "tool-calling rollouts are not supported: the rewards score the final answers of whole groups",
     "environment_factory": "environments are not supported: their per-process instances cannot score whole groups",
 }
-
-
-def strip_images(prompt: Any) -> Any:
-    """A conversational prompt with image objects replaced by bare `{"type": "image"}` placeholders."""
-    if not isinstance(prompt, list):
-        return prompt
-    stripped = []
-    for message in prompt:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = [{"type": "image"} if part.get("type") == "image" else part for part in content]
-        stripped.append({**message, "content": content})
-    return stripped
 
 
 def reproducible_rollout(prompts: list, trainer: "SelfEvolveGRPOTrainer") -> dict[str, list]:
@@ -232,9 +191,6 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             raise ValueError("reproducible_generation generates with the trainer's own rollout_func; pass a "
                              "rollout_func or set reproducible_generation, not both.")
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Rewards on whole groups
-
     def _group_size(self) -> int:
         return self.num_generations if self.model.training else self.num_generations_eval
 
@@ -259,8 +215,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         label_column = self.args.label_column
         columns = [k for k in inputs[0] if k not in NOT_REWARD_COLUMNS and k != label_column]
         extras = self._reward_inputs(inputs, prompts, completions, completion_ids_list)
-        # Only what some reward function reads is gathered; token ids travel packed (issue 8: unpickling lists of
-        # Python ints from every process was the bulk of the gather).
+        # Only what some reward function reads is gathered; token ids travel packed (unpickling lists of Python ints
+        # from every process was the bulk of the gather).
         wanted = self._gathered_inputs()
         rows = [
             {
@@ -310,103 +266,34 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         finally:
             self.reward_funcs, self.reward_processing_classes, self.reward_func_names = everything
 
-    def _reward_functions(self) -> list[tuple[int, RewardFunction]]:
-        """This package's reward functions (not the reward models), with their columns in the rewards."""
-        return [(j, f) for j, f in enumerate(self.reward_funcs) if isinstance(f, RewardFunction)]
-
     def _gathered_inputs(self) -> set[str]:
         """The optional per-completion inputs (`prompts`, `completion_ids`) that some reward function reads."""
-        functions = [f for _, f in self._reward_functions()]
+        functions = [f for f in self.reward_funcs if isinstance(f, RewardFunction)]  # not the reward models
         return {name for name in ("prompts", "completion_ids") if any(f.accepts(name) for f in functions)}
 
     def _score_groups(self, rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, Any]:
         """Every reward function and the diagnostics on the whole generation batch (main process only)."""
-        args = self.args
-        group_size = self._group_size()
-        completions = [row["completion"] for row in rows]
         match_stats_before = MATCH_STATS.snapshot()
-        logged_metrics: dict[str, list[float]] = defaultdict(list)
-        logged_extra: dict[str, list] = {}
-
-        def log_metric(name: str, value: float):
-            logged_metrics[name].append(float(value))
-
-        def log_extra(column: str, values: list):
-            if len(values) != len(rows):
-                raise ValueError(f"log_extra({column!r}) needs one value per completion ({len(rows)}), got {len(values)}.")
-            logged_extra[column] = list(values)
-
+        logs = RewardLogs(len(rows))
+        settings = answer_settings(self.args)
         reward_inputs = {
-            "completions": completions,
-            "group_size": group_size,
-            "prompts": [row["prompt"] for row in rows],
-            "completion_ids": [None if row["completion_ids"] is None else list(row["completion_ids"]) for row in rows],
-            **{k: [row["columns"][k] for row in rows] for k in columns},
-            **{k: [row["extras"][k] for row in rows] for k in extra_names},
-            "extractor": args.answer_extractor,
-            "match": args.answer_match,
-            "abstain_as_answer": args.abstain_as_answer,
-            "tie": args.tie,
+            **row_inputs(rows, columns, extra_names),
+            "group_size": self._group_size(),
+            **settings,
             "trainer_state": self.state,
-            "log_metric": log_metric,
-            "log_extra": log_extra,
+            "log_metric": logs.log_metric,
+            "log_extra": logs.log_extra,
         }
-        rewards = torch.zeros(len(rows), len(self.reward_funcs))
-        nonfinite = 0
-        for j, function in self._reward_functions():  # the reward models' columns are filled per process
-            values = function.call_with(reward_inputs)
-            if len(values) != len(rows):
-                raise ValueError(
-                    f"The reward function {function.name!r} returned {len(values)} rewards for {len(rows)} completions; "
-                    "it must return one per completion."
-                )
-            for i, value in enumerate(values):
-                if value is None:
-                    rewards[i, j] = math.nan  # TRL's convention: None = this function does not score this completion
-                    continue
-                try:
-                    value = float(value)
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"The reward function {function.name!r} returned {value!r} for completion {i}; "
-                        "it must return numbers (or None for a completion it does not score)."
-                    ) from None
-                if math.isfinite(value) and abs(value) <= FLOAT32_MAX:  # rewards are float32: 1e39 would be inf
-                    rewards[i, j] = value
-                else:
-                    rewards[i, j] = math.nan
-                    nonfinite += 1
-
-        voted, _, _ = vote_settings(self.reward_funcs, answer_settings(args))  # the vote the rewards took
-        votes = vote_groups(completions, group_size, **voted)
+        # the reward models' columns are filled per process (`_reward_model_rewards`)
+        rewards, nonfinite = reward_table(self.reward_funcs, reward_inputs, len(rows))
         labels = [row["label"] for row in rows]
-        group_labels = labels[::group_size] if any(label is not None for label in labels) else None
-        metrics: dict[str, Any] = per_group_diagnostics(
-            votes,
-            completions,
-            group_labels,
-            match=voted["match"],
-            format_pattern=format_pattern_of(self.reward_funcs),
-            abstain_as_answer=voted["abstain_as_answer"],
-        )
-        if not self.model.training and "labels/rollout_accuracy" in metrics:
-            # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)
-            metrics.update(eval_command_label_metrics(completions, group_labels, group_size))
+        metrics, answers = group_metrics(self.reward_funcs, settings, reward_inputs["completions"], labels,
+                                         self._group_size(), self.model.training)
         metrics["rewards/nonfinite_count"] = float(nonfinite)
-        match_stats = MATCH_STATS.snapshot()
-        for key in ("math_timeouts", "math_errors"):  # comparisons counted as "not equal" (SPEC §1)
-            metrics[f"answers/{key}"] = float(match_stats.get(key, 0) - match_stats_before.get(key, 0))
-        answers = [answer for vote in votes for answer in vote.answers]
-        logged_extra.setdefault("answer", ["" if a is None else a for a in answers])
-        return {
-            "rewards": rewards.tolist(),
-            "metrics": metrics,
-            "logged_metrics": dict(logged_metrics),
-            "logged_extra": logged_extra,
-        }
-
-    # ------------------------------------------------------------------------------------------------------------
-    # Text-only rows among image rows
+        metrics.update(match_failures(match_stats_before))
+        logs.extra.setdefault("answer", ["" if a is None else a for a in answers])
+        return {"rewards": rewards.tolist(), "metrics": metrics, "logged_metrics": dict(logs.metrics),
+                "logged_extra": logs.extra}
 
     def _generate(self, prompts: list):
         output = super()._generate(prompts)
@@ -414,9 +301,6 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         if images is not None and any(row_images is None for row_images in images):
             output = (*output[:6], [row_images or [] for row_images in images], *output[7:])
         return output
-
-    # ------------------------------------------------------------------------------------------------------------
-    # Advantages
 
     def _generate_and_score_completions(self, inputs):
         self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
@@ -469,16 +353,9 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["advantages/frac_zero"].append((all_advantages == 0).float().mean().item())
         return output
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Checkpoints: our components' state (reward-input providers, stateful rewards, counters) resumes with the run
-
     def _save_checkpoint(self, model, trial):
         # The checkpoint is complete once `self_evolve_complete.json` exists (checkpoints.py): the main process writes
         # it last, after every process has written all its files (ours, the Trainer's and TRL's).
-        from transformers.trainer_utils import rotate_checkpoints
-
-        from .checkpoints import mark_checkpoint_complete, unmark_checkpoint_complete
-
         run_dir = self._get_output_dir(trial=trial)
         checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.args.should_save:

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from safetensors.torch import save_file
 from trl.generation.vllm_client import VLLMClient
 from trl.generation.vllm_generation import VLLMGeneration
-
 
 WEIGHT_SYNCS = ("nccl", "disk")
 
@@ -40,7 +40,7 @@ SHARD_BYTES = 2 * 1024**3
 
 def vllm_runs_on_cpu() -> bool:
     """Whether the installed vLLM runs on the CPU (vLLM's CPU build, or no accelerator)."""
-    from vllm.platforms import current_platform
+    from vllm.platforms import current_platform  # vLLM is optional (and slow to import)
 
     return current_platform.is_cpu()
 
@@ -52,8 +52,6 @@ def write_safetensors_shards(named_tensors: Iterator[tuple[str, torch.Tensor]], 
     Returns the bytes written. Each tensor is copied to the CPU as it arrives (under ZeRO-3 it is valid only while it
     is gathered).
     """
-    from safetensors.torch import save_file
-
     os.makedirs(folder, exist_ok=True)
     shard: dict[str, torch.Tensor] = {}
     size = total = 0
@@ -184,7 +182,7 @@ def vllm_generation_class(weight_sync: str, weight_sync_dir: str | None):
     for another class, so that name is swapped for the duration of the constructor only (unless something else
     already replaced TRL's class there).
     """
-    from trl.trainer import grpo_trainer
+    from trl.trainer import grpo_trainer  # TRL's trainer module is slow to import; the config imports this module
 
     original = grpo_trainer.VLLMGeneration
     if original is not VLLMGeneration:  # already replaced (e.g. by a test's stand-in): leave it

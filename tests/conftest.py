@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-model"))
 
@@ -171,7 +171,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_vllm_model_dir(tmp_path_factory) -> str:
     """The tiny Qwen2.5-VL with head size 64, which vLLM's CPU attention accepts."""
-    from self_evolve_trl.tiny import build_tiny_qwen25vl
+    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-vllm-model"), preset="vllm")
 

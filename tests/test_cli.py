@@ -72,7 +72,7 @@ def test_every_recipe_parses(recipe):
     # GPU recipes ask for bf16; on this CPU machine parse them with the CPU switches.
     data_args, args, model_args = parse_recipe([str(recipe), "--use_cpu", "true", "--bf16", "false"])
     assert args.reward_funcs and model_args.model_name_or_path
-    from self_evolve_trl.trainer import build_reward_functions
+    from self_evolve_trl.reward_setup import build_reward_functions
 
     assert len(build_reward_functions(args)) == len(args.reward_funcs)
 

@@ -128,7 +128,7 @@ def test_math_verify_errors_are_counted_in_a_metric(tiny_model_dir, tiny_process
     def broken(*args, **kwargs):
         raise RuntimeError("math-verify broke")
 
-    monkeypatch.setattr(answers, "_mv_verify", broken)
+    monkeypatch.setattr(answers.verify, "mv_verify", broken)
     group = ["\\boxed{5z+10}", "\\boxed{5(z+2)}", "\\boxed{5z+10}", "\\boxed{4}"]
     rows = [{**row, "completion": c} for row, c in zip(rows, group)]
     scored = trainer._score_groups(rows, [], [])

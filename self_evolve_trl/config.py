@@ -16,7 +16,7 @@ from trl import GRPOConfig
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
 from .answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
-from .retrace import ANCHOR_BASES, RETRACE_MODES
+from .csrs import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
 from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem

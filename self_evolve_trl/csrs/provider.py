@@ -82,11 +82,11 @@ def extend_token_fields(fields: dict[str, Any], prompt_length: int, added: int) 
 
     ```
     """
-    return {
-        k: [list(v[0]) + [0] * added] if isinstance(v, list) and v and isinstance(v[0], list) and len(v[0]) == prompt_length
-        else v
-        for k, v in fields.items()
-    }
+
+    def per_token(v) -> bool:
+        return isinstance(v, list) and bool(v) and isinstance(v[0], list) and len(v[0]) == prompt_length
+
+    return {key: [list(value[0]) + [0] * added] if per_token(value) else value for key, value in fields.items()}
 
 
 class RetraceProvider:
@@ -135,12 +135,14 @@ class RetraceProvider:
             ids = strip_trailing(list(completion_ids), stop_tokens)
             for j, anchor in enumerate(self.anchors):
                 prefix = ids[: prefix_length(len(ids), anchor, self.anchor_base, trainer.args.max_completion_length)]
-                prompt_ids, images, fields = trainer._tokenize_prompts([self.retrace_prompt(prompt, prefix, offset + i, j)])
+                retrace_prompt = self.retrace_prompt(prompt, prefix, offset + i, j)
+                prompt_ids, images, fields = trainer._tokenize_prompts([retrace_prompt])
                 prompt_ids = list(prompt_ids[0])
                 if self.mode == "continuation":
                     fields = extend_token_fields(fields, len(prompt_ids), len(prefix))
                     prompt_ids += prefix
-                requests.append(RetraceRequest(i, offset + i, j, prefix, prompt_ids, images[0] if images else None, fields))
+                images = images[0] if images else None
+                requests.append(RetraceRequest(i, offset + i, j, prefix, prompt_ids, images, fields))
         return requests
 
     def retrace_prompt(self, prompt, prefix: list[int], global_index: int, anchor: int):

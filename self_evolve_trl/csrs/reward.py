@@ -105,9 +105,8 @@ def score_group(
     retraced_texts = [list(texts or []) for texts in retrace_texts]
     k = len(retraced_texts[0])
     if any(len(texts) != k for texts in retraced_texts):
-        raise ValueError(
-            f"Every completion of a group needs the same number of re-inferences, got {[len(t) for t in retraced_texts]}."
-        )
+        counts = [len(texts) for texts in retraced_texts]
+        raise ValueError(f"Every completion of a group needs the same number of re-inferences, got {counts}.")
     answers = [extract_answer(c, extractor) for c in group]
     retraced = [extract_answer(t, extractor) for texts in retraced_texts for t in texts]
     classes = answer_classes(answers + retraced, match=match)

@@ -140,9 +140,9 @@ def _raw_math_verify():
     """math-verify as its users call it: default configs (its unit removal on), both argument orders."""
     from math_verify import parse, verify
 
-    from self_evolve_trl.answers import _silence_timeout_warnings
+    from self_evolve_trl.answers.verify import silence_timeout_warnings
 
-    _silence_timeout_warnings()
+    silence_timeout_warnings()
     parsed = {}
 
     def parse_once(s):
@@ -189,12 +189,12 @@ def _drops_a_variable(answer: str, meaning) -> bool:
     from math_verify import parse
     from sympy import Eq, Symbol
 
-    from self_evolve_trl.answers import _mv_parse
+    from self_evolve_trl.answers.verify import mv_parse
 
     try:
         parsed = parse(f"${answer}$", parsing_timeout=None)
         if not parsed or isinstance(parsed[0], str):
-            parsed = _mv_parse(answer)
+            parsed = mv_parse(answer)
             return bool(parsed) and not isinstance(parsed[0], str)
     except Exception:
         return False
@@ -209,9 +209,9 @@ def _drops_a_variable(answer: str, meaning) -> bool:
 def warm_up():
     """math-verify's imports and parser warmed up with no deadline: a cold first parse can take seconds, and a
     comparison that times out would count here as a disagreement."""
-    from self_evolve_trl.answers import _mv_parse, _mv_verify
+    from self_evolve_trl.answers.verify import mv_parse, mv_verify
 
-    _mv_verify(_mv_parse("x+1"), _mv_parse("1+x"))
+    mv_verify(mv_parse("x+1"), mv_parse("1+x"))
     _raw_math_verify()("x+1", "1+x")
 
 
@@ -254,9 +254,9 @@ def main():
                              "readings, and a loaded machine would turn slow comparisons into 'not equal'")
     args = parser.parse_args()
 
-    from self_evolve_trl import answers
+    from self_evolve_trl.answers import verify
 
-    answers.MATH_TIMEOUT_SECONDS = args.timeout
+    verify.MATH_TIMEOUT_SECONDS = args.timeout
 
     warm_up()
     start = time.perf_counter()

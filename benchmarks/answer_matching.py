@@ -196,12 +196,9 @@ def make_labelled_batch(n_prompts: int = 512, group_size: int = 8, seed: int = 0
 
 
 def clear_caches():
-    from self_evolve_trl import answers
+    from self_evolve_trl.answers import clear_caches as clear_answer_caches
 
-    for name in dir(answers):
-        cached = getattr(answers, name)
-        if callable(getattr(cached, "cache_clear", None)):
-            cached.cache_clear()
+    clear_answer_caches()
 
 
 def ours(completions, group_size):
@@ -232,14 +229,15 @@ def brute_force_pairs(completions, group_size):
     """(group, i, j) of every pair of answers in a group that brute force finds equal: the same stripped string, the
     same normalised key, or math-verify (either argument order, no deadline, no shortcut) finds the raw strings or
     the normalised keys equal. Each distinct pair of strings is compared once."""
-    from self_evolve_trl.answers import _mv_parse, _mv_verify, extract_answer, normalize_answer
+    from self_evolve_trl.answers import extract_answer, normalize_answer
+    from self_evolve_trl.answers.verify import mv_parse, mv_verify
 
     parsed, verdicts = {}, {}
 
     def parse(s):
         if s not in parsed:
             try:
-                parsed[s] = _mv_parse(s) or None
+                parsed[s] = mv_parse(s) or None
             except Exception:
                 parsed[s] = None
         return parsed[s]
@@ -250,7 +248,7 @@ def brute_force_pairs(completions, group_size):
             equal = False
             for gold, target in ((pa, pb), (pb, pa)):
                 try:
-                    equal = equal or bool(gold and target and _mv_verify(gold, target))
+                    equal = equal or bool(gold and target and mv_verify(gold, target))
                 except Exception:
                     pass
             verdicts[a, b] = verdicts[b, a] = equal

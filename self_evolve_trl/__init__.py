@@ -1,6 +1,6 @@
 """self_evolve_trl: label-free (unsupervised self-evolution) GRPO for vision-language models, on TRL.
 
-Public API (SPEC §7): `self_evolve_trl.answers`, `self_evolve_trl.rewards`, `self_evolve_trl.advantages`;
+Public API (docs/architecture.md, "Public API"): `self_evolve_trl.answers`, `self_evolve_trl.rewards`, `self_evolve_trl.advantages`;
 the trainer `SelfEvolveGRPOTrainer` and its config `SelfEvolveConfig` (imported lazily: they pull in TRL).
 """
 

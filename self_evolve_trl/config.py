@@ -16,6 +16,7 @@ from trl import GRPOConfig
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
 from .answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
+from .data import DEFAULT_INSTRUCTION
 from .csrs import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
@@ -23,12 +24,6 @@ from .rewards.judge import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failur
 from .synthetic import TASKS as SYNTHETIC_TASKS
 from .voting import TIE_RULES
 from .vllm_generation import WEIGHT_SYNCS
-
-
-DEFAULT_INSTRUCTION = (
-    "Reason about the problem step by step inside <think> and </think> first. After </think>, give only the final "
-    "answer as \\boxed{ANSWER}, with nothing but the answer value inside the box."
-)
 
 
 class ConfigError(ValueError):

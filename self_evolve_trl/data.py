@@ -125,6 +125,12 @@ def _image_list(value: Any) -> list:
     return [value]
 
 
+DEFAULT_INSTRUCTION = (  # the actor's instruction, appended to every question (training and eval)
+    "Reason about the problem step by step inside <think> and </think> first. After </think>, give only the final "
+    "answer as \\boxed{ANSWER}, with nothing but the answer value inside the box."
+)
+
+
 def build_prompt(question: str, n_images: int, instruction: str | None) -> list[dict]:
     """One user turn: image placeholders where the question has `<image>` tags (else first), then the text."""
     text = question.strip()

@@ -1,4 +1,4 @@
-"""Group votes: the answers of a group of completions counted by equivalence class (SPEC §1 "Counts").
+"""Group votes: the answers of a group of completions counted by equivalence class (docs/math.md, "Answers").
 
 Shared by the consistency rewards and the training diagnostics, so both count the same way.
 """

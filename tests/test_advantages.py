@@ -1,11 +1,17 @@
-"""Advantages against hand-computed values (SPEC §3)."""
+"""Advantages against hand-computed values (docs/math.md, "Advantages"); a mode added to the registry."""
 
 import math
 
 import pytest
 import torch
 
-from self_evolve_trl.advantages import advantage_setting_problems, group_advantages
+from self_evolve_trl.advantages import (
+    ADVANTAGE_MODES,
+    ADVANTAGES,
+    advantage_setting_problems,
+    group_advantages,
+    register_advantage,
+)
 
 
 R = torch.tensor([1.0, 0.0, 0.5, 0.5])
@@ -131,6 +137,28 @@ def test_group_advantages_refuses_a_setting_its_advantage_ignores():
     with pytest.raises(ValueError, match="lse_tau 2.0 applies to advantage 'lse' only, not 'centered'"):
         group_advantages(R, 4, mode="centered", tau=2.0)
     assert group_advantages(R, 4, mode="centered", scale="none").tolist() == [0.5, -0.5, 0.0, 0.0]
+
+
+def test_a_registered_mode_is_a_valid_advantage_with_the_shared_handling(monkeypatch):
+    monkeypatch.setitem(ADVANTAGES, "max_gap", None)  # removed again after the test
+    del ADVANTAGES["max_gap"]
+    seen = []
+
+    def max_gap(rewards, valid, settings):
+        seen.append(settings)
+        best = torch.where(valid, rewards, -torch.inf).max(dim=1, keepdim=True).values
+        return rewards - best
+
+    register_advantage("max_gap", max_gap)
+    assert "max_gap" in ADVANTAGE_MODES and "max_gap" in advantage_setting_problems("ppo")[0]
+    r = torch.tensor([1.0, 0.0, float("nan"), 0.5, 2.0, 2.0, 2.0, 2.0])
+    # NaN rewards get 0 and clip applies, whatever the mode returns
+    assert group_advantages(r, 4, mode="max_gap", clip=0.75).tolist() == [0.0, -0.75, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0]
+    assert seen[0].mode == "max_gap" and seen[0].scale == "none" and seen[0].clip == 0.75
+    with pytest.raises(ValueError, match="applies to advantage 'grpo' only"):
+        group_advantages(r, 4, mode="max_gap", scale="group")
+    with pytest.raises(ValueError, match="already registered"):
+        register_advantage("lse", max_gap)
 
 
 def test_config_refuses_what_does_not_combine_and_resolves_scale_rewards(tmp_path):

@@ -1,25 +1,24 @@
-"""The fast paths of answer matching (issue 8) decide exactly as math-verify would, without calling it."""
+"""The fast paths of answer matching decide exactly as math-verify would, without calling it (`latex_value`, their
+reading of numbers written in LaTeX, is tested in `test_latex_value.py`)."""
 
-import math
 import random
 import sys
 from pathlib import Path
 
 import pytest
 
-import self_evolve_trl.answers as answers
-from self_evolve_trl.answers import answer_classes, is_equivalent, normalize_answer
-from self_evolve_trl.latex_value import latex_value, values_compare
+from self_evolve_trl.answers import (
+    answer_classes,
+    clear_caches,
+    is_equivalent,
+    normalize_answer,
+    values_compare,
+    verify,
+)
+from self_evolve_trl.answers.intervals import interval_reading, interval_verdict
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def clear_caches():
-    for name in dir(answers):
-        cached = getattr(answers, name)
-        if callable(getattr(cached, "cache_clear", None)):
-            cached.cache_clear()
 
 
 def math_verify_orders(a: str, b: str) -> tuple[bool, bool]:
@@ -28,10 +27,10 @@ def math_verify_orders(a: str, b: str) -> tuple[bool, bool]:
     ka, kb = sorted((normalize_answer(a), normalize_answer(b)))
     if ka == kb:
         return True, True
-    parsed_a, parsed_b = answers._mv_parse(ka), answers._mv_parse(kb)
+    parsed_a, parsed_b = verify.mv_parse(ka), verify.mv_parse(kb)
     if not (parsed_a and parsed_b):
         return False, False
-    return answers._mv_verify(parsed_a, parsed_b), answers._mv_verify(parsed_b, parsed_a)
+    return verify.mv_verify(parsed_a, parsed_b), verify.mv_verify(parsed_b, parsed_a)
 
 
 def math_verify_equal(a: str, b: str) -> bool:
@@ -48,109 +47,16 @@ def verify_calls_expected(a: str, b: str) -> int:
 def verify_calls(monkeypatch):
     """Records every call of math-verify's `verify` made by the matcher (caches cleared before and after)."""
     calls = []
-    original = answers._mv_verify
+    original = verify.mv_verify
 
     def recording(gold, target):
         calls.append((gold, target))
         return original(gold, target)
 
     clear_caches()
-    monkeypatch.setattr(answers, "_mv_verify", recording)
+    monkeypatch.setattr(verify, "mv_verify", recording)
     yield calls
     clear_caches()
-
-
-@pytest.mark.parametrize(
-    "text, value",
-    [
-        ("2\\sqrt{3}", 2 * math.sqrt(3)),
-        ("\\sqrt{12}", math.sqrt(12)),
-        ("\\frac{\\sqrt{3}}{2}", math.sqrt(3) / 2),
-        ("\\frac{1}{2}\\sqrt{3}", math.sqrt(3) / 2),
-        ("\\sqrt{3}/2", math.sqrt(3) / 2),
-        ("\\frac{4\\pi}{4}", math.pi),
-        ("3\\pi/6", math.pi / 2),
-        ("\\frac12", 0.5),
-        ("\\sqrt3", math.sqrt(3)),
-        ("\\sqrt[3]{8}", 2.0),
-        ("-2^2", -4.0),
-        ("2^{-1}", 0.5),
-        ("10^{3}", 1000.0),
-        ("{2}/{3}", 2 / 3),
-        ("2\\cdot\\sqrt{3}", 2 * math.sqrt(3)),
-        ("2\\times3", 6.0),
-        ("(1+2)(3)", 9.0),
-        ("\\frac{1}{2}(3)", 1.5),
-        ("\\sqrt{2}\\sqrt{2}", 2.0),
-        (".5", 0.5),
-        ("3.5\\pi", 3.5 * math.pi),
-    ],
-)
-def test_latex_value_reads_as_math_verify_does(text, value):
-    import sympy
-
-    assert latex_value(text) == pytest.approx(value, rel=1e-12)
-    parsed = answers._mv_parse(text)[0]
-    assert float(sympy.N(parsed, 30)) == pytest.approx(value, rel=1e-12)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2\\frac{1}{2}",  # math-verify: a mixed number, 5/2
-        "2(3)",  # math-verify: 5
-        "1/2\\pi",  # math-verify: 1/(2 pi)
-        "2^10",  # LaTeX: 2^1 0; math-verify: 2^10
-        "2^-1",  # math-verify: 2
-        "2^\\frac{1}{2}",  # math-verify: 2
-        "\\sqrt12",  # LaTeX: sqrt(1) 2
-        "\\sqrt{-4}",  # not real
-        "\\frac{1}{0}",
-        "x+1",
-        "\\infty",
-        "1,000",
-        "2,3",
-        "",
-        "2^2^3",
-        "\\pi(3)^2",  # math-verify: a function \\pi called on 3
-        "2\\pi(3)",
-        "\\frac{1}{2}\\pi(4)^2",
-        "\\pi^{2}(3)",
-        "(2)\\frac{1}{2}",  # math-verify: 5/2, a mixed number as `2\\frac{1}{2}`
-        "(-2)\\frac12",  # -5/2
-        "\\frac{4}{2}\\frac{1}{2}",  # 5/2: \\frac{4}{2} is the integer 2 to it
-        "(4/2)(3)",  # 5
-        "(2)(3)",  # 5
-        "\\sqrt{2}(2)(3)",  # 5 sqrt(2)
-        "\\sqrt\\pi",  # math-verify cannot parse a bare command as an argument
-        "\\frac\\pi2",
-        "\\frac1\\pi",
-        "\\sqrt[3]8",  # nor a bare digit after an index
-        "2.\\pi",  # nor `2.`
-        "({3})",  # a set
-        "\\frac1  2",  # math-verify: 2 (two spaces break its reading of \\frac12)
-        "0.000001-123456789012345+123456789012345",  # float cancellation: 0 here, 1e-06 to math-verify
-        "10^{-400}",  # float underflow: 0 here
-    ],
-)
-def test_latex_value_declines_what_it_cannot_read_for_sure(text):
-    assert latex_value(text) is None
-
-
-@pytest.mark.parametrize(
-    "text, value",
-    [
-        ("(2.5)\\frac12", 1.25),  # a decimal is no integer: a product to math-verify too
-        ("(1+2)\\frac{1}{2}", 1.5),
-        ("(2)\\pi", 2 * math.pi),
-        ("(2)\\sqrt{2}", 2 * math.sqrt(2)),
-        ("\\pi\\cdot(3)", 3 * math.pi),
-        ("\\frac{\\pi}{2}(3)", 1.5 * math.pi),
-        ("(2)\\frac{\\sqrt{4}}{2}", 2.0),
-    ],
-)
-def test_latex_value_reads_products_after_parentheses_as_math_verify_does(text, value):
-    test_latex_value_reads_as_math_verify_does(text, value)
 
 
 @pytest.mark.parametrize(
@@ -161,75 +67,6 @@ def test_spellings_math_verify_reads_otherwise_are_not_merged(a, b):
     assert math_verify_equal(a, b) is False
     assert is_equivalent(a, b) is False
     assert answer_classes([a, b]) == [0, 1]
-
-
-def random_expression(rng: random.Random, depth: int = 0) -> str:
-    """A random arithmetic expression of the spellings `latex_value` reads, and of the ones it must refuse."""
-    if depth > 2 or rng.random() < 0.35:
-        return rng.choice(FUZZ_ATOMS)
-    operator = rng.choice(FUZZ_OPERATORS)
-    if operator.startswith("^"):
-        return random_expression(rng, depth + 1) + operator
-    expression = random_expression(rng, depth + 1) + operator + random_expression(rng, depth + 1)
-    if rng.random() < 0.15:
-        opening, closing = rng.choice([("(", ")"), ("{", "}"), ("-(", ")"), ("\\frac{", "}{3}")])
-        expression = opening + expression + closing
-    return expression
-
-
-FUZZ_ATOMS = [
-    "2", "3", "1", "4", "0", "0.5", "2.5", "12", "\\pi", "\\sqrt{2}", "\\sqrt{12}", "\\sqrt 3", "\\sqrt[3]{8}",
-    "\\sqrt[3]8", "\\frac{1}{2}", "\\frac12", "\\frac{4}{2}", "\\frac{-4}{2}", "\\frac{\\pi}{3}", "\\frac\\pi2",
-    "\\sqrt\\pi", "(2)", "(-2)", "(1+2)", "(4/2)", "(2.5)", "{3}", "{4/2}", "(\\pi)", "\\pi^2", "\\pi^{2}", "(0)",
-    "\\frac{3}{2}", "10^{3}", "2^{-1}", "2.",
-]
-FUZZ_OPERATORS = ["+", "-", "\\cdot", "\\times", "/", "*", "", " ", "^{2}", "^2", "^{-1}", "^{\\frac{1}{2}}"]
-
-
-def test_latex_value_agrees_with_math_verify_on_random_expressions():
-    """Seeded fuzz: every value `latex_value` returns is math-verify's, and the fast path's verdict on pairs of such
-    answers is math-verify's (either argument order). Before the fixes it disagreed on ~30% of these."""
-    import sympy
-
-    rng = random.Random(8)
-    values, seen = {}, set()
-    while len(values) < 120:
-        text = random_expression(rng)
-        if rng.random() < 0.5:
-            text = text.replace(" ", "")  # normalised keys carry no spaces
-        if text in seen:
-            continue
-        seen.add(text)
-        value = latex_value(text)
-        if value is None:
-            continue
-        parsed = answers._mv_parse(text)
-        assert parsed and getattr(parsed[0], "is_number", False), (text, value, parsed)
-        assert complex(sympy.N(parsed[0], 30)) == pytest.approx(value, rel=1e-9, abs=1e-12), (text, parsed[0])
-        values[text] = (value, parsed)
-
-    texts = sorted(values)
-    by_value = {}
-    for text in texts:
-        by_value.setdefault(round(values[text][0], 9), []).append(text)
-    pairs = [(group[0], other) for group in by_value.values() for other in group[1:]][:20]
-    pairs += [tuple(rng.sample(texts, 2)) for _ in range(20)]
-    decided = 0
-    for a, b in pairs:
-        verdict = values_compare(values[a][0], values[b][0])
-        if verdict is None:
-            continue
-        (_, pa), (_, pb) = values[a], values[b]
-        decided += 1
-        assert verdict is (answers._mv_verify(pa, pb) or answers._mv_verify(pb, pa)), (a, b)
-    assert decided >= 30
-
-
-def test_values_compare_leaves_close_values_to_math_verify():
-    assert values_compare(math.sqrt(12), 2 * math.sqrt(3)) is True
-    assert values_compare(1.0, 1.001) is False
-    assert values_compare(math.sqrt(2), 1.414214) is None  # math-verify: equal after rounding to 6 decimals
-    assert values_compare(0.0, 0.0) is True
 
 
 # Pairs that the fast paths decide (no call to math-verify's verify), with math-verify's own verdict.
@@ -308,7 +145,7 @@ ONE_ORDER_ONLY = [
 def test_math_verify_is_asked_in_both_argument_orders(inequality, interval, verify_calls):
     ka, kb = normalize_answer(inequality), normalize_answer(interval)
     assert sorted(math_verify_orders(inequality, interval)) == [False, True]
-    assert answers._mv_verify(answers._mv_parse(ka), answers._mv_parse(kb)) is True  # gold = the inequality
+    assert verify.mv_verify(verify.mv_parse(ka), verify.mv_parse(kb)) is True  # gold = the inequality
     verify_calls.clear()
     assert is_equivalent(inequality, interval) and is_equivalent(interval, inequality)
     assert len(verify_calls) == verify_calls_expected(inequality, interval)  # cached: once per pair
@@ -316,7 +153,7 @@ def test_math_verify_is_asked_in_both_argument_orders(inequality, interval, veri
     assert answer_classes([inequality, interval]) == [0, 0]
 
 
-# Inequalities and intervals with integer ends (`_interval_reading`), decided without math-verify; its verdict (either
+# Inequalities and intervals with integer ends (`interval_reading`), decided without math-verify; its verdict (either
 # argument order) stands next to each.
 INTERVALS_DECIDED_FAST = [
     ("x>2", "(2,\\infty)", True),
@@ -351,7 +188,7 @@ def test_inequalities_and_intervals_with_integer_ends_need_no_verify(a, b, equal
 
 
 def test_interval_fast_path_agrees_with_math_verify_on_a_grid():
-    """Seeded sample of a grid of spellings (ends -2, 0, 3; variables x, y): every verdict of `_interval_verdict` is
+    """Seeded sample of a grid of spellings (ends -2, 0, 3; variables x, y): every verdict of `interval_verdict` is
     math-verify's in either argument order."""
     import itertools
 
@@ -367,20 +204,20 @@ def test_interval_fast_path_agrees_with_math_verify_on_a_grid():
         spellings += [f"({end},\\infty)", f"[{end},\\infty)", f"(-\\infty,{end})", f"(-\\infty,{end}]"]
     for low, high in itertools.combinations((-2, 0, 3), 2):
         spellings += [f"({low},{high})", f"[{low},{high})", f"[{low},{high}]"]
-    readings = {text: answers._interval_reading(text) for text in spellings}
+    readings = {text: interval_reading(text) for text in spellings}
     assert None not in readings.values()
 
     pairs = list(itertools.combinations(spellings, 2))
     same_set = [pair for pair in pairs if readings[pair[0]][2] == readings[pair[1]][2]]
     rng = random.Random(8)
     sample = rng.sample(same_set, 40) + rng.sample([pair for pair in pairs if pair not in same_set], 40)
-    parsed = {text: answers._mv_parse(text) for text in {text for pair in sample for text in pair}}
+    parsed = {text: verify.mv_parse(text) for text in {text for pair in sample for text in pair}}
     decided = 0
     for a, b in sample:
-        verdict = answers._interval_verdict(a, b)
+        verdict = interval_verdict(a, b)
         if verdict is not None:
             decided += 1
-            expected = answers._mv_verify(parsed[a], parsed[b]) or answers._mv_verify(parsed[b], parsed[a])
+            expected = verify.mv_verify(parsed[a], parsed[b]) or verify.mv_verify(parsed[b], parsed[a])
             assert verdict is expected, (a, b)
     assert decided >= 60  # the rest (two variables) is left to math-verify
 
@@ -450,8 +287,8 @@ def test_small_decimals_keep_a_decimal_key():
 
 def test_a_number_against_a_word_parses_only_the_word(verify_calls, monkeypatch):
     parsed = []
-    original = answers._mv_parse
-    monkeypatch.setattr(answers, "_mv_parse", lambda key: parsed.append(key) or original(key))
+    original = verify.mv_parse
+    monkeypatch.setattr(verify, "mv_parse", lambda key: parsed.append(key) or original(key))
     assert answer_classes(["\\frac{\\sqrt{3}}{2}", "n/a", "\\infty", "2\\sqrt{3}", "\\sqrt{12}"]) == [0, 1, 2, 3, 3]
     assert sorted(parsed) == ["\\infty", "n/a"]
     assert verify_calls == []  # n/a ~ \infty: a product of symbols is never infinite
@@ -499,13 +336,13 @@ def test_close_or_huge_values_and_equations_against_sets_are_left_to_math_verify
 
 
 def test_math_verify_reads_every_letter_but_e_and_I_as_a_one_letter_symbol():
-    """What `_key_reading` assumes without parsing a choice letter."""
+    """What `answers.equivalence` assumes without parsing a choice letter."""
     import string
 
     import sympy
 
     for letter in string.ascii_letters:
-        parsed = answers._mv_parse(letter)[0]
+        parsed = verify.mv_parse(letter)[0]
         if letter in ("e", "I"):
             assert parsed in (sympy.E, sympy.I)
         else:

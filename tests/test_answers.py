@@ -1,4 +1,4 @@
-"""Answer extraction and math-aware equivalence classes (SPEC §1)."""
+"""Answer extraction and math-aware equivalence classes (`docs/math.md`, section "Answers")."""
 
 import threading
 
@@ -90,9 +90,9 @@ def test_is_equivalent():
 
 def test_math_matching_works_off_the_main_thread():
     """math-verify's signal-based timeout fails in threads; ours must not (a released trainer scored all 0)."""
-    from self_evolve_trl.answers import _mv_parse
+    from self_evolve_trl.answers.verify import mv_parse
 
-    _mv_parse("x+1")  # warm, no deadline: a cold first parse on a loaded machine can outlast the deadline
+    mv_parse("x+1")  # warm, no deadline: a cold first parse on a loaded machine can outlast the deadline
     result = {}
 
     def work():
@@ -105,10 +105,10 @@ def test_math_matching_works_off_the_main_thread():
 
 
 def _gated(monkeypatch, name):
-    """Replaces `answers.<name>` by a version whose first call blocks until the returned event is set."""
-    import self_evolve_trl.answers as answers
+    """Replaces `answers.verify.<name>` by a version whose first call blocks until the returned event is set."""
+    from self_evolve_trl.answers import verify
 
-    original, release, calls = getattr(answers, name), threading.Event(), []
+    original, release, calls = getattr(verify, name), threading.Event(), []
 
     def gated(*args):
         calls.append(args)
@@ -116,16 +116,14 @@ def _gated(monkeypatch, name):
             assert release.wait(30)
         return original(*args)
 
-    monkeypatch.setattr(answers, name, gated)
+    monkeypatch.setattr(verify, name, gated)
     return release, calls
 
 
 def _clear_answer_caches():
-    import self_evolve_trl.answers as answers
+    from self_evolve_trl.answers import clear_caches
 
-    for name in dir(answers):
-        if callable(getattr(getattr(answers, name), "cache_clear", None)):
-            getattr(answers, name).cache_clear()
+    clear_caches()
 
 
 def _timeouts() -> int:
@@ -146,12 +144,12 @@ def test_a_timed_out_comparison_is_counted_every_time_and_never_cached(monkeypat
     (waiting for the same stuck computation, not starting another), and once it has finished the pair is equal."""
     import time
 
-    import self_evolve_trl.answers as answers
+    from self_evolve_trl.answers import parse_key, verify
 
     _clear_answer_caches()
-    answers._parsed("y+1"), answers._parsed("1+y")  # parsed under the normal deadline
-    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
-    release, calls = _gated(monkeypatch, "_mv_verify")
+    parse_key("y+1"), parse_key("1+y")  # parsed under the normal deadline
+    monkeypatch.setattr(verify, "MATH_TIMEOUT_SECONDS", 0.2)
+    release, calls = _gated(monkeypatch, "mv_verify")
     before = _timeouts()
     start = time.perf_counter()
     assert not is_equivalent("y+1", "1+y")
@@ -171,20 +169,20 @@ def test_a_timed_out_comparison_is_counted_every_time_and_never_cached(monkeypat
 def test_a_timed_out_cold_parse_is_not_cached(monkeypatch):
     """The first parse of a process can take seconds (imports, grammar): timing out once must not leave the answer
     "unparsable" (and every comparison with it "not equal") for the rest of the run."""
-    import self_evolve_trl.answers as answers
+    from self_evolve_trl.answers import parse_key, verify
 
     _clear_answer_caches()
-    answers._warm_up()  # imports and first parse (see the next test) done before the parse is made to hang
-    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
-    release, calls = _gated(monkeypatch, "_mv_parse")
+    verify.warm_up()  # imports and first parse (see the next test) done before the parse is made to hang
+    monkeypatch.setattr(verify, "MATH_TIMEOUT_SECONDS", 0.2)
+    release, calls = _gated(monkeypatch, "mv_parse")
     before = _timeouts()
     assert answer_classes(["z^2+1", "1+z^2"]) == [0, 1]
     assert _timeouts() == before + 1
     stuck = calls[0][0]  # the answer whose parse is stuck
-    assert answers._parsed(stuck) is None and _timeouts() == before + 2  # still parsing: counted again
+    assert parse_key(stuck) is None and _timeouts() == before + 2  # still parsing: counted again
     release.set()
     _wait_for(lambda: not any(t.name.startswith("math-verify") and t.is_alive() for t in threading.enumerate()))
-    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 30.0)
+    monkeypatch.setattr(verify, "MATH_TIMEOUT_SECONDS", 30.0)
     assert answer_classes(["z^2+1", "1+z^2"]) == [0, 0]
     assert _timeouts() == before + 2
     _clear_answer_caches()
@@ -196,9 +194,9 @@ def test_a_call_cancelled_behind_a_timed_out_one_is_a_timeout_not_an_error():
     import concurrent.futures
     import time
 
-    from self_evolve_trl.answers import _Deadline
+    from self_evolve_trl.answers.verify import Deadline
 
-    deadline, release = _Deadline(), threading.Event()
+    deadline, release = Deadline(), threading.Event()
     stuck = threading.Thread(target=lambda: pytest.raises(TimeoutError, deadline, release.wait, 30, seconds=2.0))
     stuck.start()
     time.sleep(0.3)  # the stuck call runs; the next one waits in the queue until the first gives up
@@ -214,11 +212,11 @@ def test_the_first_parse_of_a_process_is_not_held_to_the_deadline(monkeypatch):
     deadline, so that the first answers of a run are not "not equal" for want of a warm parser."""
     import time
 
-    import self_evolve_trl.answers as answers
+    from self_evolve_trl.answers import verify
 
     _clear_answer_caches()
-    monkeypatch.setattr(answers, "_warm", threading.Event(), raising=False)  # a fresh process
-    original, calls = answers._mv_parse, []
+    monkeypatch.setattr(verify, "_warm", threading.Event(), raising=False)  # a fresh process
+    original, calls = verify.mv_parse, []
 
     def cold_parse(expression):
         calls.append(expression)
@@ -226,8 +224,8 @@ def test_the_first_parse_of_a_process_is_not_held_to_the_deadline(monkeypatch):
             time.sleep(0.5)
         return original(expression)
 
-    monkeypatch.setattr(answers, "_mv_parse", cold_parse)
-    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(verify, "mv_parse", cold_parse)
+    monkeypatch.setattr(verify, "MATH_TIMEOUT_SECONDS", 0.2)
     before = _timeouts()
     assert is_equivalent("y+1", "1+y") and _timeouts() == before
     _clear_answer_caches()
@@ -235,12 +233,12 @@ def test_the_first_parse_of_a_process_is_not_held_to_the_deadline(monkeypatch):
 
 def test_percent_and_a_lone_e_are_read_deliberately_unlike_math_verify():
     """`25\\%` is 25 (the percent sign is a unit) and `e` is the choice letter E: math-verify on the raw strings reads
-    0.25 and Euler's number. Reading both ways would merge `25` and `\\frac14` through `25\\%` (SPEC §1: trailing
-    units are stripped, single choice letters are case-normalised)."""
-    from self_evolve_trl.answers import _mv_parse, _mv_verify
+    0.25 and Euler's number. Reading both ways would merge `25` and `\\frac14` through `25\\%` (trailing units are
+    stripped, single choice letters are case-normalised)."""
+    from self_evolve_trl.answers.verify import mv_parse, mv_verify
 
     def raw_math_verify(a, b):
-        return _mv_verify(_mv_parse(a), _mv_parse(b)) or _mv_verify(_mv_parse(b), _mv_parse(a))
+        return mv_verify(mv_parse(a), mv_parse(b)) or mv_verify(mv_parse(b), mv_parse(a))
 
     assert raw_math_verify("25\\%", "\\frac14") and raw_math_verify("e", "2.718281828459045")
     assert normalize_answer("25\\%") == normalize_answer("25%") == "25"
@@ -285,9 +283,9 @@ def test_a_letter_after_an_expression_is_a_variable():
 
 def test_an_equation_is_not_its_right_hand_side():
     """`x = 1` reads as 1; `2x + y = 1` is an equation (math-verify finds it equal to 1 with 1 as gold)."""
-    from self_evolve_trl.answers import _mv_parse, _mv_verify
+    from self_evolve_trl.answers.verify import mv_parse, mv_verify
 
-    assert _mv_verify(_mv_parse("1"), _mv_parse("2x+y=1"))  # what the matcher must not follow
+    assert mv_verify(mv_parse("1"), mv_parse("2x+y=1"))  # what the matcher must not follow
     assert answer_classes(["2x + y = 1", "1", "x = 1", "y + 2x = 1", "2x=1", "\\frac12"]) == [0, 1, 1, 0, 2, 3]
     assert not is_equivalent("2x=10", "10") and not is_equivalent("10", "2x=10")
     assert is_equivalent("y = 2x+1", "1+2x") and is_equivalent("\\theta=30^\\circ", "30")
@@ -300,14 +298,14 @@ def test_seeded_fuzz_with_variables_units_and_equations(monkeypatch):
     import sys
     from pathlib import Path
 
-    import self_evolve_trl.answers as answers
+    from self_evolve_trl.answers import verify
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     try:
         import answer_fuzz
     finally:
         sys.path.pop(0)
-    monkeypatch.setattr(answers, "MATH_TIMEOUT_SECONDS", 60.0)  # readings are checked here, not the deadline
+    monkeypatch.setattr(verify, "MATH_TIMEOUT_SECONDS", 60.0)  # readings are checked here, not the deadline
     answer_fuzz.warm_up()
     result = answer_fuzz.fuzz(8, seed=1)
     assert result["pairs"] == 206 and result["truth_equal"] == 112

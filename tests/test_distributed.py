@@ -181,7 +181,7 @@ def test_lora_from_yaml(tmp_path, tiny_model_dir, run, python):
     import datasets
     from PIL import Image
 
-    from self_evolve_trl.eval.runner import EvalConfig, evaluate
+    from self_evolve_trl.eval import EvalConfig, evaluate
 
     features = datasets.Features({"images": datasets.List(datasets.Image()), "problem": datasets.Value("string"),
                                   "answer": datasets.Value("string")})

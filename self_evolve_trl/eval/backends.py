@@ -26,6 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ..tiny import cache_dir, resolve_tiny_model
 from .benchmarks import EvalError
 
 
@@ -58,8 +59,6 @@ def resolve_model(path_or_id: str, base_model: str | None = None) -> ModelSource
         )
         return ModelSource(model=base, adapter=path_or_id, processor=path_or_id if has_processor else base)
     if path_or_id.startswith("tiny:"):  # the offline tiny Qwen2.5-VL of the tests and the CPU recipe
-        from ..tiny import cache_dir, resolve_tiny_model
-
         try:
             path = resolve_tiny_model(path_or_id, cache_dir())
         except ValueError as error:
@@ -71,7 +70,7 @@ def resolve_model(path_or_id: str, base_model: str | None = None) -> ModelSource
 
 
 def load_processor(source: ModelSource, min_pixels: int | None, max_pixels: int | None):
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor  # heavy: imported on use, not at start-up
 
     kwargs = {"padding_side": "left"}
     if min_pixels is not None:
@@ -131,7 +130,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
 def vllm_dtype(model: str, dtype: str) -> str:
     """The dtype vLLM runs `model` in when asked for `dtype` (`auto` by vLLM's own rule), read from vLLM's model
     config without starting an engine: `float32`, `bfloat16`, ..."""
-    from vllm.config import ModelConfig
+    from vllm.config import ModelConfig  # optional, GPU only: imported on use, not at start-up
 
     try:
         resolved = ModelConfig(model=model, dtype=dtype).dtype
@@ -144,13 +143,13 @@ def adapter_weight_names(adapter_dir: str) -> list[str]:
     """The tensor names in a peft adapter folder (`adapter_model.safetensors`, else `adapter_model.bin`)."""
     path = os.path.join(adapter_dir, "adapter_model.safetensors")
     if os.path.isfile(path):
-        from safetensors import safe_open
+        from safetensors import safe_open  # heavy: imported on use, not at start-up
 
         with safe_open(path, framework="pt") as f:
             return list(f.keys())
     path = os.path.join(adapter_dir, "adapter_model.bin")
     if os.path.isfile(path):
-        import torch
+        import torch  # heavy: imported on use, not at start-up
 
         return list(torch.load(path, map_location="cpu", weights_only=True))
     raise EvalError(f"LoRA adapter {adapter_dir} has no adapter_model.safetensors or adapter_model.bin.")
@@ -173,9 +172,9 @@ def weights_vllm_lora_ignores(adapter_dir: str) -> str | None:
 def merge_adapter(source: ModelSource, folder: str, dtype: str) -> str:
     """The adapter merged into its base model with peft and saved (with the processor) in `folder`; reused while
     the base model, the adapter's weights and the dtype are the same (`merged_from.json`)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    import torch  # heavy: imported on use, not at start-up
+    from peft import PeftModel  # heavy: imported on use, not at start-up
+    from transformers import AutoModelForImageTextToText, AutoProcessor  # heavy: imported on use, not at start-up
 
     origin = {"base_model": source.model, "adapter": os.path.abspath(source.adapter),
               "adapter_fingerprint": weights_fingerprint(source.adapter), "dtype": dtype}
@@ -203,7 +202,7 @@ def merge_adapter(source: ModelSource, folder: str, dtype: str) -> str:
 def explicit_generation_config(loaded):
     """A generation config holding only the checkpoint's special tokens: every decoding setting comes from the
     evaluation's options, none from the checkpoint's defaults (which transformers would otherwise apply)."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # heavy: imported on use, not at start-up
 
     tokens = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
     return GenerationConfig(**{k: getattr(loaded, k) for k in tokens if getattr(loaded, k, None) is not None})
@@ -215,8 +214,8 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, source: ModelSource, processor, dtype: str = "auto", device: str = "auto"):
-        import torch
-        from transformers import AutoModelForImageTextToText
+        import torch  # heavy: imported on use, not at start-up
+        from transformers import AutoModelForImageTextToText  # heavy: imported on use, not at start-up
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -227,7 +226,7 @@ class TransformersBackend:
         except OSError as error:
             raise EvalError(f"Cannot load model {source.model!r}: {str(error).splitlines()[0]}") from None
         if source.adapter:
-            from peft import PeftModel
+            from peft import PeftModel  # heavy: imported on use, not at start-up
 
             model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
         model.generation_config = explicit_generation_config(model.generation_config)
@@ -251,7 +250,7 @@ class TransformersBackend:
     ) -> list[list[str]]:
         """`n` completions per prompt (one list per prompt). Sampling draws from one generator for the batch,
         seeded with its first prompt's seed."""
-        import torch
+        import torch  # heavy: imported on use, not at start-up
 
         self.calls += 1
         texts = [chat_text(self.processor, c) for c in conversations]
@@ -291,7 +290,7 @@ class VLLMBackend:
         merge_dir: str | None = None,
     ):
         try:
-            from vllm.lora.request import LoRARequest
+            from vllm.lora.request import LoRARequest  # optional, GPU only: imported on use, not at start-up
         except ImportError:
             raise EvalError(
                 "--backend vllm needs vLLM (on a GPU: pip install -e '.[vllm]'; on the CPU: "
@@ -309,8 +308,6 @@ class VLLMBackend:
         ignored = weights_vllm_lora_ignores(source.adapter) if source.adapter else None
         if ignored:
             if merge_dir is None:
-                from ..tiny import cache_dir
-
                 key = hashlib.sha256(f"{source.model}|{os.path.abspath(source.adapter)}".encode()).hexdigest()[:12]
                 merge_dir = os.path.join(cache_dir(), "merged", key)
             self.merge = (source, merge_dir)
@@ -331,8 +328,8 @@ class VLLMBackend:
     def engine(self):
         """The `vllm.LLM`, started on first use (merging the adapter first where it must be merged)."""
         if self.llm is None:
-            from vllm import LLM
-            from vllm.platforms import current_platform
+            from vllm import LLM  # optional, GPU only: imported on use, not at start-up
+            from vllm.platforms import current_platform  # optional, GPU only: imported on use, not at start-up
 
             if current_platform.is_cpu():
                 # vLLM's CPU build stops its engine ("CPU Generator does not use offset") when a seeded sampling
@@ -346,7 +343,7 @@ class VLLMBackend:
     def generate(self, conversations, images, n=1, temperature=0.0, top_p=1.0, top_k=None, repetition_penalty=1.0,
                  max_new_tokens=2048, seeds=None):
         """As `TransformersBackend.generate`; each prompt is sampled with its own seed."""
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional, GPU only: imported on use, not at start-up
 
         self.calls += 1
         sample = temperature > 0

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from ..answers import extract_answer
-
+from .benchmarks import EvalError
 
 RULES = ("boxed", "answer_tag", "phrase")
 RULES_DESCRIPTION = "rules: last \\boxed{} > last <answer></answer> > closing 'the answer is ...' / 'Answer: ...'"
@@ -108,7 +108,7 @@ class LLMExtractor:
     max_retries: int = 2
 
     def __post_init__(self):
-        from openai import OpenAI
+        from openai import OpenAI  # optional dependency, needed only with --llm-extractor
 
         self.client = OpenAI(
             base_url=self.base_url, api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
@@ -139,7 +139,7 @@ class LLMExtractor:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        from openai import OpenAIError
+        from openai import OpenAIError  # optional dependency, needed only with --llm-extractor
 
         try:
             reply = self.client.chat.completions.create(
@@ -149,8 +149,6 @@ class LLMExtractor:
                 max_tokens=self.max_tokens,
             )
         except OpenAIError as error:
-            from .benchmarks import EvalError
-
             raise EvalError(
                 f"The LLM extractor {self.model} at {self.base_url or 'the OpenAI API'} failed "
                 f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); the generated outputs "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from .benchmarks import EvalError
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -58,8 +59,9 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def render_markdown(results: dict) -> str:
-    run, benchmarks, table = results["run"], results["benchmarks"], results["table"]
+def table_lines(results: dict) -> list[str]:
+    """The title and the table of the primary metrics, one row per generation mode, with its note."""
+    run, table = results["run"], results["table"]
     model = run["model"]
     lines = [f"# Evaluation of `{model}`", ""]
     header = ["Model", "Mode"] + [c["label"] for c in table["columns"]] + ["Average"]
@@ -71,12 +73,14 @@ def render_markdown(results: dict) -> str:
         cells.append(_fmt(row["average"]))
         lines.append("| " + " | ".join(cells) + " |")
     n_columns = len(table["columns"])
-    lines += ["", f"Accuracy in percent. Average: mean of the {n_columns} benchmark columns (a column without a value "
-                  "is left out and the count says so in results.json).", "", "## Protocol", ""]
-    adapter = ""
-    if run.get("adapter"):
-        served = f", {run['adapter_served']}" if run.get("adapter_served") else ""
-        adapter = f" (LoRA adapter on `{run['base_model']}`{served})"
+    note = (f"Accuracy in percent. Average: mean of the {n_columns} benchmark columns (a column without a value is "
+            "left out and the count says so in results.json).")
+    lines += ["", note, ""]
+    return lines
+
+
+def decoding_text(run: dict) -> str:
+    """How the answers were generated: greedy, and the samples where there are some."""
     decoding = (f"greedy (temperature 0), repetition penalty {run.get('repetition_penalty', 1.0)}, at most "
                 f"{run['max_new_tokens']} new tokens")
     if run.get("samples"):
@@ -84,25 +88,40 @@ def render_markdown(results: dict) -> str:
         decoding += (f"; plus {run['samples']} samples per question at temperature {run['temperature']}, "
                      f"top-p {run['top_p']}, {top_k}, seed {run['seed']} per question (sampled pass@1 = the metric "
                      f"averaged over the samples; maj@{run['samples']} = the majority answer, math-aware classes)")
-    decoding += "; the same on both backends, none of the checkpoint's generation_config defaults applied"
+    return decoding + "; the same on both backends, none of the checkpoint's generation_config defaults applied"
+
+
+def protocol_lines(run: dict) -> list[str]:
+    """The protocol section: model, decoding, prompt, images, extraction, scoring and any limit."""
+    adapter = ""
+    if run.get("adapter"):
+        served = f", {run['adapter_served']}" if run.get("adapter_served") else ""
+        adapter = f" (LoRA adapter on `{run['base_model']}`{served})"
     hints = [f"choice questions also get: \"{run['choice_hint']}\"" if run.get("choice_hint") else "",
              f"letter-set questions: \"{run['choices_hint']}\"" if run.get("choices_hint") else ""]
     hint = "".join(f"; {h}" for h in hints if h)
     dtype = f", {run['dtype']}" if run.get("dtype") else ""
-    lines += [
-        f"- Model: `{model}`{adapter}; backend: {run['backend']}{dtype}; decoding: {decoding}.",
-        "- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
-        f"\"{run['instruction']}\"{hint}.",
-        f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
-        f"max_pixels={run['max_pixels']} (the model's processor's unless given).",
+    lines = [
+        "## Protocol",
+        "",
+        f"- Model: `{run['model']}`{adapter}; backend: {run['backend']}{dtype}; decoding: {decoding_text(run)}.",
+        ("- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
+         f"\"{run['instruction']}\"{hint}."),
+        (f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
+         f"max_pixels={run['max_pixels']} (the model's processor's unless given)."),
         f"- Answer extraction: {run['extraction']}.",
         "- Scoring: rule based (below); abstentions (no answer read) count as wrong.",
     ]
     if run.get("limit"):
         lines.append(f"- Limit: first {run['limit']} questions per benchmark (DynaMath: seed questions; WeMath: "
                      "composite problems) -- not comparable with full-benchmark numbers.")
-    lines += ["", "| Benchmark | Data | Items | Metric | Scoring | Answers read by |", "|---|---|---:|---|---|---|"]
-    for name, entry in benchmarks.items():
+    return lines
+
+
+def benchmark_lines(benchmarks: dict) -> list[str]:
+    """Per benchmark: its data, items, metric, scoring rule and which extraction read the answers."""
+    lines = ["", "| Benchmark | Data | Items | Metric | Scoring | Answers read by |", "|---|---|---:|---|---|---|"]
+    for entry in benchmarks.values():
         read = ", ".join(f"{rule} {count}" for rule, count in sorted(entry["extraction"].items()))
         data = entry["source"]
         if os.path.isabs(data) and entry.get("splits"):  # a local copy: the splits read (a hub source names them)
@@ -111,11 +130,23 @@ def render_markdown(results: dict) -> str:
         n = f"{entry['n']}" + (f" ({len(left_out)} without a reference left out)" if left_out else "")
         lines.append(f"| {entry['title']} | {data} | {n} | {entry['metric']} | {entry['scoring']} "
                      f"| {read} |")
-    lines += ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
-    for name, entry in benchmarks.items():
+    return lines
+
+
+def all_metric_lines(benchmarks: dict, run: dict) -> list[str]:
+    """Every metric of every benchmark and mode."""
+    lines = ["", "## All metrics", "", "| Benchmark | Mode | Metrics |", "|---|---|---|"]
+    for entry in benchmarks.values():
         for mode, metrics in entry["modes"].items():
             shown = ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in metrics.items())
             lines.append(f"| {entry['title']} | {mode_label(mode, run)} | {shown} |")
+    return lines
+
+
+def render_markdown(results: dict) -> str:
+    """results.md: the table, the protocol behind it, the benchmarks' data and scoring, and all metrics."""
+    run, benchmarks = results["run"], results["benchmarks"]
+    lines = table_lines(results) + protocol_lines(run) + benchmark_lines(benchmarks) + all_metric_lines(benchmarks, run)
     return "\n".join(lines) + "\n"
 
 
@@ -143,8 +174,6 @@ def _data(entry: dict) -> str:
 
 def compare(path_a: str, path_b: str) -> str:
     """A Markdown table of B - A per benchmark and mode (primary metrics), and the protocol settings that differ."""
-    from .benchmarks import EvalError
-
     loaded = []
     for path in (path_a, path_b):
         try:
@@ -184,7 +213,7 @@ def compare(path_a: str, path_b: str) -> str:
     if only:
         lines += ["", f"In one file only: {', '.join(only)}."]
     differ = [k for k in PROTOCOL_KEYS if a["run"].get(k) != b["run"].get(k)]
-    data_of = lambda result, n: tuple(result["benchmarks"][n].get(k) for k in ("source", "n", "splits"))  # noqa: E731
+    data_of = lambda result, n: tuple(result["benchmarks"][n].get(k) for k in ("source", "n", "splits"))
     sources = [n for n in a["benchmarks"] if n in b["benchmarks"] and data_of(a, n) != data_of(b, n)]
     if differ or sources:
         lines += ["", "Protocols differ (the numbers are not directly comparable):"]

@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from ..answers import _parsed, is_equivalent, normalize_answer
+from ..answers import is_equivalent, normalize_answer, parse_key
 from ..voting import GroupVote, vote
 
 
@@ -160,7 +160,7 @@ def numeric_value(answer: str | None) -> float | None:
         return float(key)
     except ValueError:
         pass
-    parsed = _parsed(key)  # math-verify's parse, cached and under the project's thread deadline
+    parsed = parse_key(key)  # math-verify's parse, cached and under the project's thread deadline
     if not parsed:
         return None
     try:

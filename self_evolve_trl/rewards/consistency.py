@@ -1,4 +1,4 @@
-"""Consistency rewards: how much a completion's answer agrees with the rest of its group (SPEC §2)."""
+"""Consistency rewards: how much a completion's answer agrees with the rest of its group (docs/math.md, "Rewards")."""
 
 from __future__ import annotations
 

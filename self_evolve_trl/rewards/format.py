@@ -1,4 +1,4 @@
-"""The format reward: a penalty for completions that break the output format (SPEC §2 `format`)."""
+"""The format reward: a penalty for completions that break the output format (docs/math.md, "Rewards")."""
 
 from __future__ import annotations
 

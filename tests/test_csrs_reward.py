@@ -1,5 +1,4 @@
-"""CSRS's reward, `retrace_frequency`, on hand-made groups (docs/math.md, section "CSRS"), and the `retrace_*` config
-checks."""
+"""CSRS's reward, `retrace_frequency`, on hand-made groups, and the `retrace_*` config checks."""
 
 import re
 
@@ -19,7 +18,7 @@ def boxed(*answers):
 
 
 def expected_reward(c, G, K, fmt, beta=1.2, w=0.9):
-    """docs/math.md, section "CSRS": r = w·min(1, β·c/(G·(K+1))) + (1 − w)·fmt."""
+    """docs/math.md, section "`retrace_frequency`": r = w·min(1, β·c/(G·(K+1))) + (1 − w)·fmt."""
     return w * min(1.0, beta * c / (G * (K + 1))) + (1 - w) * fmt
 
 

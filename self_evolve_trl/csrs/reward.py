@@ -2,7 +2,7 @@
 
 The re-inferences themselves (cutting each completion at anchor points and letting the policy finish it again) are
 made during the rollout by `self_evolve_trl.csrs.provider`; this module only counts. The formula is written out in
-docs/math.md, section "CSRS".
+docs/math.md, section "`retrace_frequency`" (under "Rewards").
 """
 
 from __future__ import annotations

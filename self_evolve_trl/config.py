@@ -17,7 +17,7 @@ from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_set
 from .answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
 from .data import DEFAULT_INSTRUCTION
-from .retrace import ANCHOR_BASES, RETRACE_MODES
+from .csrs import ANCHOR_BASES, RETRACE_MODES
 from .judge import JUDGE_BACKENDS
 from .judge.prompt import JudgeTemplate
 from .judge.reward import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem

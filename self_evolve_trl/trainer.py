@@ -87,7 +87,7 @@ from .vllm_generation import vllm_generation_class
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
 REWARD_INPUT_PROVIDERS: dict[str, str] = {
     "judge_scores": "self_evolve_trl.judge.provider:JudgeScoreProvider",  # Actor–Judge: the frozen judge's scores
-    "retrace_completions": "self_evolve_trl.retrace:RetraceProvider",  # CSRS: the re-inferred completions
+    "retrace_completions": "self_evolve_trl.csrs.provider:RetraceProvider",  # CSRS: the re-inferred completions
 }
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ REWARD_REGISTRY: dict[str, str] = {
     "majority_vote": "self_evolve_trl.rewards.consistency:majority_vote",
     "soft_frequency": "self_evolve_trl.rewards.consistency:soft_frequency",
     "format": "self_evolve_trl.rewards.format:format_reward",
-    "retrace_frequency": "self_evolve_trl.rewards.retrace:retrace_frequency",  # CSRS (needs the re-inferences)
+    "retrace_frequency": "self_evolve_trl.csrs.reward:retrace_frequency",  # CSRS (needs the re-inferences)
     "judge_modulated": "self_evolve_trl.judge.reward:judge_modulated",
 }
 

@@ -61,6 +61,7 @@ from .checkpoints import (
     save_component_states,
     unmark_checkpoint_complete,
 )
+from . import csrs, judge
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
 from .group_rewards import (
@@ -80,15 +81,12 @@ from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
 
 # Extra per-completion reward inputs (a reward function names them in its `reward_inputs` attribute) and the
-# classes that compute them: "input name" -> "module:Class". A provider is built once with the trainer,
-# `Provider(trainer)`, and called on every process with that process's rows:
-# `provider(inputs, prompts, completions, completion_ids_list) -> list` (one value per completion).
-# A provider with state (running statistics, an RNG) implements `state_dict()` / `load_state_dict(state)`; the trainer
+# classes that compute them: "input name" -> "module:Class", declared by each method next to its reward
+# (docs/architecture.md, "Registries"). A provider is built once with the trainer, `Provider(trainer)`, and called on
+# every process with that process's rows: `provider(inputs, prompts, completions, completion_ids_list) -> list`
+# (one value per completion). A provider with state implements `state_dict()` / `load_state_dict(state)`; the trainer
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
-REWARD_INPUT_PROVIDERS: dict[str, str] = {
-    "judge_scores": "self_evolve_trl.judge.provider:JudgeScoreProvider",  # Actor–Judge: the frozen judge's scores
-    "retrace_completions": "self_evolve_trl.csrs.provider:RetraceProvider",  # CSRS: the re-inferred completions
-}
+REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS}
 
 logger = logging.getLogger(__name__)
 

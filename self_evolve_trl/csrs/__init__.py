@@ -9,14 +9,12 @@ A completion is then rewarded by how many of its group's re-inferred answers agr
   (`prefix_length`). Plain Python.
 - `perturb`: VSP, the seeded image noise (`noise_generator`, `perturb_image`, `add_noise`, ...). numpy and PIL.
 - `provider`: `RetraceProvider`, which makes the re-inferences during the rollout with the trainer's own generation
-  backend and hands them to the reward as its `retrace_completions` input. torch and TRL: imported on first use.
+  backend and hands them to the reward as its `retrace_completions` input. torch and TRL (import it from `self_evolve_trl.csrs.provider`).
 - `reward`: `retrace_frequency`, CSRS's Softened Frequency Reward (registered as "retrace_frequency").
 - `settings`: the `retrace_*` config fields and their checks.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from .perturb import add_noise, map_images, noise_generator, noise_level, perturb_image, perturb_images
 from .prefix import ANCHOR_BASES, NEW_TURN_NEEDS_CONVERSATIONS, RETRACE_MODES, prefix_length, strip_trailing
@@ -26,16 +24,11 @@ from .reward import retrace_frequency
 # reward input -> "module:class" of its provider, built by the trainer when a reward function needs that input
 PROVIDERS = {"retrace_completions": "self_evolve_trl.csrs.provider:RetraceProvider"}
 
-# torch- and TRL-heavy names, imported from `provider` on first access (the config only needs the choices above)
-LAZY_NAMES = {"RetraceProvider": "provider", "RetraceRequest": "provider"}
-
 __all__ = [
     "ANCHOR_BASES",
     "NEW_TURN_NEEDS_CONVERSATIONS",
     "PROVIDERS",
     "RETRACE_MODES",
-    "RetraceProvider",
-    "RetraceRequest",
     "add_noise",
     "map_images",
     "noise_generator",
@@ -47,8 +40,3 @@ __all__ = [
     "strip_trailing",
 ]
 
-
-def __getattr__(name: str):
-    if name in LAZY_NAMES:
-        return getattr(importlib.import_module(f".{LAZY_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

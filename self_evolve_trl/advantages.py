@@ -23,6 +23,7 @@ normalises each reward within its group and then the sum over the batch, with no
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -166,6 +167,16 @@ def register_advantage(name: str, fn: AdvantageFunction) -> None:
     ADVANTAGES[name] = fn
 
 
+def advantage_function(name: str) -> AdvantageFunction:
+    """The advantage mode registered as `name`. A `module:function` path is imported and registered under that name
+    the first time, so that a recipe can name its own mode (`advantage: my_advantages:rank_advantages`). Raises
+    `KeyError` for an unknown name, `ImportError` or `AttributeError` for a path that does not import."""
+    if name not in ADVANTAGES and isinstance(name, str) and ":" in name:
+        module, _, attribute = name.partition(":")
+        ADVANTAGES[name] = getattr(importlib.import_module(module), attribute)
+    return ADVANTAGES[name]
+
+
 def scale_name(scale_rewards):
     """TRL's `scale_rewards` as a name: `True` is `group` and `False` is `none`, as TRL reads them; None stays None."""
     return {True: "group", False: "none"}[scale_rewards] if isinstance(scale_rewards, bool) else scale_rewards
@@ -177,7 +188,13 @@ def _unknown(name: str, value, choices) -> list[str]:
 
 def _value_problems(advantage, aggregation, scale, lse_tau, lse_offset, clip_advantage) -> list[str]:
     """Unknown names and out-of-range numbers."""
-    problems = _unknown("advantage", advantage, ADVANTAGE_MODES)
+    try:
+        advantage_function(advantage)
+        problems = []
+    except KeyError:
+        problems = _unknown("advantage", advantage, ADVANTAGE_MODES)
+    except (ImportError, AttributeError) as error:
+        problems = [f"advantage {advantage!r} cannot be imported ({error}); give an importable `module:function`."]
     problems += _unknown("multi_objective_aggregation", aggregation, AGGREGATIONS)
     if scale is not None:
         problems += _unknown("scale_rewards", scale, SCALE_MODES)
@@ -297,7 +314,7 @@ def group_advantages(
         raise ValueError(f"rewards must be a flat vector of whole groups of {group_size}, got shape {tuple(rewards.shape)}.")
     grouped = rewards.float().view(-1, group_size)
     valid = ~torch.isnan(grouped)
-    advantages = ADVANTAGES[settings.mode](grouped, valid, settings)
+    advantages = advantage_function(settings.mode)(grouped, valid, settings)
     advantages = torch.where(valid, advantages, torch.zeros_like(advantages))
     advantages = clip_advantages(advantages, settings.clip)
     return advantages.reshape(-1).to(rewards.dtype if rewards.is_floating_point() else torch.float32)

@@ -1,0 +1,1 @@
+"""CSRS (consistency under self-retracing): the re-inference settings, provider and reward."""

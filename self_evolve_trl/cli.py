@@ -61,20 +61,14 @@ def add_before_summary(trainer, callback) -> None:
     callbacks.insert(index, callback)
 
 
-def train(data_args, training_args, model_args):
-    """Build everything from the parsed recipe and train; returns the trainer."""
-    from accelerate import PartialState
-    from safetensors import SafetensorError
-    from trl import get_peft_config
-
-    from .before_after import BeforeAfterCallback
+def _checked_inputs(data_args, training_args):
+    """(reward functions, training dataset, eval dataset or None, checkpoint to resume from or None), each checked
+    before any model is loaded: a file in the way of output_dir, bad reward names or kwargs, unreadable first rows."""
     from .check.environment import first_row_problems, output_dir_problems
     from .checkpoints import resolve_resume_from_checkpoint
-    from .console import use_console
-    from .data import load_training_dataset, with_pixel_bounds
+    from .data import load_training_dataset
     from .heldout import load_heldout_dataset
-    from .images import processor_pixel_bounds
-    from .trainer import SelfEvolveGRPOTrainer, build_reward_functions
+    from .trainer import build_reward_functions
 
     bad_output = output_dir_problems(training_args.output_dir)  # a file in the way fails now, not in the trainer
     if bad_output:
@@ -87,16 +81,12 @@ def train(data_args, training_args, model_args):
     if bad_rows:
         more = f" (and {len(bad_rows) - 1} more of the first rows)" if len(bad_rows) > 1 else ""
         raise UsageError(f"{bad_rows[0].area}: {bad_rows[0].message}{more}")
+    return reward_funcs, dataset, eval_dataset, resume
 
-    with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
-        model_path = resolve_model_path(model_args.model_name_or_path)
-    processor = load_processor(model_path, data_args, model_args)
-    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
-    # processor and a vLLM engine with the same bounds then leave unchanged.
-    bounds = processor_pixel_bounds(processor)
-    dataset = with_pixel_bounds(dataset, *bounds)
-    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
 
+def _set_model_init_kwargs(training_args, model_args) -> None:
+    """The recipe's `model_revision`, `dtype` and `attn_implementation` as TRL's `model_init_kwargs` (those already
+    there win)."""
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
     model_init_kwargs.setdefault("revision", model_args.model_revision)
     if model_args.dtype is not None:
@@ -105,23 +95,47 @@ def train(data_args, training_args, model_args):
         model_init_kwargs.setdefault("attn_implementation", model_args.attn_implementation)
     training_args.model_init_kwargs = model_init_kwargs
 
+
+def _build_trainer(model_path: str, model_args, **kwargs):
+    """The trainer (`kwargs`: SelfEvolveGRPOTrainer's); `UsageError` for model weights that cannot be loaded."""
+    from safetensors import SafetensorError
+    from trl import get_peft_config
+
+    from .trainer import SelfEvolveGRPOTrainer
+
+    try:
+        return SelfEvolveGRPOTrainer(model=model_path, peft_config=get_peft_config(model_args), **kwargs)
+    except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
+        if not _raised_while_loading_a_model(error):
+            raise
+        raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+
+
+def train(data_args, training_args, model_args):
+    """Build everything from the parsed recipe and train; returns the trainer."""
+    from accelerate import PartialState
+
+    from .before_after import BeforeAfterCallback
+    from .console import use_console
+    from .data import with_pixel_bounds
+    from .images import processor_pixel_bounds
+
+    reward_funcs, dataset, eval_dataset, resume = _checked_inputs(data_args, training_args)
+    with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
+        model_path = resolve_model_path(model_args.model_name_or_path)
+    processor = load_processor(model_path, data_args, model_args)
+    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
+    # processor and a vLLM engine with the same bounds then leave unchanged.
+    bounds = processor_pixel_bounds(processor)
+    dataset = with_pixel_bounds(dataset, *bounds)
+    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
+    _set_model_init_kwargs(training_args, model_args)
+
     created_output_dir = not os.path.exists(training_args.output_dir)
     trainer = None
     try:
-        try:
-            trainer = SelfEvolveGRPOTrainer(
-                model=model_path,
-                reward_funcs=reward_funcs,
-                args=training_args,
-                train_dataset=dataset,
-                eval_dataset=eval_dataset,
-                processing_class=processor,
-                peft_config=get_peft_config(model_args),
-            )
-        except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
-            if not _raised_while_loading_a_model(error):
-                raise
-            raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+        trainer = _build_trainer(model_path, model_args, reward_funcs=reward_funcs, args=training_args,
+                                 train_dataset=dataset, eval_dataset=eval_dataset, processing_class=processor)
         use_console(trainer)
         if training_args.accuracy_before_after:
             add_before_summary(trainer, BeforeAfterCallback(eval_dataset, dataset, processor, training_args.label_column))
@@ -220,7 +234,7 @@ def _train(argv: list[str]) -> int:
     except user_error_types() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved (Actor–Judge)
+    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved
         print(f"error: {error}", file=sys.stderr)
         return 3
     finally:

@@ -3,6 +3,11 @@
 A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveConfig` (any `GRPOConfig` or
 `TrainingArguments` field too), of `DataArguments` and of TRL's `ModelConfig` side by side; command-line flags
 override the YAML.
+
+Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantage_setting_problems`, which
+`group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the judge
+(`judge_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises
+`ConfigError` with every line, and `cli check` reports the same list.
 """
 
 from __future__ import annotations

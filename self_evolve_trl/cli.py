@@ -3,7 +3,7 @@
 (train, check, eval, plot).
 
 `python -m self_evolve_trl.cli check RECIPE.yaml [--num_processes N] [--field value ...]` (or `--dry-run` on the
-training command) checks the recipe without training and lists every problem with its fix (see `check.py`).
+training command) checks the recipe without training and lists every problem with its fix (see `check/`).
 
 The recipe is a flat YAML file (TRL's `TrlParser` conventions: keys of `SelfEvolveConfig`, `DataArguments` and
 TRL's `ModelConfig`); flags on the command line override it. A `--reward_funcs` flag also drops the recipe's
@@ -21,127 +21,15 @@ from __future__ import annotations
 import os
 import sys
 
-
-class UsageError(ValueError):
-    """Input the user can fix; printed as one line, without a traceback."""
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from .checkpoints import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
-    from .images import ImageError
-    from .rewards import RewardError
-
-    return (UsageError, ConfigError, DataError, ImageError, RewardError, CheckpointError)
+from .check import main as check_main
+from .errors import UsageError
+from .recipe import load_processor, parse_recipe, resolve_model_path, user_error_types
 
 
 def _judge_error_type() -> type[BaseException]:
     from .judge import JudgeUnavailableError
 
     return JudgeUnavailableError
-
-
-def _recipe_argv(argv: list[str]) -> list[str]:
-    """Accept the recipe as the first positional argument (TRL's parser wants `--config PATH`)."""
-    if argv and not argv[0].startswith("-"):
-        path = argv[0]
-        if not os.path.isfile(path):
-            raise UsageError(f"Recipe file not found: {path}")
-        return ["--config", path, *argv[1:]]
-    return argv
-
-
-def without_stale_reward_settings(config: dict, argv: list[str]) -> tuple[dict, str | None]:
-    """The recipe's YAML mapping without the reward settings that a `--reward_funcs` on the command line makes stale,
-    and one line saying what was dropped (None if nothing): the `reward_kwargs` entries of functions no longer listed
-    and `reward_weights` of another length, unless the command line gives those too."""
-    import argparse
-
-    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in ("reward_funcs", "reward_kwargs", "reward_weights"):
-        flags.add_argument(f"--{name}", f"--{name.replace('_', '-')}", nargs="+")
-    given = flags.parse_known_args(argv)[0]
-    if given.reward_funcs is None:
-        return config, None
-    config, dropped = dict(config), []
-    kwargs = config.get("reward_kwargs")
-    stale = [name for name in kwargs if name not in given.reward_funcs] if isinstance(kwargs, dict) else []
-    if given.reward_kwargs is None and stale:
-        config["reward_kwargs"] = {name: value for name, value in kwargs.items() if name not in stale}
-        dropped.append(f"reward_kwargs of {', '.join(stale)}")
-    weights = config.get("reward_weights")
-    if given.reward_weights is None and isinstance(weights, list) and len(weights) != len(given.reward_funcs):
-        del config["reward_weights"]
-        dropped.append(f"reward_weights {weights} ({len(weights)} for {len(given.reward_funcs)} function(s))")
-    if not dropped:
-        return config, None
-    return config, f"--reward_funcs {' '.join(given.reward_funcs)}: dropped from the recipe: {'; '.join(dropped)}."
-
-
-def parse_recipe(argv: list[str]):
-    """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
-    from trl import ModelConfig, TrlParser
-
-    from .check import field_problems, load_recipe
-    from .config import DataArguments, SelfEvolveConfig
-
-    class RecipeParser(TrlParser):
-        def error(self, message):  # argparse would print the usage of hundreds of fields first
-            raise UsageError(message)
-
-        def set_defaults_with_config(self, **config):  # the YAML's values, before the flags override them
-            config, note = without_stale_reward_settings(config, argv)
-            if note and os.environ.get("RANK", "0") == "0":
-                print(note)
-            return super().set_defaults_with_config(**config)
-
-    argv = _recipe_argv(argv)
-    if "--config" in argv:
-        path = argv[argv.index("--config") + 1]
-        try:
-            content = load_recipe(path)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        problems = field_problems(content)  # unknown fields and wrong types, all of them, before TRL's parser
-        if problems:
-            unknown = [p for p in problems if p.message == "unknown field."]
-            parts = [str(p) for p in problems if p not in unknown]
-            if unknown:
-                hints = "".join(f" ({p.area}: {p.fix})" for p in unknown if p.fix.startswith("did you mean"))
-                parts.insert(0, f"Unknown recipe field(s): {', '.join(p.area for p in unknown)}.{hints} "
-                                "See `python -m self_evolve_trl.cli --help` for the valid fields.")
-            raise UsageError(f"Recipe {path}: " + " | ".join(parts))
-    parser = RecipeParser((DataArguments, SelfEvolveConfig, ModelConfig))
-    try:
-        data_args, training_args, model_args = parser.parse_args_and_config(argv)
-    except ValueError as error:
-        if isinstance(error, _user_error_types()):
-            raise
-        message = str(error)
-        if message.startswith("Unknown arguments from config file"):
-            keys = [k[2:] for k in str(error).split("[", 1)[1].split("]")[0].replace("'", "").split(", ") if k.startswith("--")]
-            message = f"Unknown recipe field(s): {', '.join(keys)}. See `python -m self_evolve_trl.cli --help` for the valid fields."
-        elif message.startswith("Some specified arguments are not used"):
-            flags = [k for k in message.split("[", 1)[1].split("]")[0].replace("'", "").split(", ") if k.startswith("--")]
-            message = f"Unknown command-line flag(s): {', '.join(flags)}. See `python -m self_evolve_trl.cli --help` for the valid fields."
-        raise UsageError(message.splitlines()[0] if message else repr(error)) from None
-    if not model_args.model_name_or_path:
-        raise UsageError("model_name_or_path is not set: give a model path, hub id, or 'tiny:qwen2.5-vl'.")
-    return data_args, training_args, model_args
-
-
-def resolve_model_path(model_name_or_path: str) -> str:
-    """The model folder or hub id of a recipe (`tiny:...` is built offline); `UsageError` for a missing local path."""
-    from .tiny import cache_dir, resolve_tiny_model
-
-    try:
-        model_path = resolve_tiny_model(model_name_or_path, cache_dir())
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if not os.path.exists(model_path) and model_path.startswith((".", "/", "~")):
-        raise UsageError(f"Model path not found: {model_path}")
-    return model_path
 
 
 def _remove_empty_dirs(path: str) -> None:
@@ -164,20 +52,6 @@ def _raised_while_loading_a_model(error: BaseException) -> bool:
     return False
 
 
-def load_processor(model_path: str, data_args, model_args):
-    from transformers import AutoProcessor
-
-    kwargs = {"padding_side": "left", "revision": model_args.model_revision}
-    if data_args.min_pixels is not None:
-        kwargs["min_pixels"] = data_args.min_pixels
-    if data_args.max_pixels is not None:
-        kwargs["max_pixels"] = data_args.max_pixels
-    try:
-        return AutoProcessor.from_pretrained(model_path, **kwargs)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"Cannot load the processor of {model_path!r}: {str(error).splitlines()[0]}") from None
-
-
 def add_before_summary(trainer, callback) -> None:
     """Register `callback` before the trainer's `SummaryCallback`, so the summary sees what it logs at the end."""
     from .summary import SummaryCallback
@@ -187,21 +61,14 @@ def add_before_summary(trainer, callback) -> None:
     callbacks.insert(index, callback)
 
 
-def train(data_args, training_args, model_args):
-    """Build everything from the parsed recipe and train; returns the trainer."""
-    from accelerate import PartialState
-    from safetensors import SafetensorError
-    from trl import get_peft_config
-
-    from .before_after import BeforeAfterCallback
-    from .check import first_row_problems, output_dir_problems
-    from .console import use_console
+def _checked_inputs(data_args, training_args):
+    """(reward functions, training dataset, eval dataset or None, checkpoint to resume from or None), each checked
+    before any model is loaded: a file in the way of output_dir, bad reward names or kwargs, unreadable first rows."""
+    from .check.environment import first_row_problems, output_dir_problems
     from .checkpoints import resolve_resume_from_checkpoint
-    from .data import load_training_dataset, with_pixel_bounds
+    from .data import load_training_dataset
     from .heldout import load_heldout_dataset
-    from .images import processor_pixel_bounds
     from .reward_setup import build_reward_functions
-    from .trainer import SelfEvolveGRPOTrainer
 
     bad_output = output_dir_problems(training_args.output_dir)  # a file in the way fails now, not in the trainer
     if bad_output:
@@ -214,16 +81,12 @@ def train(data_args, training_args, model_args):
     if bad_rows:
         more = f" (and {len(bad_rows) - 1} more of the first rows)" if len(bad_rows) > 1 else ""
         raise UsageError(f"{bad_rows[0].area}: {bad_rows[0].message}{more}")
+    return reward_funcs, dataset, eval_dataset, resume
 
-    with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
-        model_path = resolve_model_path(model_args.model_name_or_path)
-    processor = load_processor(model_path, data_args, model_args)
-    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
-    # processor and a vLLM engine with the same bounds then leave unchanged.
-    bounds = processor_pixel_bounds(processor)
-    dataset = with_pixel_bounds(dataset, *bounds)
-    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
 
+def _set_model_init_kwargs(training_args, model_args) -> None:
+    """The recipe's `model_revision`, `dtype` and `attn_implementation` as TRL's `model_init_kwargs` (those already
+    there win)."""
     model_init_kwargs = dict(training_args.model_init_kwargs or {})
     model_init_kwargs.setdefault("revision", model_args.model_revision)
     if model_args.dtype is not None:
@@ -232,30 +95,54 @@ def train(data_args, training_args, model_args):
         model_init_kwargs.setdefault("attn_implementation", model_args.attn_implementation)
     training_args.model_init_kwargs = model_init_kwargs
 
+
+def _build_trainer(model_path: str, model_args, **kwargs):
+    """The trainer (`kwargs`: SelfEvolveGRPOTrainer's); `UsageError` for model weights that cannot be loaded."""
+    from safetensors import SafetensorError
+    from trl import get_peft_config
+
+    from .trainer import SelfEvolveGRPOTrainer
+
+    try:
+        return SelfEvolveGRPOTrainer(model=model_path, peft_config=get_peft_config(model_args), **kwargs)
+    except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
+        if not _raised_while_loading_a_model(error):
+            raise
+        raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+
+
+def train(data_args, training_args, model_args):
+    """Build everything from the parsed recipe and train; returns the trainer."""
+    from accelerate import PartialState
+
+    from .before_after import BeforeAfterCallback
+    from .console import use_console
+    from .data import with_pixel_bounds
+    from .images import processor_pixel_bounds
+
+    reward_funcs, dataset, eval_dataset, resume = _checked_inputs(data_args, training_args)
+    with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
+        model_path = resolve_model_path(model_args.model_name_or_path)
+    processor = load_processor(model_path, data_args, model_args)
+    # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
+    # processor and a vLLM engine with the same bounds then leave unchanged.
+    bounds = processor_pixel_bounds(processor)
+    dataset = with_pixel_bounds(dataset, *bounds)
+    eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
+    _set_model_init_kwargs(training_args, model_args)
+
     created_output_dir = not os.path.exists(training_args.output_dir)
     trainer = None
     try:
-        try:
-            trainer = SelfEvolveGRPOTrainer(
-                model=model_path,
-                reward_funcs=reward_funcs,
-                args=training_args,
-                train_dataset=dataset,
-                eval_dataset=eval_dataset,
-                processing_class=processor,
-                peft_config=get_peft_config(model_args),
-            )
-        except (OSError, SafetensorError) as error:  # missing files; a corrupt or truncated weight file
-            if not _raised_while_loading_a_model(error):
-                raise
-            raise UsageError(f"Cannot load model {model_path!r}: {str(error).splitlines()[0]}") from None
+        trainer = _build_trainer(model_path, model_args, reward_funcs=reward_funcs, args=training_args,
+                                 train_dataset=dataset, eval_dataset=eval_dataset, processing_class=processor)
         use_console(trainer)
         if training_args.accuracy_before_after:
             add_before_summary(trainer, BeforeAfterCallback(eval_dataset, dataset, processor, training_args.label_column))
         if training_args.resume_from_checkpoint not in (None, False) and resume is None and trainer.accelerator.is_main_process:
             print(f"No checkpoint in {training_args.output_dir} yet: starting from step 0.")
         trainer.train(resume_from_checkpoint=resume)
-    except _user_error_types():
+    except user_error_types():
         for callback in trainer.callback_handler.callbacks if trainer is not None else []:
             if getattr(callback, "training_bar", None) is not None:  # end the progress line before the error line
                 callback.training_bar.close()
@@ -331,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             print(command_help("plot"))
         return plot_main(rest)
     if command == "check" or "--dry-run" in rest or "--dry_run" in rest:
-        from .check import main as check_main
-
         if asks_help:
             print(command_help("check"))
         rest = [a for a in rest if a not in ("--dry-run", "--dry_run")]
@@ -346,10 +231,10 @@ def _train(argv: list[str]) -> int:
     try:
         data_args, training_args, model_args = parse_recipe(argv)
         train(data_args, training_args, model_args)
-    except _user_error_types() as error:
+    except user_error_types() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved (Actor–Judge)
+    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved
         print(f"error: {error}", file=sys.stderr)
         return 3
     finally:

@@ -3,11 +3,17 @@
 A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveConfig` (any `GRPOConfig` or
 `TrainingArguments` field too), of `DataArguments` and of TRL's `ModelConfig` side by side; command-line flags
 override the YAML.
+
+Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantage_setting_problems`, which
+`group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the judge
+(`judge_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises
+`ConfigError` with every line, and `cli check` reports the same list.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,33 +22,18 @@ from trl import GRPOConfig
 from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
 from .answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
+from .csrs.settings import CSRSSettings, csrs_setting_problems
 from .data import DEFAULT_INSTRUCTION
-from .csrs import ANCHOR_BASES, RETRACE_MODES
-from .judge import JUDGE_BACKENDS
-from .judge.prompt import JudgeTemplate
-from .judge.reward import ON_FAILURE_POLICIES as JUDGE_FAILURE_POLICIES, failure_policy_problem
+from .errors import ConfigError, Problem, choice_problems
+from .judge.settings import JudgeSettings, judge_setting_problems
+from .rewards import available_rewards
 from .synthetic import TASKS as SYNTHETIC_TASKS
-from .voting import TIE_RULES
 from .vllm_generation import WEIGHT_SYNCS
-
-
-class ConfigError(ValueError):
-    """A recipe value that cannot work; the message names the field and the valid choices."""
-
-
-def _choice_problems(name: str, value: Any, choices: tuple[str, ...]) -> list[str]:
-    if value not in choices:
-        return [f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}."]
-    return []
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    for problem in _choice_problems(name, value, choices):
-        raise ConfigError(problem)
+from .voting import TIE_RULES
 
 
 @dataclass
-class SelfEvolveConfig(GRPOConfig):
+class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
     r"""
     Configuration class for [`SelfEvolveGRPOTrainer`]: TRL's `GRPOConfig` plus the label-free reward and advantage
     settings. Every `GRPOConfig` field keeps its meaning and default.
@@ -111,29 +102,6 @@ class SelfEvolveConfig(GRPOConfig):
         max_bad_row_share (`float`, *optional*, defaults to `0.05`):
             With `skip`, stop the same way once more than this share of the training rows was skipped.
 
-        > Parameters that control CSRS re-inference (SPEC §4; used by the `retrace_frequency` reward)
-
-        retrace_anchors (`list[float]`, *optional*, defaults to `[0.7]`):
-            Anchor points, as fractions in [0, 1]: each completion is cut after this share of its tokens and the
-            policy re-infers the rest.
-        retrace_anchor_base (`str`, *optional*, defaults to `"actual_length"`):
-            What the fraction is of: `actual_length` (the completion's own length) or `max_length`
-            (`max_completion_length`, released CSRS: completions shorter than the cut are kept whole).
-        retrace_mode (`str`, *optional*, defaults to `"new_turn"`):
-            `new_turn` (released CSRS: the prefix becomes a finished assistant turn and the model answers in a new
-            one) or `continuation` (SCS: the model continues the prefix in the same turn).
-        retrace_samples_per_anchor (`int`, *optional*, defaults to `3`):
-            K, re-inferences sampled from each prefix, with the training sampler and backend. With
-            `reproducible_generation`, each is sampled on its own seed (layout-independent, like the rollouts).
-        retrace_visual_perturbation (`bool`, *optional*, defaults to `False`):
-            VSP: Gaussian noise on the images of the re-inference prompts only (never on the trained rollouts).
-        retrace_noise_max_level (`int`, *optional*, defaults to `40`):
-            VSP noise level k is drawn uniformly from {1..max}; σ = k·255/100.
-        retrace_generation_batch_size (`int`, *optional*):
-            Re-inference rows (prefixes × K samples) per generation call, rounded down to whole K-blocks. Default:
-            all of a process's re-inferences in one call, the fastest. Set it (e.g. to the rollout batch) when K times
-            the rollout batch does not fit in memory with transformers generation.
-
         > Parameters that control the vLLM weight sync (`use_vllm: true`)
 
         vllm_weight_sync (`str`, *optional*, defaults to `"nccl"`):
@@ -144,49 +112,8 @@ class SelfEvolveConfig(GRPOConfig):
         vllm_weight_sync_dir (`str`, *optional*):
             Where `disk` writes the weights (default: `OUTPUT_DIR/vllm-weights`); the server must be able to read it.
 
-        > Parameters that control the judge of the `judge_modulated` reward (Actor–Judge)
-
-        judge_backend (`str`, *optional*, defaults to `"reference"`):
-            `reference`: the frozen initial policy in the training process (with LoRA the base model with the adapter
-            disabled; else TRL's reference model when `beta` > 0; else a frozen copy loaded for the judge).
-            `openai`: an OpenAI-compatible chat-completions endpoint at `judge_base_url` (e.g. `vllm serve`).
-        judge_base_url (`str`, *optional*):
-            Base URL of the judge endpoint, e.g. `http://127.0.0.1:8001/v1` (`openai` backend).
-        judge_model (`str`, *optional*):
-            Model name sent to the endpoint; default: the first model the endpoint lists.
-        judge_api_key_env (`str`, *optional*, defaults to `"JUDGE_API_KEY"`):
-            Name of the environment variable holding the endpoint's API key (the key itself never goes in a recipe
-            or a log).
-        judge_prompt_template (`str`, *optional*):
-            Path of the judge prompt template; default: the packaged rubric (`self_evolve_trl/judge/templates/
-            default.txt`).
-        judge_temperature (`float`, *optional*, defaults to `1.0`):
-            Judge sampling temperature (0: greedy).
-        judge_top_p (`float`, *optional*, defaults to `0.9`):
-            Judge nucleus sampling.
-        judge_max_tokens (`int`, *optional*, defaults to `1024`):
-            Most tokens the judge may write per judgement.
-        judge_repeats (`int`, *optional*, defaults to `1`):
-            Judge samples per completion; their scores are averaged.
-        judge_on_failure (`str`, *optional*, defaults to `"zero"`):
-            A failed or unparseable judgement counts as score 0 (`zero`, released behaviour) or gets gate 1
-            (`neutral`).
-        judge_max_failure_rate (`float`, *optional*, defaults to `0.25`):
-            Stop training (after saving a checkpoint) when more than this share of a step's judgements fail after
-            retries, e.g. because the endpoint is down.
-        judge_max_parse_failure_rate (`float`, *optional*, defaults to `0.9`):
-            Also stop (after saving a checkpoint) when more than this share of the judge's answers in a step have no
-            score that can be parsed: the wrong judge model or prompt template. `null`: never (they count per
-            `judge_on_failure`), e.g. for a judge with random weights.
-        judge_timeout (`float`, *optional*, defaults to `120.0`):
-            Seconds per judge request before it counts as timed out (`openai` backend).
-        judge_max_retries (`int`, *optional*, defaults to `3`):
-            Retries of a failed request (connection errors, timeouts, 408/409/429/5xx), with exponential backoff.
-        judge_concurrency (`int`, *optional*, defaults to `32`):
-            Judge requests in flight at once per training process (`openai` backend).
-        judge_batch_size (`int`, *optional*):
-            Judgements per batched `generate` call (`reference` backend); default: `per_device_train_batch_size`.
-            Unused with `reproducible_generation`: then each judgement is generated alone, on its own seed.
+        The CSRS re-inference settings (`retrace_*`) are [`CSRSSettings`]'s, the judge's (`judge_*`) are
+        [`JudgeSettings`]'s.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -259,33 +186,6 @@ class SelfEvolveConfig(GRPOConfig):
         default=0.05, metadata={"help": "With on_bad_row skip: stop (after saving) when more of the rows were skipped."}
     )
 
-    # ---- CSRS re-inference (issue 4; SPEC §4) ----------------------------------------------------------------
-    retrace_anchors: list[float] = field(
-        default_factory=lambda: [0.7],
-        metadata={"help": "CSRS anchor points: fractions in [0, 1] of the completion kept as the re-inference prefix."},
-    )
-    retrace_anchor_base: str = field(
-        default="actual_length",
-        metadata={"help": "CSRS: anchors are fractions of `actual_length` or `max_length`.", "choices": list(ANCHOR_BASES)},
-    )
-    retrace_mode: str = field(
-        default="new_turn",
-        metadata={"help": "CSRS re-inference prompt: `new_turn` or `continuation`.", "choices": list(RETRACE_MODES)},
-    )
-    retrace_samples_per_anchor: int = field(
-        default=3, metadata={"help": "CSRS: re-inferences sampled from each prefix (K)."}
-    )
-    retrace_visual_perturbation: bool = field(
-        default=False, metadata={"help": "CSRS VSP: Gaussian noise on the re-inference images only."}
-    )
-    retrace_noise_max_level: int = field(
-        default=40, metadata={"help": "CSRS VSP: noise level k uniform in {1..max}; sigma = k*255/100."}
-    )
-    retrace_generation_batch_size: int | None = field(
-        default=None, metadata={"help": "CSRS: re-inference rows per generation call (default: all in one call)."}
-    )
-    # ---- end CSRS ----------------------------------------------------------------------------------------------
-
     vllm_weight_sync: str = field(
         default="nccl",
         metadata={"help": "How trained weights reach a vLLM server (`vllm_mode: server`): `nccl` (TRL's own: an NCCL "
@@ -299,58 +199,10 @@ class SelfEvolveConfig(GRPOConfig):
                   "(default: `OUTPUT_DIR/vllm-weights`)."},
     )
 
-    # --- Actor–Judge: the judge of the `judge_modulated` reward (self_evolve_trl/judge) ----------------------------
-    judge_backend: str = field(
-        default="reference",
-        metadata={"help": "Judge: `reference` (frozen initial policy, in process) or `openai` (an OpenAI-compatible "
-                  "endpoint).", "choices": list(JUDGE_BACKENDS)},
-    )
-    judge_base_url: str | None = field(
-        default=None, metadata={"help": "Judge endpoint base URL, e.g. http://127.0.0.1:8001/v1 (`openai` backend)."}
-    )
-    judge_model: str | None = field(
-        default=None, metadata={"help": "Model name sent to the judge endpoint; default: the first one it lists."}
-    )
-    judge_api_key_env: str = field(
-        default="JUDGE_API_KEY", metadata={"help": "Environment variable holding the judge endpoint's API key."}
-    )
-    judge_prompt_template: str | None = field(
-        default=None, metadata={"help": "Judge prompt template file; default: the packaged rubric."}
-    )
-    judge_temperature: float = field(default=1.0, metadata={"help": "Judge sampling temperature (0: greedy)."})
-    judge_top_p: float = field(default=0.9, metadata={"help": "Judge nucleus sampling top-p."})
-    judge_max_tokens: int = field(default=1024, metadata={"help": "Most tokens the judge writes per judgement."})
-    judge_repeats: int = field(default=1, metadata={"help": "Judge samples per completion (scores averaged)."})
-    judge_on_failure: str = field(
-        default="zero",
-        metadata={"help": "A failed/unparseable judgement: score 0 (`zero`, released) or gate 1 (`neutral`).",
-                  "choices": list(JUDGE_FAILURE_POLICIES)},
-    )
-    judge_max_failure_rate: float = field(
-        default=0.25,
-        metadata={"help": "Stop (after saving a checkpoint) when more than this share of a step's judgements fail."},
-    )
-    judge_max_parse_failure_rate: float | None = field(
-        default=0.9,
-        metadata={"help": "Also stop when more than this share of the judge's answers has no score (null: never)."},
-    )
-    judge_timeout: float = field(default=120.0, metadata={"help": "Seconds per judge request (`openai` backend)."})
-    judge_max_retries: int = field(
-        default=3, metadata={"help": "Retries of a failed judge request, with exponential backoff."}
-    )
-    judge_concurrency: int = field(
-        default=32, metadata={"help": "Judge requests in flight at once per process (`openai` backend)."}
-    )
-    judge_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Judgements per batched generate call (`reference`); default: per_device_train_batch_size."},
-    )
-    # --- end Actor–Judge -------------------------------------------------------------------------------------------
-
     def __post_init__(self):
         problems = self.validation_problems()
         if problems:
-            raise ConfigError(" | ".join(problems))
+            raise ConfigError(" | ".join(problem.line for problem in problems))
         self.scale_rewards = resolved_scale(self.advantage, self.scale_rewards)
         try:
             super().__post_init__()
@@ -359,98 +211,25 @@ class SelfEvolveConfig(GRPOConfig):
                 raise
             raise ConfigError(self._group_geometry_message()) from None
 
-    def validation_problems(self) -> list[str]:
-        """Every problem that this package's own checks find in the fields, one message each; TRL's and
-        transformers' checks (in `__post_init__`) are not run.
+    def validation_problems(self, reward_function_problems=None) -> list[Problem]:
+        """Every problem that this package's own rules find in the fields, one `Problem` each, group by group; TRL's
+        and transformers' checks (in `__post_init__`) are not run. `cli check` reports exactly these.
+
+        `reward_function_problems(config)`, if given, adds the problems of the reward functions themselves (`check`:
+        whether they resolve and take their keyword arguments), after those of `reward_kwargs`.
 
         It normalises the fields it checks, as training reads them: `reward_kwargs` from JSON, one reward name into a
         list, `retrace_anchors` into floats, and `judge_on_failure` into the `judge_modulated` reward's kwargs.
         """
-        problems = []
-        if isinstance(self.reward_kwargs, str):
-            try:
-                self.reward_kwargs = json.loads(self.reward_kwargs)
-            except json.JSONDecodeError as error:
-                problems.append(f"reward_kwargs is not valid JSON: {error}")
-                self.reward_kwargs = {}
-        self.reward_kwargs = dict(self.reward_kwargs or {})
-        if isinstance(self.reward_funcs, str):
-            self.reward_funcs = [self.reward_funcs]
-        if not self.reward_funcs:
-            problems.append("reward_funcs is empty: name at least one reward function.")
-        for name, kwargs in self.reward_kwargs.items():
-            if name not in self.reward_funcs:
-                problems.append(
-                    f"reward_kwargs has an entry for {name!r}, which is not in reward_funcs ({', '.join(self.reward_funcs)})."
-                )
-            elif not isinstance(kwargs, dict):
-                problems.append(f"reward_kwargs[{name!r}] must be a mapping of keyword arguments, got {kwargs!r}.")
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-            problems.append(
-                f"reward_weights has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}."
-            )
-        problems += advantage_setting_problems(
-            self.advantage, self.multi_objective_aggregation, self.scale_rewards, self.lse_tau, self.lse_offset,
-            self.clip_advantage,
+        return (
+            reward_setting_problems(self, reward_function_problems)
+            + advantage_problems(self)
+            + answer_setting_problems(self)
+            + bad_row_setting_problems(self)
+            + csrs_setting_problems(self)
+            + judge_setting_problems(self)
+            + vllm_setting_problems(self)
         )
-        problems += _choice_problems("answer_extractor", self.answer_extractor, EXTRACTORS)
-        problems += _choice_problems("answer_match", self.answer_match, MATCH_MODES)
-        problems += _choice_problems("tie", self.tie, TIE_RULES)
-        problems += _choice_problems("on_bad_row", self.on_bad_row, BAD_ROW_POLICIES)
-        if not 0 <= self.max_bad_row_share <= 1:
-            problems.append(f"max_bad_row_share must be between 0 and 1, got {self.max_bad_row_share}.")
-        problems += check_retrace_config(self)  # CSRS (issue 4)
-        problems += self._check_judge_fields()  # Actor–Judge
-        if self.reproducible_generation and self.use_vllm:
-            problems.append("reproducible_generation works with transformers generation only; set use_vllm: false.")
-        problems += self._check_vllm_fields()
-        return problems
-
-    def _check_vllm_fields(self) -> list[str]:
-        problems = _choice_problems("vllm_weight_sync", self.vllm_weight_sync, WEIGHT_SYNCS)
-        if self.use_vllm and self.vllm_weight_sync == "disk" and self.vllm_mode != "server":
-            problems.append(
-                "vllm_weight_sync 'disk' is for vllm_mode 'server'; in colocate mode the weights are loaded in-process. "
-                "Set vllm_weight_sync: nccl (the default), or vllm_mode: server."
-            )
-        return problems
-
-    # --- Actor–Judge ------------------------------------------------------------------------------------------------
-    def _check_judge_fields(self) -> list[str]:
-        """The problems of the `judge_*` fields; hands `judge_on_failure` to the `judge_modulated` reward."""
-        problems = _choice_problems("judge_backend", self.judge_backend, JUDGE_BACKENDS)
-        problems += _choice_problems("judge_on_failure", self.judge_on_failure, JUDGE_FAILURE_POLICIES)
-        if self.judge_backend == "openai" and not self.judge_base_url:
-            problems.append("judge_backend 'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1.")
-        for name in ("judge_max_failure_rate", "judge_max_parse_failure_rate"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                problems.append(f"{name} must be between 0 and 1, got {value}.")
-        for name, low in (("judge_max_tokens", 1), ("judge_repeats", 1), ("judge_max_retries", 0),
-                          ("judge_concurrency", 1), ("judge_batch_size", 1)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                problems.append(f"{name} must be >= {low}, got {value}.")
-        if self.judge_timeout <= 0 or self.judge_temperature < 0 or not 0 < self.judge_top_p <= 1:
-            problems.append("judge_timeout must be > 0, judge_temperature >= 0 and judge_top_p in (0, 1].")
-        try:
-            JudgeTemplate.load(self.judge_prompt_template)
-        except ValueError as error:
-            problems.append(str(error))
-        for name in self.reward_funcs:
-            if name.replace(":", ".").split(".")[-1] != "judge_modulated":
-                continue
-            kwargs = self.reward_kwargs.setdefault(name, {})
-            if not isinstance(kwargs, dict):  # reported with the reward fields
-                continue
-            problem = failure_policy_problem(kwargs, self.judge_on_failure, f"reward_kwargs[{name!r}].on_failure")
-            if problem:
-                problems.append(problem)
-            kwargs["on_failure"] = self.judge_on_failure
-        return problems
-    # --- end Actor–Judge --------------------------------------------------------------------------------------------
-
-
 
     def _group_geometry_message(self) -> str:
         processes = self.world_size
@@ -491,7 +270,7 @@ class DataArguments:
         max_train_samples (`int`, *optional*):
             Keep only the first N examples.
         instruction (`str`, *optional*):
-            Actor instruction appended to every question (SPEC §5).
+            Actor instruction appended to every question.
         min_pixels (`int`, *optional*):
             Lower bound on image pixels (Qwen resizing); also set on the processor.
         max_pixels (`int`, *optional*):
@@ -543,37 +322,98 @@ class DataArguments:
     synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})
 
-    # --- held-out evaluation during training (self_evolve_trl.heldout) ---
+    # Held-out evaluation during training (self_evolve_trl.heldout)
     eval_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Labelled split to evaluate on during training (preset, hub id or local file); needs eval_strategy."},
     )
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
-    # --- end held-out evaluation ---
 
     def __post_init__(self):
-        _check_choice("synthetic_task", self.synthetic_task, SYNTHETIC_TASKS)
+        for problem in choice_problems("synthetic_task", self.synthetic_task, SYNTHETIC_TASKS):
+            raise ConfigError(problem.line)
         for name in ("synthetic_size", "synthetic_grid"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
-# ---- CSRS (issue 4) ----------------------------------------------------------------------------------------------
+def reward_setting_problems(config, function_problems=None) -> list[Problem]:
+    """The problems of `reward_funcs`, `reward_kwargs` and `reward_weights`; normalises the first two as training reads
+    them (one name into a list, `reward_kwargs` from JSON). `function_problems(config)`, if given, adds the problems of
+    the functions themselves, after those of `reward_kwargs`."""
+    problems = []
+    if isinstance(config.reward_kwargs, str):
+        try:
+            config.reward_kwargs = json.loads(config.reward_kwargs)
+        except json.JSONDecodeError as error:
+            problems.append(Problem("reward_kwargs", f"is not valid JSON: {error}", "write it as a YAML mapping."))
+            config.reward_kwargs = {}
+    config.reward_kwargs = dict(config.reward_kwargs or {})
+    funcs = config.reward_funcs = [config.reward_funcs] if isinstance(config.reward_funcs, str) else list(
+        config.reward_funcs or [])
+    if not funcs:
+        problems.append(Problem("reward_funcs", "is empty: name at least one reward function.",
+                                f"name at least one of: {', '.join(available_rewards())}."))
+    for name, kwargs in config.reward_kwargs.items():
+        if name not in funcs:
+            problems.append(Problem(
+                "reward_kwargs", f"has an entry for {name!r}, which is not in reward_funcs ({', '.join(funcs)}).",
+                f"key it by one of: {', '.join(funcs) or 'the reward_funcs entries'}, or remove it."))
+        elif not isinstance(kwargs, dict):
+            problems.append(Problem(f"reward_kwargs[{name!r}]", f"must be a mapping of keyword arguments, got "
+                                    f"{kwargs!r}.", "write `{arg: value}`."))
+    if function_problems is not None:
+        problems += function_problems(config)
+    weights = config.reward_weights
+    if weights is not None:
+        if len(weights) != len(funcs):
+            problems.append(Problem("reward_weights", f"has {len(weights)} entries for {len(funcs)} reward functions.",
+                                    f"give one weight per reward function ({', '.join(funcs)})."))
+        bad = [w for w in weights if not isinstance(w, (int, float)) or not math.isfinite(w)]
+        if bad:
+            problems.append(Problem("reward_weights", f"has non-finite weights {bad}.", "use finite numbers."))
+    return problems
 
-def check_retrace_config(config) -> list[str]:
-    """The problems of the CSRS settings (SPEC §4): valid choices and ranges."""
-    problems = _choice_problems("retrace_anchor_base", config.retrace_anchor_base, ANCHOR_BASES)
-    problems += _choice_problems("retrace_mode", config.retrace_mode, RETRACE_MODES)
-    if isinstance(config.retrace_anchors, (int, float)):
-        config.retrace_anchors = [config.retrace_anchors]
-    config.retrace_anchors = [float(a) for a in config.retrace_anchors or []]
-    if not config.retrace_anchors or not all(0.0 <= a <= 1.0 for a in config.retrace_anchors):
-        problems.append(f"retrace_anchors must be a non-empty list of fractions in [0, 1], got {config.retrace_anchors}.")
-    if config.retrace_samples_per_anchor < 1:
-        problems.append(f"retrace_samples_per_anchor must be >= 1, got {config.retrace_samples_per_anchor}.")
-    if config.retrace_generation_batch_size is not None and config.retrace_generation_batch_size < 1:
-        problems.append(f"retrace_generation_batch_size must be >= 1 or null, got {config.retrace_generation_batch_size}.")
-    if not 1 <= config.retrace_noise_max_level <= 100:
-        problems.append(f"retrace_noise_max_level must be in 1..100, got {config.retrace_noise_max_level}.")
+
+def advantage_problems(config) -> list[Problem]:
+    """The problems of the advantage settings, from the one rule that `group_advantages` also applies
+    (`advantage_setting_problems`); each line names its field first (after `Unknown` for a value not among the
+    choices)."""
+    lines = advantage_setting_problems(config.advantage, config.multi_objective_aggregation, config.scale_rewards,
+                                       config.lse_tau, config.lse_offset, config.clip_advantage)
+    problems = []
+    for line in lines:
+        first, rest = line.split(" ", 1)
+        problems.append(Problem(rest.split(" ", 1)[0], line) if first == "Unknown" else Problem(first, rest))
+    return problems
+
+
+def answer_setting_problems(config) -> list[Problem]:
+    """The problems of how answers are read, compared and voted on."""
+    return (choice_problems("answer_extractor", config.answer_extractor, EXTRACTORS)
+            + choice_problems("answer_match", config.answer_match, MATCH_MODES)
+            + choice_problems("tie", config.tie, TIE_RULES))
+
+
+def bad_row_setting_problems(config) -> list[Problem]:
+    """The problems of `on_bad_row` and `max_bad_row_share`."""
+    problems = choice_problems("on_bad_row", config.on_bad_row, BAD_ROW_POLICIES)
+    if not 0 <= config.max_bad_row_share <= 1:
+        problems.append(Problem("max_bad_row_share", f"must be between 0 and 1, got {config.max_bad_row_share}."))
+    return problems
+
+
+def vllm_setting_problems(config) -> list[Problem]:
+    """The problems of generating with vLLM: `reproducible_generation` needs transformers generation, and the weight
+    sync must fit `vllm_mode`."""
+    problems = []
+    if config.reproducible_generation and config.use_vllm:
+        problems.append(Problem("reproducible_generation", "works with transformers generation only; set use_vllm: "
+                                "false.", "set use_vllm: false, or reproducible_generation: false."))
+    problems += choice_problems("vllm_weight_sync", config.vllm_weight_sync, WEIGHT_SYNCS)
+    if config.use_vllm and config.vllm_weight_sync == "disk" and config.vllm_mode != "server":
+        problems.append(Problem(
+            "vllm_weight_sync", "'disk' is for vllm_mode 'server'; in colocate mode the weights are loaded in-process. "
+            "Set vllm_weight_sync: nccl (the default), or vllm_mode: server."))
     return problems

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from .answers import completion_text
 
-from .config import ConfigError
+from .errors import ConfigError
 from .data import PRESETS, DataError, load_training_dataset
 from .eval.extraction import extract_by_rules
 from .eval.scoring import score_samples

@@ -91,7 +91,8 @@ REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS}
 logger = logging.getLogger(__name__)
 
 
-def _import(path: str):
+def import_path(path: str):
+    """The object that a `module:name` path names (imported)."""
     module_name, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
 
@@ -167,7 +168,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self.nonfinite_counter = NonfiniteCounter()
         self.bad_rows = BadRows(args.on_bad_row, args.max_bad_row_share)  # unreadable dataset rows (`badrows.py`)
         self.add_callback(SummaryCallback(self.nonfinite_counter, self.bad_rows))  # summary.txt / .json in output_dir
-        self.reward_input_providers = {name: _import(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
+        self.reward_input_providers = {name: import_path(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     @staticmethod
     def _vllm_generation_class(args: SelfEvolveConfig):

@@ -11,16 +11,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from self_evolve_trl.check import (
-    Problem,
-    batch_problems,
-    check_recipe,
-    endpoint_problems,
-    field_problems,
-    main as check_main,
-)
+from self_evolve_trl.check import batch_problems, check_recipe, endpoint_problems
+from self_evolve_trl.check import main as check_main
+from self_evolve_trl.errors import Problem
+from self_evolve_trl.recipe import field_problems
 from self_evolve_trl.rewards import available_rewards
-
 
 BASE = {
     "dataset_name": "synthetic",

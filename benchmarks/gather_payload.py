@@ -42,10 +42,10 @@ def reads_ids(completions, completion_ids):
 def gathered_rows(reward_funcs, n: int, tokens: int, workdir: str) -> list[dict]:
     from transformers import AutoProcessor
 
-    import self_evolve_trl.trainer as trainer_module
-    from self_evolve_trl.config import DataArguments, SelfEvolveConfig
+    import self_evolve_trl.training.trainer as trainer_module
+    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 
     model_dir = build_tiny_qwen25vl(os.path.join(workdir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
@@ -99,7 +99,7 @@ def main():
 
     plain, prompts, ids = gathered_rows(["soft_frequency", "format"], args.completions, args.tokens, workdir)
     packed, _, _ = gathered_rows(["soft_frequency", reads_ids], args.completions, args.tokens, workdir)
-    from self_evolve_trl.group_rewards import strip_images
+    from self_evolve_trl.training.group_rewards import strip_images
 
     before = [dict(row, completion_ids=list(i), prompt=strip_images(p)) for row, i, p in zip(plain, ids, prompts)]
     print(f"figures ({args.completions} completions of {args.tokens} token ids on one process; payload MB, "

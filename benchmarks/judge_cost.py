@@ -51,10 +51,10 @@ def main() -> None:
     transformers.utils.logging.disable_progress_bar()
     logging.disable(logging.WARNING)
 
-    from self_evolve_trl.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     work = tempfile.mkdtemp(prefix="judge-cost-")
     model_dir = args.model_dir or build_tiny_qwen25vl(os.path.join(work, "tiny"))

@@ -24,7 +24,7 @@ vary. The identities need the completions sampled from exactly the policy that i
 no top-k/top-p, the same logits) and the first iteration of a step (ratio 1; the clip inactive). This script
 measures both the mean and the variance.
 
-Setup: the tiny Qwen2.5-VL (`self_evolve_trl.tiny`, random weights, all its parameters) and prompts of the synthetic
+Setup: the tiny Qwen2.5-VL (`self_evolve_trl.data.tiny`, random weights, all its parameters) and prompts of the synthetic
 data. Every group is G completions sampled once from π_θ (temperature 1, top-p 1, no top-k: the sampler is the
 policy, checked against the forward pass; image and video placeholder tokens are left out of both), with
 `soft_frequency` rewards (answers read by `last_number`) and the advantages of
@@ -180,10 +180,10 @@ def main():
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from self_evolve_trl.advantages import group_advantages
-    from self_evolve_trl.config import DataArguments
+    from self_evolve_trl.training.config import DataArguments
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.rewards.consistency import soft_frequency
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 
     torch.set_num_threads(1)
     start = time.perf_counter()

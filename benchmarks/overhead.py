@@ -1,6 +1,6 @@
 """Trainer overhead: step time of `SelfEvolveGRPOTrainer` against stock TRL `GRPOTrainer`.
 
-Three trainers on the same tiny Qwen2.5-VL (`self_evolve_trl.tiny`), the same synthetic data, generation settings
+Three trainers on the same tiny Qwen2.5-VL (`self_evolve_trl.data.tiny`), the same synthetic data, generation settings
 and seed:
 
 - `stock`: TRL's `GRPOTrainer` with a trivial reward (completion length mod 3);
@@ -69,7 +69,7 @@ def instrument():
     after TRL's (the advantage replacement)."""
     from trl import GRPOTrainer
 
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     def timed(cls, name, part):
         original = cls.__dict__[name]
@@ -100,8 +100,8 @@ def make_trainer(variant: str, model_dir: str, processor, dataset, output_dir: s
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from self_evolve_trl.config import SelfEvolveConfig
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.config import SelfEvolveConfig
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     common = dict(COMMON, output_dir=output_dir, max_steps=steps)
     if variant == "stock":
@@ -152,9 +152,9 @@ def main():
     import torch
     from transformers import AutoProcessor
 
-    from self_evolve_trl.config import DataArguments
+    from self_evolve_trl.training.config import DataArguments
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 
     torch.set_num_threads(1)
     workdir = tempfile.mkdtemp(prefix="overhead-")

@@ -32,13 +32,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # part -> (file suffix, function name) whose cumulative time is the part's; in the order they run in a step.
 PARTS = {
     "generation (transformers generate)": ("trl/trainer/grpo_trainer.py", "_generate"),
-    "our rewards: _calculate_rewards (all)": ("self_evolve_trl/trainer.py", "_calculate_rewards"),
-    "  of which reward functions + diagnostics": ("self_evolve_trl/trainer.py", "_score_groups"),
-    "  of which diagnostics": ("self_evolve_trl/diagnostics.py", "group_diagnostics"),
+    "our rewards: _calculate_rewards (all)": ("self_evolve_trl/training/trainer.py", "_calculate_rewards"),
+    "  of which reward functions + diagnostics": ("self_evolve_trl/training/trainer.py", "_score_groups"),
+    "  of which diagnostics": ("self_evolve_trl/training/diagnostics.py", "group_diagnostics"),
     "  of which gather_object": ("accelerate/utils/operations.py", "gather_object"),
     "  of which broadcast_object_list": ("accelerate/utils/operations.py", "broadcast_object_list"),
     "TRL _generate_and_score_completions (all)": ("trl/trainer/grpo_trainer.py", "_generate_and_score_completions"),
-    "our advantage replacement (after super())": ("self_evolve_trl/trainer.py", "_generate_and_score_completions"),
+    "our advantage replacement (after super())": ("self_evolve_trl/training/trainer.py", "_generate_and_score_completions"),
     "loss forward (_compute_loss)": ("trl/trainer/grpo_trainer.py", "_compute_loss"),
     "backward": ("accelerate/accelerator.py", "backward"),
     "optimizer step": ("torch/optim/optimizer.py", "wrapper"),
@@ -49,10 +49,10 @@ PARTS = {
 def build_trainer(steps: int, output_dir: str):
     from transformers import AutoProcessor, PrinterCallback
 
-    from self_evolve_trl.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     model_dir = build_tiny_qwen25vl(os.path.join(output_dir, "tiny"))
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")

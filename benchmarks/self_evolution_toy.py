@@ -2,8 +2,8 @@
 
     python benchmarks/self_evolution_toy.py --figures-dir benchmarks/figures     # about 15-20 minutes on 2 cores
 
-1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.tiny`) is taught a synthetic visual task (how many cells of a
-   colour on a 3x3 grid whose cells are Qwen's 28-px merged patches, `self_evolve_trl.synthetic`) by a plain
+1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.data.tiny`) is taught a synthetic visual task (how many cells of a
+   colour on a 3x3 grid whose cells are Qwen's 28-px merged patches, `self_evolve_trl.data.synthetic`) by a plain
    supervised loop on correct worked solutions written along three routes (row by row, column by column, or the
    answer at once), mixed with a verification task (recount, compare with a candidate's answer, `\\boxed{1}` or
    `\\boxed{0}`) so that the frozen copy can act as the judge. A fixed, short budget (`--sft-steps`, learning rate
@@ -53,10 +53,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from self_evolve_trl.answers import extract_answer, is_equivalent  # noqa: E402
 from self_evolve_trl.plot import series, smooth  # noqa: E402
-from self_evolve_trl.synthetic import (  # noqa: E402
+from self_evolve_trl.data.synthetic import (  # noqa: E402
     SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution,
 )
-from self_evolve_trl.tiny_base import collate, encode_example, encode_prompt  # noqa: E402,F401  (the taught base's)
+from self_evolve_trl.data.tiny_base import collate, encode_example, encode_prompt  # noqa: E402,F401  (the taught base's)
 from self_evolve_trl.voting import vote  # noqa: E402
 
 
@@ -183,7 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--grid", type=int, default=3, help="cells per side")
     g.add_argument("--routes", default="rows,cols,direct",
                    help=f"solution routes of the supervised data ({', '.join(SOLUTION_ROUTES)})")
-    g.add_argument("--preset", default="tiny", help="tiny model preset (self_evolve_trl.tiny.PRESETS)")
+    g.add_argument("--preset", default="tiny", help="tiny model preset (self_evolve_trl.data.tiny.PRESETS)")
     g.add_argument("--data-seed", type=int, default=0)
     g = p.add_argument_group("supervised base")
     g.add_argument("--sft-examples", type=int, default=3000)
@@ -475,7 +475,7 @@ BASE_ARGS = ("task", "grid", "routes", "preset", "data_seed", "sft_examples", "s
 
 def train_base(args, splits: Splits, base_dir: str, template, log=print) -> dict[str, Any]:
     """Build the tiny model and train it on worked solutions until validation greedy pass@1 reaches the target."""
-    from self_evolve_trl.tiny_model import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
+    from self_evolve_trl.data.tiny_model import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
 
     torch.manual_seed(args.data_seed)
     tokenizer = build_tiny_tokenizer()
@@ -528,7 +528,7 @@ def rl_dataset(boards: list[Board], grid: int):
 
 
 def run_config(args, method: Method, seed: int, output_dir: str):
-    from self_evolve_trl.config import SelfEvolveConfig
+    from self_evolve_trl.training.config import SelfEvolveConfig
 
     g = args.num_generations
     return SelfEvolveConfig(
@@ -563,7 +563,7 @@ def run_one(job: dict) -> dict:
     """One label-free run (method, seed) from the base, then the held-out evaluation. Runs in a worker process."""
     import transformers
 
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     _quiet()
     args, method, seed, splits = job["args"], job["method"], job["seed"], job["splits"]

@@ -1,6 +1,6 @@
 """Every vLLM path run for real on the CPU (vLLM's CPU build), each timed side by side with what it replaces.
 
-The tiny Qwen2.5-VL (`self_evolve_trl.tiny`, preset `vllm`: head size 64, which vLLM's CPU attention takes), real
+The tiny Qwen2.5-VL (`self_evolve_trl.data.tiny`, preset `vllm`: head size 64, which vLLM's CPU attention takes), real
 `vllm serve` / `trl vllm-serve` servers started and stopped by this script, and the trainer's own code paths. Trainers
 of one part take turns step by step (the order rotates), so their ratios are measured on the same machine load.
 Parts (`--parts`, all by default):
@@ -113,8 +113,8 @@ class Recorder:
 def make_trainer(name, model_dir, processor, dataset, work, steps, args, **overrides):
     from transformers import PrinterCallback
 
-    from self_evolve_trl.config import SelfEvolveConfig
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.config import SelfEvolveConfig
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     settings = dict(
         output_dir=os.path.join(work, name.replace(" ", "-").replace(",", "")), use_cpu=True, bf16=False,
@@ -264,7 +264,7 @@ def disk_write_speed(folder: str, mib: int = 512) -> tuple[float, float]:
 
 
 def sync_part(env, args):
-    from self_evolve_trl import vllm_generation
+    from self_evolve_trl.training import vllm_generation
 
     write = vllm_generation.write_safetensors_shards
     timing = {"write": 0.0}
@@ -325,7 +325,7 @@ def sync_report(rows, buffered, fsynced, syncs):
 
 
 def build_models(work: str, sizes: list[str]) -> dict[str, str]:
-    from self_evolve_trl import tiny_model as tiny
+    from self_evolve_trl.data import tiny_model as tiny
 
     dirs = {"vllm": tiny.build_tiny_qwen25vl(os.path.join(work, "tiny-vllm"), preset="vllm")}
     for name in sizes:
@@ -361,7 +361,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.disable(logging.WARNING)
-    from self_evolve_trl.config import DataArguments
+    from self_evolve_trl.training.config import DataArguments
     from self_evolve_trl.data import load_training_dataset
 
     started = time.perf_counter()

@@ -31,7 +31,7 @@ run_check() {  # run_check NAME TIMEOUT_S COMMAND...
     if [ "$status" -eq 0 ]; then RESULTS+=("PASS"); else RESULTS+=("FAIL ($status)"); fi
 }
 
-MODEL=$(python -c "from self_evolve_trl.tiny import build_tiny_qwen25vl; print(build_tiny_qwen25vl('$WORK/tiny', preset='vllm'))")
+MODEL=$(python -c "from self_evolve_trl.data.tiny import build_tiny_qwen25vl; print(build_tiny_qwen25vl('$WORK/tiny', preset='vllm'))")
 
 write_recipe() {  # write_recipe FILE KEY: VALUE...
     local file=$1

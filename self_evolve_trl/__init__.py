@@ -11,11 +11,11 @@ __all__ = ["SelfEvolveConfig", "SelfEvolveGRPOTrainer", "__version__"]
 
 def __getattr__(name):
     if name == "SelfEvolveConfig":
-        from .config import SelfEvolveConfig
+        from .training.config import SelfEvolveConfig
 
         return SelfEvolveConfig
     if name == "SelfEvolveGRPOTrainer":
-        from .trainer import SelfEvolveGRPOTrainer
+        from .training.trainer import SelfEvolveGRPOTrainer
 
         return SelfEvolveGRPOTrainer
     raise AttributeError(f"module 'self_evolve_trl' has no attribute {name!r}")

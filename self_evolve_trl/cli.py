@@ -54,7 +54,7 @@ def _raised_while_loading_a_model(error: BaseException) -> bool:
 
 def add_before_summary(trainer, callback) -> None:
     """Register `callback` before the trainer's `SummaryCallback`, so the summary sees what it logs at the end."""
-    from .summary import SummaryCallback
+    from .training.summary import SummaryCallback
 
     callbacks = trainer.callback_handler.callbacks
     index = next((i for i, c in enumerate(callbacks) if isinstance(c, SummaryCallback)), len(callbacks))
@@ -65,10 +65,10 @@ def _checked_inputs(data_args, training_args):
     """(reward functions, training dataset, eval dataset or None, checkpoint to resume from or None), each checked
     before any model is loaded: a file in the way of output_dir, bad reward names or kwargs, unreadable first rows."""
     from .check.environment import first_row_problems, output_dir_problems
-    from .checkpoints import resolve_resume_from_checkpoint
+    from .training.checkpoints import resolve_resume_from_checkpoint
     from .data import load_training_dataset
-    from .heldout import load_heldout_dataset
-    from .reward_setup import build_reward_functions
+    from .training.heldout import load_heldout_dataset
+    from .training.reward_setup import build_reward_functions
 
     bad_output = output_dir_problems(training_args.output_dir)  # a file in the way fails now, not in the trainer
     if bad_output:
@@ -101,7 +101,7 @@ def _build_trainer(model_path: str, model_args, **kwargs):
     from safetensors import SafetensorError
     from trl import get_peft_config
 
-    from .trainer import SelfEvolveGRPOTrainer
+    from .training.trainer import SelfEvolveGRPOTrainer
 
     try:
         return SelfEvolveGRPOTrainer(model=model_path, peft_config=get_peft_config(model_args), **kwargs)
@@ -115,10 +115,10 @@ def train(data_args, training_args, model_args):
     """Build everything from the parsed recipe and train; returns the trainer."""
     from accelerate import PartialState
 
-    from .before_after import BeforeAfterCallback
-    from .console import use_console
+    from .training.before_after import BeforeAfterCallback
+    from .training.console import use_console
     from .data import with_pixel_bounds
-    from .images import processor_pixel_bounds
+    from .data.images import processor_pixel_bounds
 
     reward_funcs, dataset, eval_dataset, resume = _checked_inputs(data_args, training_args)
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
@@ -189,7 +189,7 @@ def command_help(name: str) -> str:
 def _train_help() -> int:
     from trl import ModelConfig, TrlParser
 
-    from .config import DataArguments, SelfEvolveConfig
+    from .training.config import DataArguments, SelfEvolveConfig
 
     print(command_help("train"))
     print(__doc__.strip())

@@ -32,9 +32,9 @@ PARSER_KEYS = {"env"}
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The errors a user can fix (a recipe, its data, a checkpoint): printed as one line, exit status 2."""
-    from .checkpoints import CheckpointError
+    from .training.checkpoints import CheckpointError
     from .data import DataError
-    from .images import ImageError
+    from .data.images import ImageError
     from .rewards import RewardError
 
     return (UsageError, ConfigError, DataError, ImageError, RewardError, CheckpointError)
@@ -44,7 +44,7 @@ def _recipe_types():
     """The dataclasses of a recipe (imported here: trl and the configs are slow to import)."""
     from trl import ModelConfig
 
-    from .config import DataArguments, SelfEvolveConfig
+    from .training.config import DataArguments, SelfEvolveConfig
 
     return (DataArguments, SelfEvolveConfig, ModelConfig)
 
@@ -297,7 +297,7 @@ def parse_recipe(argv: list[str]):
     """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
     from trl import ModelConfig, TrlParser
 
-    from .config import DataArguments, SelfEvolveConfig
+    from .training.config import DataArguments, SelfEvolveConfig
 
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse would print the usage of hundreds of fields first
@@ -346,7 +346,7 @@ def parse_recipe(argv: list[str]):
 
 def resolve_model_path(model_name_or_path: str) -> str:
     """The model folder or hub id of a recipe (`tiny:...` is built offline); `UsageError` for a missing local path."""
-    from .tiny import cache_dir, resolve_tiny_model
+    from .data.tiny import cache_dir, resolve_tiny_model
 
     try:
         model_path = resolve_tiny_model(model_name_or_path, cache_dir())

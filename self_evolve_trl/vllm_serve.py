@@ -19,7 +19,7 @@ import importlib.metadata
 import os
 import sys
 
-from .tiny import cache_dir, resolve_tiny_model
+from .data.tiny import cache_dir, resolve_tiny_model
 
 VLLM_CLI_FLAG = "--vllm-cli"
 

@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-model"))
 
@@ -95,7 +95,7 @@ def tiny_processor(tiny_model_dir):
 
 @pytest.fixture
 def synthetic_dataset():
-    from self_evolve_trl.config import DataArguments
+    from self_evolve_trl.training.config import DataArguments
     from self_evolve_trl.data import load_training_dataset
 
     def make(size: int = 16, **kwargs):
@@ -125,7 +125,7 @@ CPU_DEFAULTS = dict(
 @pytest.fixture
 def cpu_config(tmp_path):
     """A `SelfEvolveConfig` for fast CPU runs; keyword arguments override the defaults."""
-    from self_evolve_trl.config import SelfEvolveConfig
+    from self_evolve_trl.training.config import SelfEvolveConfig
 
     def make(**overrides):
         return SelfEvolveConfig(output_dir=str(tmp_path / "out"), **{**CPU_DEFAULTS, **overrides})
@@ -171,7 +171,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_vllm_model_dir(tmp_path_factory) -> str:
     """The tiny Qwen2.5-VL with head size 64, which vLLM's CPU attention accepts."""
-    from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+    from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-vllm-model"), preset="vllm")
 

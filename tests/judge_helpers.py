@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from self_evolve_trl.answers import completion_text
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 def gate_formula(s, t_high=0.95, tau_high=0.02, lam_pos=0.2, t_low=0.40, tau_low=0.05, lam_neg=0.2):

@@ -177,7 +177,7 @@ def test_a_module_function_path_is_an_advantage_mode(tmp_path, monkeypatch):
 
 
 def test_config_refuses_what_does_not_combine_and_resolves_scale_rewards(tmp_path):
-    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+    from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 
     def config(**kwargs):
         return SelfEvolveConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",

@@ -13,7 +13,7 @@ from PIL import Image
 
 from self_evolve_trl.check import ALL_ROWS, check_recipe, first_row_problems
 from self_evolve_trl.cli import main
-from self_evolve_trl.config import DataArguments
+from self_evolve_trl.training.config import DataArguments
 from self_evolve_trl.data import SKIPPED_COLUMN, load_training_dataset
 
 
@@ -66,7 +66,7 @@ def test_an_unreadable_row_reads_as_the_next_readable_one(tmp_path):
     ("max_bad_row_share", 1.5, "max_bad_row_share must be between 0 and 1, got 1.5."),
 ])
 def test_bad_row_settings_that_cannot_work(tmp_path, field, value, message):
-    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+    from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 
     with pytest.raises(ConfigError) as error:
         SelfEvolveConfig(output_dir=str(tmp_path), use_cpu=True, **{field: value})
@@ -78,9 +78,9 @@ def test_skip_a_row_that_fails_mid_run(tmp_path, tiny_model_dir, caplog):
     data = write_dataset(tmp_path / "data", 16, broken={12})
     recipe = write_recipe(tmp_path, tiny_model_dir, data, max_bad_row_share=0.1, seed=2,  # row 12 read in step 6
                           save_strategy="steps", save_steps=6)
-    with caplog.at_level(logging.WARNING, logger="self_evolve_trl.badrows"):
+    with caplog.at_level(logging.WARNING, logger="self_evolve_trl.training.badrows"):
         assert main([recipe]) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.name == "self_evolve_trl.badrows"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "self_evolve_trl.training.badrows"]
     assert len(warnings) == 1 and warnings[0].startswith("Skipped dataset row 12: Cannot read image ")
     assert "(on_bad_row: skip; 1 row(s) skipped so far)" in warnings[0]
     out = tmp_path / "out"

@@ -342,7 +342,7 @@ def test_check_reads_a_reward_funcs_flag_as_training_does(tmp_path, tiny_model_d
 def test_advantage_settings_that_do_not_combine_are_refused_as_the_config_refuses_them(tmp_path, tiny_model_dir):
     """`check` and the config report the same lines, from the one rule (`advantage_setting_problems`)."""
     from self_evolve_trl.advantages import advantage_setting_problems
-    from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+    from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 
     settings = dict(advantage="centered", multi_objective_aggregation="normalize_then_sum", scale_rewards="batch",
                     lse_tau=0.5, clip_advantage=0.1)

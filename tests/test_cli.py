@@ -72,7 +72,7 @@ def test_every_recipe_parses(recipe):
     # GPU recipes ask for bf16; on this CPU machine parse them with the CPU switches.
     data_args, args, model_args = parse_recipe([str(recipe), "--use_cpu", "true", "--bf16", "false"])
     assert args.reward_funcs and model_args.model_name_or_path
-    from self_evolve_trl.reward_setup import build_reward_functions
+    from self_evolve_trl.training.reward_setup import build_reward_functions
 
     assert len(build_reward_functions(args)) == len(args.reward_funcs)
 
@@ -178,7 +178,7 @@ def test_missing_recipe_file(tmp_path, capsys):
 
 
 def test_unknown_tiny_model_names_the_valid_ones():
-    from self_evolve_trl.tiny import resolve_tiny_model
+    from self_evolve_trl.data.tiny import resolve_tiny_model
 
     with pytest.raises(ValueError, match="valid tiny models: tiny:qwen2.5-vl, tiny:vllm"):
         resolve_tiny_model("tiny:huge", "/tmp")

@@ -7,7 +7,7 @@ from datasets import Dataset
 from trl.data_utils import prepare_multimodal_messages
 
 from self_evolve_trl.csrs import NEW_TURN_NEEDS_CONVERSATIONS, prefix_length
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 def test_prefix_length_both_bases():

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.csrs import retrace_frequency
 from self_evolve_trl.rewards import get_reward_function
 

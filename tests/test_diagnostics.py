@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from self_evolve_trl.diagnostics import (
+from self_evolve_trl.training.diagnostics import (
     LABEL_FREE_METRICS,
     LABEL_METRICS,
     format_pattern_of,
@@ -178,7 +178,7 @@ CONFIG_SETTINGS = {"extractor": "boxed", "match": "math", "abstain_as_answer": F
 
 
 def test_vote_settings_follow_the_rewards_that_vote():
-    from self_evolve_trl.diagnostics import vote_settings
+    from self_evolve_trl.training.diagnostics import vote_settings
 
     # no voting reward: the config's settings
     assert vote_settings([get_reward_function("format")], CONFIG_SETTINGS) == (CONFIG_SETTINGS, None, [])

@@ -62,7 +62,7 @@ class FakeVLLM:
         self.lora_request.LoRARequest = LoRARequest
 
     def install(self, monkeypatch):
-        import self_evolve_trl.config  # noqa: F401  (TRL probes for vLLM when first imported: not for the stand-in)
+        import self_evolve_trl.training.config  # noqa: F401  (TRL probes for vLLM when first imported: not for the stand-in)
 
         monkeypatch.setitem(sys.modules, "vllm", self.vllm)
         monkeypatch.setitem(sys.modules, "vllm.config", self.config)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from self_evolve_trl.cli import COMMANDS, main, parse_recipe
-from self_evolve_trl.summary import format_summary, summarize_log_history
+from self_evolve_trl.training.summary import format_summary, summarize_log_history
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,7 @@ def test_without_held_out_scores_the_verdict_is_the_collapse_checks():
 
 
 def test_unseen_rows_leave_out_the_eval_questions_that_the_training_split_holds(synthetic_dataset):
-    from self_evolve_trl.before_after import unseen_rows
+    from self_evolve_trl.training.before_after import unseen_rows
 
     import datasets
 
@@ -178,7 +178,7 @@ def test_the_console_prints_one_short_line_per_log_not_the_metric_dictionary(sho
 
 
 def test_held_out_scores_before_and_after_reach_the_log_history_and_the_summary(short_run, synthetic_dataset):
-    from self_evolve_trl.before_after import unseen_rows
+    from self_evolve_trl.training.before_after import unseen_rows
 
     out, result = short_run
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -221,8 +221,8 @@ def test_plot_draws_a_smoothed_curve_over_the_faint_logged_one(short_run):
 
 
 def test_the_supervised_boards_avoid_the_boards_the_recipes_train_and_evaluate_on():
-    from self_evolve_trl.synthetic import make_boards
-    from self_evolve_trl.tiny_base import SEEN_NEVER_SEEDS, SEEN_NEVER_SIZE, TAUGHT_SPEC, supervised_boards
+    from self_evolve_trl.data.synthetic import make_boards
+    from self_evolve_trl.data.tiny_base import SEEN_NEVER_SEEDS, SEEN_NEVER_SIZE, TAUGHT_SPEC, supervised_boards
 
     spec = {**TAUGHT_SPEC, "examples": 500}
     boards = supervised_boards(spec)
@@ -237,7 +237,7 @@ def test_the_supervised_boards_avoid_the_boards_the_recipes_train_and_evaluate_o
 def test_the_taught_base_is_built_once_and_reused(tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from self_evolve_trl.tiny_base import build_taught_tiny
+    from self_evolve_trl.data.tiny_base import build_taught_tiny
 
     logged = []
     small = {"examples": 8, "steps": 2, "batch_size": 4}

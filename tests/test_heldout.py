@@ -2,9 +2,9 @@
 
 import pytest
 
-from self_evolve_trl.config import ConfigError, DataArguments, SelfEvolveConfig
+from self_evolve_trl.training.config import ConfigError, DataArguments, SelfEvolveConfig
 from self_evolve_trl.data import DataError
-from self_evolve_trl.heldout import load_heldout_dataset
+from self_evolve_trl.training.heldout import load_heldout_dataset
 
 
 def config(tmp_path, **kwargs):
@@ -27,7 +27,7 @@ def test_synthetic_eval_split_is_drawn_with_another_seed(tmp_path):
 def test_local_eval_file_with_the_training_columns(tmp_path):
     import datasets
 
-    from self_evolve_trl.synthetic import make_synthetic_rows
+    from self_evolve_trl.data.synthetic import make_synthetic_rows
 
     path = tmp_path / "test.parquet"
     datasets.Dataset.from_list(make_synthetic_rows(4, seed=7)).to_parquet(str(path))
@@ -62,7 +62,7 @@ def test_cli_prints_one_line(tmp_path, capsys):
 
 def test_held_out_scoring_is_free_form_even_for_choice_letters():
     """As the README says next to eval_strategy: letters are compared as free-form answers, not by choice rules."""
-    from self_evolve_trl.heldout import eval_command_label_metrics
+    from self_evolve_trl.training.heldout import eval_command_label_metrics
 
     group = ["\\boxed{(B)}", "The answer is b.", "\\boxed{3}", "\\boxed{B. 3}"]  # option B is "3"
     assert eval_command_label_metrics(group, ["B"], 4) == {

@@ -32,7 +32,7 @@ from tests.judge_helpers import (
 
 def test_the_trainer_builds_the_provider_the_judge_package_names():
     from self_evolve_trl.judge import PROVIDERS
-    from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS
+    from self_evolve_trl.training.trainer import REWARD_INPUT_PROVIDERS
 
     assert REWARD_INPUT_PROVIDERS["judge_scores"] == PROVIDERS["judge_scores"]
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from self_evolve_trl.config import ConfigError, SelfEvolveConfig
+from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.judge.prompt import JudgeTemplate, default_template_path, prompt_images, prompt_text
 from self_evolve_trl.rewards import RewardError, get_reward_function
 from self_evolve_trl.rewards.judge import judge_modulated
@@ -155,7 +155,7 @@ def test_the_python_api_binds_the_failure_policy_as_the_cli_does(tiny_model_dir,
     `judge_on_failure` as the CLI's `build_reward_functions` does, whatever form the reward is given in: the reward
     and the provider (which averages repeats with it) then follow the same policy."""
     from self_evolve_trl.rewards import RewardFunction
-    from self_evolve_trl.reward_setup import build_reward_functions
+    from self_evolve_trl.training.reward_setup import build_reward_functions
 
     cli_args = cpu_config(reward_funcs=["judge_modulated"], judge_on_failure="neutral", **NEVER_SCORES)
     (cli_reward,) = build_reward_functions(cli_args)  # what `cli.main` hands the trainer
@@ -190,7 +190,7 @@ def test_cli_names_a_bad_judge_backend(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["geoqa-judge.yaml", "tiny-cpu-judge.yaml"])
 def test_judge_recipes_parse(name):
     from self_evolve_trl.cli import parse_recipe
-    from self_evolve_trl.reward_setup import build_reward_functions
+    from self_evolve_trl.training.reward_setup import build_reward_functions
 
     recipe = Path(__file__).resolve().parent.parent / "recipes" / name
     _, args, _ = parse_recipe([str(recipe), "--use_cpu", "true", "--bf16", "false"])

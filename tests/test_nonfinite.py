@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from self_evolve_trl.summary import nonfinite_totals, write_summary
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.summary import nonfinite_totals, write_summary
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 def make_trainer(tiny_model_dir, tiny_processor, dataset, config, reward_funcs):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from self_evolve_trl.checkpoints import (
+from self_evolve_trl.training.checkpoints import (
     COMPLETE_FILE,
     STATE_FILE,
     CheckpointError,
@@ -25,8 +25,8 @@ from self_evolve_trl.checkpoints import (
     resolve_resume_from_checkpoint,
     save_component_states,
 )
-from self_evolve_trl.guards import NonfiniteCounter
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.guards import NonfiniteCounter
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ import random
 import shutil
 import time
 
-from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS
+from self_evolve_trl.training.trainer import REWARD_INPUT_PROVIDERS
 
 REWARD_INPUT_PROVIDERS["draws"] = "stateful_reward:DrawProvider"
 

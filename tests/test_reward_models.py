@@ -7,7 +7,7 @@ import torch
 from self_evolve_trl.answers import completion_text
 from self_evolve_trl.rewards import RewardError
 from self_evolve_trl.rewards.consistency import soft_frequency
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 def make_trainer(model_dir, processor, dataset, config, **kwargs):

@@ -12,14 +12,14 @@ from typing import ClassVar
 
 import pytest
 
-from self_evolve_trl.diagnostics import (
+from self_evolve_trl.training.diagnostics import (
     LABEL_FREE_METRICS,
     LABEL_METRICS,
     finite_mean,
     format_pattern_of,
     group_diagnostics,
 )
-from self_evolve_trl.heldout import eval_command_label_metrics
+from self_evolve_trl.training.heldout import eval_command_label_metrics
 from self_evolve_trl.voting import vote_groups
 
 
@@ -79,9 +79,9 @@ def labelled_run(tiny_model_dir, tmp_path_factory):
 def unlabelled_run(tiny_model_dir, tiny_processor, tmp_path_factory):
     """An in-process run on data without labels, with a reward that logs `judge/*` metrics the way a judge reward
     does (through TRL's `log_metric`), so the judge panel has something to show. Returns the trainer."""
-    from self_evolve_trl.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     def judge_like(completions, log_metric):
         scores = [min(1.0, len(c) / 40) for c in completions]
@@ -133,7 +133,7 @@ def test_the_run_ends_with_a_summary(labelled_run):
 def test_a_python_api_run_writes_the_summary_too(unlabelled_run, tmp_path):
     """Not only the CLI: `SelfEvolveGRPOTrainer.train()` writes summary.txt / summary.json at the end of training,
     from the complete log history (the run's totals included) and the non-finite counts."""
-    from self_evolve_trl.summary import write_summary
+    from self_evolve_trl.training.summary import write_summary
 
     out = Path(unlabelled_run.args.output_dir)
     text = (out / "summary.txt").read_text()
@@ -151,7 +151,7 @@ def test_a_run_without_labels_logs_no_label_metrics(unlabelled_run):
         assert all(entry.get(key) is not None for key in LABEL_FREE_METRICS)
         assert not any(key.startswith("labels/") for key in entry)
         assert "judge/score_mean" in entry
-    from self_evolve_trl.summary import format_summary, summarize_log_history
+    from self_evolve_trl.training.summary import format_summary, summarize_log_history
 
     text = format_summary(summarize_log_history(unlabelled_run.state.log_history))
     assert "majority ratio" in text and "hidden labels" not in text and "Held-out" not in text
@@ -161,8 +161,8 @@ def test_a_run_without_labels_logs_no_label_metrics(unlabelled_run):
 def test_eval_metrics_are_exact_over_the_whole_split(tiny_model_dir, tiny_processor, synthetic_dataset, tmp_path):
     """5 eval prompts in batches of 2, 2 and 1 groups: the logged eval metrics equal the diagnostics of all the eval
     completions together (TRL averages one value per group), not the mean of the batch means."""
-    from self_evolve_trl.config import SelfEvolveConfig
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.config import SelfEvolveConfig
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     eval_dataset = synthetic_dataset(5, synthetic_seed=1)
     label_of = {uid: label for uid, label in zip(eval_dataset["uid"], eval_dataset["label"])}
@@ -297,7 +297,7 @@ def test_plot_errors(tmp_path, capsys):
 
 
 def test_trainer_logs_one_value_per_group_with_the_recipes_format_pattern(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     dataset = synthetic_dataset(2)
     metrics = {}
@@ -329,7 +329,7 @@ class RecordingProvider:
 
 def test_reward_input_providers_never_see_the_labels(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config,
                                                       monkeypatch):
-    from self_evolve_trl.trainer import REWARD_INPUT_PROVIDERS, SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import REWARD_INPUT_PROVIDERS, SelfEvolveGRPOTrainer
 
     def uses_recorded(completions, recorded):
         return list(recorded)

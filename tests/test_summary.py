@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from self_evolve_trl.summary import format_summary, summarize_log_history, write_summary
+from self_evolve_trl.training.summary import format_summary, summarize_log_history, write_summary
 
 
 def history(**series):
@@ -152,7 +152,7 @@ def test_summary_callback_writes_and_prints_unless_told_not_to(tmp_path, capsys,
 
     from transformers import TrainerState
 
-    from self_evolve_trl.summary import SummaryCallback
+    from self_evolve_trl.training.summary import SummaryCallback
 
     state = TrainerState(log_history=COLLAPSING + [{"train_runtime": 12.3, "train_loss": 0.5, "step": 8}])
     args = SimpleNamespace(output_dir=str(tmp_path / "run"), print_summary=print_summary)
@@ -172,7 +172,7 @@ JUDGE_KEYS = ["judge/score_mean", "judge/gate_mean", "judge/amplified_share", "j
 def test_a_judge_run_with_labels_and_eval_fits_one_screen(tmp_path):
     """Every metric the trainer logs, every `judge/*` key the judge logs, held-out evaluations, the non-finite
     totals and the collapse check: at most 40 lines of at most 119 columns; the other judge keys go to the json."""
-    from self_evolve_trl.diagnostics import LABEL_FREE_METRICS, LABEL_METRICS
+    from self_evolve_trl.training.diagnostics import LABEL_FREE_METRICS, LABEL_METRICS
 
     keys = [*LABEL_FREE_METRICS, *LABEL_METRICS, "entropy", "completions/mean_length", *JUDGE_KEYS]
     log = history(**{key.replace("/", "__"): [1.0 - 0.1 * i for i in range(8)] for key in keys})

@@ -243,7 +243,7 @@ class ScriptedModel:
 
 
 def test_evaluate_scores_known_generations(toy, tiny_processor):
-    from self_evolve_trl.synthetic import Board
+    from self_evolve_trl.data.synthetic import Board
 
     question = "How many red squares are there in the image?"
     boards = [Board({(0, 0): "red", (2, 2): "red"}, "red", question, 2), Board({(1, 1): "blue"}, "red", question, 0),
@@ -298,7 +298,7 @@ def test_held_out_boards_never_occur_in_training(toy):
 
 
 def test_supervised_loss_is_on_the_target_only(toy, tiny_processor):
-    from self_evolve_trl.synthetic import Board, draw_board
+    from self_evolve_trl.data.synthetic import Board, draw_board
 
     cells = {(0, 0): "red", (1, 2): "red", (2, 2): "blue"}
     board = Board(cells, "red", "How many red squares are there in the image?", 2)
@@ -316,7 +316,7 @@ def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_proc
     trainer's prompt, so the frozen base can act as the judge."""
     from self_evolve_trl.judge.backends import ReferenceJudge
     from self_evolve_trl.judge.prompt import prompt_images, prompt_text
-    from self_evolve_trl.synthetic import Board, draw_board
+    from self_evolve_trl.data.synthetic import Board, draw_board
 
     path = tmp_path / "judge.txt"
     path.write_text(toy.JUDGE_TEMPLATE)

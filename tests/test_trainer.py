@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from self_evolve_trl.advantages import group_advantages
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 OUR_METRICS = [
@@ -24,7 +24,7 @@ OUR_METRICS = [
 
 def test_module_docstring_names_every_overridden_method():
     """The trainer module's docstring lists what is overridden of TRL's trainer, all of it."""
-    import self_evolve_trl.trainer as module
+    import self_evolve_trl.training.trainer as module
     from trl import GRPOTrainer
 
     overridden = [name for name, value in vars(SelfEvolveGRPOTrainer).items() if callable(value) and hasattr(GRPOTrainer, name)]

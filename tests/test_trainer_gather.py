@@ -2,8 +2,8 @@
 
 import pytest
 
-import self_evolve_trl.trainer as trainer_module
-from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+import self_evolve_trl.training.trainer as trainer_module
+from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_lora_colocate_syncs_through_reload_weights(vllm_env, tiny_vllm_model_di
     from peft import LoraConfig
     from transformers import AutoProcessor
 
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
     config = cpu_config(use_vllm=True, vllm_mode="colocate", reward_funcs=["soft_frequency", "retrace_frequency"],

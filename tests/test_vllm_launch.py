@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from self_evolve_trl import vllm_serve
-from self_evolve_trl.vllm_generation import write_safetensors_shards
+from self_evolve_trl.training.vllm_generation import write_safetensors_shards
 
 
 def test_trl_serve_command_runs_vllms_cli_through_the_launcher(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_disk_sync_writes_shards_of_bounded_size(tmp_path):
 def test_vllm_requests_keep_the_placeholder_tokens_out(tiny_model_dir):
     from transformers import AutoConfig
 
-    from self_evolve_trl.vllm_generation import image_token_bias
+    from self_evolve_trl.training.vllm_generation import image_token_bias
 
     config = AutoConfig.from_pretrained(tiny_model_dir)
     model = type("Model", (), {"config": config})()

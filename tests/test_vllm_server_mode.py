@@ -61,7 +61,7 @@ def test_disk_sync_keeps_the_server_on_the_trained_weights(vllm_server, tiny_vll
                                                            cpu_config):
     from transformers import AutoProcessor
 
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
     config = server_config(cpu_config, vllm_server, max_steps=3)
@@ -84,7 +84,7 @@ def test_disk_sync_keeps_the_server_on_the_trained_weights(vllm_server, tiny_vll
 
 
 def test_nccl_sync_on_a_cpu_trainer_names_the_fix(vllm_server, tiny_vllm_model_dir, synthetic_dataset, cpu_config):
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     config = server_config(cpu_config, vllm_server, vllm_weight_sync="nccl")
     with pytest.raises(ValueError, match="vllm_weight_sync: disk"):
@@ -92,7 +92,7 @@ def test_nccl_sync_on_a_cpu_trainer_names_the_fix(vllm_server, tiny_vllm_model_d
 
 
 def test_disk_sync_refused_in_colocate_mode(cpu_config):
-    from self_evolve_trl.config import ConfigError
+    from self_evolve_trl.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="vllm_weight_sync 'disk' is for vllm_mode 'server'"):
         cpu_config(use_vllm=True, vllm_mode="colocate", vllm_weight_sync="disk")
@@ -136,7 +136,7 @@ def test_two_processes_share_one_server(vllm_server, tiny_vllm_model_dir, run, p
 
 def csrs_step_through_server(vllm_server, model_dir, synthetic_dataset, cpu_config, visual_perturbation):
     """One step of CSRS (`retrace_frequency`) in server mode; returns what the server was sent and the trainer."""
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     config = server_config(cpu_config, vllm_server, reward_funcs=["retrace_frequency"], max_steps=1,
                            retrace_samples_per_anchor=2, retrace_visual_perturbation=visual_perturbation)
@@ -197,7 +197,7 @@ def test_an_image_seen_before_a_disk_sync_is_encoded_again(vllm_server, tiny_vll
     from transformers import AutoProcessor
     from trl.data_utils import prepare_multimodal_messages
 
-    from self_evolve_trl.trainer import SelfEvolveGRPOTrainer
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 
     processor = AutoProcessor.from_pretrained(tiny_vllm_model_dir, padding_side="left")
     trainer = SelfEvolveGRPOTrainer(model=tiny_vllm_model_dir, processing_class=processor,

@@ -82,7 +82,7 @@ def check_recipe(recipe: str, overrides: list[str] = (), num_processes: int | No
     """Check a recipe (and command-line overrides) without training; return every problem found."""
     import datasets  # datasets, trl and torch are slow to import: only when a check runs
 
-    from ..config import SelfEvolveConfig
+    from ..training.config import SelfEvolveConfig
 
     datasets.disable_progress_bars()
     num_processes = num_processes or int(os.environ.get("WORLD_SIZE", "1"))

@@ -36,7 +36,7 @@ def first_row_problems(dataset, rows: int) -> list[Problem]:
 def all_row_problems(dataset, args) -> list[Problem]:
     """Every row read (`--rows all`); one problem per unreadable row. With `on_bad_row: skip`, rows beyond the first
     8 (which training reads before it starts) are warnings, unless more than `max_bad_row_share` of them are bad."""
-    from ..badrows import scan_rows
+    from ..training.badrows import scan_rows
 
     bad = scan_rows(dataset)
     policy, limit = getattr(args, "on_bad_row", "stop"), getattr(args, "max_bad_row_share", 0.0)
@@ -53,14 +53,14 @@ def all_row_problems(dataset, args) -> list[Problem]:
 
 
 def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> list[Problem]:
-    from ..config import DataArguments
+    from ..training.config import DataArguments
     from ..data import DataError, load_training_dataset
-    from ..images import ImageError
+    from ..data.images import ImageError
 
     try:
         DataArguments.__post_init__(data_args)  # the data settings' own validation (the raw recipe skipped it)
     except ConfigError as error:
-        from ..synthetic import TASKS
+        from ..data.synthetic import TASKS
 
         return [Problem("dataset", str(error),
                         f"give synthetic_task one of: {', '.join(TASKS)}, and synthetic_size / synthetic_grid >= 1.")]
@@ -201,7 +201,7 @@ def output_dir_problems(output_dir: str) -> list[Problem]:
 
 
 def output_problems(args) -> list[Problem]:
-    from ..checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
+    from ..training.checkpoints import CheckpointError, latest_checkpoint, resolve_resume_from_checkpoint
 
     output_dir = str(args.output_dir or "")
     problems = output_dir_problems(output_dir)

@@ -95,7 +95,7 @@ def config_build_problems(args, num_processes: int, batch_reported: bool = False
     """
     import torch
 
-    from ..config import SelfEvolveConfig
+    from ..training.config import SelfEvolveConfig
 
     values = _values(args)
     if batch_reported:

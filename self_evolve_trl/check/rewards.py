@@ -10,7 +10,7 @@ from ..errors import Problem
 def reward_problems(args) -> list[Problem]:
     """The problems of the reward settings (`reward_funcs`, `reward_kwargs`, `reward_weights`) and of the functions
     they name."""
-    from ..config import reward_setting_problems  # trl and torch: imported when a check runs
+    from ..training.config import reward_setting_problems  # trl and torch: imported when a check runs
 
     return reward_setting_problems(args, reward_function_problems)
 
@@ -20,9 +20,9 @@ def reward_function_problems(args) -> list[Problem]:
     config's rule): unknown names, keyword arguments a function does not take or values it refuses, inputs without a
     provider, and rewards that vote with different answer settings (a warning)."""
     # The registry and the trainer import torch and transformers: imported when a check runs.
-    from ..diagnostics import vote_settings_note
+    from ..training.diagnostics import vote_settings_note
     from ..rewards import is_reward_model
-    from ..reward_setup import answer_settings
+    from ..training.reward_setup import answer_settings
 
     problems, needed_inputs, built = [], {}, []
     for name in args.reward_funcs:
@@ -69,7 +69,7 @@ def _resolved(name: str, kwargs: dict):
 def _provider_problems(needed_inputs: dict[str, str]) -> list[Problem]:
     """A problem per extra reward input (`needed_inputs`: input -> the first reward needing it) whose provider is not
     registered or cannot be imported."""
-    from ..trainer import REWARD_INPUT_PROVIDERS, import_path
+    from ..training.trainer import REWARD_INPUT_PROVIDERS, import_path
 
     problems = []
     for needed, name in needed_inputs.items():

@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from ..tiny import cache_dir, resolve_tiny_model
+from ..data.tiny import cache_dir, resolve_tiny_model
 from .benchmarks import EvalError
 
 

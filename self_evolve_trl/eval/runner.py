@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..answers import MATCH_STATS, completion_text
 from ..data import DEFAULT_INSTRUCTION, build_prompt
-from ..images import ImageError, load_image, processor_pixel_bounds, qwen_resize
+from ..data.images import ImageError, load_image, processor_pixel_bounds, qwen_resize
 from .backends import ModelSource, TransformersBackend, VLLMBackend, load_processor, resolve_model, weights_fingerprint
 from .benchmarks import Benchmark, EvalError, EvalItem
 from .cache import SampleCache, question_hash, settings_hash

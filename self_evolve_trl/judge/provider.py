@@ -35,7 +35,7 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
-from ..checkpoints import save_last_completed_step
+from ..training.checkpoints import save_last_completed_step
 from ..seeds import generation_batch, judge_seed
 from . import JudgeUnavailableError
 from .backends import JudgeOutput, build_backend

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
-from ...images import load_image
+from ...data.images import load_image
 from .. import JudgeUnavailableError
 from ..prompt import JudgeRequest
 from . import JudgeOutput

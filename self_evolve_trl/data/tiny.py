@@ -25,7 +25,7 @@ def cache_dir() -> str:
 
 def resolve_tiny_model(name_or_path: str, cache_dir: str | os.PathLike) -> str:
     """Turn the special name `tiny:<preset>` (e.g. `tiny:qwen2.5-vl`, `tiny:vllm`) into a built model directory;
-    `tiny:qwen2.5-vl-taught` is the tiny model after a short supervised warm-up (`self_evolve_trl.tiny_base`).
+    `tiny:qwen2.5-vl-taught` is the tiny model after a short supervised warm-up (`self_evolve_trl.data.tiny_base`).
 
     Any other name or path is returned unchanged.
     """

@@ -3,7 +3,7 @@
 The labelled eval split (`eval_dataset_name`) is scored twice with the model being trained, before the first step
 and after the last: greedy pass@1 (one greedy answer per question) and, with k = `num_generations_eval` (else
 `num_generations`) samples at the training sampler's temperature and top-p, sampled pass@1 and maj@k. Answers are
-read and scored as the evaluation command does (`self_evolve_trl.heldout.eval_command_label_metrics`). Questions
+read and scored as the evaluation command does (`self_evolve_trl.training.heldout.eval_command_label_metrics`). Questions
 whose prompt and images also occur in the training split are left out, so every scored question is new to the
 training. The results go to the log history as `heldout/*` entries (step 0 and the last step) and so to the
 summary's first lines; the labels are read for this score only.

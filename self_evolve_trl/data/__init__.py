@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import extract_answer
+from ..answers import extract_answer
 from .images import ImageError, load_image, qwen_resize
 from .synthetic import make_synthetic_rows
 

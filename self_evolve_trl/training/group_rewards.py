@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from .answers import MATCH_STATS
+from ..answers import MATCH_STATS
 from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .heldout import eval_command_label_metrics
-from .rewards import RewardFunction
-from .voting import vote_groups
+from ..rewards import RewardFunction
+from ..voting import vote_groups
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
 

@@ -49,8 +49,8 @@ from accelerate.utils import broadcast_object_list, gather_object
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
-from .advantages import clip_advantages, group_advantages
-from .answers import MATCH_STATS
+from ..advantages import clip_advantages, group_advantages
+from ..answers import MATCH_STATS
 from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -61,7 +61,7 @@ from .checkpoints import (
     save_component_states,
     unmark_checkpoint_complete,
 )
-from . import csrs, judge
+from .. import csrs, judge
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
 from .group_rewards import (
@@ -75,8 +75,8 @@ from .group_rewards import (
 )
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .reward_setup import answer_settings, build_reward_functions
-from .rewards import RewardFunction
-from .seeds import generation_batch, rollout_seed
+from ..rewards import RewardFunction
+from ..seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
 

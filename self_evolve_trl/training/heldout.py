@@ -27,12 +27,12 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
-from .answers import completion_text
+from ..answers import completion_text
 
-from .errors import ConfigError
-from .data import PRESETS, DataError, load_training_dataset
-from .eval.extraction import extract_by_rules
-from .eval.scoring import score_samples
+from ..errors import ConfigError
+from ..data import PRESETS, DataError, load_training_dataset
+from ..eval.extraction import extract_by_rules
+from ..eval.scoring import score_samples
 
 
 EVAL_COMMAND_METRICS = ("labels/rollout_accuracy", "labels/maj_at_g", "labels/pass_at_g")

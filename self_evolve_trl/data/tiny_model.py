@@ -6,7 +6,7 @@ and processor classes are the real Qwen2.5-VL ones; only the sizes are tiny and 
 Example:
 
 ```python
->>> from self_evolve_trl.tiny_model import build_tiny_qwen25vl
+>>> from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 >>> path = build_tiny_qwen25vl("/tmp/tiny-qwen")  # doctest: +SKIP
 >>> # then: model_name_or_path: /tmp/tiny-qwen   (or the special name "tiny:qwen2.5-vl" in a recipe, `tiny.py`)
 ```

@@ -52,7 +52,7 @@ JUDGE_PREFIX = "judge/"
 
 FLAT_RELATIVE_CHANGE = 0.05
 CLEAR_CHANGE = 0.02  # held-out greedy pass@1 moves by less: "no clear change"
-HELDOUT_PREFIX = "heldout/"  # before/after scores (`self_evolve_trl.before_after`)
+HELDOUT_PREFIX = "heldout/"  # before/after scores (`self_evolve_trl.training.before_after`)
 HELDOUT_KEY = HELDOUT_PREFIX + "greedy_pass1"
 WIDTH = 119  # the summary's text is wrapped to this many columns
 

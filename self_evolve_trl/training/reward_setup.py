@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from .config import SelfEvolveConfig
-from .rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
-from .judge.reward import with_failure_policy
+from ..rewards import RewardError, RewardFunction, get_reward_function, is_reward_model
+from ..judge.reward import with_failure_policy
 
 
 def build_reward_functions(args: SelfEvolveConfig, reward_funcs=None) -> list[RewardFunction | str | torch.nn.Module]:

@@ -24,7 +24,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .checkpoints import save_last_completed_step
-from .data import ROW_COLUMN, SKIPPED_COLUMN, DataError, QwenImages
+from ..data import ROW_COLUMN, SKIPPED_COLUMN, DataError, QwenImages
 
 logger = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from .advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
-from .answers import EXTRACTORS, MATCH_MODES
+from ..advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
+from ..answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
-from .csrs.settings import CSRSSettings, csrs_setting_problems
-from .data import DEFAULT_INSTRUCTION
-from .errors import ConfigError, Problem, choice_problems
-from .judge.settings import JudgeSettings, judge_setting_problems
-from .rewards import available_rewards
-from .synthetic import TASKS as SYNTHETIC_TASKS
+from ..csrs.settings import CSRSSettings, csrs_setting_problems
+from ..data import DEFAULT_INSTRUCTION
+from ..errors import ConfigError, Problem, choice_problems
+from ..judge.settings import JudgeSettings, judge_setting_problems
+from ..rewards import available_rewards
+from ..data.synthetic import TASKS as SYNTHETIC_TASKS
 from .vllm_generation import WEIGHT_SYNCS
-from .voting import TIE_RULES
+from ..voting import TIE_RULES
 
 
 @dataclass
@@ -65,7 +65,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
         accuracy_before_after (`bool`, *optional*, defaults to `False`):
             Score the labelled eval split (`eval_dataset_name`; `eval_strategy` may stay `no`) before the first step
             and after the last: greedy pass@1 and maj@k (k = `num_generations_eval`, else `num_generations`), on the
-            questions that do not occur in the training split. The summary's first lines (`self_evolve_trl.before_after`).
+            questions that do not occur in the training split. The summary's first lines (`self_evolve_trl.training.before_after`).
 
         > Parameters that control the advantages
 
@@ -322,7 +322,7 @@ class DataArguments:
     synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})
 
-    # Held-out evaluation during training (self_evolve_trl.heldout)
+    # Held-out evaluation during training (self_evolve_trl.training.heldout)
     eval_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Labelled split to evaluate on during training (preset, hub id or local file); needs eval_strategy."},

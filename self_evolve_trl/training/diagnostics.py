@@ -33,10 +33,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .answers import is_equivalent
-from .rewards import get_reward_function
-from .rewards.format import DEFAULT_FORMAT_PATTERN, matches_format
-from .voting import ABSTAIN_CLASS_ANSWER, GroupVote
+from ..answers import is_equivalent
+from ..rewards import get_reward_function
+from ..rewards.format import DEFAULT_FORMAT_PATTERN, matches_format
+from ..voting import ABSTAIN_CLASS_ANSWER, GroupVote
 
 HIGH_CONFIDENCE = 0.8
 ANSWER_SETTINGS = ("extractor", "match", "abstain_as_answer", "tie")  # the keyword arguments of a vote

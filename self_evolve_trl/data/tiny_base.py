@@ -2,8 +2,8 @@
 
 Label-free training sharpens what a model can already do; from random weights there is nothing to sharpen (the
 `tiny-cpu-collapse.yaml` recipe shows what then happens). The embedded default recipe starts instead from
-`tiny:qwen2.5-vl-taught`: the tiny model (`self_evolve_trl.tiny_model`) trained with a plain supervised loop on correct
-worked solutions of "How many red squares are there in the image?" on 3x3 boards (`self_evolve_trl.synthetic`),
+`tiny:qwen2.5-vl-taught`: the tiny model (`self_evolve_trl.data.tiny_model`) trained with a plain supervised loop on correct
+worked solutions of "How many red squares are there in the image?" on 3x3 boards (`self_evolve_trl.data.synthetic`),
 written along three routes (row by row, column by column, or the answer at once), for a fixed short budget that
 leaves it partly competent: its majority vote is right far more often than its single answers, the gap that
 label-free training closes (BENCHMARKS.md, "Self-evolution in miniature", the same recipe with a judge task mixed
@@ -16,7 +16,7 @@ so a held-out split drawn from them is new to it.
 Example:
 
 ```python
->>> from self_evolve_trl.tiny_base import build_taught_tiny
+>>> from self_evolve_trl.data.tiny_base import build_taught_tiny
 >>> path = build_taught_tiny("/tmp/tiny-taught")  # doctest: +SKIP
 ```
 """
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .data import build_prompt
+from . import build_prompt
 from .synthetic import draw_board, make_boards, worked_solution
 from .tiny_model import build_tiny_model, build_tiny_processor, build_tiny_tokenizer
 

@@ -91,7 +91,7 @@ run_check zero3 150 accelerate launch --config_file accelerate_configs/zero3.yam
     -m self_evolve_trl.cli "$WORK/zero3.yaml"
 
 # the test suite's local fixture of geo3k (the real columns, a few rows)
-GEO3K=$(python -c "import sys; sys.path.insert(0, 'tests'); from eval_fixtures import write_benchmark_fixtures as w; \
+GEO3K=$(python -c "import sys; sys.path.insert(0, 'tests/eval'); from eval_fixtures import write_benchmark_fixtures as w; \
 print(w('$WORK/benchmarks')['geo3k'])")
 run_check eval-vllm 120 python -m self_evolve_trl.eval --model "$MODEL" --backend vllm --dtype float32 \
     --benchmarks geo3k --data "geo3k=$GEO3K" --limit 4 --output-dir "$WORK/eval"

@@ -11,7 +11,7 @@ integer before a fraction or an integer: `(2)\\frac{1}{2}`, `\\frac{4}{2}\\frac{
 (`\\pi(3)`), `1/2\\pi`, `2^10`, `2^-1`, `\\sqrt12`, a bare command or digit that math-verify's normaliser
 misreads (`\\sqrt\\pi`, `\\frac1\\pi`, `\\sqrt[3]8`, `2.`), a braced group alone (a set: `{3}`) and sums that float
 arithmetic cannot keep (`10^{15}+0.5-10^{15}`). Only real, finite values are returned. A seeded fuzz test checks
-the values against math-verify's parse (`tests/test_latex_value.py`).
+the values against math-verify's parse (`tests/answers/test_latex_value.py`).
 
 `values_compare(a, b)` then says whether two values are certainly equal (`True`: equal to 12 significant digits,
 and below 10^12), certainly different (`False`: apart by more than math-verify's own numeric tolerance could

@@ -1,0 +1,354 @@
+"""`benchmarks/self_evolution_toy.py` at a miniature size, so the benchmark cannot rot silently: the whole pipeline
+(supervised base, a label-free run through `SelfEvolveGRPOTrainer` with the judge, held-out evaluation, table, figure)
+and the pieces the comparison rests on (disjoint splits, loss masking, the judge prompt the base is taught)."""
+
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "self_evolution_toy.py"
+
+
+@pytest.fixture(scope="module")
+def toy():
+    spec = importlib.util.spec_from_file_location("self_evolution_toy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+MINI = ["--sft-examples", "48", "--sft-steps", "3", "--sft-eval-every", "3", "--val-size", "4", "--rl-prompts", "8",
+        "--rl-steps", "2", "--prompts-per-step", "2", "--num-generations", "4", "--eval-size", "6",
+        "--eval-samples", "4", "--max-completion-length", "12", "--methods", "majority_vote+grpo,judge_modulated+lse",
+        "--seeds", "0", "--workers", "1", "--reach-level", "0", "--reach-window", "1", "--reach-run", "1"]
+
+
+def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
+    out = tmp_path / "toy"
+    report = toy.main(MINI + ["--output-dir", str(out), "--figures-dir", str(tmp_path / "figures"),
+                              "--figures-prefix", "toy_mini"])
+    printed = capsys.readouterr().out.strip().splitlines()
+
+    # the table: printed last, written to table.md, one row for the base and one per method
+    table = (out / "table.md").read_text().strip().splitlines()
+    assert printed[-len(table):] == table
+    assert table[0].startswith("| method | seeds | greedy pass@1 | sampled pass@1 | maj@4 | pass@4 |")
+    assert "| step its 1-step mean stays ≥ 0.0 for 1 steps (per seed) |" in table[0]
+    assert all(line.count("|") == 13 for line in table)
+    methods = ["majority_vote+grpo", "judge_modulated+lse"]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["base (supervised)", *methods]
+    assert [row["method"] for row in report["table"]] == ["base (supervised)", *methods]
+    assert [row["seeds"] for row in report["table"][1:]] == [1, 1]
+    # at level 0 a 1-step mean is reached at the first logged step, and the table says so per seed
+    assert [row["confident_steps"] for row in report["table"][1:]] == [[1], [1]]
+    assert [line.split("|")[10].strip() for line in table[3:]] == ["1", "1"]
+
+    # each run: two logged training steps with the curves the report reads; the judge run has the judge's metrics
+    for method, extra in zip(methods, [[], ["judge/gate_mean", "rewards/judge_modulated/mean"]]):
+        history = json.loads((out / "runs" / f"{method}-seed0" / "log_history.json").read_text())
+        steps = [entry for entry in history if "reward" in entry]
+        assert [entry["step"] for entry in steps] == [1, 2]
+        for key in list(toy.CURVES.values()) + extra:
+            assert all(key in entry for entry in steps), (method, key)
+
+    # held-out metrics are shares of the held-out set; the example outputs are kept
+    assert [run["method"] for run in report["runs"]] == methods
+    for run in report["runs"]:
+        for key in ("greedy_pass1", "sampled_pass1", "maj_at_k", "pass_at_k"):
+            assert 0.0 <= run["heldout"][key] <= 1.0
+            assert 0.0 <= report["base"][key] <= 1.0
+        assert run["heldout"]["pass_at_k"] >= run["heldout"]["maj_at_k"]
+        assert len(run["heldout"]["examples"]) == 4
+
+    # the goal is judged on the method with the higher held-out greedy pass@1, against the base
+    saved = json.loads((out / "results.json").read_text())
+    greedy = {run["method"]: run["heldout"]["greedy_pass1"] for run in report["runs"]}
+    best = max(methods, key=lambda m: (greedy[m], -methods.index(m)))
+    assert saved["sft"]["steps"] == 3 and saved["goal"]["best_method"] == best
+    assert saved["goal"]["greedy_gain_points"] == pytest.approx(100 * (greedy[best] - report["base"]["greedy_pass1"]))
+
+    names = {"toy_mini_curves.png", "toy_mini_heldout.png"}
+    assert {Path(p).name for p in report["figures"]} == names
+    for path in report["figures"]:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == names
+    assert (out / "base" / "config.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report's pieces, on hand-made inputs
+
+
+def test_sustained_step_needs_a_run_of_window_means(toy):
+    # one early spike (2 of 4 groups confident at step 1, the same base for every method) never counts
+    assert toy.sustained_step(list(range(1, 11)), [0.5] + [0.0] * 9) is None
+    # trailing 5-step means 0, .2, .4, .6, .8, 1, ... from step 5: >= 0.5 from step 8 on, 5 steps long at step 12
+    assert toy.sustained_step(list(range(1, 16)), [0.0] * 5 + [1.0] * 10) == 8
+    # means 1, 1, 1, .8, .6 at steps 5-9: five steps at or above 0.5 from step 5, the first step a mean exists
+    assert toy.sustained_step(list(range(1, 16)), [1.0] * 7 + [0.0] * 8) == 5
+    # means >= 0.5 at steps 5-8 only (4 steps, the run breaks at 9 with 0.4), then again from step 14 (0.6) on
+    assert toy.sustained_step(list(range(1, 22)), [1.0] * 6 + [0.0] * 5 + [1.0] * 10) == 14
+    # the logged step numbers are reported, not positions
+    assert toy.sustained_step([2, 4, 6, 8], [0.0, 1.0, 1.0, 1.0], window=2, run=2) == 4
+    assert toy.sustained_step([1, 2, 3, 4], [1.0] * 4) is None  # fewer steps than the window
+    assert toy.sustained_step([1, 2, 3], [0.6, 0.7, 0.4], level=0.5, window=1, run=2) == 1
+
+
+def test_early_mean_and_reached_summary(toy):
+    assert toy.early_mean([0.0, 0.5, 1.0, 1.0]) == 0.25
+    assert toy.early_mean([0.0, 1.0, 1.0]) == 0.0  # first half rounded down
+    assert toy.early_mean([0.8]) == 0.8
+    assert toy.math.isnan(toy.early_mean([]))
+    assert toy.reached_summary([10, 20, 30]) == "3 of 3 seeds, mean step 20 ± 10"
+    assert toy.reached_summary([10, 40, None]) == "2 of 3 seeds, mean step 25 ± 21; 1 never"
+    assert toy.reached_summary([None]) == "0 of 1 seeds; 1 never"
+
+
+def test_mean_sd_never_drops_a_missing_value(toy):
+    nan = float("nan")
+    assert all(toy.math.isnan(x) for x in toy._mean_sd([nan, 10.0, 40.0]))
+    assert all(toy.math.isnan(x) for x in toy._mean_sd([]))
+    mean, sd = toy._mean_sd([10.0, 40.0])
+    assert mean == 25.0 and sd == pytest.approx(21.2132, abs=1e-4)
+    assert toy._mean_sd([7.0]) == (7.0, 0.0)
+
+
+def _history(**curves):
+    """A log history of len(values) steps with the given curves (names as in CURVES), plus TRL's final summary."""
+    length = max(len(v) for v in curves.values())
+    entries = [{"step": i + 1, **{toy_key: v[i] for toy_key, v in curves.items()}} for i in range(length)]
+    return entries + [{"step": length, "train_runtime": 1.0, "train_loss": 0.0}]
+
+
+HC, PL, AE = ("self_consistency/high_confidence_share", "labels/pseudo_label_accuracy",
+              "self_consistency/answer_entropy")
+BASE = {"greedy_pass1": 0.325, "sampled_pass1": 0.504, "maj_at_k": 0.70, "pass_at_k": 0.94, "examples": []}
+
+
+def _heldout(greedy, sampled, maj, passk):
+    return {"greedy_pass1": greedy, "sampled_pass1": sampled, "maj_at_k": maj, "pass_at_k": passk,
+            "sampled_length": 7.0, "greedy_length": 5.0, "route_direct": 1.0, "route_rows": 0.0, "route_cols": 0.0}
+
+
+def _two_seed_results():
+    seed0 = _history(**{HC: [0.5, 0.0, 0.0, 0.25, 0.75, 0.75, 1.0, 1.0], AE: [1.0] * 4 + [0.5] * 4, PL: [0.5] * 8})
+    seed1 = _history(**{HC: [0.25] * 6 + [0.5, 0.5], AE: [0.8] * 8})  # no pseudo-label accuracy logged
+    return [
+        {"method": "m", "seed": 0, "heldout": _heldout(0.5, 0.4, 0.7, 0.9), "train_s": 10.0, "history": seed0},
+        {"method": "m", "seed": 1, "heldout": _heldout(0.7, 0.6, 0.7, 0.8), "train_s": 20.0, "history": seed1},
+    ]
+
+
+def test_aggregate_over_seeds(toy):
+    base_row, row = toy.aggregate(BASE, _two_seed_results(), level=0.5, window=2, run=2)
+    assert base_row["method"] == "base (supervised)" and base_row["greedy_pass1"] == (0.325, 0.0)
+    assert "examples" not in base_row
+    assert row["method"] == "m" and row["seeds"] == 2 and row["seed_ids"] == [0, 1]
+    assert row["greedy_pass1"] == pytest.approx((0.6, 0.2 / 2 ** 0.5))
+    assert row["maj_at_k"] == (0.7, 0.0)
+    # quarter means (2 of 8 steps): seed 0 .25 -> 1.0, seed 1 .25 -> .5
+    assert row["high_confidence_first"] == (0.25, 0.0)
+    assert row["high_confidence_last"] == pytest.approx((0.75, 0.5 / 2 ** 0.5))
+    assert row["answer_entropy_first"] == pytest.approx((0.9, 0.2 / 2 ** 0.5))
+    # logged by one seed only: missing, not the other seed's value
+    assert all(toy.math.isnan(x) for x in row["pseudo_label_accuracy_first"])
+    # first half: seed 0 (.5 + 0 + 0 + .25) / 4 = .1875, seed 1 .25
+    assert row["high_confidence_early"] == pytest.approx((0.21875, 0.0625 / 2 ** 0.5))
+    # 2-step means: seed 0 .25, 0, .125, .5, .75, .875, 1 at steps 2-8 -> from step 5; seed 1 reaches .5 only at 8
+    assert row["confident_steps"] == [5, None]
+    assert row["train_s"] == pytest.approx((15.0, 10 / 2 ** 0.5))
+
+
+def test_format_table(toy):
+    rows = toy.aggregate(BASE, _two_seed_results(), level=0.5, window=2, run=2)
+    assert toy.format_table(rows, 8, level=0.5, window=2, run=2).splitlines() == [
+        ("| method | seeds | greedy pass@1 | sampled pass@1 | maj@8 | pass@8 | pseudo-label acc. (train) "
+         "| high-conf. share (train) | high-conf. share, mean of the first half "
+         "| step its 2-step mean stays ≥ 0.5 for 2 steps (per seed) | answer entropy (train) "
+         "| completion length (train) |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| base (supervised) | 1 | 32.5 | 50.4 | 70.0 | 94.0 | – | – | – | – | – | – |",
+        ("| m | 2 | 60.0 ± 14.1 | 50.0 ± 14.1 | 70.0 | 85.0 ± 7.1 | – | 25 → 75 | 21.9 ± 4.4 | 5 / never "
+         "| 0.90 → 0.65 | – |"),
+    ]
+
+
+def _goal_rows(base_greedy, base_maj, *methods):
+    rows = [{"method": "base (supervised)", "greedy_pass1": (base_greedy, 0.0), "maj_at_k": (base_maj, 0.0)}]
+    for name, greedy, first, last, early, steps in methods:
+        rows.append({"method": name, "greedy_pass1": (greedy, 0.05), "high_confidence_first": (first, 0.0),
+                     "high_confidence_last": (last, 0.0), "high_confidence_early": (early, 0.0),
+                     "confident_steps": steps})
+    return rows
+
+
+def test_goal_check_met_and_missed(toy):
+    a = ("A", 0.46, 0.2, 0.7, 0.30, [10, 40, None])
+    b = ("B", 0.84, 0.2, 0.8, 0.25, [None, None, 30])
+    goal = toy.goal_check(_goal_rows(0.325, 0.70, a, b))
+    assert goal["best_method"] == "B" and goal["goal_met"]
+    assert goal["greedy_gain_points"] == pytest.approx(51.5)  # 84 - 32.5
+    assert goal["base_gap_points"] == pytest.approx(37.5)  # 70 - 32.5
+    assert goal["gap_closed"] == pytest.approx(51.5 / 37.5)
+    assert goal["fastest_high_confidence_rise"] == "B"  # .6 against .5
+    assert goal["highest_early_high_confidence"] == "A"  # .30 against .25
+    # median step over seeds, never counted as last: A 40, B never
+    assert goal["earliest_high_confidence"] == "A"
+    assert goal["high_confidence_reached_at"] == {"A": [10, 40, None], "B": [None, None, 30]}
+
+    # +8 points: missed, though it closes 8 / 37.5 of the gap
+    missed = toy.goal_check(_goal_rows(0.325, 0.70, ("A", 0.405, 0.2, 0.7, 0.3, [None]), ("B", 0.3, 0, 0, 0, [9])))
+    assert not missed["goal_met"] and missed["best_method"] == "A"
+    assert missed["greedy_gain_points"] == pytest.approx(8.0)
+    assert missed["earliest_high_confidence"] == "B"
+    # B never reaches the level in 2 of its 3 seeds: its median is "never", so no method is the earliest
+    assert toy.goal_check(_goal_rows(0.325, 0.70, b))["earliest_high_confidence"] is None
+    # +25 points but only 25 of a 60-point gap closed: missed
+    missed = toy.goal_check(_goal_rows(0.20, 0.80, ("A", 0.45, 0.2, 0.7, 0.3, [5])))
+    assert not missed["goal_met"] and missed["gap_closed"] == pytest.approx(25 / 60)
+    # exactly +10 points and half of a 20-point gap: met
+    assert toy.goal_check(_goal_rows(0.30, 0.50, ("A", 0.40, 0.2, 0.7, 0.3, [5])))["goal_met"]
+
+
+class ScriptedModel:
+    """Stands in for `generate` only: returns prepared completions after the prompts, right-padded like generate's
+    output; decoding, answer extraction, voting and scoring are `evaluate`'s own."""
+
+    def __init__(self, tokenizer, greedy, sampled):
+        self.tokenizer, self.greedy, self.sampled, self.training = tokenizer, greedy, sampled, True
+
+    def eval(self):
+        self.training = False
+
+    def train(self, mode=True):
+        self.training = mode
+
+    def generate(self, input_ids, do_sample, pad_token_id, num_return_sequences=1, **kwargs):
+        import torch
+
+        texts = self.sampled if do_sample else self.greedy
+        assert len(texts) == input_ids.shape[0] * num_return_sequences and not self.training
+        ids = [self.tokenizer(t + "<|im_end|>", add_special_tokens=False)["input_ids"] for t in texts]
+        width = max(map(len, ids))
+        completions = torch.tensor([i + [pad_token_id] * (width - len(i)) for i in ids])
+        return torch.cat([input_ids.repeat_interleave(num_return_sequences, 0), completions], 1)
+
+
+def test_evaluate_scores_known_generations(toy, tiny_processor):
+    from self_evolve_trl.data.synthetic import Board
+
+    question = "How many red squares are there in the image?"
+    boards = [Board({(0, 0): "red", (2, 2): "red"}, "red", question, 2), Board({(1, 1): "blue"}, "red", question, 0),
+              Board({(0, 0): "red", (0, 1): "red", (1, 1): "red"}, "red", question, 3)]
+    greedy = ["<think>cols 1+0+1=2</think>\\boxed{2}", "\\boxed{1}", "I think four"]  # right, wrong, no answer
+    sampled = [
+        # 2: three right ("2.0" is 2 once normalised), majority 2 (p_max 3/4)
+        "\\boxed{2}", "\\boxed{2.0}", "\\boxed{3}", "<think>rows 1+1+0=2</think>\\boxed{2}",
+        # 0: one right, majority 1 (p_max 2/4), one abstention
+        "\\boxed{1}", "\\boxed{1}", "\\boxed{0}", "no idea",
+        # 3: none right, majority 4 (p_max 3/4)
+        "\\boxed{4}", "<think>cols 1+2+1=4</think>\\boxed{4}", "\\boxed{1}", "\\boxed{4}",
+    ]
+    model = ScriptedModel(tiny_processor.tokenizer, greedy, sampled)
+    result = toy.evaluate(model, tiny_processor, boards, 3, k=4, max_new_tokens=12, temperature=1.0)
+
+    assert model.training  # put back
+    expected = {"greedy_pass1": 1 / 3, "sampled_pass1": (3 / 4 + 1 / 4 + 0) / 3, "maj_at_k": 1 / 3, "pass_at_k": 2 / 3,
+                "abstention": 1 / 12, "p_max": (3 / 4 + 2 / 4 + 3 / 4) / 3,
+                "route_direct": 9 / 12, "route_rows": 1 / 12, "route_cols": 1 / 12, "route_other": 1 / 12}
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value), key
+    # lengths count the completion's tokens and its end-of-turn token, not the padding
+    tokens = [len(tiny_processor.tokenizer(t + "<|im_end|>", add_special_tokens=False)["input_ids"]) for t in greedy]
+    assert result["greedy_length"] == pytest.approx(sum(tokens) / 3)
+    assert len(set(tokens)) == 3  # so padding is exercised
+    assert [e["answer"] for e in result["examples"]] == [2, 0, 3]
+    assert result["examples"][1] == {"answer": 0, "question": question, "greedy": "\\boxed{1}",
+                                     "samples": sampled[4:8]}
+
+    only = toy.evaluate(ScriptedModel(tiny_processor.tokenizer, greedy, []), tiny_processor, boards, 3, k=4,
+                        max_new_tokens=12, temperature=1.0, greedy_only=True)
+    assert set(only) == {"greedy_pass1", "greedy_length"} and only["greedy_pass1"] == pytest.approx(1 / 3)
+
+
+def test_docstring_examples(toy):
+    """The script's doctests (CI collects doctests from the package only, not from benchmarks/)."""
+    import doctest
+
+    failed, attempted = doctest.testmod(toy)
+    assert attempted >= 5 and failed == 0
+
+
+def test_held_out_boards_never_occur_in_training(toy):
+    args = toy.parse_args(["--sft-examples", "400", "--val-size", "50", "--rl-prompts", "200", "--eval-size", "100",
+                           "--grid", "2"])  # a 2x2 grid has few boards: many draws repeat
+    splits = toy.draw_splits(args)
+    seen = {b.key() for b in splits.sft + splits.val + splits.rl}
+    assert len(splits.test) == 100
+    assert not seen & {b.key() for b in splits.test}
+    assert len({b.key() for b in splits.test}) == 100
+
+
+def test_supervised_loss_is_on_the_target_only(toy, tiny_processor):
+    from self_evolve_trl.data.synthetic import Board, draw_board
+
+    cells = {(0, 0): "red", (1, 2): "red", (2, 2): "blue"}
+    board = Board(cells, "red", "How many red squares are there in the image?", 2)
+    target = toy.worked_solution(board, 3, "cols")
+    example = toy.encode_example(tiny_processor, toy.prompt_messages(board, 3, draw_board(board.cells, 3)), target)
+    labels = example["labels"][0]
+    kept = labels[labels != -100]
+    assert tiny_processor.tokenizer.decode(kept) == "<think>cols 1+0+1=2</think>\\boxed{2}<|im_end|>"
+    assert (example["input_ids"][0][labels != -100] == kept).all()
+    assert example["input_ids"].shape == example["mm_token_type_ids"].shape
+
+
+def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_processor, tmp_path):
+    """The base learns to judge on exactly the chat that the `reference` backend builds from the template and the
+    trainer's prompt, so the frozen base can act as the judge."""
+    from self_evolve_trl.judge.backends import ReferenceJudge
+    from self_evolve_trl.judge.prompt import prompt_images, prompt_text
+    from self_evolve_trl.data.synthetic import Board, draw_board
+
+    path = tmp_path / "judge.txt"
+    path.write_text(toy.JUDGE_TEMPLATE)
+    template = toy.load_judge_template(str(path))
+    board = Board({(0, 1): "green", (2, 0): "green"}, "green", "How many green squares are there in the image?", 2)
+    image = draw_board(board.cells, 3)
+    candidate = toy.worked_solution(board, 3, "rows")
+
+    dataset_prompt = toy.prompt_messages(board, 3, image)  # what the trainer's prompts look like (image filled in)
+    request = template.request(prompt_text(dataset_prompt), candidate, prompt_images(dataset_prompt))
+    backend_chat = ReferenceJudge._conversation(SimpleNamespace(trainer=SimpleNamespace(_is_vlm=True)), request)
+    ours = toy.judge_messages(board, candidate, image, template)
+    assert toy.encode_prompt(tiny_processor, ours)["input_ids"].tolist() == \
+        toy.encode_prompt(tiny_processor, backend_chat)["input_ids"].tolist()
+
+    assert toy.judge_solution(board, 3, candidate) == "<think>rows 1+0+1=2; candidate 2</think>\\boxed{1}"
+    wrong = toy.wrong_solution(board, 3, "rows", random.Random(0))
+    assert toy.extract_answer(wrong) != "2"
+    assert toy.judge_solution(board, 3, wrong).endswith("\\boxed{0}")
+
+
+def test_bad_arguments_name_the_choices(toy, capsys):
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--methods", "majority_vote+grpo,nope"])
+    error = capsys.readouterr().err
+    assert "unknown method 'nope'; valid methods: majority_vote+grpo, soft_frequency+centered" in error
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--routes", "rows,diagonal"])
+    assert "unknown route 'diagonal'; valid routes: rows, cols, direct" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--reach-window", "0"])
+    assert "--reach-window must be a positive number of steps, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--smooth", "1"])
+    assert "--smooth must be in [0, 1), got 1.0" in capsys.readouterr().err

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import Problem, choice_problems
+
 LSE_OFFSETS = ("log_group_size", "none")
 SCALE_MODES = ("group", "batch", "none")
 AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")  # TRL's `multi_objective_aggregation`
@@ -182,59 +184,87 @@ def scale_name(scale_rewards):
     return {True: "group", False: "none"}[scale_rewards] if isinstance(scale_rewards, bool) else scale_rewards
 
 
-def _unknown(name: str, value, choices) -> list[str]:
-    return [] if value in choices else [f"Unknown {name} {value!r}; valid choices: {', '.join(choices)}."]
-
-
-def _value_problems(advantage, aggregation, scale, lse_tau, lse_offset, clip_advantage) -> list[str]:
+def _value_problems(advantage, aggregation, scale, lse_tau, lse_offset, clip_advantage) -> list[Problem]:
     """Unknown names and out-of-range numbers."""
     try:
         advantage_function(advantage)
         problems = []
     except KeyError:
-        problems = _unknown("advantage", advantage, ADVANTAGE_MODES)
+        problems = choice_problems("advantage", advantage, ADVANTAGE_MODES)
     except (ImportError, AttributeError) as error:
-        problems = [f"advantage {advantage!r} cannot be imported ({error}); give an importable `module:function`."]
-    problems += _unknown("multi_objective_aggregation", aggregation, AGGREGATIONS)
+        problems = [Problem("advantage", f"{advantage!r} cannot be imported ({error}).",
+                            "give an importable `module:function`.")]
+    problems += choice_problems("multi_objective_aggregation", aggregation, AGGREGATIONS)
     if scale is not None:
-        problems += _unknown("scale_rewards", scale, SCALE_MODES)
-    problems += _unknown("lse_offset", lse_offset, LSE_OFFSETS)
+        problems += choice_problems("scale_rewards", scale, SCALE_MODES)
+    problems += choice_problems("lse_offset", lse_offset, LSE_OFFSETS)
     if isinstance(lse_tau, (int, float)) and lse_tau <= 0:
-        problems.append(f"lse_tau must be > 0, got {lse_tau}.")
+        problems.append(Problem("lse_tau", f"must be > 0, got {lse_tau}."))
     if isinstance(clip_advantage, (int, float)) and clip_advantage <= 0:
-        problems.append(f"clip_advantage must be > 0 or null, got {clip_advantage}.")
+        problems.append(Problem("clip_advantage", f"must be > 0 or null, got {clip_advantage}."))
     return problems
 
 
-def _combination_problems(advantage, aggregation, scale, lse_tau, lse_offset) -> list[str]:
+def _combination_problems(advantage, aggregation, scale, lse_tau, lse_offset) -> list[Problem]:
     """Settings that `advantage` would ignore, between valid values."""
     problems = []
     if advantage != "grpo":
         if aggregation == "normalize_then_sum":
-            problems.append(
-                f"multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only; with advantage "
-                f"{advantage!r} the valid choice is sum_then_normalize."
-            )
+            problems.append(Problem(
+                "multi_objective_aggregation",
+                f"'normalize_then_sum' works with advantage 'grpo' only; with advantage {advantage!r} the valid "
+                "choice is sum_then_normalize."))
         if scale in ("group", "batch"):
-            problems.append(
-                f"scale_rewards {scale!r} applies to advantage 'grpo' only; advantage {advantage!r} is not scaled: "
-                "the valid choice is none (or leave scale_rewards out)."
-            )
+            problems.append(Problem(
+                "scale_rewards",
+                f"{scale!r} applies to advantage 'grpo' only; advantage {advantage!r} is not scaled: the valid choice "
+                "is none (or leave scale_rewards out)."))
     elif aggregation == "normalize_then_sum" and scale in ("batch", "none"):
-        problems.append(
-            f"scale_rewards {scale!r} does not apply with multi_objective_aggregation 'normalize_then_sum' (each "
-            "reward is normalised within its group, then their sum over the batch); valid choices: group (or leave "
-            "scale_rewards out), or multi_objective_aggregation sum_then_normalize."
-        )
+        problems.append(Problem(
+            "scale_rewards",
+            f"{scale!r} does not apply with multi_objective_aggregation 'normalize_then_sum' (each reward is "
+            "normalised within its group, then their sum over the batch); valid choices: group (or leave "
+            "scale_rewards out), or multi_objective_aggregation sum_then_normalize."))
     if advantage != "lse":
         lse_settings = (("lse_tau", lse_tau, DEFAULT_LSE_TAU), ("lse_offset", lse_offset, DEFAULT_LSE_OFFSET))
         for name, value, default in lse_settings:
             if value != default:
-                problems.append(
-                    f"{name} {value!r} applies to advantage 'lse' only, not {advantage!r}: leave it out (default "
-                    f"{default!r}), or set advantage: lse."
-                )
+                problems.append(Problem(
+                    name,
+                    f"{value!r} applies to advantage 'lse' only, not {advantage!r}: leave it out (default "
+                    f"{default!r}), or set advantage: lse."))
     return problems
+
+
+def advantage_problems(
+    advantage: str,
+    aggregation: str = "sum_then_normalize",
+    scale_rewards=None,
+    lse_tau: float = DEFAULT_LSE_TAU,
+    lse_offset: str = DEFAULT_LSE_OFFSET,
+    clip_advantage: float | None = None,
+) -> list[Problem]:
+    """Every problem of a combination of advantage settings, each naming its field: what is wrong and the valid
+    choices. The one rule that the config, `check` and `group_advantages` apply.
+
+    `scale_rewards` None means "not set". A setting that the advantage would ignore is a problem (for `lse_tau` and
+    `lse_offset`: a value other than their default), so that every accepted combination is applied as written.
+
+    Example:
+
+    ```python
+    >>> [p.area for p in advantage_problems("lse", "normalize_then_sum", lse_tau=-1.0)]
+    ['lse_tau']
+    >>> advantage_problems("grpo", "normalize_then_sum", scale_rewards="group", clip_advantage=0.1)
+    []
+
+    ```
+    """
+    scale = scale_name(scale_rewards)
+    problems = _value_problems(advantage, aggregation, scale, lse_tau, lse_offset, clip_advantage)
+    if problems:
+        return problems  # the combinations are only judged between valid values
+    return _combination_problems(advantage, aggregation, scale, lse_tau, lse_offset)
 
 
 def advantage_setting_problems(
@@ -245,26 +275,18 @@ def advantage_setting_problems(
     lse_offset: str = DEFAULT_LSE_OFFSET,
     clip_advantage: float | None = None,
 ) -> list[str]:
-    """Every problem of a combination of advantage settings, one line each: what is wrong and the valid choices.
-
-    `scale_rewards` None means "not set". A setting that the advantage would ignore is a problem (for `lse_tau` and
-    `lse_offset`: a value other than their default), so that every accepted combination is applied as written.
+    """`advantage_problems` as sentences, one per problem.
 
     Example:
 
     ```python
     >>> advantage_setting_problems("lse", "normalize_then_sum")[0].split(";")[0]
     "multi_objective_aggregation 'normalize_then_sum' works with advantage 'grpo' only"
-    >>> advantage_setting_problems("grpo", "normalize_then_sum", scale_rewards="group", clip_advantage=0.1)
-    []
 
     ```
     """
-    scale = scale_name(scale_rewards)
-    problems = _value_problems(advantage, aggregation, scale, lse_tau, lse_offset, clip_advantage)
-    if problems:
-        return problems  # the combinations are only judged between valid values
-    return _combination_problems(advantage, aggregation, scale, lse_tau, lse_offset)
+    return [p.line for p in advantage_problems(advantage, aggregation, scale_rewards, lse_tau, lse_offset,
+                                               clip_advantage)]
 
 
 def resolved_scale(advantage: str, scale_rewards=None) -> str:

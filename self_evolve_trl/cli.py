@@ -22,14 +22,8 @@ import os
 import sys
 
 from .check import main as check_main
-from .errors import UsageError
+from .errors import JudgeUnavailableError, UsageError
 from .recipe import load_processor, parse_recipe, resolve_model_path, user_error_types
-
-
-def _judge_error_type() -> type[BaseException]:
-    from .judge import JudgeUnavailableError
-
-    return JudgeUnavailableError
 
 
 def _remove_empty_dirs(path: str) -> None:
@@ -234,7 +228,7 @@ def _train(argv: list[str]) -> int:
     except user_error_types() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except _judge_error_type() as error:  # the judge failed too often; a checkpoint was saved
+    except JudgeUnavailableError as error:  # the judge failed too often; a checkpoint was saved
         print(f"error: {error}", file=sys.stderr)
         return 3
     finally:

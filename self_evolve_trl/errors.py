@@ -1,6 +1,6 @@
 """The errors a user can fix, and `Problem`, one thing wrong with a recipe.
 
-`ConfigError` and `UsageError` are printed as one line, without a traceback (exit status 2); other modules' errors of
+`ConfigError`, `UsageError` and `JudgeUnavailableError` are printed as one line, without a traceback (exit status 2); other modules' errors of
 the same kind (`DataError`, `ImageError`, `RewardError`, `CheckpointError`) stay next to the code that raises them.
 """
 
@@ -15,6 +15,10 @@ class ConfigError(ValueError):
 
 class UsageError(ValueError):
     """Input the user can fix; printed as one line, without a traceback."""
+
+
+class JudgeUnavailableError(RuntimeError):
+    """The judge failed more judgements than the recipe allows; training stopped (after saving a checkpoint)."""
 
 
 DEFAULT_FIX = "change the field(s) the message names."

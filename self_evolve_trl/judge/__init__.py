@@ -13,11 +13,8 @@ consistency prior with that score (docs/math.md, "Actor–Judge").
 `self_evolve_trl.rewards.judge` is the public import path of the reward's pieces.
 """
 
+from ..errors import JudgeUnavailableError
 from .backends import JUDGE_BACKENDS
-
-
-class JudgeUnavailableError(RuntimeError):
-    """The judge failed more judgements than the recipe allows; training stopped (after saving a checkpoint)."""
 
 
 # The reward inputs that this method computes: name -> "module:Class" of the provider the trainer builds.

@@ -37,7 +37,7 @@ from transformers import TrainerCallback
 
 from ..training.checkpoints import save_last_completed_step
 from ..seeds import generation_batch, judge_seed
-from . import JudgeUnavailableError
+from ..errors import JudgeUnavailableError
 from .backends import JudgeOutput, build_backend
 from .prompt import JudgeTemplate, prompt_images, prompt_text
 from .scores import parse_judge_score

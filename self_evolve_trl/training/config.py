@@ -4,7 +4,7 @@ A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveCon
 `TrainingArguments` field too), of `DataArguments` and of TRL's `ModelConfig` side by side; command-line flags
 override the YAML.
 
-Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantage_setting_problems`, which
+Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantages.advantage_problems`, which
 `group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the judge
 (`judge_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises
 `ConfigError` with every line, and `cli check` reports the same list.
@@ -19,7 +19,7 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from ..advantages import ADVANTAGE_MODES, LSE_OFFSETS, SCALE_MODES, advantage_setting_problems, resolved_scale
+from ..advantages import LSE_OFFSETS, SCALE_MODES, advantage_problems, resolved_scale
 from ..answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
 from ..csrs.settings import CSRSSettings, csrs_setting_problems
@@ -70,7 +70,8 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
         > Parameters that control the advantages
 
         advantage (`str`, *optional*, defaults to `"lse"`):
-            `grpo` (TRL's own, scaled by `scale_rewards`), `centered` (r - mean r) or `lse` (log-softmax of r/τ).
+            `grpo` (TRL's own, scaled by `scale_rewards`), `centered` (r - mean r) or `lse` (log-softmax of r/τ); or
+            your own mode: a name added with `advantages.register_advantage`, or a `module:function` path.
         scale_rewards (`str`, *optional*):
             TRL's field, for `advantage: grpo` only: `group` (the default there), `batch` or `none`. The other
             advantages are not scaled (it resolves to `none`; `group` or `batch` is refused).
@@ -157,7 +158,8 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
     )
     advantage: str = field(
         default="lse",
-        metadata={"help": "Advantage estimator: `grpo`, `centered` or `lse`.", "choices": list(ADVANTAGE_MODES)},
+        metadata={"help": "Advantage estimator: `grpo`, `centered`, `lse`, a mode added with `register_advantage`, or "
+                          "a `module:function` path."},
     )
     scale_rewards: str | None = field(
         default=None,
@@ -223,7 +225,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
         """
         return (
             reward_setting_problems(self, reward_function_problems)
-            + advantage_problems(self)
+            + advantage_config_problems(self)
             + answer_setting_problems(self)
             + bad_row_setting_problems(self)
             + csrs_setting_problems(self)
@@ -376,17 +378,10 @@ def reward_setting_problems(config, function_problems=None) -> list[Problem]:
     return problems
 
 
-def advantage_problems(config) -> list[Problem]:
-    """The problems of the advantage settings, from the one rule that `group_advantages` also applies
-    (`advantage_setting_problems`); each line names its field first (after `Unknown` for a value not among the
-    choices)."""
-    lines = advantage_setting_problems(config.advantage, config.multi_objective_aggregation, config.scale_rewards,
-                                       config.lse_tau, config.lse_offset, config.clip_advantage)
-    problems = []
-    for line in lines:
-        first, rest = line.split(" ", 1)
-        problems.append(Problem(rest.split(" ", 1)[0], line) if first == "Unknown" else Problem(first, rest))
-    return problems
+def advantage_config_problems(config) -> list[Problem]:
+    """The problems of the advantage settings: the one rule that `group_advantages` also applies."""
+    return advantage_problems(config.advantage, config.multi_objective_aggregation, config.scale_rewards,
+                              config.lse_tau, config.lse_offset, config.clip_advantage)
 
 
 def answer_setting_problems(config) -> list[Problem]:

@@ -69,9 +69,9 @@ def test_every_problem_at_once_each_with_its_fix(tmp_path, tiny_model_dir):
     report = check_recipe(recipe)
     by_area = {p.area: p for p in report.problems}
     assert areas(report) == [
-        "advantage", "lerning_rate", "max_steps",
+        "lerning_rate", "max_steps",
         "reward_kwargs", "reward 'soft_frequncy'", "reward_kwargs['format']", "reward 'no_such_module:fn'",
-        "reward_weights", "lse_tau", "batch", "resume_from_checkpoint",
+        "reward_weights", "advantage", "lse_tau", "batch", "resume_from_checkpoint",
     ]
     assert by_area["advantage"].fix == "use one of: grpo, centered, lse."
     assert by_area["lerning_rate"].fix == "did you mean `learning_rate`?"

@@ -314,7 +314,7 @@ def test_supervised_loss_is_on_the_target_only(toy, tiny_processor):
 def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_processor, tmp_path):
     """The base learns to judge on exactly the chat that the `reference` backend builds from the template and the
     trainer's prompt, so the frozen base can act as the judge."""
-    from self_evolve_trl.judge.backends import ReferenceJudge
+    from self_evolve_trl.judge.backends.reference import ReferenceJudge
     from self_evolve_trl.judge.prompt import prompt_images, prompt_text
     from self_evolve_trl.data.synthetic import Board, draw_board
 

@@ -255,7 +255,7 @@ def test_reference_judgement_does_not_depend_on_its_batch(scoring_model_dir, syn
 def test_transformers_serve_samples_with_the_seed_of_each_request(scoring_server, scoring_model_dir):
     """A real server honours the `seed` each request carries: the same judgements with the same seeds give the same
     answers, in another order too, and other seeds other answers."""
-    from self_evolve_trl.judge.backends import OpenAIJudge
+    from self_evolve_trl.judge.backends.openai import OpenAIJudge
 
     judge = OpenAIJudge(scoring_server, scoring_model_dir, max_tokens=8, timeout=60, max_retries=0, concurrency=1)
     template = JudgeTemplate.load()

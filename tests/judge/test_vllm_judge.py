@@ -75,7 +75,7 @@ def test_training_gets_the_judges_scores(judge_server, tiny_vllm_model_dir, synt
 def test_each_judgement_is_sampled_with_its_seed(judge_server):
     """The project's `OpenAIJudge` sends each judgement's seed: the same seeds give the same judgements (in another
     order and batched differently too), other seeds other ones, at temperature 1."""
-    from self_evolve_trl.judge.backends import OpenAIJudge
+    from self_evolve_trl.judge.backends.openai import OpenAIJudge
     from self_evolve_trl.judge.prompt import JudgeTemplate
     from self_evolve_trl.rewards.judge import parse_judge_score
     from self_evolve_trl.seeds import judge_seed

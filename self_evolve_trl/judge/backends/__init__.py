@@ -59,15 +59,6 @@ JUDGE_BACKENDS: dict[str, type | str] = {
     "openai": "self_evolve_trl.judge.backends.openai:OpenAIJudge",
 }
 
-# Public names of the backend modules, importable from here (loaded on first use, as the backends are).
-_LAZY_EXPORTS = {
-    "ReferenceJudge": "self_evolve_trl.judge.backends.reference:ReferenceJudge",
-    "OpenAIJudge": "self_evolve_trl.judge.backends.openai:OpenAIJudge",
-    "image_data_url": "self_evolve_trl.judge.backends.openai:image_data_url",
-    "redacted_url": "self_evolve_trl.judge.backends.openai:redacted_url",
-}
-
-
 def _load(target: type | str) -> Any:
     if not isinstance(target, str):
         return target
@@ -88,20 +79,10 @@ def build_backend(trainer) -> JudgeBackend:
     return backend_class(trainer.args.judge_backend).from_settings(trainer.args, trainer)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_EXPORTS:
-        return _load(_LAZY_EXPORTS[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "JUDGE_BACKENDS",
     "JudgeBackend",
     "JudgeOutput",
-    "OpenAIJudge",
-    "ReferenceJudge",
     "backend_class",
     "build_backend",
-    "image_data_url",
-    "redacted_url",
 ]

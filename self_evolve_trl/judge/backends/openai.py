@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from ...data.images import load_image
-from .. import JudgeUnavailableError
+from ...errors import JudgeUnavailableError
 from ..prompt import JudgeRequest
 from . import JudgeOutput
 

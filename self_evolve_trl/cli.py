@@ -14,6 +14,9 @@ Bad input (an unknown reward or advantage, bad reward kwargs, a missing dataset 
 whole groups, ...) stops the run before any model is loaded, with one line naming the problem and the valid
 choices, and exit status 2; the output directory is not created (or, if the trainer had created it, removed again
 while still empty). `resume_from_checkpoint: last` resumes from the latest complete checkpoint in output_dir.
+
+torch, TRL and the training stack are imported inside the functions that run a command, so that `--help` and the
+other commands start without them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ commands start without them.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import enum
@@ -21,6 +22,8 @@ import re
 import types
 import typing
 from typing import Any
+
+import yaml
 
 from .errors import ConfigError, Problem, UsageError
 
@@ -237,7 +240,6 @@ def parse_raw(content: dict[str, Any], overrides: list[str]) -> tuple[tuple, lis
 
 def load_recipe(path: str) -> dict[str, Any]:
     """The recipe's YAML mapping; `ValueError` with one line for a missing file or malformed YAML."""
-    import yaml
 
     if not os.path.isfile(path):
         raise ValueError(f"Recipe file not found: {path}")
@@ -270,7 +272,6 @@ def without_stale_reward_settings(config: dict, argv: list[str]) -> tuple[dict, 
     """The recipe's YAML mapping without the reward settings that a `--reward_funcs` on the command line makes stale,
     and one line saying what was dropped (None if nothing): the `reward_kwargs` entries of functions no longer listed
     and `reward_weights` of another length, unless the command line gives those too."""
-    import argparse
 
     flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("reward_funcs", "reward_kwargs", "reward_weights"):

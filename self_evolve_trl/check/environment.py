@@ -1,9 +1,13 @@
 """What a recipe needs from its environment: the dataset and its rows, the model's files, the endpoints it names,
-and the output folder."""
+and the output folder.
+
+The training stack, transformers, safetensors and requests are imported inside the checks that need them, so that
+the command line starts without them."""
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, Problem
 from .geometry import Geometry
@@ -155,7 +159,6 @@ def http_problem(area: str, url: str, timeout: float, healthy_only: bool, fix: s
 
 def _join_url(base: str, path: str) -> str:
     """`base` with `/path` added to its path (its query string kept)."""
-    from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(base)
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))

@@ -1,6 +1,8 @@
 """The reward functions of a recipe, as far as a check can tell without training: each name resolves, takes its
 keyword arguments, and has a provider for every extra input it needs (the reward settings' own rule is the
-config's, `reward_setting_problems`)."""
+config's, `reward_setting_problems`).
+
+The registry and the training stack (torch, transformers, TRL) are imported inside the functions, when a check runs."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import Problem, choice_problems
 from .reward import ON_FAILURE_POLICIES, failure_policy_problem
-from . import JUDGE_BACKENDS
+from .backends import JUDGE_BACKENDS, backend_class
 from .prompt import JudgeTemplate
 
 
@@ -22,6 +22,7 @@ class JudgeSettings:
             `reference`: the frozen initial policy in the training process (with LoRA the base model with the adapter
             disabled; else TRL's reference model when `beta` > 0; else a frozen copy loaded for the judge).
             `openai`: an OpenAI-compatible chat-completions endpoint at `judge_base_url` (e.g. `vllm serve`).
+            Your own backend: a name added to `judge.backends.JUDGE_BACKENDS`, or its `module:Class` path.
         judge_base_url (`str`, *optional*):
             Base URL of the judge endpoint, e.g. `http://127.0.0.1:8001/v1` (`openai` backend).
         judge_model (`str`, *optional*):
@@ -63,8 +64,8 @@ class JudgeSettings:
 
     judge_backend: str = field(
         default="reference",
-        metadata={"help": "Judge: `reference` (frozen initial policy, in process) or `openai` (an OpenAI-compatible "
-                  "endpoint).", "choices": list(JUDGE_BACKENDS)},
+        metadata={"help": "Judge: `reference` (frozen initial policy, in process), `openai` (an OpenAI-compatible "
+                  "endpoint), or your own backend's `module:Class`."},
     )
     judge_base_url: str | None = field(
         default=None, metadata={"help": "Judge endpoint base URL, e.g. http://127.0.0.1:8001/v1 (`openai` backend)."}
@@ -111,7 +112,7 @@ class JudgeSettings:
 def judge_setting_problems(config) -> list[Problem]:
     """The problems of the `judge_*` fields; hands `judge_on_failure` to the `judge_modulated` reward's keyword
     arguments (`config.reward_kwargs`, a dict by then)."""
-    problems = choice_problems("judge_backend", config.judge_backend, JUDGE_BACKENDS)
+    problems = backend_problems(config.judge_backend)
     problems += choice_problems("judge_on_failure", config.judge_on_failure, ON_FAILURE_POLICIES)
     if config.judge_backend == "openai" and not config.judge_base_url:
         problems.append(Problem("judge_backend", "'openai' needs judge_base_url, e.g. http://127.0.0.1:8001/v1.",
@@ -133,6 +134,18 @@ def judge_setting_problems(config) -> list[Problem]:
         problems.append(Problem("config", str(error), "give judge_prompt_template a readable template file, or leave "
                                 "it out (the packaged rubric)."))
     return problems + _failure_policy_problems(config)
+
+
+def backend_problems(name: str) -> list[Problem]:
+    """A problem if `judge_backend` names no registered backend and no importable `module:Class`."""
+    if name in JUDGE_BACKENDS or ":" not in str(name):
+        return choice_problems("judge_backend", name, JUDGE_BACKENDS)
+    try:
+        backend_class(name)
+    except (ImportError, AttributeError) as error:
+        return [Problem("judge_backend", f"{name!r} cannot be imported ({error}).",
+                        "give an importable `module:Class` that follows `JudgeBackend`.")]
+    return []
 
 
 def _failure_policy_problems(config) -> list[Problem]:

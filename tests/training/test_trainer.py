@@ -68,6 +68,22 @@ def test_logged_advantages_are_the_ones_used(tiny_model_dir, tiny_processor, syn
     assert trainer._metrics["train"]["advantages/abs_max"][-1] == pytest.approx(expected.abs().max().item())
 
 
+def test_a_recipes_own_advantage_mode_is_the_one_used(tmp_path, monkeypatch, tiny_model_dir, tiny_processor,
+                                                     synthetic_dataset, cpu_config):
+    """`advantage: module:function` (docs/architecture.md, "Registries"): the trainer's advantages are that function's,
+    on the weighted rewards, clipped by `clip_advantage`."""
+    (tmp_path / "my_advantages.py").write_text(
+        "def flat(rewards, valid, settings):\n    return rewards * 0 + 5.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = cpu_config(advantage="my_advantages:flat", clip_advantage=1.5, reward_funcs=["soft_frequency"])
+    trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
+    trainer.model.train()
+    output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)
+    assert output["advantages"].tolist() == [1.5] * 4  # 5.0 for every completion, clipped (lse would give 0 here)
+    assert list(trainer._logs["advantages"]) == [1.5] * 4
+
+
 def test_labels_never_reach_rewards(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config):
     seen = {}
 

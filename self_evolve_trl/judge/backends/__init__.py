@@ -8,8 +8,8 @@ generation batch, the completion's global index and the repeat). A backend never
 output then has `text=None` and a short `error`, and the provider counts it and applies the recipe's failure policy.
 
 Adding a backend: a module with a class that follows `JudgeBackend` (its `from_settings(settings, trainer)` reads the
-`judge_*` fields it needs), and one entry in `JUDGE_BACKENDS` (name -> the class or its `"module:Class"` path). The
-name is then a valid `judge_backend`.
+`judge_*` fields it needs), and one entry in `JUDGE_BACKENDS` (name -> the class or its `"module:Class"` path): the
+name is then a valid `judge_backend`. A recipe may also name the class directly: `judge_backend: my_judges:MyJudge`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def _load(target: type | str) -> Any:
 
 
 def backend_class(name: str) -> type:
-    """The class of the judge backend registered as `name`."""
+    """The class of the judge backend registered as `name`, or imported from a `module:Class` path."""
+    if name not in JUDGE_BACKENDS and ":" in name:
+        return _load(name)
     try:
         return _load(JUDGE_BACKENDS[name])
     except KeyError:

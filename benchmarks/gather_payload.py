@@ -43,7 +43,8 @@ def gathered_rows(reward_funcs, n: int, tokens: int, workdir: str) -> list[dict]
     from transformers import AutoProcessor
 
     import self_evolve_trl.training.trainer as trainer_module
-    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.data.arguments import DataArguments
+    from self_evolve_trl.training.config import SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 

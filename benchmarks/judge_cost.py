@@ -51,7 +51,9 @@ def main() -> None:
     transformers.utils.logging.disable_progress_bar()
     logging.disable(logging.WARNING)
 
-    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.data.arguments import DataArguments
+
+    from self_evolve_trl.training.config import SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
     from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer

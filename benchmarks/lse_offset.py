@@ -180,7 +180,7 @@ def main():
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from self_evolve_trl.advantages import group_advantages
-    from self_evolve_trl.training.config import DataArguments
+    from self_evolve_trl.data.arguments import DataArguments
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.rewards.consistency import soft_frequency
     from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl

@@ -152,7 +152,7 @@ def main():
     import torch
     from transformers import AutoProcessor
 
-    from self_evolve_trl.training.config import DataArguments
+    from self_evolve_trl.data.arguments import DataArguments
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.data.tiny_model import build_tiny_qwen25vl
 

@@ -361,7 +361,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.disable(logging.WARNING)
-    from self_evolve_trl.training.config import DataArguments
+    from self_evolve_trl.data.arguments import DataArguments
     from self_evolve_trl.data import load_training_dataset
 
     started = time.perf_counter()

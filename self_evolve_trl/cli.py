@@ -186,7 +186,9 @@ def command_help(name: str) -> str:
 def _train_help() -> int:
     from trl import ModelConfig, TrlParser
 
-    from .training.config import DataArguments, SelfEvolveConfig
+    from .data.arguments import DataArguments
+
+    from .training.config import SelfEvolveConfig
 
     print(command_help("train"))
     print(__doc__.strip())

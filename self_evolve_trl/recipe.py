@@ -47,7 +47,9 @@ def _recipe_types():
     """The dataclasses of a recipe (imported here: trl and the configs are slow to import)."""
     from trl import ModelConfig
 
-    from .training.config import DataArguments, SelfEvolveConfig
+    from .data.arguments import DataArguments
+
+    from .training.config import SelfEvolveConfig
 
     return (DataArguments, SelfEvolveConfig, ModelConfig)
 
@@ -298,7 +300,9 @@ def parse_recipe(argv: list[str]):
     """(DataArguments, SelfEvolveConfig, ModelConfig) from a recipe path and command-line overrides."""
     from trl import ModelConfig, TrlParser
 
-    from .training.config import DataArguments, SelfEvolveConfig
+    from .data.arguments import DataArguments
+
+    from .training.config import SelfEvolveConfig
 
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse would print the usage of hundreds of fields first

@@ -95,7 +95,7 @@ def tiny_processor(tiny_model_dir):
 
 @pytest.fixture
 def synthetic_dataset():
-    from self_evolve_trl.training.config import DataArguments
+    from self_evolve_trl.data.arguments import DataArguments
     from self_evolve_trl.data import load_training_dataset
 
     def make(size: int = 16, **kwargs):

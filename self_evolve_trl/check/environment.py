@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError, Problem
+from ..errors import Problem
 from .geometry import Geometry
 
 # `--rows all`: every row of the dataset is read; the first FIRST_ROWS are read by training before it starts.
@@ -57,17 +57,13 @@ def all_row_problems(dataset, args) -> list[Problem]:
 
 
 def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> list[Problem]:
-    from ..training.config import DataArguments
+    from ..data.arguments import data_setting_problems
     from ..data import DataError, load_training_dataset
     from ..data.images import ImageError
 
-    try:
-        DataArguments.__post_init__(data_args)  # the data settings' own validation (the raw recipe skipped it)
-    except ConfigError as error:
-        from ..data.synthetic import TASKS
-
-        return [Problem("dataset", str(error),
-                        f"give synthetic_task one of: {', '.join(TASKS)}, and synthetic_size / synthetic_grid >= 1.")]
+    bad_settings = data_setting_problems(data_args)  # the data settings' own rule (the raw recipe skipped it)
+    if bad_settings:
+        return [Problem("dataset", problem.line, problem.fix) for problem in bad_settings]
     try:
         dataset = load_training_dataset(data_args, args.label_column)
     except (DataError, ImageError) as error:

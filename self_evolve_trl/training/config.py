@@ -1,4 +1,4 @@
-"""Configuration: the trainer config (a `GRPOConfig` subclass) and the data arguments of a recipe.
+"""Configuration: the trainer config, a `GRPOConfig` subclass (the data arguments of a recipe: `data/arguments.py`).
 
 A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveConfig` (any `GRPOConfig` or
 `TrainingArguments` field too), of `DataArguments` and of TRL's `ModelConfig` side by side; command-line flags
@@ -23,11 +23,9 @@ from ..advantages import LSE_OFFSETS, SCALE_MODES, advantage_problems, resolved_
 from ..answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
 from ..csrs.settings import CSRSSettings, csrs_setting_problems
-from ..data import DEFAULT_INSTRUCTION
 from ..errors import ConfigError, Problem, choice_problems
 from ..judge.settings import JudgeSettings, judge_setting_problems
 from ..rewards import available_rewards
-from ..data.synthetic import TASKS as SYNTHETIC_TASKS
 from .vllm_generation import WEIGHT_SYNCS
 from ..voting import TIE_RULES
 
@@ -243,101 +241,6 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
             f"is not a multiple of num_generations ({self.num_generations}). Change one of them, e.g. "
             f"steps_per_generation: {self.num_generations} or per_device_train_batch_size: {self.num_generations}."
         )
-
-
-@dataclass
-class DataArguments:
-    r"""
-    Data arguments of a recipe: which dataset, which columns, the actor instruction and the image size bounds.
-
-    Parameters:
-        dataset_name (`str`, *optional*, defaults to `"synthetic"`):
-            A preset (`geo3k`, `geoqa`, `mmr1`, `synthetic`), a hub dataset id, or a local parquet/jsonl/json/csv file
-            or folder of them.
-        dataset_config (`str`, *optional*):
-            Hub dataset configuration name.
-        dataset_split (`str`, *optional*, defaults to `"train"`):
-            Split to train on.
-        question_column (`str`, *optional*):
-            Column with the question text (default: the preset's, else `problem`).
-        image_column (`str`, *optional*):
-            Column with the image or list of images (default: the preset's, else `images` or `image`).
-        answer_column (`str`, *optional*):
-            Column with reference answers, moved to the hidden label column (default: the preset's; `none` for no
-            labels).
-        label_extractor (`str`, *optional*):
-            How the reference answer is read from `answer_column`: `null` (the column is the answer, or what its
-            `<answer>` tags hold when it has them), `answer_tag` (inside `<answer>` tags, as GeoQA's `solution`) or
-            `boxed`.
-        max_train_samples (`int`, *optional*):
-            Keep only the first N examples.
-        instruction (`str`, *optional*):
-            Actor instruction appended to every question.
-        min_pixels (`int`, *optional*):
-            Lower bound on image pixels (Qwen resizing); also set on the processor.
-        max_pixels (`int`, *optional*):
-            Upper bound on image pixels (Qwen resizing); also set on the processor.
-        synthetic_task (`str`, *optional*, defaults to `"count"`):
-            Task of the synthetic dataset: `count` (how many coloured cells) or `count_color` (how many red cells).
-        synthetic_size (`int`, *optional*, defaults to `64`):
-            Number of synthetic examples.
-        synthetic_grid (`int`, *optional*, defaults to `2`):
-            Cells per side of a synthetic image (each cell is one 28x28 Qwen patch group).
-        synthetic_seed (`int`, *optional*, defaults to `0`):
-            Seed of the synthetic dataset.
-
-        > Held-out evaluation during training (with `eval_strategy: steps`, `eval_steps`, `num_generations_eval`)
-
-        eval_dataset_name (`str`, *optional*):
-            A labelled split to evaluate on during training: a preset, hub id or local file, as `dataset_name`
-            (`synthetic`: drawn with `synthetic_seed + 1`). Logs `eval_labels/*` (sampled pass@1, maj@k, pass@k).
-        eval_split (`str`, *optional*, defaults to `"test"`):
-            Split of `eval_dataset_name`.
-        eval_max_samples (`int`, *optional*):
-            Evaluate on the first N examples only.
-    """
-
-    dataset_name: str = field(
-        default="synthetic",
-        metadata={"help": "Preset (geo3k, geoqa, mmr1, synthetic), hub id, or local parquet/jsonl/json/csv path."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
-    question_column: str | None = field(default=None, metadata={"help": "Column with the question text."})
-    image_column: str | None = field(default=None, metadata={"help": "Column with the image(s)."})
-    answer_column: str | None = field(
-        default=None, metadata={"help": "Column with reference answers (hidden label); `none` for no labels."}
-    )
-    label_extractor: str | None = field(
-        default=None, metadata={"help": "How the reference answer is read: null, `answer_tag` or `boxed`."}
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N examples."})
-    instruction: str = field(
-        default=DEFAULT_INSTRUCTION, metadata={"help": "Actor instruction appended to every question."}
-    )
-    min_pixels: int | None = field(default=None, metadata={"help": "Lower bound on image pixels."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Upper bound on image pixels."})
-    synthetic_task: str = field(
-        default="count", metadata={"help": "Synthetic task.", "choices": list(SYNTHETIC_TASKS)}
-    )
-    synthetic_size: int = field(default=64, metadata={"help": "Number of synthetic examples."})
-    synthetic_grid: int = field(default=2, metadata={"help": "Cells per side of a synthetic image."})
-    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic dataset."})
-
-    # Held-out evaluation during training (self_evolve_trl.training.heldout)
-    eval_dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "Labelled split to evaluate on during training (preset, hub id or local file); needs eval_strategy."},
-    )
-    eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset_name."})
-    eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
-
-    def __post_init__(self):
-        for problem in choice_problems("synthetic_task", self.synthetic_task, SYNTHETIC_TASKS):
-            raise ConfigError(problem.line)
-        for name in ("synthetic_size", "synthetic_grid"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
 def reward_setting_problems(config, function_problems=None) -> list[Problem]:

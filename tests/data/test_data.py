@@ -6,7 +6,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from self_evolve_trl.training.config import DataArguments
+from self_evolve_trl.data.arguments import DataArguments
 from self_evolve_trl.data import ROW_COLUMN, DataError, build_prompt, load_training_dataset
 from self_evolve_trl.data.images import ImageError, qwen_resize
 from self_evolve_trl.data.synthetic import make_synthetic_rows

@@ -13,7 +13,7 @@ from PIL import Image
 
 from self_evolve_trl.check import ALL_ROWS, check_recipe, first_row_problems
 from self_evolve_trl.cli import main
-from self_evolve_trl.training.config import DataArguments
+from self_evolve_trl.data.arguments import DataArguments
 from self_evolve_trl.data import SKIPPED_COLUMN, load_training_dataset
 
 

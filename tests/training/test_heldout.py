@@ -2,7 +2,9 @@
 
 import pytest
 
-from self_evolve_trl.training.config import ConfigError, DataArguments, SelfEvolveConfig
+from self_evolve_trl.data.arguments import DataArguments
+
+from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
 from self_evolve_trl.data import DataError
 from self_evolve_trl.training.heldout import load_heldout_dataset
 

@@ -79,7 +79,8 @@ def labelled_run(tiny_model_dir, tmp_path_factory):
 def unlabelled_run(tiny_model_dir, tiny_processor, tmp_path_factory):
     """An in-process run on data without labels, with a reward that logs `judge/*` metrics the way a judge reward
     does (through TRL's `log_metric`), so the judge panel has something to show. Returns the trainer."""
-    from self_evolve_trl.training.config import DataArguments, SelfEvolveConfig
+    from self_evolve_trl.data.arguments import DataArguments
+    from self_evolve_trl.training.config import SelfEvolveConfig
     from self_evolve_trl.data import load_training_dataset
     from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 

@@ -80,7 +80,7 @@ def _hub_dataset(columns: dict, image_column: str):
     ],
 )
 def test_presets_load_their_hub_dataset_and_columns(monkeypatch, preset, hub_id, columns, question, label):
-    """Each preset of SPEC §6: the hub id it asks `datasets` for, the question (with the instruction) and image it
+    """Each preset (README, "Data"): the hub id it asks `datasets` for, the question (with the instruction) and image it
     reads, and the answer moved to the hidden label (GeoQA's read from its `<answer>` tag)."""
     image_column = "image" if "image" in columns else "images"
     requested = []

@@ -1,4 +1,4 @@
-"""Consistency and format rewards on hand-made groups (SPEC §2), and the registry."""
+"""Consistency and format rewards on hand-made groups (docs/math.md, "Rewards"), and the registry."""
 
 import asyncio
 

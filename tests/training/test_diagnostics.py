@@ -1,4 +1,4 @@
-"""Diagnostics on hand-made groups with known answers (SPEC §6): exact values."""
+"""Diagnostics on hand-made groups with known answers (docs/math.md, "Diagnostics"): exact values."""
 
 import math
 

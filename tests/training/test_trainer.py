@@ -128,7 +128,7 @@ def test_nonfinite_rewards_never_reach_the_loss(tiny_model_dir, tiny_processor, 
 
 def test_math_verify_errors_are_counted_in_a_metric(tiny_model_dir, tiny_processor, synthetic_dataset, cpu_config,
                                                     monkeypatch):
-    """A comparison that raises counts as "not equal" and shows in `answers/math_errors` (SPEC §1)."""
+    """A comparison that raises counts as "not equal" and shows in `answers/math_errors` (docs/math.md, "Answers")."""
     from self_evolve_trl import answers
 
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4),

@@ -1,4 +1,5 @@
-"""What `_calculate_rewards` gathers from the processes: only the inputs some reward function reads, so that a step sends no more than it must."""
+"""What `_calculate_rewards` gathers from the processes: only the inputs some reward function reads, so that a
+step sends no more than it must."""
 
 import pytest
 

@@ -8,10 +8,9 @@ import os
 
 
 def record(completions, **kwargs):
-    """Append the keyword arguments this call received (names, and every list of texts in full) and return 0.0 for
+    """Append the keyword arguments this call received (names, and every list, each value as text) and return 0.0 for
     each completion."""
-    texts = {key: [str(v) for v in value] for key, value in kwargs.items()
-             if isinstance(value, list) and all(isinstance(v, (str, int, float)) or v is None for v in value)}
+    texts = {key: [str(v) for v in value] for key, value in kwargs.items() if isinstance(value, list)}
     with open(os.environ["TESTTIME_RECORD"], "a") as f:
         f.write(json.dumps({"keys": sorted(kwargs), "lists": texts}) + "\n")
     return [0.0] * len(completions)

@@ -70,6 +70,7 @@ def test_check_accepts_the_recipe(benchmark_dir, tiny_model_dir):
                                     "--model_name_or_path", tiny_model_dir])
     assert [p.area for p in missing.errors] == ["dataset"]
     assert "--data-dir" in missing.errors[0].message and "is not a folder" in missing.errors[0].message
+    assert "benchmark_data_dir" in missing.errors[0].fix
 
 
 def test_mathvision_recipe_settings():

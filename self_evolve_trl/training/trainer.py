@@ -13,7 +13,9 @@ Eight methods of TRL's trainer are overridden, nothing else. Two carry the metho
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
   `clip_advantage`; `docs/math.md`, "Advantages"), and the advantage statistics logged are the ones used. Before
-  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
+  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`). With
+  the consistency filter (`min_consistency` / `max_consistency`), the filtered groups' advantages become 0 and their
+  completions leave TRL's loss (`completion_mask`, `num_items_in_batch`; `docs/math.md`, "Consistency filter").
 
 Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
 `[]` (TRL's transformers generation gives it `None`, which the processor rejects in a batch with images), and the
@@ -62,6 +64,7 @@ from .checkpoints import (
     unmark_checkpoint_complete,
 )
 from .. import csrs, judge
+from ..consistency_filter import filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
 from .group_rewards import (
@@ -250,6 +253,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._log_completion_extra("process", [self.accelerator.process_index] * len(prompts))
 
         self._last_rewards_per_func = rewards_per_func
+        self._last_majority_ratios = result["majority_ratios"]  # one per group, for the consistency filter
         if mode == "train":
             self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
@@ -292,7 +296,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         metrics.update(match_failures(match_stats_before))
         logs.extra.setdefault("answer", ["" if a is None else a for a in answers])
         return {"rewards": rewards.tolist(), "metrics": metrics, "logged_metrics": dict(logs.metrics),
-                "logged_extra": logs.extra}
+                "logged_extra": logs.extra, "majority_ratios": list(metrics["self_consistency/majority_ratio"])}
 
     def _generate(self, prompts: list):
         output = super()._generate(prompts)
@@ -341,6 +345,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             self.nonfinite_counter.add(advantages=nonfinite)
         n_local = output["prompt_ids"].size(0)
         start = self.accelerator.process_index * n_local
+        if mode == "train" and filters_groups(self.args):  # on every process: the token count is gathered
+            kept = kept_groups(self._last_majority_ratios, self.args.min_consistency, self.args.max_consistency)
+            all_advantages = filter_batch(output, all_advantages, kept, group_size, start, self.accelerator.gather)
+            self._metrics[mode]["consistency_filter/filtered_share"].append(1.0 - sum(kept) / len(kept))
         output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
 
         logged = list(self._logs["advantages"])

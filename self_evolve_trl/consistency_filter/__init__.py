@@ -15,7 +15,7 @@ group neither pulls the policy nor dilutes the kept groups' gradient. The traine
 
 from __future__ import annotations
 
-from .filter import filter_batch, kept_groups
+from .filter import FILTERED_SHARE, filter_batch, kept_groups
 from .settings import (
     FILTER_LOSS_TYPES,
     ConsistencyFilterSettings,
@@ -24,6 +24,7 @@ from .settings import (
 )
 
 __all__ = [
+    "FILTERED_SHARE",
     "FILTER_LOSS_TYPES",
     "ConsistencyFilterSettings",
     "consistency_filter_setting_problems",

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+FILTERED_SHARE = "consistency_filter/filtered_share"  # the metric: share of a step's groups that the filter drops
+
 
 def kept_groups(ratios: Sequence[float], min_consistency: float | None = None,
                 max_consistency: float | None = None) -> list[bool]:

@@ -13,9 +13,7 @@ Eight methods of TRL's trainer are overridden, nothing else. Two carry the metho
 - `_generate_and_score_completions`: wrapped via `super()`; the advantages TRL computed are replaced by
   `group_advantages(rewards, mode=args.advantage)` (TRL's own `normalize_then_sum` ones are kept, clipped by
   `clip_advantage`; `docs/math.md`, "Advantages"), and the advantage statistics logged are the ones used. Before
-  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`). With
-  the consistency filter (`min_consistency` / `max_consistency`), the filtered groups' advantages become 0 and their
-  completions leave TRL's loss (`completion_mask`, `num_items_in_batch`; `docs/math.md`, "Consistency filter").
+  that, the rows that stand in for unreadable ones are counted and `on_bad_row` applied (`badrows.BadRows`).
 
 Text-only rows (no image) may share a generation batch with image rows: `_generate` gives such a row the images
 `[]` (TRL's transformers generation gives it `None`, which the processor rejects in a batch with images), and the
@@ -64,7 +62,7 @@ from .checkpoints import (
     unmark_checkpoint_complete,
 )
 from .. import csrs, judge
-from ..consistency_filter import filter_batch, filters_groups, kept_groups
+from ..consistency_filter import FILTERED_SHARE, filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
 from .group_rewards import (
@@ -252,8 +250,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             self._log_completion_extra(column, values[local])
         self._log_completion_extra("process", [self.accelerator.process_index] * len(prompts))
 
-        self._last_rewards_per_func = rewards_per_func
-        self._last_majority_ratios = result["majority_ratios"]  # one per group, for the consistency filter
+        self._last_rewards_per_func, self._last_ratios = rewards_per_func, result["majority_ratios"]
         if mode == "train":
             self.nonfinite_counter.add(rewards=result["metrics"]["rewards/nonfinite_count"])
         return rewards_per_func
@@ -345,10 +342,10 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             self.nonfinite_counter.add(advantages=nonfinite)
         n_local = output["prompt_ids"].size(0)
         start = self.accelerator.process_index * n_local
-        if mode == "train" and filters_groups(self.args):  # on every process: the token count is gathered
-            kept = kept_groups(self._last_majority_ratios, self.args.min_consistency, self.args.max_consistency)
+        if mode == "train" and filters_groups(self.args):  # docs/math.md#consistency-filter; on every process
+            kept = kept_groups(self._last_ratios, self.args.min_consistency, self.args.max_consistency)
             all_advantages = filter_batch(output, all_advantages, kept, group_size, start, self.accelerator.gather)
-            self._metrics[mode]["consistency_filter/filtered_share"].append(1.0 - sum(kept) / len(kept))
+            self._metrics[mode][FILTERED_SHARE].append(1.0 - sum(kept) / len(kept))
         output["advantages"] = all_advantages[start : start + n_local].to(output["advantages"].device)
 
         logged = list(self._logs["advantages"])

@@ -23,7 +23,7 @@ class ConsistencyFilterSettings:
     A group is filtered when its majority ratio (the share of its completions in its largest answer class, logged as
     `self_consistency/majority_ratio`) is below `min_consistency` or above `max_consistency`: its completions get
     advantage 0 and leave the loss's token count. The vote is the diagnostics' (the answer settings of the first
-    voting reward, else `answer_extractor`, `answer_match`, `abstain_as_answer`, `answer_tie`). Training steps only.
+    voting reward, else `answer_extractor`, `answer_match`, `abstain_as_answer`, `tie`). Training steps only.
 
     Parameters:
 
@@ -68,7 +68,7 @@ def consistency_filter_setting_problems(config) -> list[Problem]:
             problems.append(Problem(name, f"must be a fraction in [0, 1] or null, got {value}."))
     low, high = config.min_consistency, config.max_consistency
     if not problems and low is not None and high is not None and low > high:
-        problems.append(Problem("min_consistency", f"({low}) must be <= max_consistency ({high}).",
+        problems.append(Problem("min_consistency", f"must be <= max_consistency ({high}), got {low}.",
                                 "lower min_consistency or raise max_consistency."))
     if filters_groups(config) and config.loss_type not in FILTER_LOSS_TYPES:
         problems.append(Problem(

@@ -167,3 +167,14 @@ def test_tiny_filter_recipe_trains_two_steps(run, python, tmp_path):
             if dropped:
                 assert (table["advantage"][group * 8 : group * 8 + 8] == 0).all()
     assert 0 < dropped_groups < 4  # the seeded run drops some groups and keeps some
+
+
+def test_mmr1_filter_recipe_settings():
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, config, model_args = parse_recipe(["recipes/mmr1-filter.yaml", "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and data_args.dataset_name == "mmr1"
+    assert config.reward_funcs == ["majority_vote"] and config.advantage == "grpo"
+    assert (config.min_consistency, config.max_consistency, config.loss_type) == (0.3, 1.0, "dapo")  # EMPO's bounds
+    assert config.use_vllm and config.vllm_mode == "server"
+    assert (config.num_generations, config.temperature, config.learning_rate, config.beta) == (10, 0.7, 1e-6, 0.01)

@@ -110,7 +110,7 @@ def test_setting_rule():
     assert lines(max_consistency=1.5) == ["max_consistency must be a fraction in [0, 1] or null, got 1.5."]
     assert lines(max_consistency=float("nan")) == ["max_consistency must be a fraction in [0, 1] or null, got nan."]
     assert lines(min_consistency="high") == ["min_consistency must be a fraction in [0, 1] or null, got 'high'."]
-    assert lines(min_consistency=0.8, max_consistency=0.6) == ["min_consistency (0.8) must be <= max_consistency (0.6)."]
+    assert lines(min_consistency=0.8, max_consistency=0.6) == ["min_consistency must be <= max_consistency (0.6), got 0.8."]
     settings = Settings(min_consistency="0.25")
     assert consistency_filter_setting_problems(settings) == [] and settings.min_consistency == 0.25  # normalised
 
@@ -130,7 +130,7 @@ def test_loss_types_normalised_by_kept_tokens_are_accepted(loss_type):
 def test_config_refuses_every_problem_at_once(cpu_config):
     with pytest.raises(ConfigError) as error:
         cpu_config(reward_funcs=["majority_vote"], min_consistency=0.9, max_consistency=0.1, loss_type="grpo")
-    assert "min_consistency (0.9) must be <= max_consistency (0.1)" in str(error.value)
+    assert "min_consistency must be <= max_consistency (0.1), got 0.9." in str(error.value)
     assert "loss_type 'grpo' counts the completions of filtered groups" in str(error.value)
     config = cpu_config(reward_funcs=["majority_vote"], min_consistency=0.25, max_consistency=0.75)
     assert (config.min_consistency, config.max_consistency, config.loss_type) == (0.25, 0.75, "dapo")

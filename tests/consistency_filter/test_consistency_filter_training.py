@@ -3,6 +3,7 @@ normalisation, it decides on the diagnostics' vote (not on a reward), it logs `c
 and the tiny CPU recipe runs through the CLI (docs/math.md#consistency-filter)."""
 
 import json
+import socket
 
 import pandas as pd
 import pytest
@@ -133,7 +134,7 @@ def test_the_filter_decides_on_the_diagnostics_vote_not_on_a_reward(make, monkey
     trainer.train()
     assert len(scored) == len(decided) == 2
     for completions, (ratios, bounds), entry in zip(scored, decided, steps(trainer)):
-        votes = vote_groups(completions, 4, extractor="last_number", match="math", abstain_as_answer=False, tie="first")
+        votes = vote_groups(completions, 4, extractor="last_number", match="math", abstain_as_answer=False)
         assert ratios == [v.p_max for v in votes] and bounds == (0.3, 0.7)
         assert entry["self_consistency/majority_ratio"] == pytest.approx(sum(ratios) / len(ratios))
         share = sum(not 0.3 <= r <= 0.7 for r in ratios) / len(ratios)
@@ -168,6 +169,35 @@ def test_tiny_filter_recipe_trains_two_steps(run, python, tmp_path):
                 assert (table["advantage"][group * 8 : group * 8 + 8] == 0).all()
     assert 0 < dropped_groups < 4  # the seeded run drops some groups and keeps some
 
+
+def recipe_history(run, python, out, nproc):
+    """The logged steps of 2 seeded steps of the tiny recipe: 2 groups of 8 per step, on `nproc` processes."""
+    args = ["recipes/tiny-cpu-filter.yaml", "--max_steps", "2", "--output_dir", str(out), "--save_steps", "2",
+            "--reproducible_generation", "true", "--per_device_train_batch_size", str(16 // nproc)]
+    command = [python, "-m", "self_evolve_trl.cli", *args]
+    if nproc > 1:
+        with socket.socket() as free:  # other test runs may share the machine: no fixed port
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        command = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
+                   "-m", "self_evolve_trl.cli", *args]
+    result = run(command, env={"SELF_EVOLVE_TRL_CACHE": str(out.parent / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if "loss" in entry]
+
+
+@pytest.mark.slow
+def test_two_processes_filter_and_normalise_as_one(run, python, tmp_path):
+    """On 2 processes each holds one group; a process whose group is dropped has no token left, and the recounted
+    `num_items_in_batch` (gathered) keeps the loss and the gradient those of the 1-process run."""
+    one, two = (recipe_history(run, python, tmp_path / f"p{n}", n) for n in (1, 2))
+    share = "consistency_filter/filtered_share"
+    assert [e[share] for e in one] == [e[share] for e in two]
+    assert any(e[share] == 0.5 for e in one)  # one group of two dropped
+    for a, b in zip(one, two):
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
 
 def test_mmr1_filter_recipe_settings():
     from self_evolve_trl.cli import parse_recipe

@@ -14,7 +14,6 @@ from self_evolve_trl.consistency_filter import (
 from self_evolve_trl.errors import ConfigError
 from self_evolve_trl.voting import vote_groups
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Which groups are kept
 
@@ -110,7 +109,8 @@ def test_setting_rule():
     assert lines(max_consistency=1.5) == ["max_consistency must be a fraction in [0, 1] or null, got 1.5."]
     assert lines(max_consistency=float("nan")) == ["max_consistency must be a fraction in [0, 1] or null, got nan."]
     assert lines(min_consistency="high") == ["min_consistency must be a fraction in [0, 1] or null, got 'high'."]
-    assert lines(min_consistency=0.8, max_consistency=0.6) == ["min_consistency must be <= max_consistency (0.6), got 0.8."]
+    (line,) = lines(min_consistency=0.8, max_consistency=0.6)
+    assert line == "min_consistency must be <= max_consistency (0.6), got 0.8."
     settings = Settings(min_consistency="0.25")
     assert consistency_filter_setting_problems(settings) == [] and settings.min_consistency == 0.25  # normalised
 

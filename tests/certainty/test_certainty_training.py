@@ -1,0 +1,52 @@
+"""The confidence rewards in training through the CLI: the tiny recipe with each reward, with LoRA, and under
+DeepSpeed ZeRO-3 (one CPU process, parameters partitioned); and the 7B recipe's settings."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = ["--max_steps", "1", "--num_generations", "4", "--per_device_train_batch_size", "4",
+         "--max_completion_length", "8", "--save_strategy", "no"]
+
+
+def check_run(result, out, reward):
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Run summary: 1 steps" in result.stdout
+    (step,) = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in e]
+    assert step["certainty/seconds"] > 0
+    value = step[f"rewards/{reward}/mean"]
+    assert value > 0 if reward == "self_certainty" else value < 0  # KL(U ‖ p) > 0; −H < 0
+    if reward == "token_entropy" and step["completions/min_length"] == step["completions/max_length"]:
+        # equal lengths: the mean of the completions' mean entropies is the token mean that TRL's own loss pass logs
+        assert -value == pytest.approx(step["entropy"], rel=1e-4)
+
+
+@pytest.mark.parametrize("reward", ["self_certainty", "token_entropy"])
+def test_tiny_recipe_trains_one_step_with_each_reward(run, python, tmp_path, reward):
+    out = tmp_path / "run"
+    result = run([python, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-certainty.yaml", *SMALL,
+                  "--reward_funcs", reward, "--output_dir", str(out)],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    check_run(result, out, reward)
+
+
+def test_tiny_recipe_trains_one_step_with_lora(run, python, tmp_path):
+    out = tmp_path / "run"
+    result = run([python, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-certainty.yaml", *SMALL,
+                  "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj",
+                  "v_proj", "--output_dir", str(out)],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    check_run(result, out, "self_certainty")
+
+
+@pytest.mark.slow
+def test_tiny_recipe_trains_one_step_under_deepspeed_zero3(run, python, tmp_path):
+    out = tmp_path / "run"
+    config = REPO / "accelerate_configs" / "zero3_cpu.yaml"
+    result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m",
+                  "self_evolve_trl.cli", "recipes/tiny-cpu-certainty.yaml", *SMALL,
+                  "--reward_funcs", "token_entropy", "--output_dir", str(out)],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    check_run(result, out, "token_entropy")

@@ -5,9 +5,11 @@ The policy scores its own completions in one no-grad forward pass over prompt + 
 `GRPOTrainer._get_per_token_logps_and_entropies`: its chunking over the batch and its slicing of the multimodal
 inputs (pixel_values, image_grid_thw, ...) per chunk are reused as they are, so the pass runs wherever TRL's own
 log-probability pass runs (ZeRO-3, PEFT). TRL's fused LM head returns log-probabilities and entropies but not the
-log-sum-exp and mean of the logits that self-certainty needs, so the model handed to TRL's method is `StatsHead`: it
-runs the model's plain forward for the completion positions only (`logits_to_keep`) and reduces those logits to
-the two statistics in float32 chunks (`stats.token_stats_from_logits`), at TRL's sampling temperature.
+log-sum-exp and mean of the logits that self-certainty needs, so the model handed to TRL's method is `StatsHead`,
+which follows the fused head's own path: the language backbone's forward, then the LM head's weight read directly
+(gathered for the duration under ZeRO-3, with TRL's `maybe_gather_lm_head_ctx`) and applied to the completion
+positions a chunk at a time (`stats.token_stats_from_hidden`), at TRL's sampling temperature. The full logits of a
+sequence are never held. (Like the LM head of Qwen models, no logit scaling or soft-capping is applied.)
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import pad
+from trl.trainer.utils import maybe_gather_lm_head_ctx, pad
 
 from .reward import ENTROPY, SELF_CERTAINTY
-from .stats import token_stats_from_logits
+from .stats import token_stats_from_hidden
 
 
 @dataclass
@@ -36,15 +38,20 @@ class StatsOutput:
 
 class StatsHead:
     """A stand-in for the model in TRL's log-probability pass: called as TRL calls the model
-    (`model(**inputs, labels=labels, fused_lm_head=True)`), it runs the model's plain forward for the last
-    `keep + 1` positions and returns the per-token self-certainty and entropy of the `keep` completion tokens."""
+    (`model(**inputs, labels=labels, fused_lm_head=True)`), it runs the language backbone of `model` (the
+    `PreTrainedModel` itself, unwrapped from PEFT and DeepSpeed, whose LoRA layers stay in place) and returns the
+    per-token self-certainty and entropy of the last `keep` tokens (the completion)."""
 
     def __init__(self, model, keep: int, temperature: float, chunk_tokens: int):
         self.model, self.keep, self.temperature, self.chunk_tokens = model, keep, temperature, chunk_tokens
 
     def __call__(self, labels=None, fused_lm_head=None, **model_inputs) -> StatsOutput:
-        logits = self.model(**model_inputs, logits_to_keep=self.keep + 1, use_cache=False).logits[:, :-1]
-        entropy, certainty = token_stats_from_logits(logits, self.temperature, self.chunk_tokens)
+        hidden = self.model.base_model(**model_inputs, use_cache=False).last_hidden_state
+        hidden = hidden[:, -(self.keep + 1) : -1]  # the positions that predict the completion tokens
+        head = self.model.get_output_embeddings()
+        with maybe_gather_lm_head_ctx(head.weight, head.bias):
+            entropy, certainty = token_stats_from_hidden(hidden, head.weight, head.bias, self.temperature,
+                                                         self.chunk_tokens)
         return StatsOutput(log_probs=certainty, entropy=entropy)
 
 
@@ -105,7 +112,9 @@ class TokenStatsProvider:
         ids, mask, fields, num_images = self.inputs(prompts, completion_ids_list)
         mode_batch = (trainer.args.per_device_train_batch_size if trainer.model.training
                       else trainer.args.per_device_eval_batch_size)
-        head = StatsHead(trainer.model, keep, trainer.temperature, self.chunk_tokens)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: LoRA layers in place
+        head = StatsHead(model, keep, trainer.temperature, self.chunk_tokens)
         with torch.no_grad(), disable_gradient_checkpointing(trainer.model, trainer.args.gradient_checkpointing_kwargs):
             certainty, entropy, _ = trainer._get_per_token_logps_and_entropies(
                 head, ids, mask, keep, batch_size=self.batch_size or mode_batch, compute_entropy=True,

@@ -42,11 +42,11 @@ def test_tiny_recipe_trains_one_step_with_lora(run, python, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_recipe_trains_one_step_under_deepspeed_zero3(run, python, tmp_path):
+def test_tiny_recipe_trains_one_step_under_deepspeed_zero3(run, python, tmp_path, tiny_model_dir):
+    """The model is built before the launch (under ZeRO-3's partitioned init it could not be written)."""
     out = tmp_path / "run"
     config = REPO / "accelerate_configs" / "zero3_cpu.yaml"
     result = run([python, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m",
                   "self_evolve_trl.cli", "recipes/tiny-cpu-certainty.yaml", *SMALL,
-                  "--reward_funcs", "token_entropy", "--output_dir", str(out)],
-                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+                  "--model_name_or_path", tiny_model_dir, "--reward_funcs", "token_entropy", "--output_dir", str(out)])
     check_run(result, out, "token_entropy")

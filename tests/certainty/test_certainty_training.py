@@ -50,3 +50,16 @@ def test_tiny_recipe_trains_one_step_under_deepspeed_zero3(run, python, tmp_path
                   "self_evolve_trl.cli", "recipes/tiny-cpu-certainty.yaml", *SMALL,
                   "--model_name_or_path", tiny_model_dir, "--reward_funcs", "token_entropy", "--output_dir", str(out)])
     check_run(result, out, "token_entropy")
+
+
+def test_mmr1_intuitor_recipe_settings():
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, config, model_args = parse_recipe(["recipes/mmr1-intuitor.yaml", "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and data_args.dataset_name == "mmr1"
+    assert config.reward_funcs == ["self_certainty"] and config.advantage == "grpo"
+    assert config.use_vllm and config.vllm_mode == "server"
+    assert (config.num_generations, config.temperature, config.learning_rate, config.beta) == (8, 1.0, 3e-6, 0.005)
+    assert config.max_completion_length == 3072 and config.certainty_chunk_tokens == 1024
+    # one update per round: 4 processes x 8 x 32 = 1024 completions = 128 prompts x G
+    assert config.per_device_train_batch_size * config.gradient_accumulation_steps * 4 == 128 * 8

@@ -15,6 +15,7 @@ sequence are never held. (Like the LM head of Qwen models, no logit scaling or s
 from __future__ import annotations
 
 import time
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,8 @@ def forward_fields(fields: dict[str, Any], completion_width: int, device) -> dic
 
 class TokenStatsProvider:
     """Computes the `token_stats` reward input: for each completion, `{"self_certainty": [...], "entropy": [...]}`,
-    one value per completion token.
+    one value per completion token, as float32 arrays (`array("f")`: gathered to the main process as bytes, not as
+    pickled Python floats).
 
     Built once with the trainer; called on every process with that process's rows (every process makes the same
     number of forward passes, as ZeRO-3 needs). Logs `certainty/seconds`, the time of the pass (BENCHMARKS.md has
@@ -103,12 +105,12 @@ class TokenStatsProvider:
         num_images = [len(x) if x else 0 for x in images] if images is not None else None
         return ids, mask, forward_fields(fields, completion.size(1), device), num_images
 
-    def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[dict[str, list[float]]]:
+    def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[dict[str, array]]:
         start = time.perf_counter()
         trainer = self.trainer
         keep = max((len(ids) for ids in completion_ids_list), default=0)
         if keep == 0:
-            return [{SELF_CERTAINTY: [], ENTROPY: []} for _ in completion_ids_list]
+            return [{SELF_CERTAINTY: array("f"), ENTROPY: array("f")} for _ in completion_ids_list]
         ids, mask, fields, num_images = self.inputs(prompts, completion_ids_list)
         mode_batch = (trainer.args.per_device_train_batch_size if trainer.model.training
                       else trainer.args.per_device_eval_batch_size)
@@ -122,7 +124,8 @@ class TokenStatsProvider:
             )
         certainty, entropy = certainty.float().cpu(), entropy.float().cpu()
         stats = [
-            {SELF_CERTAINTY: certainty[i, : len(c)].tolist(), ENTROPY: entropy[i, : len(c)].tolist()}
+            {SELF_CERTAINTY: array("f", certainty[i, : len(c)].tolist()),
+             ENTROPY: array("f", entropy[i, : len(c)].tolist())}
             for i, c in enumerate(completion_ids_list)
         ]
         trainer._log_metric("certainty/seconds", time.perf_counter() - start)

@@ -57,8 +57,8 @@ def test_provider_equals_a_direct_computation_from_the_logits(certainty_trainer,
     for prompt, ids, entry in zip(prompts, completion_ids, stats):
         entropy, certainty = direct_stats(trainer.model, tiny_processor, prompt, ids, trainer.temperature)
         assert len(entry["entropy"]) == len(entry["self_certainty"]) == len(ids)
-        assert entry["entropy"] == pytest.approx(entropy.tolist(), abs=1e-4)
-        assert entry["self_certainty"] == pytest.approx(certainty.tolist(), abs=1e-4)
+        assert list(entry["entropy"]) == pytest.approx(entropy.tolist(), abs=1e-4)
+        assert list(entry["self_certainty"]) == pytest.approx(certainty.tolist(), abs=1e-4)
     seconds = trainer._pending_metrics["certainty/seconds"]  # TRL's reward-metric log
     assert len(seconds) == 1 and seconds[0] > 0
 
@@ -66,7 +66,7 @@ def test_provider_equals_a_direct_computation_from_the_logits(certainty_trainer,
 def test_provider_of_empty_completions(certainty_trainer):
     trainer = certainty_trainer()
     stats = trainer.reward_input_providers["token_stats"]([{}, {}], rows(trainer, 2), ["", ""], [[], []])
-    assert stats == [{"self_certainty": [], "entropy": []}] * 2
+    assert [{k: list(v) for k, v in entry.items()} for entry in stats] == [{"self_certainty": [], "entropy": []}] * 2
 
 
 def test_one_training_step_rewards_are_the_provider_values(certainty_trainer):

@@ -34,6 +34,8 @@ REWARD_REGISTRY: dict[str, str] = {
     "format": "self_evolve_trl.rewards.format:format_reward",
     "retrace_frequency": "self_evolve_trl.csrs.reward:retrace_frequency",  # CSRS (needs the re-inferences)
     "judge_modulated": "self_evolve_trl.judge.reward:judge_modulated",
+    "self_certainty": "self_evolve_trl.certainty.reward:self_certainty",  # Intuitor (needs the policy's logits)
+    "token_entropy": "self_evolve_trl.certainty.reward:token_entropy",  # RENT (needs the policy's logits)
 }
 
 

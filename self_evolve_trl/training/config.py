@@ -5,10 +5,10 @@ A recipe is one flat YAML file read by TRL's `TrlParser`: keys of `SelfEvolveCon
 override the YAML.
 
 Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantages.advantage_problems`, which
-`group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the judge
-(`judge_setting_problems`), the consistency filter (`consistency_filter_setting_problems`) and vLLM.
-`SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises `ConfigError` with every line, and
-`cli check` reports the same list.
+`group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the token confidence input
+(`certainty_setting_problems`), the judge (`judge_setting_problems`), the consistency filter
+(`consistency_filter_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all;
+`__post_init__` raises `ConfigError` with every line, and `cli check` reports the same list.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from trl import GRPOConfig
 from ..advantages import LSE_OFFSETS, SCALE_MODES, advantage_problems, resolved_scale
 from ..answers import EXTRACTORS, MATCH_MODES
 from .badrows import BAD_ROW_POLICIES
+from ..certainty.settings import CertaintySettings, certainty_setting_problems
 from ..consistency_filter.settings import ConsistencyFilterSettings, consistency_filter_setting_problems
 from ..csrs.settings import CSRSSettings, csrs_setting_problems
 from ..errors import ConfigError, Problem, choice_problems
@@ -33,7 +34,7 @@ from ..voting import TIE_RULES
 
 
 @dataclass
-class SelfEvolveConfig(JudgeSettings, CSRSSettings, ConsistencyFilterSettings, GRPOConfig):
+class SelfEvolveConfig(JudgeSettings, CSRSSettings, CertaintySettings, ConsistencyFilterSettings, GRPOConfig):
     r"""
     Configuration class for [`SelfEvolveGRPOTrainer`]: TRL's `GRPOConfig` plus the label-free reward and advantage
     settings. Every `GRPOConfig` field keeps its meaning and default.
@@ -114,8 +115,8 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, ConsistencyFilterSettings, G
             Where `disk` writes the weights (default: `OUTPUT_DIR/vllm-weights`); the server must be able to read it.
 
         The CSRS re-inference settings (`retrace_*`) are [`CSRSSettings`]'s, the judge's (`judge_*`) are
-        [`JudgeSettings`]'s, the consistency filter's (`min_consistency`, `max_consistency`) are
-        [`ConsistencyFilterSettings`]'s.
+        [`JudgeSettings`]'s, the token confidence input's (`certainty_*`) are [`CertaintySettings`]'s, the
+        consistency filter's (`min_consistency`, `max_consistency`) are [`ConsistencyFilterSettings`]'s.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -230,6 +231,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, ConsistencyFilterSettings, G
             + answer_setting_problems(self)
             + bad_row_setting_problems(self)
             + csrs_setting_problems(self)
+            + certainty_setting_problems(self)
             + judge_setting_problems(self)
             + consistency_filter_setting_problems(self)
             + vllm_setting_problems(self)

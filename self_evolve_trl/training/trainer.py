@@ -61,7 +61,7 @@ from .checkpoints import (
     save_component_states,
     unmark_checkpoint_complete,
 )
-from .. import csrs, judge
+from .. import certainty, csrs, judge
 from ..consistency_filter import FILTERED_SHARE, filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
@@ -87,7 +87,7 @@ from .vllm_generation import vllm_generation_class
 # every process with that process's rows: `provider(inputs, prompts, completions, completion_ids_list) -> list`
 # (one value per completion). A provider with state implements `state_dict()` / `load_state_dict(state)`; the trainer
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
-REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS}
+REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS, **certainty.PROVIDERS}
 
 logger = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ REWARD_REGISTRY: dict[str, str] = {
     "format": "self_evolve_trl.rewards.format:format_reward",
     "retrace_frequency": "self_evolve_trl.csrs.reward:retrace_frequency",  # CSRS (needs the re-inferences)
     "judge_modulated": "self_evolve_trl.judge.reward:judge_modulated",
+    "ttrl_vote": "self_evolve_trl.ttrl.reward:ttrl_vote",  # TTRL (needs the extra votes)
 }
 
 

@@ -6,7 +6,7 @@ override the YAML.
 
 Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantages.advantage_problems`, which
 `group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the judge
-(`judge_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises
+(`judge_setting_problems`), TTRL (`ttrl_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises
 `ConfigError` with every line, and `cli check` reports the same list.
 """
 
@@ -25,13 +25,14 @@ from .badrows import BAD_ROW_POLICIES
 from ..csrs.settings import CSRSSettings, csrs_setting_problems
 from ..errors import ConfigError, Problem, choice_problems
 from ..judge.settings import JudgeSettings, judge_setting_problems
+from ..ttrl.settings import TTRLSettings, ttrl_setting_problems
 from ..rewards import available_rewards
 from .vllm_generation import WEIGHT_SYNCS
 from ..voting import TIE_RULES
 
 
 @dataclass
-class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
+class SelfEvolveConfig(JudgeSettings, CSRSSettings, TTRLSettings, GRPOConfig):
     r"""
     Configuration class for [`SelfEvolveGRPOTrainer`]: TRL's `GRPOConfig` plus the label-free reward and advantage
     settings. Every `GRPOConfig` field keeps its meaning and default.
@@ -112,7 +113,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
             Where `disk` writes the weights (default: `OUTPUT_DIR/vllm-weights`); the server must be able to read it.
 
         The CSRS re-inference settings (`retrace_*`) are [`CSRSSettings`]'s, the judge's (`judge_*`) are
-        [`JudgeSettings`]'s.
+        [`JudgeSettings`]'s, TTRL's `vote_samples` is [`TTRLSettings`]'s.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -228,6 +229,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, GRPOConfig):
             + bad_row_setting_problems(self)
             + csrs_setting_problems(self)
             + judge_setting_problems(self)
+            + ttrl_setting_problems(self)
             + vllm_setting_problems(self)
         )
 

@@ -61,7 +61,7 @@ from .checkpoints import (
     save_component_states,
     unmark_checkpoint_complete,
 )
-from .. import csrs, judge
+from .. import csrs, judge, ttrl
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
 from .group_rewards import (
@@ -86,7 +86,7 @@ from .vllm_generation import vllm_generation_class
 # every process with that process's rows: `provider(inputs, prompts, completions, completion_ids_list) -> list`
 # (one value per completion). A provider with state implements `state_dict()` / `load_state_dict(state)`; the trainer
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
-REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS}
+REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS, **ttrl.PROVIDERS}
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         rewards, nonfinite = reward_table(self.reward_funcs, reward_inputs, len(rows))
         labels = [row["label"] for row in rows]
         metrics, answers = group_metrics(self.reward_funcs, settings, reward_inputs["completions"], labels,
-                                         self._group_size(), self.model.training)
+                                         self._group_size(), self.model.training, reward_inputs.get("vote_completions"))
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         metrics.update(match_failures(match_stats_before))
         logs.extra.setdefault("answer", ["" if a is None else a for a in answers])

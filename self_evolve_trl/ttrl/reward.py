@@ -7,6 +7,7 @@ The extra samples are drawn during the rollout by `self_evolve_trl.ttrl.provider
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..answers import extract_answer
@@ -60,6 +61,7 @@ def ttrl_vote(
     match: str = "math",
     abstain_as_answer: bool = False,
     tie: str = "first",
+    log_extra: Callable[[str, list], None] | None = None,
 ) -> list[float]:
     """TTRL's majority reward over the larger vote: 1 when a trained completion's answer is in the majority class of
     its group's G + M answers (the G completions and M extra samples), else 0. Abstentions get 0.
@@ -75,6 +77,9 @@ def ttrl_vote(
         vote_completions: for each completion, its share of its prompt's M extra samples (computed by the trainer).
         soft, hard_threshold, power: the `soft_frequency` reward over the larger vote, instead of the majority.
         extractor, match, abstain_as_answer, tie: as in `majority_vote`.
+        log_extra: TRL's callback (passed by the trainer): the completions table gets the columns `vote_majority`
+            (the majority answer of the group's G + M answers) and `vote_answers` (the answers of the completion's
+            share of extra samples, " | "-joined).
 
     Example: the trained 4 say 2, 2, 3, 3; the 8 extra samples say 3. The majority of the 12 is 3.
 
@@ -89,12 +94,22 @@ def ttrl_vote(
     ```
     """
     rewards = []
-    for group in larger_votes(completions, group_size, vote_completions, extractor, match, abstain_as_answer, tie):
+    votes = larger_votes(completions, group_size, vote_completions, extractor, match, abstain_as_answer, tie)
+    for group in votes:
         trained = group.classes[:group_size]
         if not soft or (hard_threshold is not None and group.p_max > hard_threshold):
             rewards.extend(1.0 if c is not None and c == group.majority else 0.0 for c in trained)
         else:
             rewards.extend((group.counts[c] / group.size) ** power if c is not None else 0.0 for c in trained)
+    if log_extra is not None:
+        log_extra("vote_majority", [v.majority_answer or "" for v in votes for _ in range(group_size)])
+        shares = [share_answers(texts, extractor) for texts in vote_completions]
+        log_extra("vote_answers", [" | ".join(a or "" for a in answers) for answers in shares])
     return rewards
+
+
+def share_answers(texts: list[Any] | None, extractor: str) -> list[str | None]:
+    """The answers of one completion's share of extra samples."""
+    return [extract_answer(text, extractor) for text in texts or []]
 
 ttrl_vote.reward_inputs = ("vote_completions",)

@@ -63,7 +63,7 @@ def _checked_inputs(data_args, training_args):
     before any model is loaded: a file in the way of output_dir, bad reward names or kwargs, unreadable first rows."""
     from .check.environment import first_row_problems, output_dir_problems
     from .training.checkpoints import resolve_resume_from_checkpoint
-    from .data import load_training_dataset
+    from .training.datasets import recipe_dataset
     from .training.heldout import load_heldout_dataset
     from .training.reward_setup import build_reward_functions
 
@@ -73,7 +73,7 @@ def _checked_inputs(data_args, training_args):
     reward_funcs = build_reward_functions(training_args)  # bad names or kwargs fail here, before any loading
     eval_dataset = load_heldout_dataset(data_args, training_args)  # None unless eval_dataset_name is set
     resume = resolve_resume_from_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    dataset = load_training_dataset(data_args, training_args.label_column)
+    dataset = recipe_dataset(data_args, training_args.label_column)
     bad_rows = first_row_problems(dataset, rows=8)  # unreadable images fail now, not after the model is loaded
     if bad_rows:
         more = f" (and {len(bad_rows) - 1} more of the first rows)" if len(bad_rows) > 1 else ""

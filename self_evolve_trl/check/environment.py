@@ -58,15 +58,19 @@ def all_row_problems(dataset, args) -> list[Problem]:
 
 def dataset_problems(data_args, args, geometry: Geometry | None, rows: int) -> list[Problem]:
     from ..data.arguments import data_setting_problems
-    from ..data import DataError, load_training_dataset
+    from ..data import DataError
     from ..data.images import ImageError
+    from ..training.datasets import benchmark_name, recipe_dataset
 
     bad_settings = data_setting_problems(data_args)  # the data settings' own rule (the raw recipe skipped it)
     if bad_settings:
         return [Problem("dataset", problem.line, problem.fix) for problem in bad_settings]
     try:
-        dataset = load_training_dataset(data_args, args.label_column)
+        dataset = recipe_dataset(data_args, args.label_column)
     except (DataError, ImageError) as error:
+        if benchmark_name(data_args.dataset_name) is not None:
+            return [Problem("dataset", str(error), "name a benchmark of the evaluation command, its split(s) in "
+                            "dataset_split, and its local copy in benchmark_data_dir (DIR/NAME, as eval's --data-dir).")]
         return [Problem("dataset", str(error), "point dataset_name at a readable dataset and set question_column / "
                         "image_column / answer_column to its columns.")]
     problems = []

@@ -58,6 +58,9 @@ PRESETS = {
     "mmr1": DatasetPreset("MMR1/MMR1-Math-RL-Data-v0", "problem", "images", "answer"),
 }
 SYNTHETIC = "synthetic"
+# `dataset_name: eval:NAME` trains on the questions of benchmark NAME of the evaluation command (test-time RL); the
+# training layer loads it (`training.datasets`), since data sits below eval.
+BENCHMARK_PREFIX = "eval:"
 
 
 class DataError(ValueError):
@@ -332,6 +335,8 @@ def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
     import datasets  # start-up time, as in `load_raw_dataset`
 
     name = data_args.dataset_name
+    if name.startswith(BENCHMARK_PREFIX):
+        raise DataError(f"{name!r} is a benchmark: load it with training.datasets.recipe_dataset.")
     if name == SYNTHETIC:
         rows = make_synthetic_rows(
             data_args.synthetic_size, data_args.synthetic_task, data_args.synthetic_grid, data_args.synthetic_seed

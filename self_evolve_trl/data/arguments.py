@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError, Problem, choice_problems
-from . import DEFAULT_INSTRUCTION
+from . import BENCHMARK_PREFIX, DEFAULT_INSTRUCTION
 from .synthetic import TASKS as SYNTHETIC_TASKS
 
 
@@ -18,11 +18,13 @@ class DataArguments:
     Parameters:
         dataset_name (`str`, *optional*, defaults to `"synthetic"`):
             A preset (`geo3k`, `geoqa`, `mmr1`, `synthetic`), a hub dataset id, or a local parquet/jsonl/json/csv file
-            or folder of them.
+            or folder of them; or `eval:NAME`, the questions of a benchmark of the evaluation command (test-time RL:
+            its answers go to the hidden label column, its prompts are the evaluation prompts).
         dataset_config (`str`, *optional*):
             Hub dataset configuration name.
         dataset_split (`str`, *optional*, defaults to `"train"`):
-            Split to train on.
+            Split to train on. For a benchmark (`eval:NAME`): its split(s), comma-separated, as the evaluation
+            command's `--split` (`train`, which no benchmark has, reads the benchmark's own splits).
         question_column (`str`, *optional*):
             Column with the question text (default: the preset's, else `problem`).
         image_column (`str`, *optional*):
@@ -35,7 +37,10 @@ class DataArguments:
             `<answer>` tags hold when it has them), `answer_tag` (inside `<answer>` tags, as GeoQA's `solution`) or
             `boxed`.
         max_train_samples (`int`, *optional*):
-            Keep only the first N examples.
+            Keep only the first N examples (for a benchmark: the evaluation command's `--limit`).
+        benchmark_data_dir (`str`, *optional*):
+            For `eval:NAME`: the folder of local benchmark copies named after the benchmarks (`DIR/mathvision`, ...),
+            as the evaluation command's `--data-dir`; the hub otherwise.
         instruction (`str`, *optional*):
             Actor instruction appended to every question.
         min_pixels (`int`, *optional*):
@@ -77,6 +82,9 @@ class DataArguments:
         default=None, metadata={"help": "How the reference answer is read: null, `answer_tag` or `boxed`."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N examples."})
+    benchmark_data_dir: str | None = field(
+        default=None, metadata={"help": "For eval:NAME: folder of local benchmark copies (the eval command's --data-dir)."}
+    )
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Actor instruction appended to every question."}
     )
@@ -109,4 +117,9 @@ def data_setting_problems(args) -> list[Problem]:
     for name in ("synthetic_size", "synthetic_grid"):
         if getattr(args, name) < 1:
             problems.append(Problem(name, f"must be at least 1, got {getattr(args, name)}."))
+    names = (args.dataset_name, getattr(args, "eval_dataset_name", None))
+    if getattr(args, "benchmark_data_dir", None) and not any(str(name).startswith(BENCHMARK_PREFIX) for name in names if name):
+        problems.append(Problem(
+            "benchmark_data_dir", f"is set but no dataset is a benchmark ({BENCHMARK_PREFIX}NAME).",
+            f"set dataset_name: {BENCHMARK_PREFIX}NAME (e.g. {BENCHMARK_PREFIX}mathvision), or remove benchmark_data_dir."))
     return problems

@@ -200,6 +200,12 @@ def check_config(config: EvalConfig) -> list[Benchmark]:
         raise EvalError(f"--repetition-penalty must be positive (1.0: none), got {config.repetition_penalty}.")
     if config.top_k is not None and config.top_k < 1:
         raise EvalError(f"--top-k must be at least 1 (leave it out for none), got {config.top_k}.")
+    check_data(config, benchmarks)
+    return benchmarks
+
+
+def check_data(config: EvalConfig, benchmarks: list[Benchmark]) -> None:
+    """The local copies exist: each `--data` path, the `--data-dir` folder and each benchmark's copy in it."""
     for path in config.data.values():
         if not os.path.exists(path):
             raise EvalError(f"Local data not found: {path}")
@@ -213,5 +219,3 @@ def check_config(config: EvalConfig) -> list[Benchmark]:
                     f"--data-dir {config.data_dir} has no copy of {bench.name}: looked for {looked} (a folder) and "
                     f"{looked}{{{','.join(LOCAL_EXTENSIONS)}}}; add it, or give it with --data {bench.name}=PATH."
                 )
-    return benchmarks
-

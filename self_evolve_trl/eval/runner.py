@@ -32,12 +32,15 @@ def build_conversation(
 ) -> list[dict]:
     """The user turn, exactly as in training (`data.build_prompt`), with the choice hint for choice questions (the
     plural one, `choices_hint`, for questions answered by a set of letters)."""
-    question = item.question
+    return build_prompt(question_with_hint(item, choice_hint, choices_hint), n_images, instruction)
+
+
+def question_with_hint(item: EvalItem, choice_hint: str, choices_hint: str | None = None) -> str:
+    """The question with the choice hint of its answer type (none for free-form questions), before the instruction:
+    the text that the evaluation prompt and a benchmark's training rows (`as_training`) both show."""
     hint = {"choice": choice_hint, "choices": choice_hint if choices_hint is None else choices_hint}.get(
         item.answer_type)
-    if hint:
-        question = f"{question}\n{hint}"
-    return build_prompt(question, n_images, instruction)
+    return f"{item.question}\n{hint}" if hint else item.question
 
 
 def question_seed(seed: int, item_id: str) -> int:

@@ -30,9 +30,10 @@ from typing import Any, Sequence
 from ..answers import completion_text
 
 from ..errors import ConfigError
-from ..data import PRESETS, DataError, load_training_dataset
+from ..data import PRESETS, DataError
 from ..eval.extraction import extract_by_rules
 from ..eval.scoring import score_samples
+from .datasets import recipe_dataset
 
 
 EVAL_COMMAND_METRICS = ("labels/rollout_accuracy", "labels/maj_at_g", "labels/pass_at_g")
@@ -88,7 +89,7 @@ def load_heldout_dataset(data_args, training_args):
         eval_args = dataclasses.replace(
             eval_args, question_column=None, image_column=None, answer_column=None, label_extractor=None
         )
-    dataset = load_training_dataset(eval_args, training_args.label_column)
+    dataset = recipe_dataset(eval_args, training_args.label_column)
     labels = dataset[training_args.label_column]
     if not any(label is not None and str(label).strip() for label in labels):
         raise DataError(

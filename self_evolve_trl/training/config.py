@@ -25,8 +25,8 @@ from .badrows import BAD_ROW_POLICIES
 from ..csrs.settings import CSRSSettings, csrs_setting_problems
 from ..errors import ConfigError, Problem, choice_problems
 from ..judge.settings import JudgeSettings, judge_setting_problems
-from ..ttrl.settings import TTRLSettings, ttrl_setting_problems
 from ..rewards import available_rewards
+from ..ttrl.settings import TTRLSettings, ttrl_setting_problems
 from .vllm_generation import WEIGHT_SYNCS
 from ..voting import TIE_RULES
 

@@ -46,8 +46,9 @@ def larger_vote_metrics(
 
     ```python
     >>> from self_evolve_trl.voting import vote
-    >>> larger_vote_metrics([vote(["2", "2", "3", "3", "3", "3"])], 4, ["3"])  # G = 4 trained, M = 2 extra
-    {'ttrl/majority_ratio': [0.6666666666666666], 'ttrl/pseudo_label_accuracy': [1.0], 'ttrl/maj_at_n': [1.0], 'ttrl/reward_accuracy': [1.0]}
+    >>> metrics = larger_vote_metrics([vote(["2", "2", "3", "3", "3", "3"])], 4, ["3"])  # G = 4 trained, M = 2 extra
+    >>> round(metrics["ttrl/majority_ratio"][0], 4), metrics["ttrl/pseudo_label_accuracy"], metrics["ttrl/maj_at_n"]
+    (0.6667, [1.0], [1.0])
 
     ```
     """

@@ -64,7 +64,8 @@ class VoteSampleProvider:
     def share(self) -> int:
         """M / G: the extra samples each completion draws."""
         if self.samples % self.group_size:
-            raise ValueError(f"vote_samples ({self.samples}) must be a multiple of the group size ({self.group_size}).")
+            raise ValueError(f"vote_samples ({self.samples}) must be a multiple of the group size "
+                             f"({self.group_size}).")
         return self.samples // self.group_size
 
     def requests(self, prompts: list) -> list[VoteRequest]:
@@ -85,11 +86,11 @@ class VoteSampleProvider:
         if not self.reproducible:
             return sample_batched(self.trainer, requests, share)
         seed, step = self.trainer.args.seed, self.trainer.state.global_step
-        return [
-            sample_seeded(self.trainer, r,
-                          [torch_seed([seed, step, r.group, r.first + s, VOTE_STREAM, *self.batch]) for s in range(share)])
-            for r in requests
-        ]
+
+        def seeds(r: VoteRequest) -> list[int]:
+            return [torch_seed([seed, step, r.group, r.first + s, VOTE_STREAM, *self.batch]) for s in range(share)]
+
+        return [sample_seeded(self.trainer, r, seeds(r)) for r in requests]
 
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
         if not self.samples:

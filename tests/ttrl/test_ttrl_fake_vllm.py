@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.csrs.test_csrs_fake_vllm import train_with_fake_vllm_client
 from self_evolve_trl.ttrl import ttrl_vote
+from tests.csrs.test_csrs_fake_vllm import train_with_fake_vllm_client
 
 
 def run_with_fake_vllm_client(run, python, model_dir, output_dir, nproc):

@@ -45,7 +45,8 @@ def test_abstentions_equivalence_and_ties():
     assert ttrl_vote(group, 4, extra) == [1.0, 0.0, 0.0, 0.0]
     assert ttrl_vote(group, 4, extra, soft=True) == pytest.approx([3 / 8, 0.0, 2 / 8, 2 / 8])
     # the abstentions as the class "None" (released behaviour): 4 of 8, the majority, rewarded 1
-    assert ttrl_vote(group, 4, [boxed(None, None), boxed(None), [], []], abstain_as_answer=True) == [0.0, 1.0, 0.0, 0.0]
+    abstaining = [boxed(None, None), boxed(None), [], []]
+    assert ttrl_vote(group, 4, abstaining, abstain_as_answer=True) == [0.0, 1.0, 0.0, 0.0]
     tie = [boxed(2, 3), [], [], []]  # 2 and 3 three times each
     assert ttrl_vote(boxed(2, 3, 3, 2), 4, tie, tie="none") == [0.0] * 4  # a tie has no majority
     assert ttrl_vote(boxed(2, 3, 3, 2), 4, tie) == [1.0, 0.0, 0.0, 1.0]  # tie "first": 2 came first
@@ -75,7 +76,8 @@ def test_bad_inputs():
 def test_registered_and_needs_the_extra_votes():
     reward = get_reward_function("ttrl_vote", soft=True)
     assert reward.required_inputs == ("vote_completions",)
-    assert reward(boxed(2, 2, 3, 3), 4, vote_completions=[boxed(3, 3)] * 4) == pytest.approx([2 / 12] * 2 + [10 / 12] * 2)
+    rewards = reward(boxed(2, 2, 3, 3), 4, vote_completions=[boxed(3, 3)] * 4)
+    assert rewards == pytest.approx([2 / 12] * 2 + [10 / 12] * 2)
 
 
 def test_larger_vote_metrics_by_hand():

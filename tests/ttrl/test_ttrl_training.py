@@ -8,6 +8,7 @@ import pytest
 from trl.data_utils import prepare_multimodal_messages
 
 from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
+from self_evolve_trl.ttrl import ttrl_vote
 
 
 @pytest.fixture
@@ -86,8 +87,6 @@ def test_rewards_come_from_the_larger_vote(ttrl_trainer):
     rewards = trainer._calculate_rewards(inputs, prompts, completions, [[1]] * 4)
     (votes,) = drawn
     assert [len(v) for v in votes] == [2] * 4
-    from self_evolve_trl.ttrl import ttrl_vote
-
     assert rewards[:, 0].tolist() == ttrl_vote(completions, 4, votes, extractor="last_number")
 
 
@@ -142,8 +141,8 @@ def run_recipe(run, python, output_dir, nproc):
         with socket.socket() as free:  # other test runs may share the machine: no fixed port
             free.bind(("127.0.0.1", 0))
             port = free.getsockname()[1]
-        result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
-                      "-m", "self_evolve_trl.cli", *args], env=env, timeout=600)
+        launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
+        result = run([*launcher, "-m", "self_evolve_trl.cli", *args], env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]
 
@@ -157,7 +156,8 @@ def test_recipe_two_processes_give_the_same_rewards_as_one(run, python, tmp_path
     for a, b in zip(one, two):
         assert len(a) == len(b) == 4
         assert list(a["completion"].astype(str)) == list(b["completion"].astype(str))
-        assert list(a["vote_answers"]) == list(b["vote_answers"]) and list(a["vote_majority"]) == list(b["vote_majority"])
+        assert list(a["vote_answers"]) == list(b["vote_answers"])
+        assert list(a["vote_majority"]) == list(b["vote_majority"])
         assert a["ttrl_vote"].tolist() == b["ttrl_vote"].tolist()
         assert sorted(set(b["process"])) == [0, 1]
         voted += sum(bool(answer) for x in a["vote_answers"] for answer in x.split(" | "))
@@ -181,7 +181,7 @@ def test_tiny_ttrl_recipe_trains_two_steps(run, python, tmp_path):
 def test_ttrl_7b_recipe_settings():
     from self_evolve_trl.cli import parse_recipe
 
-    data_args, config, model_args = parse_recipe(["recipes/geoqa-ttrl.yaml", "--bf16", "false", "--use_cpu", "true"])
+    _, config, model_args = parse_recipe(["recipes/geoqa-ttrl.yaml", "--bf16", "false", "--use_cpu", "true"])
     assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert config.reward_funcs == ["ttrl_vote"] and config.advantage == "grpo"
     assert (config.num_generations, config.vote_samples) == (32, 32)  # TTRL: 64 votes, 32 trained

@@ -89,6 +89,44 @@ def extend_token_fields(fields: dict[str, Any], prompt_length: int, added: int) 
     return {key: [list(value[0]) + [0] * added] if per_token(value) else value for key, value in fields.items()}
 
 
+def sample_batched(trainer, requests: list, k: int, max_rows: int | None = None) -> list[list[list[int]]]:
+    """`k` sampled completions (token ids) per request, with the trainer's sampler and backend (`_generate_single_turn`:
+    transformers `generate` or TRL's vLLM generation). A request is anything with the `prompt_ids`, `images` and
+    `fields` of one prompt (as `GRPOTrainer._tokenize_prompts` returns them), e.g. a `RetraceRequest`.
+
+    Generation calls hold at most `max_rows` rows (rounded down to whole k-blocks, at least one; default: all in one
+    call, the fastest). Each prompt is sent k times in a row, so that TRL's vLLM server path sends it once with n = k.
+    TRL's vLLM server generation is collective: every process must pass the same number of requests.
+    """
+    if not requests:
+        return []
+    per_call = len(requests) if max_rows is None else max(1, max_rows // k)
+    outputs = []
+    for start in range(0, len(requests), per_call):
+        chunk = requests[start : start + per_call]
+        prompt_ids = [r.prompt_ids for r in chunk for _ in range(k)]
+        images = [r.images for r in chunk for _ in range(k)]
+        images = None if all(image is None for image in images) else images
+        fields = merge_fields([r.fields for r in chunk for _ in range(k)])
+        ids, _ = trainer._generate_single_turn(prompt_ids, images, fields, k)
+        outputs += [[list(x) for x in ids[n * k : (n + 1) * k]] for n in range(len(chunk))]
+    return outputs
+
+
+def sample_seeded(trainer, request, seeds: list[int]) -> list[list[int]]:
+    """One sampled completion (token ids) of `request` per seed, each generated on its own under `torch.manual_seed`
+    (`reproducible_generation`: the samples do not depend on how requests are spread over processes)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    images = None if request.images is None else [request.images]
+    samples = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            ids, _ = trainer._generate_single_turn([request.prompt_ids], images, request.fields, 1)
+        samples.append(list(ids[0]))
+    return samples
+
+
 class RetraceProvider:
     """Computes the `retrace_completions` reward input: K re-inferences per anchor for every completion.
 
@@ -166,44 +204,20 @@ class RetraceProvider:
         return prompt
 
     def generate(self, requests: list[RetraceRequest], max_rows: int | None = None) -> list[list[list[int]]]:
-        """K sampled completions (token ids) per request, with the trainer's sampler and backend.
-
-        Generation calls hold at most `max_rows` rows (rounded down to whole K-blocks, at least one; default: all in
-        one call, the fastest). Every process makes the same number of calls (TRL's vLLM server generation is
-        collective), since every process has the same number of requests, as TRL's batches do.
-        """
-        if not requests:
-            return []
+        """K sampled completions (token ids) per request, with the trainer's sampler and backend (`sample_batched`,
+        or `sample_seeded` per request under `reproducible_generation`)."""
         if self.reproducible:
             return [self.generate_seeded(request) for request in requests]
-        k = self.samples
-        per_call = len(requests) if max_rows is None else max(1, max_rows // k)
-        outputs = []
-        for start in range(0, len(requests), per_call):
-            chunk = requests[start : start + per_call]
-            # each prompt K times in a row, so that TRL's vLLM server path sends it once with n = K
-            prompt_ids = [r.prompt_ids for r in chunk for _ in range(k)]
-            images = [r.images for r in chunk for _ in range(k)]
-            images = None if all(image is None for image in images) else images
-            fields = merge_fields([r.fields for r in chunk for _ in range(k)])
-            ids, _ = self.trainer._generate_single_turn(prompt_ids, images, fields, k)
-            outputs += [[list(x) for x in ids[n * k : (n + 1) * k]] for n in range(len(chunk))]
-        return outputs
+        return sample_batched(self.trainer, requests, self.samples, max_rows)
 
     def generate_seeded(self, request: RetraceRequest) -> list[list[int]]:
         """The K samples of one request, each on its own, with a seed of its own (`reproducible_generation`)."""
-        trainer = self.trainer
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        images = None if request.images is None else [request.images]
-        samples = []
-        for s in range(self.samples):
-            seed = torch_seed([trainer.args.seed, self.step, request.global_index, request.anchor, SAMPLING_STREAM, s,
-                               *self.batch])
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                ids, _ = trainer._generate_single_turn([request.prompt_ids], images, request.fields, 1)
-            samples.append(list(ids[0]))
-        return samples
+        seeds = [
+            torch_seed([self.trainer.args.seed, self.step, request.global_index, request.anchor, SAMPLING_STREAM, s,
+                        *self.batch])
+            for s in range(self.samples)
+        ]
+        return sample_seeded(self.trainer, request, seeds)
 
     def __call__(self, inputs, prompts, completions, completion_ids_list) -> list[list[str]]:
         start = time.perf_counter()

@@ -36,6 +36,7 @@ REWARD_REGISTRY: dict[str, str] = {
     "judge_modulated": "self_evolve_trl.judge.reward:judge_modulated",
     "self_certainty": "self_evolve_trl.certainty.reward:self_certainty",  # Intuitor (needs the policy's logits)
     "token_entropy": "self_evolve_trl.certainty.reward:token_entropy",  # RENT (needs the policy's logits)
+    "ttrl_vote": "self_evolve_trl.ttrl.reward:ttrl_vote",  # TTRL (needs the extra votes)
 }
 
 

@@ -7,8 +7,9 @@ override the YAML.
 Each group of settings has one rule returning its `Problem`s: rewards, advantages (`advantages.advantage_problems`, which
 `group_advantages` applies too), answers, bad rows, CSRS (`csrs_setting_problems`), the token confidence input
 (`certainty_setting_problems`), the judge (`judge_setting_problems`), the consistency filter
-(`consistency_filter_setting_problems`) and vLLM. `SelfEvolveConfig.validation_problems` runs them all;
-`__post_init__` raises `ConfigError` with every line, and `cli check` reports the same list.
+(`consistency_filter_setting_problems`), TTRL (`ttrl_setting_problems`) and vLLM.
+`SelfEvolveConfig.validation_problems` runs them all; `__post_init__` raises `ConfigError` with every line, and
+`cli check` reports the same list.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ from ..csrs.settings import CSRSSettings, csrs_setting_problems
 from ..errors import ConfigError, Problem, choice_problems
 from ..judge.settings import JudgeSettings, judge_setting_problems
 from ..rewards import available_rewards
+from ..ttrl.settings import TTRLSettings, ttrl_setting_problems
 from .vllm_generation import WEIGHT_SYNCS
 from ..voting import TIE_RULES
 
 
 @dataclass
-class SelfEvolveConfig(JudgeSettings, CSRSSettings, CertaintySettings, ConsistencyFilterSettings, GRPOConfig):
+class SelfEvolveConfig(
+    JudgeSettings, CSRSSettings, CertaintySettings, ConsistencyFilterSettings, TTRLSettings, GRPOConfig
+):
     r"""
     Configuration class for [`SelfEvolveGRPOTrainer`]: TRL's `GRPOConfig` plus the label-free reward and advantage
     settings. Every `GRPOConfig` field keeps its meaning and default.
@@ -116,7 +120,8 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, CertaintySettings, Consisten
 
         The CSRS re-inference settings (`retrace_*`) are [`CSRSSettings`]'s, the judge's (`judge_*`) are
         [`JudgeSettings`]'s, the token confidence input's (`certainty_*`) are [`CertaintySettings`]'s, the
-        consistency filter's (`min_consistency`, `max_consistency`) are [`ConsistencyFilterSettings`]'s.
+        consistency filter's (`min_consistency`, `max_consistency`) are [`ConsistencyFilterSettings`]'s, TTRL's
+        `vote_samples` is [`TTRLSettings`]'s.
     """
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
@@ -234,6 +239,7 @@ class SelfEvolveConfig(JudgeSettings, CSRSSettings, CertaintySettings, Consisten
             + certainty_setting_problems(self)
             + judge_setting_problems(self)
             + consistency_filter_setting_problems(self)
+            + ttrl_setting_problems(self)
             + vllm_setting_problems(self)
         )
 

@@ -18,6 +18,7 @@ from ..answers import MATCH_STATS
 from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .heldout import eval_command_label_metrics
 from ..rewards import RewardFunction
+from ..ttrl import larger_vote_metrics, larger_votes
 from ..voting import vote_groups
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -109,8 +110,9 @@ def reward_table(reward_funcs: list, reward_inputs: dict[str, Any], size: int) -
 
 
 def group_metrics(reward_funcs: list, settings: dict[str, Any], completions: list, labels: list, group_size: int,
-                  training: bool) -> tuple[dict[str, Any], list]:
-    """The diagnostics of the groups, by the vote the rewards took, and every completion's answer in that vote."""
+                  training: bool, vote_completions: list | None = None) -> tuple[dict[str, Any], list]:
+    """The diagnostics of the groups, by the vote the rewards took, and every completion's answer in that vote; with
+    TTRL's extra votes (`vote_completions`), the `ttrl/*` metrics of the larger vote too."""
     voted, _, _ = vote_settings(reward_funcs, settings)  # the vote the rewards took
     votes = vote_groups(completions, group_size, **voted)
     group_labels = labels[::group_size] if any(label is not None for label in labels) else None
@@ -125,6 +127,9 @@ def group_metrics(reward_funcs: list, settings: dict[str, Any], completions: lis
     if not training and "labels/rollout_accuracy" in metrics:
         # held-out evaluation: pass@1, maj@k and pass@k as the evaluation command scores them (see `heldout`)
         metrics.update(eval_command_label_metrics(completions, group_labels, group_size))
+    if vote_completions is not None:
+        larger = larger_votes(completions, group_size, vote_completions, **voted)
+        metrics.update(larger_vote_metrics(larger, group_size, group_labels, voted["match"], voted["abstain_as_answer"]))
     return metrics, [answer for vote in votes for answer in vote.answers]
 
 

@@ -61,7 +61,7 @@ from .checkpoints import (
     save_component_states,
     unmark_checkpoint_complete,
 )
-from .. import certainty, csrs, judge
+from .. import certainty, csrs, judge, ttrl
 from ..consistency_filter import FILTERED_SHARE, filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
 from .diagnostics import vote_settings_note
@@ -87,7 +87,9 @@ from .vllm_generation import vllm_generation_class
 # every process with that process's rows: `provider(inputs, prompts, completions, completion_ids_list) -> list`
 # (one value per completion). A provider with state implements `state_dict()` / `load_state_dict(state)`; the trainer
 # saves it with every checkpoint and restores it on resume (see `checkpoints.py`).
-REWARD_INPUT_PROVIDERS: dict[str, str] = {**judge.PROVIDERS, **csrs.PROVIDERS, **certainty.PROVIDERS}
+REWARD_INPUT_PROVIDERS: dict[str, str] = {
+    **judge.PROVIDERS, **csrs.PROVIDERS, **certainty.PROVIDERS, **ttrl.PROVIDERS
+}
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +290,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         rewards, nonfinite = reward_table(self.reward_funcs, reward_inputs, len(rows))
         labels = [row["label"] for row in rows]
         metrics, answers = group_metrics(self.reward_funcs, settings, reward_inputs["completions"], labels,
-                                         self._group_size(), self.model.training)
+                                         self._group_size(), self.model.training, reward_inputs.get("vote_completions"))
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         metrics.update(match_failures(match_stats_before))
         logs.extra.setdefault("answer", ["" if a is None else a for a in answers])

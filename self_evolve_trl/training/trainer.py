@@ -51,6 +51,7 @@ from trl import GRPOTrainer
 
 from ..advantages import clip_advantages, group_advantages
 from ..answers import MATCH_STATS
+from ..errors import UsageError
 from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -99,6 +100,8 @@ def import_path(path: str):
 
 
 # Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
+TEXT_MODEL_WITH_IMAGES = ("A dataset row has images, and this model has no image processor (a text-only model, with a "
+                          "tokenizer as its processing class): use a vision-language model, or text-only rows.")
 UNSUPPORTED_ARGUMENTS = {
     "tools": "tool-calling rollouts are not supported: the rewards score the final answers of whole groups",
     "environment_factory": "environments are not supported: their per-process instances cannot score whole groups",
@@ -304,6 +307,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
+        if not self._is_vlm and any(row.get("images") for row in inputs):  # a tokenizer would render them as text
+            raise UsageError(TEXT_MODEL_WITH_IMAGES)
         # TRL gathers the images it logs only on the processes whose rows have images: a process with text-only rows
         # never joins that collective and the run hangs. They are gathered here, on every process.
         log_images, self.log_multimodal = self.log_multimodal, False

@@ -13,7 +13,7 @@ def text_model_dir(tmp_path_factory) -> str:
 
 
 def build_text_scoring_model(model_dir: str, path) -> str:
-    """The tiny text model made a bigram model that writes `\\boxed{0.d}` or a bare `0.d}` (each half the time), d
+    """The tiny text model made a bigram model that writes `\\boxed{0.d}` or a bare `0.d}` (60 % and 40 %), d
     uniform in 1..3, then ends: answers that repeat within a group of 4, a format that varies, judge scores that
     parse. Its layers add nothing to the residual stream, so the next token depends on the current one alone (as
     `tests/conftest.py`'s `build_scoring_model` for the tiny Qwen2.5-VL)."""
@@ -36,6 +36,7 @@ def build_text_scoring_model(model_dir: str, path) -> str:
             model.model.embed_tokens.weight[state, k] = 1.0  # normalised to sqrt(hidden size) = 8
             for successor in following:
                 model.lm_head.weight[successor, k] = 4.0  # logit 32: the others (about 0) never come
+        model.lm_head.weight[token("\\boxed"), 0] = 4.05  # greedy boxes: logit 32.4 against the bare number's 32
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)

@@ -2,7 +2,8 @@
 
 A recipe (or the evaluation command, or the vLLM server) may name `tiny:qwen2.5-vl` (the random tiny Qwen2.5-VL of
 `tiny_model.py`), `tiny:vllm` (its preset with vLLM's head size), `tiny:qwen2.5-vl-taught` (the partly taught base
-of `tiny_base.py`) or `tiny:qwen2-text` (the text-only Qwen2 of `tiny_text.py`); `resolve_tiny_model` builds it once into `cache_dir()` and returns the folder.
+of `tiny_base.py`) or `tiny:qwen2-text` (the text-only Qwen2 of `tiny_text.py`); `resolve_tiny_model` builds it
+once into `cache_dir()` and returns the folder.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ METHODS = {
                             reward_kwargs={"judge_modulated": {"format_pattern": NO_THINK}}),
     "retrace_new_turn": dict(reward_funcs=["retrace_frequency"], retrace_mode="new_turn"),
     "retrace_continuation": dict(reward_funcs=["retrace_frequency"], retrace_mode="continuation"),
+    "self_certainty": dict(reward_funcs=["self_certainty"]),
+    "consistency_filter": dict(reward_funcs=["majority_vote"], min_consistency=0.3),
     "advantage_grpo": dict(reward_funcs=["majority_vote"], advantage="grpo"),
     "advantage_centered": dict(reward_funcs=["majority_vote"], advantage="centered"),
     "advantage_lse": dict(reward_funcs=["soft_frequency"], advantage="lse", lse_tau=1.0),
@@ -97,3 +99,17 @@ def test_tiny_text_recipe_trains_two_steps(run, python, tmp_path):
     assert "Run summary: 2 steps" in result.stdout and (out / "summary.json").exists()
     assert (tmp_path / "cache" / "tiny-qwen2-text" / "tokenizer_config.json").exists()
     assert not (tmp_path / "cache" / "tiny-qwen2-text" / "preprocessor_config.json").exists()  # no image processor
+
+
+def test_math_ttrl_text_recipe_settings():
+    from self_evolve_trl.cli import parse_recipe
+
+    data_args, config, model_args = parse_recipe(["recipes/math-ttrl-text.yaml", "--bf16", "false", "--use_cpu",
+                                                  "true"])
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-Math-7B"
+    assert (data_args.dataset_name, data_args.question_column, data_args.answer_column, data_args.image_column) == (
+        "HuggingFaceH4/MATH-500", "problem", "answer", "none")
+    assert config.reward_funcs == ["majority_vote"] and config.advantage == "grpo"
+    assert (config.num_generations, config.temperature, config.learning_rate, config.max_completion_length) == (
+        32, 1.0, 5e-7, 3072)
+    assert config.use_vllm and config.vllm_mode == "server" and not config.retrace_visual_perturbation

@@ -157,10 +157,17 @@ def build_prompt(question: str, n_images: int, instruction: str | None) -> list[
 
 
 def build_text_prompt(question: str, instruction: str | None) -> list[dict]:
-    """One user turn of plain text (a string content, as text-only chat templates need): the question, then the
-    instruction."""
+    """One user turn of plain text (a string, as text-only chat templates need): the question, the instruction."""
     text = question.replace("<image>", "").strip()
     return [{"role": "user", "content": f"{text} {instruction}" if instruction else text}]
+
+
+def has_image_parts(prompt: Any) -> bool:
+    """Whether a conversational prompt holds an image part (`build_prompt`'s, or TRL's with the image in it)."""
+    return isinstance(prompt, list) and any(
+        isinstance(part, dict) and part.get("type") == "image"
+        for message in prompt if isinstance(message.get("content"), list) for part in message["content"]
+    )
 
 
 def _read_label(value: Any, label_extractor: str | None) -> str | None:
@@ -217,8 +224,7 @@ def prepare_dataset(
     def convert(row, index):
         images = _image_list(row[image_column]) if image_column else []
         question = str(row[question_column])
-        out = {
-            # A text-only dataset's prompts are plain text; a mixed dataset keeps one prompt shape (content parts).
+        out = {  # a text-only dataset's prompts are plain text; a mixed one keeps one prompt shape (content parts)
             "prompt": build_prompt(question, len(images), instruction) if image_column
             else build_text_prompt(question, instruction),
             "images": images,

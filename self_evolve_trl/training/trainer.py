@@ -51,6 +51,7 @@ from trl import GRPOTrainer
 
 from ..advantages import clip_advantages, group_advantages
 from ..answers import MATCH_STATS
+from ..data import has_image_parts
 from ..errors import UsageError
 from .badrows import BadRows
 from .checkpoints import (
@@ -299,6 +300,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 "logged_extra": logs.extra, "majority_ratios": list(metrics["self_consistency/majority_ratio"])}
 
     def _generate(self, prompts: list):
+        if not self._is_vlm and any(map(has_image_parts, prompts)):  # a tokenizer would render the images as text
+            raise UsageError(TEXT_MODEL_WITH_IMAGES)
         output = super()._generate(prompts)
         images = output[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, ...)
         if images is not None and any(row_images is None for row_images in images):
@@ -307,8 +310,6 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self.bad_rows.observe(self, inputs)  # rows that stand in for unreadable ones: counted, and the policy applied
-        if not self._is_vlm and any(row.get("images") for row in inputs):  # a tokenizer would render them as text
-            raise UsageError(TEXT_MODEL_WITH_IMAGES)
         # TRL gathers the images it logs only on the processes whose rows have images: a process with text-only rows
         # never joins that collective and the run hangs. They are gathered here, on every process.
         log_images, self.log_multimodal = self.log_multimodal, False

@@ -40,3 +40,19 @@ def test_text_benchmark_needs_a_local_file(text_model_dir, tmp_path, run):
     result = run([sys.executable, "-m", "self_evolve_trl.eval", "--model", text_model_dir, "--benchmarks", "text",
                   "--output-dir", str(tmp_path / "out")])
     assert result.returncode == 2 and "Text is read from a local file only: --data text=PATH." in result.stderr
+
+
+def test_a_text_benchmark_as_training_rows(tmp_path):
+    """Test-time RL on a text benchmark (`dataset_name: eval:text`): the rows are its items, as plain-text prompts."""
+    from self_evolve_trl.data.arguments import DataArguments
+    from self_evolve_trl.training.datasets import recipe_dataset
+
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "test.jsonl").write_text("".join(
+        json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i), "unique_id": f"q{i}"}) + "\n"
+        for i in range(3)))
+    dataset = recipe_dataset(DataArguments(dataset_name="eval:text", benchmark_data_dir=str(tmp_path),
+                                           instruction="Answer in \\boxed{}."))
+    assert len(dataset) == 3 and dataset[1]["images"] == [] and dataset[1]["uid"] == "q1"
+    assert dataset[1]["prompt"] == [{"role": "user", "content": "What is 1 + 1? Answer in \\boxed{}."}]
+    assert dataset[1]["label"] == "2"

@@ -113,3 +113,12 @@ def test_math_ttrl_text_recipe_settings():
     assert (config.num_generations, config.temperature, config.learning_rate, config.max_completion_length) == (
         32, 1.0, 5e-7, 3072)
     assert config.use_vllm and config.vllm_mode == "server" and not config.retrace_visual_perturbation
+
+
+def test_check_accepts_the_text_recipe_and_warns_for_image_data(tmp_path, monkeypatch):
+    from self_evolve_trl.check import check_recipe
+
+    monkeypatch.setenv("SELF_EVOLVE_TRL_CACHE", str(tmp_path / "cache"))
+    assert not check_recipe("recipes/tiny-cpu-text.yaml").problems  # text-only data: nothing to warn about
+    (warning,) = check_recipe("recipes/tiny-cpu-text.yaml", ["--synthetic_task", "count"]).problems
+    assert warning.warning and "has no vision config: a text-only model" in warning.message

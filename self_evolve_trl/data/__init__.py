@@ -2,7 +2,8 @@
 
 Every dataset comes out with the same columns:
 
-- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended;
+- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (plain
+  text for a text-only dataset: no image column, or `image_column: none`);
 - `images`: the list of images, resized the Qwen way when the row is read (within the recipe's `min_pixels` /
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used

@@ -86,6 +86,16 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "adapter_model.safetensors", "adapter_model.bin")
 
 
+def text_only_data(data_args) -> bool:
+    """Whether the recipe's data settings say the rows are text only (`image_column: none`, a text synthetic task)."""
+    from ..data import SYNTHETIC  # the data package (PIL, datasets helpers): imported when a check runs
+    from ..data.synthetic import TEXT_TASKS
+
+    if data_args.dataset_name == SYNTHETIC:
+        return data_args.synthetic_task in TEXT_TASKS
+    return (data_args.image_column or "").lower() == "none"
+
+
 def model_problems(model_args, data_args) -> list[Problem]:
     from transformers import AutoConfig
 
@@ -108,10 +118,11 @@ def model_problems(model_args, data_args) -> list[Problem]:
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return [Problem("model", f"cannot load the config of {path!r}: {message}", offline_fix)]
-    if getattr(config, "vision_config", None) is None:
+    if getattr(config, "vision_config", None) is None and not text_only_data(data_args):
         problems.append(Problem(
-            "model", f"{path!r} ({config.model_type}) has no vision config; the data has images.",
-            "use a vision-language model such as Qwen/Qwen2.5-VL-7B-Instruct.", warning=True))
+            "model", f"{path!r} ({config.model_type}) has no vision config: a text-only model, which trains on "
+            "text-only rows only (a row with images stops the run).",
+            "for data with images, use a vision-language model such as Qwen/Qwen2.5-VL-7B-Instruct.", warning=True))
     try:
         load_processor(path, data_args, model_args)
     except UsageError as error:

@@ -32,10 +32,16 @@ import torch
 from transformers import TrainerCallback
 from trl.data_utils import is_conversational
 
+from ..errors import ConfigError
 from ..seeds import generation_batch, torch_seed
 from .perturb import add_noise, map_images, noise_generator, noise_level
 from .prefix import NEW_TURN_NEEDS_CONVERSATIONS, prefix_length, strip_trailing
 
+
+VSP_NEEDS_IMAGES = (
+    "retrace_visual_perturbation adds noise to the prompt images, and this model has no image processor (a text-only "
+    "model, with a tokenizer as its processing class): set retrace_visual_perturbation: false."
+)
 
 # The seed component after the anchor in the sampling seeds: `perturb.NOISE_STREAM` (0) is the noise's.
 SAMPLING_STREAM = 1
@@ -149,6 +155,8 @@ class RetraceProvider:
         self.reproducible = getattr(args, "reproducible_generation", False)
         if self.mode == "new_turn":
             check_conversational(trainer)
+        if self.visual_perturbation and not getattr(trainer, "_is_vlm", True):
+            raise ConfigError(VSP_NEEDS_IMAGES)
         self.batch: tuple[int, ...] = ()  # `seeds.batch_entropy` of the current generation batch
         self.seconds_this_step = 0.0  # training re-inference seconds of the current optimizer step
         self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
@@ -200,7 +208,8 @@ class RetraceProvider:
             if not isinstance(prompt, list):
                 raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
             prefix_text = self.tokenizer.decode(prefix, skip_special_tokens=True)
-            prompt = [*prompt, {"role": "assistant", "content": [{"type": "text", "text": prefix_text}]}]
+            # A string, as text-only chat templates need; TRL makes it a text part for a processor with images.
+            prompt = [*prompt, {"role": "assistant", "content": prefix_text}]
         return prompt
 
     def generate(self, requests: list[RetraceRequest], max_rows: int | None = None) -> list[list[list[int]]]:

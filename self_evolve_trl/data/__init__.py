@@ -2,7 +2,8 @@
 
 Every dataset comes out with the same columns:
 
-- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended;
+- `prompt`: one user turn, the image placeholder(s) and the question with the actor instruction appended (plain
+  text for a text-only dataset: no image column, or `image_column: none`);
 - `images`: the list of images, resized the Qwen way when the row is read (within the recipe's `min_pixels` /
   `max_pixels`; the training command then sets the bounds of the processor it loaded, `with_pixel_bounds`);
 - `label`: the reference answer where the data has one (`None` otherwise). It is hidden from every reward and used
@@ -18,6 +19,7 @@ and acts on (`on_bad_row`, see `badrows.py`). A row without images (`null` or `[
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,7 +27,9 @@ from typing import Any
 
 from ..answers import extract_answer
 from .images import ImageError, load_image, qwen_resize
-from .synthetic import make_synthetic_rows
+from .synthetic import TEXT_TASKS, make_synthetic_rows
+
+logger = logging.getLogger(__name__)
 
 LABEL_COLUMN = "label"
 # The row's index in the prepared dataset (read by the images transform, never passed on) and, on a row that stands
@@ -153,6 +157,20 @@ def build_prompt(question: str, n_images: int, instruction: str | None) -> list[
     return [{"role": "user", "content": content}]
 
 
+def build_text_prompt(question: str, instruction: str | None) -> list[dict]:
+    """One user turn of plain text (a string, as text-only chat templates need): the question, the instruction."""
+    text = question.replace("<image>", "").strip()
+    return [{"role": "user", "content": f"{text} {instruction}" if instruction else text}]
+
+
+def has_image_parts(prompt: Any) -> bool:
+    """Whether a conversational prompt holds an image part (`build_prompt`'s, or TRL's with the image in it)."""
+    return isinstance(prompt, list) and any(
+        isinstance(part, dict) and part.get("type") == "image"
+        for message in prompt if isinstance(message.get("content"), list) for part in message["content"]
+    )
+
+
 def _read_label(value: Any, label_extractor: str | None) -> str | None:
     if value is None:
         return None
@@ -206,8 +224,10 @@ def prepare_dataset(
 
     def convert(row, index):
         images = _image_list(row[image_column]) if image_column else []
-        out = {
-            "prompt": build_prompt(str(row[question_column]), len(images), instruction),
+        question = str(row[question_column])
+        out = {  # a text-only dataset's prompts are plain text; a mixed one keeps one prompt shape (content parts)
+            "prompt": build_prompt(question, len(images), instruction) if image_column
+            else build_text_prompt(question, instruction),
             "images": images,
             label_column: _read_label(row[answer_column], label_extractor) if answer_column else None,
         }
@@ -342,7 +362,8 @@ def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
             data_args.synthetic_size, data_args.synthetic_task, data_args.synthetic_grid, data_args.synthetic_seed
         )
         raw = datasets.Dataset.from_list(rows)
-        question, image, answer, extractor = "question", "image", "answer", None
+        question, answer, extractor = "question", "answer", None
+        image = None if data_args.synthetic_task in TEXT_TASKS else "image"
     else:
         preset = PRESETS.get(name)
         raw = load_raw_dataset(preset.path if preset else name, data_args.dataset_config, data_args.dataset_split)
@@ -357,11 +378,11 @@ def load_training_dataset(data_args, label_column: str = LABEL_COLUMN):
         extractor = data_args.label_extractor or (preset.label_extractor if preset else None)
     if answer is not None and answer.lower() == "none":
         answer = None
-    if image is None:
-        raise DataError(
-            f"Dataset {name!r} has no image column (set image_column); available columns: "
-            f"{', '.join(raw.column_names)}."
-        )
+    if image is None and name != SYNTHETIC:  # no column `images` / `image`: text-only, as `image_column: none` says
+        logger.warning(f"Dataset {name!r} has no image column (images, image): every row is a text-only question "
+                       f"(set image_column if it has images; image_column: none for a text-only dataset).")
+    elif image is not None and image.lower() == "none":
+        image = None
     base_dir = name if os.path.isdir(name) else os.path.dirname(name) if os.path.exists(name) else None
     return prepare_dataset(
         raw,

@@ -28,7 +28,8 @@ class DataArguments:
         question_column (`str`, *optional*):
             Column with the question text (default: the preset's, else `problem`).
         image_column (`str`, *optional*):
-            Column with the image or list of images (default: the preset's, else `images` or `image`).
+            Column with the image or list of images (default: the preset's, else `images` or `image`; `none`, or no
+            such column, for a text-only dataset, whose prompts are plain text).
         answer_column (`str`, *optional*):
             Column with reference answers, moved to the hidden label column (default: the preset's; `none` for no
             labels).
@@ -48,7 +49,8 @@ class DataArguments:
         max_pixels (`int`, *optional*):
             Upper bound on image pixels (Qwen resizing); also set on the processor.
         synthetic_task (`str`, *optional*, defaults to `"count"`):
-            Task of the synthetic dataset: `count` (how many coloured cells) or `count_color` (how many red cells).
+            Task of the synthetic dataset: `count` (how many coloured cells), `count_color` (how many red cells) or
+            `add` (text only: "What is a + b?", for text-only models).
         synthetic_size (`int`, *optional*, defaults to `64`):
             Number of synthetic examples.
         synthetic_grid (`int`, *optional*, defaults to `2`):
@@ -74,7 +76,7 @@ class DataArguments:
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
     question_column: str | None = field(default=None, metadata={"help": "Column with the question text."})
-    image_column: str | None = field(default=None, metadata={"help": "Column with the image(s)."})
+    image_column: str | None = field(default=None, metadata={"help": "Column with the image(s); `none`: text only."})
     answer_column: str | None = field(
         default=None, metadata={"help": "Column with reference answers (hidden label); `none` for no labels."}
     )

@@ -4,7 +4,8 @@ Each image is a `grid` x `grid` board of 28x28-pixel cells (one Qwen2.5-VL merge
 filled with a colour. Tasks:
 
 - `count`: how many cells are filled (any colour);
-- `count_color`: how many cells have the colour named in the question (red, green or blue).
+- `count_color`: how many cells have the colour named in the question (red, green or blue);
+- `add`: a text-only task without a board, "What is a + b?" with a, b in 0..9 (for text-only models).
 
 The answer is an integer kept in the hidden `label` column. The dataset is built in memory, seeded, in well under
 a second for hundreds of examples.
@@ -25,7 +26,9 @@ from PIL import Image, ImageDraw
 CELL = 28
 COLORS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220)}
 BACKGROUND = (245, 245, 245)
-TASKS = ("count", "count_color")
+BOARD_TASKS = ("count", "count_color")
+TEXT_TASKS = ("add",)  # rows without an image
+TASKS = BOARD_TASKS + TEXT_TASKS
 SOLUTION_ROUTES = ("rows", "cols", "direct")
 
 
@@ -72,7 +75,7 @@ def make_board(rng: random.Random, task: str, grid: int) -> Board:
         target = rng.choice(sorted(COLORS))
         answer = sum(1 for c in cells.values() if c == target)
         return Board(cells, target, f"How many {target} squares are there in the image?", answer)
-    raise ValueError(f"Unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}.")
+    raise ValueError(f"Unknown board task {task!r}; valid tasks: {', '.join(BOARD_TASKS)}.")
 
 
 def make_example(rng: random.Random, task: str, grid: int) -> tuple[Image.Image, str, str]:
@@ -83,8 +86,8 @@ def make_example(rng: random.Random, task: str, grid: int) -> tuple[Image.Image,
 
 def make_boards(size: int, task: str = "count", grid: int = 2, seed: int = 0) -> list[Board]:
     """`size` boards drawn with `seed` (the same boards as `make_synthetic_rows` with the same arguments)."""
-    if task not in TASKS:
-        raise ValueError(f"Unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}.")
+    if task not in BOARD_TASKS:
+        raise ValueError(f"Unknown board task {task!r}; valid tasks: {', '.join(BOARD_TASKS)}.")
     rng = random.Random(seed)
     return [make_board(rng, task, grid) for _ in range(size)]
 
@@ -119,12 +122,18 @@ def worked_solution(board: Board, grid: int, route: str) -> str:
 
 
 def make_synthetic_rows(size: int, task: str = "count", grid: int = 2, seed: int = 0) -> list[dict]:
-    """`size` rows of {"question", "image", "answer", "uid"} (raw columns, before the actor instruction)."""
+    """`size` rows of {"question", "image", "answer", "uid"} (raw columns, before the actor instruction; `image` is
+    None for a `TEXT_TASKS` task)."""
     if task not in TASKS:
         raise ValueError(f"Unknown synthetic task {task!r}; valid tasks: {', '.join(TASKS)}.")
     rng = random.Random(seed)
     rows = []
     for i in range(size):
+        if task in TEXT_TASKS:
+            a, b = rng.randint(0, 9), rng.randint(0, 9)
+            rows.append({"question": f"What is {a} + {b}?", "image": None, "answer": str(a + b),
+                         "uid": f"{task}-{seed}-{i}"})
+            continue
         image, question, answer = make_example(rng, task, grid)
         rows.append({"question": question, "image": image, "answer": answer, "uid": f"{task}-{seed}-{i}"})
     return rows

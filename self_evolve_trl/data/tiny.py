@@ -1,8 +1,9 @@
 """The special model names `tiny:<preset>` and the cache folder they are built into.
 
 A recipe (or the evaluation command, or the vLLM server) may name `tiny:qwen2.5-vl` (the random tiny Qwen2.5-VL of
-`tiny_model.py`), `tiny:vllm` (its preset with vLLM's head size), or `tiny:qwen2.5-vl-taught` (the partly taught base
-of `tiny_base.py`); `resolve_tiny_model` builds it once into `cache_dir()` and returns the folder.
+`tiny_model.py`), `tiny:vllm` (its preset with vLLM's head size), `tiny:qwen2.5-vl-taught` (the partly taught base
+of `tiny_base.py`) or `tiny:qwen2-text` (the text-only Qwen2 of `tiny_text.py`); `resolve_tiny_model` builds it
+once into `cache_dir()` and returns the folder.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 
 from .tiny_base import build_taught_tiny
 from .tiny_model import PRESETS, build_tiny_qwen25vl
+from .tiny_text import build_tiny_qwen2_text
 
 TINY_MODEL_PREFIX = "tiny:"
 TAUGHT_NAME = "qwen2.5-vl-taught"  # the partly taught base of the embedded default recipe
+TEXT_NAME = "qwen2-text"  # the text-only causal LM
 
 
 def cache_dir() -> str:
@@ -25,7 +28,8 @@ def cache_dir() -> str:
 
 def resolve_tiny_model(name_or_path: str, cache_dir: str | os.PathLike) -> str:
     """Turn the special name `tiny:<preset>` (e.g. `tiny:qwen2.5-vl`, `tiny:vllm`) into a built model directory;
-    `tiny:qwen2.5-vl-taught` is the tiny model after a short supervised warm-up (`self_evolve_trl.data.tiny_base`).
+    `tiny:qwen2.5-vl-taught` is the tiny model after a short supervised warm-up (`self_evolve_trl.data.tiny_base`),
+    `tiny:qwen2-text` a text-only Qwen2 causal LM (`self_evolve_trl.data.tiny_text`).
 
     Any other name or path is returned unchanged.
     """
@@ -34,9 +38,11 @@ def resolve_tiny_model(name_or_path: str, cache_dir: str | os.PathLike) -> str:
     preset = name_or_path[len(TINY_MODEL_PREFIX):]
     if preset == TAUGHT_NAME:
         return build_taught_tiny(Path(cache_dir) / "tiny-qwen2.5-vl-taught")
+    if preset == TEXT_NAME:
+        return build_tiny_qwen2_text(Path(cache_dir) / "tiny-qwen2-text")
     preset = "tiny" if preset in ("", "qwen2.5-vl", "tiny") else preset
     if preset not in PRESETS:
         valid = ", ".join([f"{TINY_MODEL_PREFIX}qwen2.5-vl"] + [f"{TINY_MODEL_PREFIX}{p}" for p in PRESETS if p != "tiny"]
-                          + [f"{TINY_MODEL_PREFIX}{TAUGHT_NAME}"])
+                          + [f"{TINY_MODEL_PREFIX}{TAUGHT_NAME}", f"{TINY_MODEL_PREFIX}{TEXT_NAME}"])
         raise ValueError(f"Unknown tiny model {name_or_path!r}; valid tiny models: {valid}.")
     return build_tiny_qwen25vl(Path(cache_dir) / f"tiny-qwen2.5-vl-{preset}", preset=preset)

@@ -44,11 +44,14 @@ def benchmark_training_set(config: EvalConfig, label_column: str = LABEL_COLUMN)
     (loaded,) = load_benchmarks(config, [bench])
     instruction = DEFAULT_INSTRUCTION if config.instruction is None else config.instruction
     items = loaded.items
-    raw = loaded.dataset.select([item.row for item in items]).select_columns([loaded.image_column])
-    raw = raw.add_column(QUESTION_COLUMN, [question_with_hint(item, config.choice_hint, config.choices_hint)
-                                           for item in items])
-    raw = raw.add_column(REFERENCE_COLUMN, [item.reference for item in items])
-    raw = raw.add_column("uid", [item.id for item in items])
+    columns = {QUESTION_COLUMN: [question_with_hint(item, config.choice_hint, config.choices_hint) for item in items],
+               REFERENCE_COLUMN: [item.reference for item in items], "uid": [item.id for item in items]}
+    if loaded.image_column is None:  # a text benchmark: the rows are its items' texts
+        raw = type(loaded.dataset).from_dict(columns)
+    else:
+        raw = loaded.dataset.select([item.row for item in items]).select_columns([loaded.image_column])
+        for name, values in columns.items():
+            raw = raw.add_column(name, values)
     return prepare_dataset(
         raw,
         question_column=QUESTION_COLUMN,

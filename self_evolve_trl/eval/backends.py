@@ -83,6 +83,18 @@ def load_processor(source: ModelSource, min_pixels: int | None, max_pixels: int 
         raise EvalError(f"Cannot load the processor of {source.processor!r}: {str(error).splitlines()[0]}") from None
 
 
+def reads_images(processor) -> bool:
+    """Whether the model reads images: its processor has an image processor (a text-only model has a tokenizer)."""
+    return getattr(processor, "image_processor", None) is not None
+
+
+def model_class(processor):
+    """The transformers auto class of the model: image-text-to-text, or a causal LM for a text-only model."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText  # heavy: imported on use
+
+    return AutoModelForImageTextToText if reads_images(processor) else AutoModelForCausalLM
+
+
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's `MaxLoRARanks`: no other value is accepted
 
 
@@ -174,7 +186,7 @@ def merge_adapter(source: ModelSource, folder: str, dtype: str) -> str:
     the base model, the adapter's weights and the dtype are the same (`merged_from.json`)."""
     import torch  # heavy: imported on use, not at start-up
     from peft import PeftModel  # heavy: imported on use, not at start-up
-    from transformers import AutoModelForImageTextToText, AutoProcessor  # heavy: imported on use, not at start-up
+    from transformers import AutoProcessor  # heavy: imported on use, not at start-up
 
     origin = {"base_model": source.model, "adapter": os.path.abspath(source.adapter),
               "adapter_fingerprint": weights_fingerprint(source.adapter), "dtype": dtype}
@@ -183,15 +195,16 @@ def merge_adapter(source: ModelSource, folder: str, dtype: str) -> str:
         with open(record) as f:
             if json.load(f) == origin:
                 return folder
+    processor = AutoProcessor.from_pretrained(source.processor)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(source.model, dtype=getattr(torch, dtype))
+        model = model_class(processor).from_pretrained(source.model, dtype=getattr(torch, dtype))
     except OSError as error:
         raise EvalError(f"Cannot load model {source.model!r}: {str(error).splitlines()[0]}") from None
     model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
     partial = folder.rstrip(os.sep) + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
-    AutoProcessor.from_pretrained(source.processor).save_pretrained(partial)
+    processor.save_pretrained(partial)
     with open(os.path.join(partial, "merged_from.json"), "w") as f:
         json.dump(origin, f, indent=2)
     shutil.rmtree(folder, ignore_errors=True)
@@ -215,14 +228,13 @@ class TransformersBackend:
 
     def __init__(self, source: ModelSource, processor, dtype: str = "auto", device: str = "auto"):
         import torch  # heavy: imported on use, not at start-up
-        from transformers import AutoModelForImageTextToText  # heavy: imported on use, not at start-up
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = resolve_dtype(dtype, device)
         self.device, self.dtype = device, dtype
         try:
-            model = AutoModelForImageTextToText.from_pretrained(source.model, dtype=getattr(torch, dtype))
+            model = model_class(processor).from_pretrained(source.model, dtype=getattr(torch, dtype))
         except OSError as error:
             raise EvalError(f"Cannot load model {source.model!r}: {str(error).splitlines()[0]}") from None
         if source.adapter:
@@ -255,9 +267,8 @@ class TransformersBackend:
         self.calls += 1
         texts = [chat_text(self.processor, c) for c in conversations]
         image_lists = [list(i) for i in images]
-        inputs = self.processor(
-            text=texts, images=image_lists if any(image_lists) else None, padding=True, return_tensors="pt"
-        ).to(self.device)
+        with_images = {"images": image_lists} if any(image_lists) else {}  # a tokenizer takes no `images`
+        inputs = self.processor(text=texts, **with_images, padding=True, return_tensors="pt").to(self.device)
         sample = temperature > 0
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n,
                       repetition_penalty=repetition_penalty)
@@ -299,9 +310,13 @@ class VLLMBackend:
         self.dtype = vllm_dtype(source.model, dtype)
         self.engine_kwargs = dict(
             model=source.model, dtype=self.dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
-            gpu_memory_utilization=gpu_memory_utilization, limit_mm_per_prompt={"image": max_images},
-            mm_processor_kwargs={k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v},
+            gpu_memory_utilization=gpu_memory_utilization,
         )
+        if reads_images(processor):  # a text-only model takes no multimodal settings
+            self.engine_kwargs.update(
+                limit_mm_per_prompt={"image": max_images},
+                mm_processor_kwargs={k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v},
+            )
         if max_model_len:
             self.engine_kwargs["max_model_len"] = max_model_len
         self.lora, self.adapter_mode, self.adapter_served, self.merge = None, None, None, None

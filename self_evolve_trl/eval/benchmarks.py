@@ -9,6 +9,7 @@
 | `dynamath` | `DynaMath/DynaMath_Sample` / `sample_variant1..10` | 501 x 10 | letter, float or text | worst_case |
 | `geo3k` | `hiyouga/geometry3k` / `test` | 601 | free form | accuracy |
 | `geoqa` | `leonardPKU/GEOQA_8K_R1V` / `test` | | free form | accuracy |
+| `text` | a local file only (`--data text=PATH`): question/answer, no image (MATH-500, AIME) | | free form | accuracy |
 
 Reading a benchmark from the hub or a local copy: `loading`.
 """
@@ -255,6 +256,19 @@ def _geometry(row: dict, index: int, settings: dict) -> EvalItem:
     )
 
 
+def _text(row: dict, index: int, settings: dict) -> EvalItem:
+    """A text-only question: `question` or `problem`; the reference is `answer`, else the `\\boxed{}` of `solution`
+    (MATH-500's columns); the id is `id` or `unique_id`, else the row number."""
+    question = cell_text(row["question"] if "question" in row else row.get("problem"))
+    if "answer" in row:
+        reference = cell_text(row["answer"])
+    else:
+        solution = cell_text(row.get("solution"))
+        reference = extract_answer(solution, "boxed") or solution
+    return EvalItem(id=cell_text(row.get("id") or row.get("unique_id")) or str(index), question=question,
+                    reference=reference, answer_type="free", row=index)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in [
@@ -296,6 +310,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark(
             "geoqa", "GeoQA", "leonardPKU/GEOQA_8K_R1V", None, ("test",), ("problem", "answer|solution"),
             ("images", "image"), _geometry, ("accuracy",), "math-aware equivalence",
+        ),
+        Benchmark(  # text-only questions from a local file, for text-only models (and VL models without images)
+            "text", "Text", "", None, ("test",), ("question|problem", "answer|solution"), (), _text, ("accuracy",),
+            "math-aware equivalence",
         ),
     ]
 }

@@ -27,13 +27,15 @@ class LoadedBenchmark:
     benchmark: Benchmark
     items: list[EvalItem]
     dataset: Any
-    image_column: str
+    image_column: str | None  # None for a text benchmark
     source: str  # hub id and split(s), or the local path
     base_dir: str | None = None
     splits: tuple[str, ...] | None = None  # the splits read; None for a local copy without split names
     left_out: list[str] = field(default_factory=list)  # ids of the rows without a reference (nothing to score)
 
     def image_values(self, item: EvalItem) -> list:
+        if self.image_column is None:
+            return []
         value = self.dataset[item.row][self.image_column]
         if value is None:
             return []
@@ -114,6 +116,8 @@ def _read_files(bench: Benchmark, files: list[str]):
 def _read_hub(bench: Benchmark, split: str):
     import datasets  # heavy (pyarrow, pandas): imported when a benchmark is read, not on `--help`
 
+    if not bench.hub_id:
+        raise EvalError(f"{bench.title} is read from a local file only: --data {bench.name}=PATH.")
     try:
         return datasets.load_dataset(bench.hub_id, bench.hub_config, split=split)
     except Exception as error:
@@ -147,8 +151,8 @@ def read_parts(bench: Benchmark, path: str | None, splits: tuple[str, ...], narr
     return parts, os.path.abspath(path), base_dir
 
 
-def image_column_of(bench: Benchmark, parts: list, source: str) -> str:
-    """The image column, once every part is checked to have the benchmark's columns."""
+def image_column_of(bench: Benchmark, parts: list, source: str) -> str | None:
+    """The image column (None for a text benchmark), once every part is checked to have the benchmark's columns."""
     for s, part in parts:
         missing = [c for c in bench.columns if not any(a in part.column_names for a in c.split("|"))]
         if missing:
@@ -158,6 +162,8 @@ def image_column_of(bench: Benchmark, parts: list, source: str) -> str:
                 f"{bench.title} data {where} has no column {names}; available columns: {', '.join(part.column_names)}."
             )
     columns = list(parts[0][1].column_names)
+    if not bench.image_columns:
+        return None
     image_column = next((c for c in bench.image_columns if c in columns), None)
     if image_column is None:
         raise EvalError(

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from tqdm.auto import tqdm
 
 from ..answers import MATCH_STATS, completion_text
-from ..data import DEFAULT_INSTRUCTION, build_prompt
+from ..data import DEFAULT_INSTRUCTION, build_prompt, build_text_prompt
 from ..data.images import ImageError, load_image, processor_pixel_bounds, qwen_resize
 from .backends import ModelSource, TransformersBackend, VLLMBackend, load_processor, resolve_model, weights_fingerprint
 from .benchmarks import Benchmark, EvalError, EvalItem
@@ -32,7 +32,10 @@ def build_conversation(
 ) -> list[dict]:
     """The user turn, exactly as in training (`data.build_prompt`), with the choice hint for choice questions (the
     plural one, `choices_hint`, for questions answered by a set of letters)."""
-    return build_prompt(question_with_hint(item, choice_hint, choices_hint), n_images, instruction)
+    question = question_with_hint(item, choice_hint, choices_hint)
+    if n_images == 0:  # plain text, as a text-only dataset's training prompts (`data.build_text_prompt`)
+        return build_text_prompt(question, instruction)
+    return build_prompt(question, n_images, instruction)
 
 
 def question_with_hint(item: EvalItem, choice_hint: str, choices_hint: str | None = None) -> str:

@@ -51,6 +51,8 @@ from trl import GRPOTrainer
 
 from ..advantages import clip_advantages, group_advantages
 from ..answers import MATCH_STATS
+from ..data import has_image_parts
+from ..errors import UsageError
 from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -101,6 +103,8 @@ def import_path(path: str):
 
 
 # Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
+TEXT_MODEL_WITH_IMAGES = ("A dataset row has images, and this model has no image processor (a text-only model, with a "
+                          "tokenizer as its processing class): use a vision-language model, or text-only rows.")
 UNSUPPORTED_ARGUMENTS = {
     "tools": "tool-calling rollouts are not supported: the rewards score the final answers of whole groups",
     "environment_factory": "environments are not supported: their per-process instances cannot score whole groups",
@@ -298,6 +302,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 "logged_extra": logs.extra, "majority_ratios": list(metrics["self_consistency/majority_ratio"])}
 
     def _generate(self, prompts: list):
+        if not self._is_vlm and any(map(has_image_parts, prompts)):  # a tokenizer would render the images as text
+            raise UsageError(TEXT_MODEL_WITH_IMAGES)
         output = super()._generate(prompts)
         images = output[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, ...)
         if images is not None and any(row_images is None for row_images in images):

@@ -30,7 +30,7 @@ def test_unknown_benchmark_names_the_valid_ones(run):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: Unknown benchmark 'mmmu'; valid benchmarks: mathvision, mathverse, wemath, logicvista, dynamath, "
-        "geo3k, geoqa.")
+        "geo3k, geoqa, text.")
 
 
 def test_missing_column_names_it_and_the_available_ones(fixtures, tmp_path, capsys, tiny_model_dir):

@@ -66,6 +66,7 @@ from .checkpoints import (
 from .. import certainty, csrs, judge, ttrl
 from ..consistency_filter import FILTERED_SHARE, filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
+from .rollout import reproducible_rollout
 from .diagnostics import vote_settings_note
 from .group_rewards import (
     NOT_REWARD_COLUMNS,
@@ -79,7 +80,6 @@ from .group_rewards import (
 from .guards import NonfiniteCounter, count_nonfinite, finite_or_zero
 from .reward_setup import answer_settings, build_reward_functions
 from ..rewards import RewardFunction
-from ..seeds import generation_batch, rollout_seed
 from .summary import SummaryCallback
 from .vllm_generation import vllm_generation_class
 
@@ -102,36 +102,13 @@ def import_path(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-# Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
 TEXT_MODEL_WITH_IMAGES = ("A dataset row has images, and this model has no image processor (a text-only model, with a "
                           "tokenizer as its processing class): use a vision-language model, or text-only rows.")
+# Arguments of TRL's `GRPOTrainer` that this trainer refuses: argument -> why.
 UNSUPPORTED_ARGUMENTS = {
     "tools": "tool-calling rollouts are not supported: the rewards score the final answers of whole groups",
     "environment_factory": "environments are not supported: their per-process instances cannot score whole groups",
 }
-
-
-def reproducible_rollout(prompts: list, trainer: "SelfEvolveGRPOTrainer") -> dict[str, list]:
-    """TRL `rollout_func`: every completion generated on its own, seeded by (seed, step, generation batch, index).
-
-    The completions then do not depend on how rows are spread over processes. The generation batches of one step
-    (several when `steps_per_generation` < `gradient_accumulation_steps`, and evaluation's) are numbered, so that
-    none shares another's seeds (`seeds.generation_batch`). Uses the trainer's own tokenisation and transformers
-    generation, one row at a time.
-    """
-    batch = generation_batch(trainer, "rollout")
-    rank_offset = trainer.accelerator.process_index * len(prompts)
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    all_prompt_ids, all_completion_ids = [], []
-    for i, prompt in enumerate(prompts):
-        prompt_ids, images, multimodal_fields = trainer._tokenize_prompts([prompt])
-        seed = rollout_seed(trainer.args.seed, trainer.state.global_step, rank_offset + i, batch)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            completion_ids, _ = trainer._generate_single_turn(prompt_ids, images, multimodal_fields, 1)
-        all_prompt_ids.extend(prompt_ids)
-        all_completion_ids.extend(completion_ids)
-    return {"prompt_ids": all_prompt_ids, "completion_ids": all_completion_ids, "logprobs": None}
 
 
 class SelfEvolveGRPOTrainer(GRPOTrainer):

@@ -164,16 +164,16 @@ def test_a_registered_mode_is_a_valid_advantage_with_the_shared_handling(monkeyp
 def test_a_module_function_path_is_an_advantage_mode(tmp_path, monkeypatch):
     """`advantage: module:function` imports the user's mode and registers it under that name; a path that does not
     import is a problem that names it."""
-    (tmp_path / "my_advantages.py").write_text(
+    (tmp_path / "rank_advantage_mode.py").write_text(
         "def rank(rewards, valid, settings):\n    return rewards.argsort(dim=1).argsort(dim=1).float()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr("self_evolve_trl.advantages.ADVANTAGES", dict(ADVANTAGES))
-    assert advantage_setting_problems("my_advantages:rank") == []
+    assert advantage_setting_problems("rank_advantage_mode:rank") == []
     r = torch.tensor([0.2, 0.9, 0.5, 0.1, 0.3, 0.2])
-    assert group_advantages(r, 3, mode="my_advantages:rank").tolist() == [0.0, 2.0, 1.0, 0.0, 2.0, 1.0]
-    (problem,) = advantage_setting_problems("my_advantages:missing")
-    assert problem.startswith("advantage 'my_advantages:missing' cannot be imported")
+    assert group_advantages(r, 3, mode="rank_advantage_mode:rank").tolist() == [0.0, 2.0, 1.0, 0.0, 2.0, 1.0]
+    (problem,) = advantage_setting_problems("rank_advantage_mode:missing")
+    assert problem.startswith("advantage 'rank_advantage_mode:missing' cannot be imported")
 
 
 def test_config_refuses_what_does_not_combine_and_resolves_scale_rewards(tmp_path):

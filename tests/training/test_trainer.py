@@ -72,11 +72,11 @@ def test_a_recipes_own_advantage_mode_is_the_one_used(tmp_path, monkeypatch, tin
                                                      synthetic_dataset, cpu_config):
     """`advantage: module:function` (docs/architecture.md, "Registries"): the trainer's advantages are that function's,
     on the weighted rewards, clipped by `clip_advantage`."""
-    (tmp_path / "my_advantages.py").write_text(
+    (tmp_path / "flat_advantage_mode.py").write_text(
         "def flat(rewards, valid, settings):\n    return rewards * 0 + 5.0\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    config = cpu_config(advantage="my_advantages:flat", clip_advantage=1.5, reward_funcs=["soft_frequency"])
+    config = cpu_config(advantage="flat_advantage_mode:flat", clip_advantage=1.5, reward_funcs=["soft_frequency"])
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
     trainer.model.train()
     output = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 4)

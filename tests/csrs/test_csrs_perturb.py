@@ -196,7 +196,7 @@ def test_training_and_evaluation_at_one_step_get_different_seeds(csrs_trainer, m
         rollout_seeds.append(rollout_seed(*args))
         return rollout_seeds[-1]
 
-    monkeypatch.setattr("self_evolve_trl.training.trainer.rollout_seed", spy_seed)
+    monkeypatch.setattr("self_evolve_trl.training.rollout.rollout_seed", spy_seed)
     row = trainer.train_dataset[0]
     for training in (True, False):
         trainer.model.train(training)

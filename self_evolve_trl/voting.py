@@ -1,6 +1,7 @@
 """Group votes: the answers of a group of completions counted by equivalence class (docs/math.md, "Answers").
 
-Shared by the consistency rewards and the training diagnostics, so both count the same way.
+Shared by the consistency rewards and the training diagnostics, so both count the same way; `correctness` compares
+a vote's answers with a reference answer (for the diagnostics, never for a reward).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .answers import answer_classes, extract_answer
+from .answers import answer_classes, extract_answer, is_equivalent
 
 
 TIE_RULES = ("first", "none")
@@ -87,6 +88,13 @@ def check_groups(n: int, group_size: int) -> None:
         )
 
 
+def extract_answers(completions: list[Any], extractor: str = "boxed", abstain_as_answer: bool = False) -> list:
+    """The answer of each completion, as votes count it: with `abstain_as_answer`, a missing answer becomes the
+    literal class `"None"` (the released codebases' behaviour) instead of an abstention."""
+    answers = [extract_answer(c, extractor) for c in completions]
+    return [ABSTAIN_CLASS_ANSWER if a is None else a for a in answers] if abstain_as_answer else answers
+
+
 def vote_groups(
     completions: list[Any],
     group_size: int,
@@ -101,7 +109,47 @@ def vote_groups(
     behaviour) instead of an abstention.
     """
     check_groups(len(completions), group_size)
-    answers = [extract_answer(c, extractor) for c in completions]
-    if abstain_as_answer:
-        answers = [ABSTAIN_CLASS_ANSWER if a is None else a for a in answers]
+    answers = extract_answers(completions, extractor, abstain_as_answer)
     return [vote(answers[i : i + group_size], match=match, tie=tie) for i in range(0, len(answers), group_size)]
+
+
+def usable_label(label: Any) -> str | None:
+    """A usable reference answer, or None (missing or blank)."""
+    if label is None:
+        return None
+    text = str(label).strip()
+    return text or None
+
+
+def abstained(answer: str | None, cls: int | None, abstain_as_answer: bool) -> bool:
+    """Whether an answer counts as no answer: no class, or the literal "None" class with `abstain_as_answer`."""
+    return cls is None or (abstain_as_answer and answer == ABSTAIN_CLASS_ANSWER)
+
+
+def correctness(
+    vote: GroupVote, label: Any, match: str = "math", abstain_as_answer: bool = False
+) -> list[bool] | None:
+    """Whether each completion's answer equals the label (compared once per class); None without a label.
+
+    Example:
+
+    ```python
+    >>> from self_evolve_trl.voting import vote
+    >>> correctness(vote(["0.5", "1/2", "3", None]), "\\\\frac{1}{2}")
+    [True, True, False, False]
+
+    ```
+    """
+    label = usable_label(label)
+    if label is None:
+        return None
+    right_by_class: dict[int, bool] = {}
+    result = []
+    for answer, cls in zip(vote.answers, vote.classes):
+        if abstained(answer, cls, abstain_as_answer):
+            result.append(False)
+            continue
+        if cls not in right_by_class:
+            right_by_class[cls] = is_equivalent(answer, label, match)
+        result.append(right_by_class[cls])
+    return result

@@ -33,10 +33,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..answers import is_equivalent
 from ..rewards import get_reward_function
 from ..rewards.format import DEFAULT_FORMAT_PATTERN, matches_format
-from ..voting import ABSTAIN_CLASS_ANSWER, GroupVote
+from ..voting import GroupVote, abstained, correctness, usable_label
 
 HIGH_CONFIDENCE = 0.8
 ANSWER_SETTINGS = ("extractor", "match", "abstain_as_answer", "tie")  # the keyword arguments of a vote
@@ -64,47 +63,6 @@ def entropy(counts: dict[Any, int]) -> float:
     return -sum(n / total * math.log(n / total) for n in counts.values() if n) if total else 0.0
 
 
-def _label(label: Any) -> str | None:
-    """A usable reference answer, or None (missing or blank)."""
-    if label is None:
-        return None
-    text = str(label).strip()
-    return text or None
-
-
-def _abstained(answer: str | None, cls: int | None, abstain_as_answer: bool) -> bool:
-    return cls is None or (abstain_as_answer and answer == ABSTAIN_CLASS_ANSWER)
-
-
-def correctness(
-    vote: GroupVote, label: Any, match: str = "math", abstain_as_answer: bool = False
-) -> list[bool] | None:
-    """Whether each completion's answer equals the label (compared once per class); None without a label.
-
-    Example:
-
-    ```python
-    >>> from self_evolve_trl.voting import vote
-    >>> correctness(vote(["0.5", "1/2", "3", None]), "\\\\frac{1}{2}")
-    [True, True, False, False]
-
-    ```
-    """
-    label = _label(label)
-    if label is None:
-        return None
-    right_by_class: dict[int, bool] = {}
-    result = []
-    for answer, cls in zip(vote.answers, vote.classes):
-        if _abstained(answer, cls, abstain_as_answer):
-            result.append(False)
-            continue
-        if cls not in right_by_class:
-            right_by_class[cls] = is_equivalent(answer, label, match)
-        result.append(right_by_class[cls])
-    return result
-
-
 def per_group_diagnostics(
     votes: Sequence[GroupVote],
     completions: Sequence[Any],
@@ -130,7 +88,7 @@ def per_group_diagnostics(
     if labels is not None and len(labels) != len(votes):
         raise ValueError(f"{len(labels)} labels for {len(votes)} groups: give one label per group.")
     metrics: dict[str, list[float]] = {name: [] for name in LABEL_FREE_METRICS}
-    group_labels = [_label(label) for label in labels] if labels is not None else [None] * len(votes)
+    group_labels = [usable_label(label) for label in labels] if labels is not None else [None] * len(votes)
     with_labels = any(label is not None for label in group_labels)
     if with_labels:
         metrics.update({name: [] for name in LABEL_METRICS})
@@ -139,12 +97,12 @@ def per_group_diagnostics(
         size = vote.size
         group_completions = completions[start : start + size]
         start += size
-        abstained = [_abstained(a, c, abstain_as_answer) for a, c in zip(vote.answers, vote.classes)]
+        no_answer = [abstained(a, c, abstain_as_answer) for a, c in zip(vote.answers, vote.classes)]
         metrics["self_consistency/majority_ratio"].append(vote.p_max)
         metrics["self_consistency/high_confidence_share"].append(float(vote.p_max >= HIGH_CONFIDENCE))
         metrics["self_consistency/answer_entropy"].append(entropy(vote.counts))
         metrics["self_consistency/distinct_answers"].append(float(len(vote.counts)))
-        metrics["self_consistency/abstention_rate"].append(sum(abstained) / size)
+        metrics["self_consistency/abstention_rate"].append(sum(no_answer) / size)
         metrics["self_consistency/format_violation_rate"].append(
             sum(not matches_format(c, format_pattern) for c in group_completions) / size
         )

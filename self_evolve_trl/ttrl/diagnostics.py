@@ -16,20 +16,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..answers import is_equivalent
-from ..voting import ABSTAIN_CLASS_ANSWER, GroupVote
+from ..voting import GroupVote, correctness, usable_label
 
 NAN = math.nan
-
-
-def right_answers(vote: GroupVote, label: str, match: str, abstain_as_answer: bool) -> dict[int, bool]:
-    """Whether each answer class of `vote` is right (compared once per class; the class "None" never is)."""
-    right = {}
-    for answer, cls in zip(vote.answers, vote.classes):
-        if cls is not None and cls not in right:
-            abstained = abstain_as_answer and answer == ABSTAIN_CLASS_ANSWER
-            right[cls] = not abstained and is_equivalent(answer, label, match)
-    return right
+LABEL_METRICS = ("ttrl/pseudo_label_accuracy", "ttrl/maj_at_n", "ttrl/reward_accuracy")
 
 
 def larger_vote_metrics(
@@ -53,21 +43,20 @@ def larger_vote_metrics(
     ```
     """
     metrics: dict[str, list[float]] = {"ttrl/majority_ratio": [v.p_max for v in votes]}
-    if labels is None or all(label is None or not str(label).strip() for label in labels):
+    if labels is None or all(usable_label(label) is None for label in labels):
         return metrics
-    for name in ("ttrl/pseudo_label_accuracy", "ttrl/maj_at_n", "ttrl/reward_accuracy"):
+    for name in LABEL_METRICS:
         metrics[name] = []
     for v, label in zip(votes, labels):
-        label = None if label is None else str(label).strip() or None
-        if label is None:
-            for name in ("ttrl/pseudo_label_accuracy", "ttrl/maj_at_n", "ttrl/reward_accuracy"):
+        right = correctness(v, label, match, abstain_as_answer)
+        if right is None:
+            for name in LABEL_METRICS:
                 metrics[name].append(NAN)
             continue
-        right = right_answers(v, label, match, abstain_as_answer)
-        majority_right = v.majority is not None and right[v.majority]
+        majority_right = v.majority is not None and right[v.classes.index(v.majority)]
         metrics["ttrl/pseudo_label_accuracy"].append(NAN if v.majority is None else float(majority_right))
         metrics["ttrl/maj_at_n"].append(float(majority_right))
-        trained = v.classes[:group_size]
-        agree = [(c is not None and c == v.majority) == (c is not None and right[c]) for c in trained]
+        trained = zip(v.classes[:group_size], right[:group_size])
+        agree = [(c is not None and c == v.majority) == is_right for c, is_right in trained]
         metrics["ttrl/reward_accuracy"].append(sum(agree) / len(agree))
     return metrics

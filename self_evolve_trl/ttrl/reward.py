@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..answers import extract_answer
-from ..voting import ABSTAIN_CLASS_ANSWER, GroupVote, check_groups, vote
+from ..voting import GroupVote, check_groups, extract_answers, vote
 
 
 def larger_votes(
@@ -43,9 +43,7 @@ def larger_votes(
     votes = []
     for start in range(0, len(completions), group_size):
         extra = [text for texts in vote_completions[start : start + group_size] for text in (texts or [])]
-        answers = [extract_answer(c, extractor) for c in [*completions[start : start + group_size], *extra]]
-        if abstain_as_answer:
-            answers = [ABSTAIN_CLASS_ANSWER if a is None else a for a in answers]
+        answers = extract_answers([*completions[start : start + group_size], *extra], extractor, abstain_as_answer)
         votes.append(vote(answers, match=match, tie=tie))
     return votes
 

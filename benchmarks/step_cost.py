@@ -79,7 +79,8 @@ def run_rounds(args, setup, common: dict, variants: dict[str, dict]) -> dict[str
         for name, overrides in variants.items():
             output_dir = os.path.join(work, name.replace(" ", "-").replace(",", ""))
             config = SelfEvolveConfig(output_dir=output_dir, **common, **overrides)
-            trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=processor)
+            trainer = SelfEvolveGRPOTrainer(model=model_dir, args=config, train_dataset=dataset,
+                                            processing_class=processor)
             trainer.remove_callback(PrinterCallback)
             trainer.train()
             entries[name] += [entry for entry in trainer.state.log_history if "step_time" in entry][1:]

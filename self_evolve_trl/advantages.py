@@ -23,13 +23,13 @@ normalises each reward within its group and then the sum over the batch, with no
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .errors import Problem, choice_problems
+from .plugins import import_object
 
 LSE_OFFSETS = ("log_group_size", "none")
 SCALE_MODES = ("group", "batch", "none")
@@ -174,8 +174,7 @@ def advantage_function(name: str) -> AdvantageFunction:
     the first time, so that a recipe can name its own mode (`advantage: my_advantages:rank_advantages`). Raises
     `KeyError` for an unknown name, `ImportError` or `AttributeError` for a path that does not import."""
     if name not in ADVANTAGES and isinstance(name, str) and ":" in name:
-        module, _, attribute = name.partition(":")
-        ADVANTAGES[name] = getattr(importlib.import_module(module), attribute)
+        ADVANTAGES[name] = import_object(name)
     return ADVANTAGES[name]
 
 

@@ -71,7 +71,8 @@ def _resolved(name: str, kwargs: dict):
 def _provider_problems(needed_inputs: dict[str, str]) -> list[Problem]:
     """A problem per extra reward input (`needed_inputs`: input -> the first reward needing it) whose provider is not
     registered or cannot be imported."""
-    from ..training.trainer import REWARD_INPUT_PROVIDERS, import_path
+    from ..plugins import import_object
+    from ..training.trainer import REWARD_INPUT_PROVIDERS
 
     problems = []
     for needed, name in needed_inputs.items():
@@ -82,7 +83,7 @@ def _provider_problems(needed_inputs: dict[str, str]) -> list[Problem]:
                 "(e.g. in the module that defines the reward)."))
             continue
         try:
-            import_path(REWARD_INPUT_PROVIDERS[needed])
+            import_object(REWARD_INPUT_PROVIDERS[needed])
         except (ImportError, AttributeError, ValueError) as error:
             problems.append(Problem(
                 f"provider {needed!r}", f"cannot import {REWARD_INPUT_PROVIDERS[needed]!r}: {error}.",

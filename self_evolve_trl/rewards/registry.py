@@ -12,11 +12,9 @@ computes for it (e.g. `("judge_scores",)`), and `reward_choices`, the valid valu
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import os
 import re
-import sys
 import threading
 import types
 import typing
@@ -24,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..answers import EXTRACTORS, MATCH_MODES
+from ..plugins import import_module, split_path
 from ..voting import TIE_RULES
 
 
@@ -104,15 +103,12 @@ def _value_problem(name: str, value: Any, annotation: Any, choices: tuple[str, .
 
 
 def _import_target(path: str) -> Callable:
-    module_name, sep, attribute = path.partition(":")
-    if not sep:  # TRL's dotted form: my_pkg.rewards.my_reward
-        module_name, _, attribute = path.rpartition(".")
-    if not module_name or not attribute:
-        raise RewardError(f"Cannot read reward path {path!r}: use 'module:function' (or 'module.function').")
-    if os.getcwd() not in sys.path:  # recipes name modules next to them, as `python -m` would find them
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module_name, attribute = split_path(path)  # also TRL's dotted form: my_pkg.rewards.my_reward
+    except ValueError:
+        raise RewardError(f"Cannot read reward path {path!r}: use 'module:function' (or 'module.function').") from None
+    try:
+        module = import_module(module_name)
     except ImportError as error:
         raise RewardError(f"Cannot import module {module_name!r} for reward {path!r}: {error}") from error
     try:

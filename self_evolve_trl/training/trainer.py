@@ -37,7 +37,6 @@ Four checkpoint hooks:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import math
 import os
@@ -53,6 +52,7 @@ from ..advantages import clip_advantages, group_advantages
 from ..answers import MATCH_STATS
 from ..data import has_image_parts
 from ..errors import UsageError
+from ..plugins import import_object
 from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -94,12 +94,6 @@ REWARD_INPUT_PROVIDERS: dict[str, str] = {
 }
 
 logger = logging.getLogger(__name__)
-
-
-def import_path(path: str):
-    """The object that a `module:name` path names (imported)."""
-    module_name, _, attribute = path.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
 
 
 TEXT_MODEL_WITH_IMAGES = ("A dataset row has images, and this model has no image processor (a text-only model, with a "
@@ -152,7 +146,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self.nonfinite_counter = NonfiniteCounter()
         self.bad_rows = BadRows(args.on_bad_row, args.max_bad_row_share)  # unreadable dataset rows (`badrows.py`)
         self.add_callback(SummaryCallback(self.nonfinite_counter, self.bad_rows))  # summary.txt / .json in output_dir
-        self.reward_input_providers = {name: import_path(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
+        self.reward_input_providers = {name: import_object(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
     @staticmethod
     def _vllm_generation_class(args: SelfEvolveConfig):

@@ -32,6 +32,9 @@ def section_file(tmp_path: Path, section: str) -> str:
 @pytest.fixture
 def on_path(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
+    stale = [name for name in sys.modules if name.startswith("my_")]  # another test's module of the same name
+    for name in stale:
+        monkeypatch.delitem(sys.modules, name)
     before = set(sys.modules)
     yield tmp_path
     for name in set(sys.modules) - before:

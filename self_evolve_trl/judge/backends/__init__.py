@@ -14,9 +14,10 @@ name is then a valid `judge_backend`. A recipe may also name the class directly:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ...plugins import import_object
 
 
 if TYPE_CHECKING:
@@ -60,10 +61,7 @@ JUDGE_BACKENDS: dict[str, type | str] = {
 }
 
 def _load(target: type | str) -> Any:
-    if not isinstance(target, str):
-        return target
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    return import_object(target) if isinstance(target, str) else target
 
 
 def backend_class(name: str) -> type:

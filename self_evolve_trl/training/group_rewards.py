@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from ..answers import MATCH_STATS
+from ..answers import MATCH_STATS, completion_text
 from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .heldout import eval_command_label_metrics
+from ..judge.prompt import prompt_text
 from ..rewards import RewardFunction
 from ..ttrl import larger_vote_metrics, larger_votes
 from ..voting import vote_groups
@@ -55,6 +56,15 @@ class RewardLogs:
         if len(values) != self.size:
             raise ValueError(f"log_extra({column!r}) needs one value per completion ({self.size}), got {len(values)}.")
         self.extra[column] = list(values)
+
+
+def readable_columns(prompts: list, completions: list) -> dict[str, list[str]]:
+    """Plain-text `prompt_text` and `completion_text` columns for the completions table of conversational prompts:
+    trackers show TRL's `prompt` / `completion` columns (lists of messages) as opaque objects. Empty otherwise."""
+    if not prompts or not isinstance(prompts[0], list):
+        return {}
+    return {"prompt_text": [prompt_text(prompt) for prompt in prompts],
+            "completion_text": [completion_text(completion) for completion in completions]}
 
 
 def row_inputs(rows: list[dict], columns: list[str], extra_names: list[str]) -> dict[str, list]:

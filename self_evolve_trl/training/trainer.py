@@ -73,6 +73,7 @@ from .group_rewards import (
     RewardLogs,
     group_metrics,
     match_failures,
+    readable_columns,
     reward_table,
     row_inputs,
     strip_images,
@@ -226,6 +227,8 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         for column, values in result["logged_extra"].items():
             self._log_completion_extra(column, values[local])
         self._log_completion_extra("process", [self.accelerator.process_index] * len(prompts))
+        for column, values in readable_columns(prompts, completions).items():
+            self._log_completion_extra(column, values)
 
         self._last_rewards_per_func, self._last_ratios = rewards_per_func, result["majority_ratios"]
         if mode == "train":

@@ -139,6 +139,14 @@ def run_command(args: list[str], cwd: Path | str | None = None, env: dict | None
     return subprocess.run(args, cwd=cwd or REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def launcher(python: str, nproc: int) -> list[str]:
+    """The command that starts a Python script or `-m module` on `nproc` processes: plain Python for one, else
+    torchrun (gloo on the CPU) on a free port, as other test runs may share the machine."""
+    if nproc == 1:
+        return [python]
+    return [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port())]
+
+
 @pytest.fixture
 def run():
     return run_command

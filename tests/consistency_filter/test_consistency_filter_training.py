@@ -3,7 +3,6 @@ normalisation, it decides on the diagnostics' vote (not on a reward), it logs `c
 and the tiny CPU recipe runs through the CLI (docs/math.md#consistency-filter)."""
 
 import json
-import socket
 
 import pandas as pd
 import pytest
@@ -12,6 +11,7 @@ import torch
 import self_evolve_trl.training.trainer as trainer_module
 from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 from self_evolve_trl.voting import vote, vote_groups
+from tests.conftest import launcher
 
 
 def completion_length(completions, **kwargs):
@@ -174,13 +174,7 @@ def recipe_history(run, python, out, nproc):
     """The logged steps of 2 seeded steps of the tiny recipe: 2 groups of 8 per step, on `nproc` processes."""
     args = ["recipes/tiny-cpu-filter.yaml", "--max_steps", "2", "--output_dir", str(out), "--save_steps", "2",
             "--reproducible_generation", "true", "--per_device_train_batch_size", str(16 // nproc)]
-    command = [python, "-m", "self_evolve_trl.cli", *args]
-    if nproc > 1:
-        with socket.socket() as free:  # other test runs may share the machine: no fixed port
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        command = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
-                   "-m", "self_evolve_trl.cli", *args]
+    command = [*launcher(python, nproc), "-m", "self_evolve_trl.cli", *args]
     result = run(command, env={"SELF_EVOLVE_TRL_CACHE": str(out.parent / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]

@@ -7,7 +7,6 @@ generation with `FakeVLLMClient`.
 
 import json
 import os
-import socket
 import sys
 import zlib
 from collections import Counter
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.csrs.test_csrs_reward import expected_reward
+from tests.conftest import launcher
 
 
 class FakeVLLMClient:
@@ -114,21 +114,18 @@ def train_with_fake_vllm_client(argv: list[str]) -> int:
     return code
 
 
-def run_with_fake_vllm_client(run, python, model_dir, output_dir, nproc):
-    args = ["recipes/tiny-cpu-csrs.yaml", "--model_name_or_path", model_dir, "--use_vllm", "true",
+def run_with_fake_vllm_client(run, python, model_dir, output_dir, nproc, recipe="recipes/tiny-cpu-csrs.yaml",
+                              extra=(), script=__file__):
+    """Two steps of `recipe` in vLLM server mode on `nproc` processes, through `script` (which trains with the fake
+    client); returns each rank's client log and the completion tables of both steps."""
+    args = [recipe, "--model_name_or_path", model_dir, "--use_vllm", "true",
             "--vllm_mode", "server", "--max_steps", "2", "--output_dir", str(output_dir), "--log_completions", "true",
             "--save_strategy", "no", "--num_generations", "4", "--per_device_train_batch_size", str(4 // nproc),
-            "--max_completion_length", "12", "--synthetic_size", "8"]
+            "--max_completion_length", "12", "--synthetic_size", "8", *extra]
     log_dir = output_dir.parent / f"vllm-log-{nproc}"
     log_dir.mkdir()
     env = {"SELF_EVOLVE_TRL_CACHE": str(output_dir.parent / "cache"), "FAKE_VLLM_LOG_DIR": str(log_dir)}
-    launcher = [python]
-    if nproc > 1:
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
-    result = run([*launcher, str(Path(__file__).resolve()), *args], env=env)
+    result = run([*launcher(python, nproc), str(Path(script).resolve()), *args], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = [json.loads((log_dir / f"rank{r}.json").read_text()) for r in range(nproc)]
     tables = [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]

@@ -1,13 +1,13 @@
 """CSRS in training: the `retrace/*` metrics, the loss (which never sees a re-inference), and the recipes on one and
 two processes."""
 
-import socket
 import time
 
 import pandas as pd
 import pytest
 
 from tests.csrs.test_csrs_prefix import trainer_factory
+from tests.conftest import launcher
 
 
 @pytest.fixture
@@ -97,14 +97,7 @@ def run_recipe(run, python, output_dir, nproc, extra=()):
             "--per_device_train_batch_size", str(4 // nproc), "--max_completion_length", "12", "--synthetic_size", "8",
             *extra]
     env = {"SELF_EVOLVE_TRL_CACHE": str(output_dir.parent / "cache")}
-    if nproc == 1:
-        result = run([python, "-m", "self_evolve_trl.cli", *args], env=env)
-    else:
-        with socket.socket() as free:  # other test runs may share the machine: no fixed port
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port),
-                      "-m", "self_evolve_trl.cli", *args], env=env)
+    result = run([*launcher(python, nproc), "-m", "self_evolve_trl.cli", *args], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]
 

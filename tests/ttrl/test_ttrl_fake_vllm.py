@@ -5,45 +5,25 @@ Run as a script (`torchrun ... tests/ttrl/test_ttrl_fake_vllm.py RECIPE FLAGS...
 generation with `FakeVLLMClient`.
 """
 
-import json
-import socket
 import sys
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from self_evolve_trl.ttrl import ttrl_vote
-from tests.csrs.test_csrs_fake_vllm import train_with_fake_vllm_client
+from tests.csrs.test_csrs_fake_vllm import run_with_fake_vllm_client, train_with_fake_vllm_client
 
 
-def run_with_fake_vllm_client(run, python, model_dir, output_dir, nproc):
-    args = ["recipes/tiny-cpu-ttrl.yaml", "--model_name_or_path", model_dir, "--use_vllm", "true",
-            "--vllm_mode", "server", "--max_steps", "2", "--output_dir", str(output_dir), "--log_completions", "true",
-            "--save_strategy", "no", "--num_generations", "4", "--vote_samples", "8",
-            "--per_device_train_batch_size", str(4 // nproc), "--max_completion_length", "12", "--synthetic_size", "8"]
-    log_dir = output_dir.parent / f"vllm-log-{nproc}"
-    log_dir.mkdir()
-    env = {"SELF_EVOLVE_TRL_CACHE": str(output_dir.parent / "cache"), "FAKE_VLLM_LOG_DIR": str(log_dir)}
-    launcher = [python]
-    if nproc > 1:
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
-    result = run([*launcher, str(Path(__file__).resolve()), *args], env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    logs = [json.loads((log_dir / f"rank{r}.json").read_text()) for r in range(nproc)]
-    tables = [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]
-    return logs, tables
+def run_with_ttrl_recipe(run, python, model_dir, output_dir, nproc):
+    return run_with_fake_vllm_client(run, python, model_dir, output_dir, nproc, recipe="recipes/tiny-cpu-ttrl.yaml",
+                                     extra=["--vote_samples", "8"], script=__file__)
 
 
 @pytest.mark.slow
 def test_extra_votes_through_trls_vllm_server_generation_on_two_processes(run, python, tiny_model_dir, tmp_path):
     """Every process takes part in every generation round (the extra votes too: each process draws as many), the
     server gets each completion's prompt once with n = M / G, and 2 processes give the rewards of 1."""
-    one_logs, one = run_with_fake_vllm_client(run, python, tiny_model_dir, tmp_path / "one", 1)
-    two_logs, two = run_with_fake_vllm_client(run, python, tiny_model_dir, tmp_path / "two", 2)
+    one_logs, one = run_with_ttrl_recipe(run, python, tiny_model_dir, tmp_path / "one", 1)
+    two_logs, two = run_with_ttrl_recipe(run, python, tiny_model_dir, tmp_path / "two", 2)
     # per step: the rollout (the process's rows, n = G = 4), then the extra votes (each row's prompt twice, n = 2)
     assert one_logs[0]["rounds"] == [[4, 4], [8, 2]] * 2
     assert two_logs[0]["rounds"] == two_logs[1]["rounds"] == [[2, 4], [4, 2]] * 2

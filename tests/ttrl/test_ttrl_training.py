@@ -1,7 +1,6 @@
 """TTRL in training: the provider draws M extra samples per prompt with the trainer's generation, the reward votes
 with them, the loss never sees them, and the recipe on one and two processes."""
 
-import socket
 
 import pandas as pd
 import pytest
@@ -9,6 +8,7 @@ from trl.data_utils import prepare_multimodal_messages
 
 from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
 from self_evolve_trl.ttrl import ttrl_vote
+from tests.conftest import launcher
 
 
 @pytest.fixture
@@ -135,14 +135,7 @@ def run_recipe(run, python, output_dir, nproc):
             "--vote_samples", "4", "--per_device_train_batch_size", str(4 // nproc), "--max_completion_length", "12",
             "--synthetic_size", "8"]
     env = {"SELF_EVOLVE_TRL_CACHE": str(output_dir.parent / "cache")}
-    if nproc == 1:
-        result = run([python, "-m", "self_evolve_trl.cli", *args], env=env, timeout=600)
-    else:
-        with socket.socket() as free:  # other test runs may share the machine: no fixed port
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(port)]
-        result = run([*launcher, "-m", "self_evolve_trl.cli", *args], env=env, timeout=600)
+    result = run([*launcher(python, nproc), "-m", "self_evolve_trl.cli", *args], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return [pd.read_parquet(output_dir / "completions" / f"completions_{s:05d}.parquet") for s in (1, 2)]
 

@@ -173,13 +173,17 @@ def test_text_only_rows_among_image_rows(tmp_path, tiny_model_dir):
     are logged by kind too, and the summary shows the key lines by kind."""
     data = write_dataset(tmp_path / "data", 8, text_only=lambda i: i % 2 == 1)
     recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, shuffle_dataset=False, log_completions=True,
-                          answer_extractor="last_number", max_completion_length=32)  # random bytes: some digits
+                          answer_extractor="last_number", answer_match="exact", max_completion_length=32,  # random: digits
+                          eval_dataset_name=data, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=4)
     assert main([recipe]) == 0
     completions = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00001.parquet")
     kinds = [[part["type"] for part in prompt[0]["content"]] for prompt in completions["prompt"]]
     assert kinds == [["image", "text"]] * 2 + [["text"]] * 2
-    for step in (1, 2):
-        assert_logged_by_kind(tmp_path / "out", step)
+    assert_logged_by_kind(tmp_path / "out", 1)  # (step 2's completions file holds the evaluation's last rows)
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    (evaluation,) = [e for e in history if "eval_loss" in e]  # the held-out split (the same rows): split too
+    for name in ("eval_self_consistency/majority_ratio", "eval_labels/maj_at_g"):
+        assert f"{name}/image" in evaluation and f"{name}/text" in evaluation
     summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
     for key in ("majority ratio (mean p_max)", "pseudo-label accuracy (hidden labels)"):
         start = next(i for i, line in enumerate(summary) if line.startswith(f"  {key}"))
@@ -191,7 +195,8 @@ def test_two_processes_one_with_image_rows_one_with_text_rows(tmp_path, tiny_mod
     """Process 0 gets row 0 (an image), process 1 row 1 (none): the step must not hang (the timeout fails it)."""
     data = write_dataset(tmp_path / "data", 8, text_only=lambda i: i % 2 == 1)
     recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, per_device_train_batch_size=2,
-                          shuffle_dataset=False, log_completions=True, gradient_checkpointing=False)
+                          shuffle_dataset=False, log_completions=True, gradient_checkpointing=False,
+                          answer_extractor="last_number", answer_match="exact", max_completion_length=32)
     result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", recipe],
                  timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -182,7 +182,8 @@ def accept_indexed_cpu_map_location() -> None:
 def stateful_components(trainer) -> dict[str, Any]:
     """The trainer's components with `state_dict`/`load_state_dict`, by a stable key."""
     candidates: dict[str, Any] = {"nonfinite_counter": getattr(trainer, "nonfinite_counter", None),
-                                  "bad_rows": getattr(trainer, "bad_rows", None)}
+                                  "bad_rows": getattr(trainer, "bad_rows", None),
+                                  "diagnostics_by_kind": getattr(trainer, "diagnostics_by_kind", None)}
     for name, provider in getattr(trainer, "reward_input_providers", {}).items():
         candidates[f"reward_input:{name}"] = provider
     for function in getattr(trainer, "reward_funcs", []):

@@ -145,7 +145,11 @@ class ConsolePrinterCallback(ConsoleCallback):
 
 
 def use_console(trainer) -> None:
-    """Replace the trainer's progress/printer callback by the short-line console (`ConsoleCallback`)."""
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ConsolePrinterCallback() if trainer.args.disable_tqdm else ConsoleCallback())
+    """Replace the trainer's progress/printer callback by the short-line console (`ConsoleCallback`), in its place:
+    before the callbacks the trainer registers after it, so that at the end of training the progress bar is closed
+    before the run summary prints (closed after it, the bar drew itself again below the summary)."""
+    callbacks = trainer.callback_handler.callbacks
+    replaced = [i for i, c in enumerate(callbacks) if isinstance(c, (ProgressCallback, PrinterCallback))]
+    index = replaced[0] if replaced else len(callbacks)
+    callbacks[:] = [c for c in callbacks if not isinstance(c, (ProgressCallback, PrinterCallback))]
+    callbacks.insert(index, ConsolePrinterCallback() if trainer.args.disable_tqdm else ConsoleCallback())

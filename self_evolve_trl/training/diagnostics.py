@@ -25,11 +25,16 @@ With labels (groups without a label are left out of these):
 
 Abstentions are never right. With `abstain_as_answer` the missing answers form the class "None": they count in
 p_max, the entropy and the distinct answers (as the released code counts them), and still as abstentions.
+
+By kind of question (`docs/math.md#diagnostics-kinds`): once a run has seen both image questions and text-only ones
+(rows without images), each of these metrics is also logged over the groups of one kind, `<metric>/image` and
+`<metric>/text` (`split_by_kind`, `DiagnosticsByKind`). A run with one kind logs none of them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +60,7 @@ LABEL_METRICS = (
     "labels/rollout_accuracy",
     "labels/reward_accuracy",
 )
+KINDS = ("image", "text")  # the kinds of question the diagnostics are split by, a metric name's last part
 
 
 def entropy(counts: dict[Any, int]) -> float:
@@ -156,6 +162,88 @@ def group_diagnostics(
     """
     per_group = per_group_diagnostics(votes, completions, labels, match, format_pattern, abstain_as_answer)
     return {name: finite_mean(values) for name, values in per_group.items()}
+
+
+def row_kind(row: dict[str, Any]) -> str:
+    """`image` for a dataset row with images (`images` not empty, or an `image`), `text` for a text-only row.
+
+    ```python
+    >>> row_kind({"prompt": "...", "images": ["<PIL image>"]}), row_kind({"images": []}), row_kind({"image": None})
+    ('image', 'text', 'text')
+
+    ```
+    """
+    return "image" if row.get("images") or row.get("image") is not None else "text"
+
+
+def split_by_kind(
+    per_group: dict[str, list[float]], kinds: Sequence[str], labelled: Sequence[bool]
+) -> dict[str, list[float]]:
+    """The diagnostics of `per_group_diagnostics` (one value per group) split by the kind of each group's question
+    (`kinds`, one of `KINDS` per group): `<metric>/<kind>` for every kind present, with the values of that kind's
+    groups; the label metrics of a kind only where one of its groups has a label (`labelled`, one flag per group).
+    Other metrics in `per_group` are left out.
+
+    Example:
+
+    ```python
+    >>> per_group = {"self_consistency/majority_ratio": [1.0, 0.5, 0.75], "labels/maj_at_g": [1.0, math.nan, 0.0]}
+    >>> split = split_by_kind(per_group, ["image", "text", "image"], [True, False, True])
+    >>> split["self_consistency/majority_ratio/image"], split["self_consistency/majority_ratio/text"]
+    ([1.0, 0.75], [0.5])
+    >>> split["labels/maj_at_g/image"], "labels/maj_at_g/text" in split  # no text question has a label
+    ([1.0, 0.0], False)
+
+    ```
+    """
+    sizes = {len(values) for name, values in per_group.items() if name in LABEL_FREE_METRICS + LABEL_METRICS}
+    if sizes - {len(kinds)} or len(labelled) != len(kinds):
+        groups = ", ".join(map(str, sorted(sizes)))
+        raise ValueError(f"{len(kinds)} kinds and {len(labelled)} label flags for diagnostics of {groups} groups: "
+                         "give one of each per group.")
+    split: dict[str, list[float]] = {}
+    for names, needs_label in ((LABEL_FREE_METRICS, False), (LABEL_METRICS, True)):
+        for kind in KINDS:
+            groups = [g for g, k in enumerate(kinds) if k == kind]
+            if not groups or (needs_label and not any(labelled[g] for g in groups)):
+                continue
+            for name in names:
+                if name in per_group:
+                    split[f"{name}/{kind}"] = [per_group[name][g] for g in groups]
+    return split
+
+
+class DiagnosticsByKind:
+    """The diagnostics by kind of question (`split_by_kind`) of one run, logged once it has seen both kinds.
+
+    `add` keeps each generation batch's values, per mode (`train`, `eval`); `flush`, just before a log, moves those
+    of the logging step into the metrics that TRL averages, once both kinds have been seen in that mode, else drops
+    them (a run with one kind logs nothing more). So every logging step of a mixed run is exact, the one where the
+    second kind first comes included. The kinds seen are saved with every checkpoint (`state_dict`).
+    """
+
+    def __init__(self):
+        self.seen: dict[str, set[str]] = {"train": set(), "eval": set()}
+        self.pending: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def add(self, mode: str, kinds: Sequence[str], split: dict[str, list[float]]) -> None:
+        """One generation batch: the kinds of its groups, and its diagnostics split by kind."""
+        self.seen[mode].update(kinds)
+        for name, values in split.items():
+            self.pending[mode][name].extend(values)
+
+    def flush(self, mode: str, metrics: dict[str, list[float]]) -> None:
+        """Extend `metrics` (TRL's `_metrics[mode]`) by the values kept since the last log, if both kinds were seen."""
+        if self.seen[mode] >= set(KINDS):
+            for name, values in self.pending[mode].items():
+                metrics[name].extend(values)
+        self.pending[mode].clear()
+
+    def state_dict(self) -> dict[str, list[str]]:
+        return {mode: sorted(kinds) for mode, kinds in self.seen.items()}
+
+    def load_state_dict(self, state: dict[str, list[str]]) -> None:
+        self.seen = {mode: set(state.get(mode, ())) for mode in self.seen}
 
 
 def format_pattern_of(reward_funcs: Sequence[Any]) -> str:

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from .badrows import rows_text
 from .collapse import collapse_check
 from .console import emphasize
+from .diagnostics import KINDS
 
 # (log key, label) in display order; metrics that a run does not log (labels, judge, ...) are left out.
 SUMMARY_METRICS = [
@@ -41,6 +42,9 @@ SUMMARY_METRICS = [
     ("labels/pass_at_g", "pass@G (hidden labels)"),
     ("labels/reward_accuracy", "reward accuracy (hidden labels)"),
 ]
+# The lines also shown by kind of question, below their own, when the run logged both kinds (`<key>/image`,
+# `<key>/text`; docs/math.md#diagnostics-kinds).
+BY_KIND = ("self_consistency/majority_ratio", "labels/pseudo_label_accuracy")
 # Held-out evaluation (`eval_strategy`); the best value names the checkpoint step to keep.
 EVAL_METRICS = [
     ("eval_labels/rollout_accuracy", "eval pass@1 (sampled)"),
@@ -181,7 +185,9 @@ def summarize_log_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry) and "reward" not in entry]
     summary: dict[str, Any] = {"steps": max((e["step"] for e in steps), default=0), "metrics": {}, "eval": {}}
     judge_keys = sorted({k for e in steps for k in e if k.startswith(JUDGE_PREFIX)})
-    for key in [k for k, _ in SUMMARY_METRICS] + judge_keys:
+    keys = [k for k, _ in SUMMARY_METRICS] + judge_keys
+    by_kind = {key: [f"{key}/{kind}" for kind in KINDS] for key in BY_KIND}  # each below its own line
+    for key in [logged for key in keys for logged in [key, *by_kind.get(key, [])]]:
         values = [v for _, v in _values(steps, key)]
         if values:
             summary["metrics"][key] = _stats(values)
@@ -219,7 +225,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"Run summary: {summary['steps']} steps"
         + (f" in {summary['train_runtime_s']:.0f}s" if "train_runtime_s" in summary else "")
     ]
-    labels = dict(SUMMARY_METRICS)
+    labels = dict(SUMMARY_METRICS) | {f"{key}/{kind}": f"  {kind} questions" for key in BY_KIND for kind in KINDS}
     if summary["metrics"]:
         lines.append(f"  {'metric (means: first -> last quarter)':<46} {'start':>8}    {'end':>8}  trend")
     for key, stats in summary["metrics"].items():

@@ -1,6 +1,6 @@
 """`SelfEvolveGRPOTrainer`: TRL's `GRPOTrainer` with group rewards over whole groups and pluggable advantages.
 
-Eight methods of TRL's trainer are overridden, nothing else. Two carry the method:
+Nine methods of TRL's trainer are overridden, nothing else. Two carry the method:
 
 - `_calculate_rewards`: TRL calls reward functions on each process with that process's completions only, and a
   group of `num_generations` completions can be split across processes (huggingface/trl#3896). Here the completions
@@ -19,6 +19,9 @@ Text-only rows (no image) may share a generation batch with image rows: `_genera
 `[]` (TRL's transformers generation gives it `None`, which the processor rejects in a batch with images), and the
 images logged with the completions are gathered on every process (TRL gathers them only on the processes whose
 rows have images, and a process with text-only rows then hangs the run).
+
+`log` adds the diagnostics by kind of question (image / text-only) to the metrics TRL averages, once the run has
+seen both kinds (`diagnostics.DiagnosticsByKind`; `docs/math.md#diagnostics-kinds`), before TRL's own (`super()`).
 
 `__init__` builds the reward functions from the config (`reward_funcs`, `reward_kwargs`; `reward_setup.py`) and the
 providers of the extra inputs they need, and sets the reproducible rollout (`reproducible_generation`), before TRL's
@@ -53,6 +56,7 @@ from ..answers import MATCH_STATS
 from ..data import has_image_parts
 from ..errors import UsageError
 from ..plugins import import_object
+from ..voting import usable_label
 from .badrows import BadRows
 from .checkpoints import (
     accept_indexed_cpu_map_location,
@@ -67,7 +71,7 @@ from .. import certainty, csrs, judge, ttrl
 from ..consistency_filter import FILTERED_SHARE, filter_batch, filters_groups, kept_groups
 from .config import SelfEvolveConfig
 from .rollout import reproducible_rollout
-from .diagnostics import vote_settings_note
+from .diagnostics import DiagnosticsByKind, row_kind, split_by_kind, vote_settings_note
 from .group_rewards import (
     NOT_REWARD_COLUMNS,
     RewardLogs,
@@ -146,6 +150,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._last_rewards_per_func: torch.Tensor | None = None
         self.nonfinite_counter = NonfiniteCounter()
         self.bad_rows = BadRows(args.on_bad_row, args.max_bad_row_share)  # unreadable dataset rows (`badrows.py`)
+        self.diagnostics_by_kind = DiagnosticsByKind()  # image / text questions, once a run has both
         self.add_callback(SummaryCallback(self.nonfinite_counter, self.bad_rows))  # summary.txt / .json in output_dir
         self.reward_input_providers = {name: import_object(REWARD_INPUT_PROVIDERS[name])(self) for name in needed}
 
@@ -202,6 +207,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
                 "completion": completions[i],
                 "completion_ids": array("i", completion_ids_list[i]) if "completion_ids" in wanted else None,
                 "label": inputs[i].get(label_column),
+                "kind": row_kind(inputs[i]),
                 "columns": {k: inputs[i][k] for k in columns},
                 "extras": {k: v[i] for k, v in extras.items()},
             }
@@ -220,6 +226,7 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
 
         for name, values in result["metrics"].items():  # a list: one value per group (see `per_group_diagnostics`)
             self._metrics[mode][name].extend(values if isinstance(values, list) else [values])
+        self.diagnostics_by_kind.add(mode, result["kinds"], result["by_kind"])
         for name, values in result["logged_metrics"].items():
             for value in values:
                 self._log_metric(name, value)
@@ -269,10 +276,14 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         labels = [row["label"] for row in rows]
         metrics, answers = group_metrics(self.reward_funcs, settings, reward_inputs["completions"], labels,
                                          self._group_size(), self.model.training, reward_inputs.get("vote_completions"))
+        first_rows = rows[:: self._group_size()]  # one per group: its question's kind and label
+        kinds = [row["kind"] for row in first_rows]
+        by_kind = split_by_kind(metrics, kinds, [usable_label(row["label"]) is not None for row in first_rows])
         metrics["rewards/nonfinite_count"] = float(nonfinite)
         metrics.update(match_failures(match_stats_before))
         logs.extra.setdefault("answer", ["" if a is None else a for a in answers])
-        return {"rewards": rewards.tolist(), "metrics": metrics, "logged_metrics": dict(logs.metrics),
+        return {"rewards": rewards.tolist(), "metrics": metrics, "kinds": kinds, "by_kind": by_kind,
+                "logged_metrics": dict(logs.metrics),
                 "logged_extra": logs.extra, "majority_ratios": list(metrics["self_consistency/majority_ratio"])}
 
     def _generate(self, prompts: list):
@@ -338,6 +349,11 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["advantages/abs_max"].append(all_advantages.abs().max().item())
         self._metrics[mode]["advantages/frac_zero"].append((all_advantages == 0).float().mean().item())
         return output
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        self.diagnostics_by_kind.flush(mode, self._metrics[mode])  # the diagnostics by kind, if the run has both
+        super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial):
         # The checkpoint is complete once `self_evolve_complete.json` exists (checkpoints.py): the main process writes

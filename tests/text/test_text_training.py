@@ -68,6 +68,7 @@ def test_each_method_trains_a_text_model_one_step(method, text_scoring_model_dir
     trainer_.train()
     (step,) = [entry for entry in trainer_.state.log_history if "reward" in entry]
     assert step["reward_std"] > 0 and step["advantages/std"] > 0
+    assert not [key for key in step if key.endswith(("/image", "/text"))]  # text questions only: no split by kind
     assert any(not torch.equal(p, before[n]) for n, p in trainer_.model.named_parameters())
     if method == "judge_modulated":
         assert step["judge/samples"] == 8 and step["judge/parse_failure_rate"] < 1

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from self_evolve_trl.check import ALL_ROWS, check_recipe, first_row_problems
 from self_evolve_trl.cli import main
 from self_evolve_trl.data.arguments import DataArguments
 from self_evolve_trl.data import SKIPPED_COLUMN, load_training_dataset
+from self_evolve_trl.training.diagnostics import LABEL_FREE_METRICS, LABEL_METRICS
 
 
 def write_dataset(folder: Path, n: int, broken: set[int] = frozenset(), text_only=lambda i: False) -> str:
@@ -149,14 +151,43 @@ def test_check_rows_all_lists_every_bad_row(tmp_path, tiny_model_dir, capsys):
     assert printed.count("problem: dataset row") == 2
 
 
+def assert_logged_by_kind(out: Path, step: int):
+    """The step's diagnostics, logged by kind too, match its completions: group 0 an image question, group 1 text."""
+    entry = next(e for e in json.loads((out / "trainer_state.json").read_text())["log_history"]
+                 if e.get("step") == step and "reward" in e)
+    assert {f"{name}/{kind}" for name in LABEL_FREE_METRICS + LABEL_METRICS for kind in ("image", "text")} <= set(entry)
+    completions = pd.read_parquet(out / "completions" / f"completions_{step:05d}.parquet")
+    answers = completions["answer"].tolist()  # "" for no answer
+    p_max = [max(Counter(a for a in answers[g : g + 2] if a).values(), default=0) / 2 for g in (0, 2)]
+    distinct = [len({a for a in answers[g : g + 2] if a}) for g in (0, 2)]
+    assert entry["self_consistency/majority_ratio/image"] == p_max[0]
+    assert entry["self_consistency/majority_ratio/text"] == p_max[1]
+    assert entry["self_consistency/distinct_answers/image"] == distinct[0]
+    assert entry["self_consistency/distinct_answers/text"] == distinct[1]
+    assert entry["self_consistency/majority_ratio"] == sum(p_max) / 2
+    return entry
+
+
 def test_text_only_rows_among_image_rows(tmp_path, tiny_model_dir):
-    """Rows 0, 2, ... have an image, rows 1, 3, ... none; unshuffled, every batch holds both kinds."""
+    """Rows 0, 2, ... have an image, rows 1, 3, ... none; unshuffled, every batch holds both kinds: the diagnostics
+    are logged by kind too, and the summary shows the key lines by kind."""
     data = write_dataset(tmp_path / "data", 8, text_only=lambda i: i % 2 == 1)
-    recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, shuffle_dataset=False, log_completions=True)
+    recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, shuffle_dataset=False, log_completions=True,
+                          answer_extractor="last_number", answer_match="exact", max_completion_length=32,  # random: digits
+                          eval_dataset_name=data, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=4)
     assert main([recipe]) == 0
     completions = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00001.parquet")
     kinds = [[part["type"] for part in prompt[0]["content"]] for prompt in completions["prompt"]]
     assert kinds == [["image", "text"]] * 2 + [["text"]] * 2
+    assert_logged_by_kind(tmp_path / "out", 1)  # (step 2's completions file holds the evaluation's last rows)
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    (evaluation,) = [e for e in history if "eval_loss" in e]  # the held-out split (the same rows): split too
+    for name in ("eval_self_consistency/majority_ratio", "eval_labels/maj_at_g"):
+        assert f"{name}/image" in evaluation and f"{name}/text" in evaluation
+    summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    for key in ("majority ratio (mean p_max)", "pseudo-label accuracy (hidden labels)"):
+        start = next(i for i, line in enumerate(summary) if line.startswith(f"  {key}"))
+        assert summary[start + 1].startswith("    image questions ") and summary[start + 2].startswith("    text questions ")
 
 
 @pytest.mark.slow
@@ -164,7 +195,8 @@ def test_two_processes_one_with_image_rows_one_with_text_rows(tmp_path, tiny_mod
     """Process 0 gets row 0 (an image), process 1 row 1 (none): the step must not hang (the timeout fails it)."""
     data = write_dataset(tmp_path / "data", 8, text_only=lambda i: i % 2 == 1)
     recipe = write_recipe(tmp_path, tiny_model_dir, data, max_steps=2, per_device_train_batch_size=2,
-                          shuffle_dataset=False, log_completions=True, gradient_checkpointing=False)
+                          shuffle_dataset=False, log_completions=True, gradient_checkpointing=False,
+                          answer_extractor="last_number", answer_match="exact", max_completion_length=32)
     result = run([python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "self_evolve_trl.cli", recipe],
                  timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -172,6 +204,7 @@ def test_two_processes_one_with_image_rows_one_with_text_rows(tmp_path, tiny_mod
     kinds = [[part["type"] for part in prompt[0]["content"]] for prompt in completions["prompt"]]
     assert completions["process"].tolist() == [0, 0, 1, 1]
     assert kinds == [["image", "text"]] * 2 + [["text"]] * 2
+    assert_logged_by_kind(tmp_path / "out", 2)  # gathered from both processes: each kind from its own process
 
 
 @pytest.mark.slow

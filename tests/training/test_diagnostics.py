@@ -1,15 +1,20 @@
 """Diagnostics on hand-made groups with known answers (docs/math.md, "Diagnostics"): exact values."""
 
 import math
+from collections import defaultdict
 
 import pytest
 
 from self_evolve_trl.training.diagnostics import (
     LABEL_FREE_METRICS,
     LABEL_METRICS,
+    DiagnosticsByKind,
+    finite_mean,
     format_pattern_of,
     group_diagnostics,
     per_group_diagnostics,
+    row_kind,
+    split_by_kind,
 )
 from self_evolve_trl.rewards import get_reward_function
 from self_evolve_trl.rewards.format import DEFAULT_FORMAT_PATTERN
@@ -172,6 +177,82 @@ def test_mismatched_labels_are_an_error():
     completions = boxed("7", "7", "7", "1")
     with pytest.raises(ValueError, match="1 groups"):
         diagnose(completions, 4, labels=["7", "8"])
+
+
+def mixed_batch():
+    """Image, text, image, text questions; the second image question has no label."""
+    completions = (boxed("3", "3", "3", "3") + boxed("1", "2", "2", None) + boxed("5", "5", "5", "7")
+                   + boxed("4", "4", "4", "4"))
+    labels = ["3", "1", None, "4"]
+    return completions, labels, ["image", "text", "image", "text"]
+
+
+def test_diagnostics_by_kind_of_question():
+    completions, labels, kinds = mixed_batch()
+    per_group = per_group_diagnostics(vote_groups(completions, 4), completions, labels, format_pattern=".*")
+    split = split_by_kind(per_group, kinds, [label is not None for label in labels])
+    assert set(split) == {f"{name}/{kind}" for name in LABEL_FREE_METRICS + LABEL_METRICS for kind in ("image", "text")}
+    by_kind = {name: finite_mean(values) for name, values in split.items()}
+    # image: {3,3,3,3} (label 3) and {5,5,5,7} (no label)
+    assert by_kind["self_consistency/majority_ratio/image"] == (1.0 + 0.75) / 2
+    assert by_kind["self_consistency/high_confidence_share/image"] == 0.5
+    assert by_kind["self_consistency/answer_entropy/image"] == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / 2)
+    assert by_kind["self_consistency/distinct_answers/image"] == 1.5
+    assert split["labels/pseudo_label_accuracy/image"][0] == 1.0 and math.isnan(split["labels/maj_at_g/image"][1])
+    assert by_kind["labels/pseudo_label_accuracy/image"] == 1.0 and by_kind["labels/rollout_accuracy/image"] == 1.0
+    # text: {1,2,2,-} (label 1: the majority 2 is wrong) and {4,4,4,4} (label 4)
+    assert by_kind["self_consistency/majority_ratio/text"] == (0.5 + 1.0) / 2
+    assert by_kind["self_consistency/high_confidence_share/text"] == 0.5
+    assert by_kind["self_consistency/abstention_rate/text"] == (0.25 + 0.0) / 2
+    assert by_kind["self_consistency/answer_entropy/text"] == pytest.approx(
+        -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3)) / 2)
+    assert by_kind["labels/pseudo_label_accuracy/text"] == 0.5
+    assert by_kind["labels/maj_at_g/text"] == 0.5 and by_kind["labels/pass_at_g/text"] == 1.0
+    assert by_kind["labels/rollout_accuracy/text"] == (0.25 + 1.0) / 2
+    assert by_kind["labels/reward_accuracy/text"] == (0.25 + 1.0) / 2  # only the abstention: out of the majority, wrong
+    # the kinds' groups together are the whole batch
+    whole = group_diagnostics(vote_groups(completions, 4), completions, labels, format_pattern=".*")
+    assert whole["self_consistency/majority_ratio"] == (1.0 + 0.75 + 0.5 + 1.0) / 4
+
+
+def test_a_kind_without_labels_has_no_label_metrics_and_one_kind_gives_one_kind():
+    completions, labels, kinds = mixed_batch()
+    per_group = per_group_diagnostics(vote_groups(completions, 4), completions, labels)
+    split = split_by_kind(per_group, kinds, [False, False, True, False])  # only an image question has a label
+    assert not any(name.startswith("labels/") and name.endswith("/text") for name in split)
+    assert "labels/maj_at_g/image" in split and "self_consistency/majority_ratio/text" in split
+    only_images = split_by_kind(per_group, ["image"] * 4, [True] * 4)
+    assert set(only_images) == {f"{name}/image" for name in per_group}
+    with pytest.raises(ValueError, match="3 kinds and 3 label flags for diagnostics of 4 groups"):
+        split_by_kind(per_group, kinds[:3], [True] * 3)
+
+
+def test_row_kind():
+    assert row_kind({"images": [object()]}) == "image" and row_kind({"image": object()}) == "image"
+    assert row_kind({"images": []}) == row_kind({"images": None}) == row_kind({"image": None}) == "text"
+    assert row_kind({"prompt": "What is 1+1?"}) == "text"
+
+
+def test_the_split_is_logged_once_both_kinds_have_been_seen():
+    by_kind, metrics = DiagnosticsByKind(), defaultdict(list)
+    by_kind.add("train", ["image", "image"], {"self_consistency/majority_ratio/image": [1.0, 0.5]})
+    by_kind.flush("train", metrics)
+    assert metrics == {}  # one kind so far: nothing more is logged
+    by_kind.add("train", ["image"], {"self_consistency/majority_ratio/image": [0.25]})
+    by_kind.add("train", ["text"], {"self_consistency/majority_ratio/text": [0.75]})
+    by_kind.add("eval", ["image"], {"self_consistency/majority_ratio/image": [0.5]})
+    by_kind.flush("train", metrics)  # the whole logging step, the batch before the first text question included
+    assert metrics == {"self_consistency/majority_ratio/image": [0.25], "self_consistency/majority_ratio/text": [0.75]}
+    by_kind.add("train", ["image"], {"self_consistency/majority_ratio/image": [0.5]})
+    by_kind.flush("train", metrics)  # both kinds seen: a step with one kind still logs it
+    assert metrics["self_consistency/majority_ratio/image"] == [0.25, 0.5]
+    eval_metrics = defaultdict(list)
+    by_kind.flush("eval", eval_metrics)  # each mode on its own
+    assert eval_metrics == {}
+    resumed = DiagnosticsByKind()
+    resumed.load_state_dict(by_kind.state_dict())
+    assert by_kind.state_dict() == {"train": ["image", "text"], "eval": ["image"]} and resumed.seen == by_kind.seen
 
 
 CONFIG_SETTINGS = {"extractor": "boxed", "match": "math", "abstain_as_answer": False, "tie": "first"}

@@ -109,6 +109,7 @@ def test_a_labelled_run_logs_every_metric(labelled_run):
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     for key in [*LABEL_FREE_METRICS, *LABEL_METRICS, *TRL_METRICS]:
         assert all(key in entry for entry in steps), key
+    assert not [key for entry in history for key in entry if key.endswith(("/image", "/text"))]  # one kind: no split
     for key in [*LABEL_FREE_METRICS, "labels/maj_at_g", "labels/pass_at_g", "labels/rollout_accuracy"]:
         assert all(0 <= entry[key] <= UPPER.get(key, 1) for entry in steps), key
     # held-out evaluation every 2 steps, scored against the eval split's labels
@@ -150,7 +151,7 @@ def test_a_run_without_labels_logs_no_label_metrics(unlabelled_run):
     assert len(steps) == 3
     for entry in steps:
         assert all(entry.get(key) is not None for key in LABEL_FREE_METRICS)
-        assert not any(key.startswith("labels/") for key in entry)
+        assert not any(key.startswith("labels/") or key.endswith(("/image", "/text")) for key in entry)
         assert "judge/score_mean" in entry
     from self_evolve_trl.training.summary import format_summary, summarize_log_history
 
@@ -212,7 +213,7 @@ def test_eval_metrics_are_exact_over_the_whole_split(tiny_model_dir, tiny_proces
     # extractor (last_number here, which reads all four answers below; the rules read three, one of them wrong).
     group = ["The answer is 5.", "\\boxed{5}", "<answer>7</answer>", "5"]
     rows = [{"completion": c, "label": "5", "prompt": None, "completion_ids": None, "columns": {"uid": "q"},
-             "extras": {}} for c in group]
+             "extras": {}, "kind": "image"} for c in group]
     trainer.model.eval()
     scored = trainer._score_groups(rows, ["uid"], [])["metrics"]
     assert scored["labels/rollout_accuracy"] == [0.5] and scored["labels/maj_at_g"] == [1.0]

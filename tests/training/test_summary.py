@@ -123,6 +123,27 @@ def test_label_metrics_only_when_present_and_none_values_skipped():
     assert "pseudo-label accuracy (hidden labels)" in format_summary(summary)
 
 
+def test_the_key_lines_by_kind_of_question_when_the_run_logged_both():
+    mixed = history(
+        self_consistency__majority_ratio=[0.5, 0.6, 0.7, 0.8],
+        self_consistency__majority_ratio__image=[0.4, 0.4, 0.6, 0.6],
+        self_consistency__majority_ratio__text=[0.6, 0.8, 0.8, 1.0],
+        labels__pseudo_label_accuracy=[0.5, 0.5, 0.5, 0.5],
+        labels__pseudo_label_accuracy__image=[None, 1.0, 1.0, 0.0],  # None: no image group had a majority
+        labels__pseudo_label_accuracy__text=[0.5, 0.0, 0.0, 1.0],
+    )
+    summary = summarize_log_history(mixed)
+    assert summary["metrics"]["self_consistency/majority_ratio/text"]["last"] == 1.0
+    lines = format_summary(summary).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("majority ratio"))
+    assert lines[start + 1] == f"    {'image questions':<44}    0.400 ->    0.600  rising"
+    assert lines[start + 2] == f"    {'text questions':<44}    0.600 ->    1.000  rising"
+    assert lines[start + 3].lstrip().startswith("pseudo-label accuracy")
+    assert lines[start + 4] == f"    {'image questions':<44}    1.000 ->    0.000  falling"
+    assert lines[start + 5] == f"    {'text questions':<44}    0.500 ->    1.000  rising"
+    assert "questions" not in format_summary(summarize_log_history(COLLAPSING))  # one kind: no split
+
+
 def test_held_out_evaluation_names_the_best_step():
     log = history(self_consistency__majority_ratio=[0.5] * 4)
     for step, maj, pass1 in [(1, 0.2, 0.1), (2, 0.5, 0.3), (3, 0.5, 0.4), (4, 0.3, 0.2)]:

@@ -28,7 +28,7 @@ def test_module_docstring_names_every_overridden_method():
     from trl import GRPOTrainer
 
     overridden = [name for name, value in vars(SelfEvolveGRPOTrainer).items() if callable(value) and hasattr(GRPOTrainer, name)]
-    assert len(overridden) == 8 and "Eight methods of TRL's trainer are overridden, nothing else." in module.__doc__
+    assert len(overridden) == 9 and "Nine methods of TRL's trainer are overridden, nothing else." in module.__doc__
     assert [name for name in overridden if f"`{name}`" not in module.__doc__] == []
 
 
@@ -134,7 +134,8 @@ def test_math_verify_errors_are_counted_in_a_metric(tiny_model_dir, tiny_process
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4),
                            cpu_config(max_steps=1, answer_extractor="boxed", reward_funcs=["soft_frequency"]))
     group = ["\\boxed{3y+3}", "\\boxed{3(y+1)}", "\\boxed{3y+3}", "\\boxed{4}"]
-    rows = [{"completion": c, "label": None, "prompt": None, "completion_ids": None, "columns": {}, "extras": {}}
+    rows = [{"completion": c, "label": None, "prompt": None, "completion_ids": None, "columns": {}, "extras": {},
+             "kind": "image"}
             for c in group]
     trainer.model.train()
     scored = trainer._score_groups(rows, [], [])
@@ -196,7 +197,8 @@ def test_diagnostics_vote_as_the_rewards_voted(tiny_model_dir, tiny_processor, s
                         reward_kwargs={"majority_vote": {"extractor": "boxed"}})
     trainer = make_trainer(tiny_model_dir, tiny_processor, synthetic_dataset(4), config)
     group = ["\\boxed{2} 7", "\\boxed{2} 8", "\\boxed{2} 9", "\\boxed{3} 7"]
-    rows = [{"completion": c, "label": "2", "prompt": None, "completion_ids": None, "columns": {}, "extras": {}}
+    rows = [{"completion": c, "label": "2", "prompt": None, "completion_ids": None, "columns": {}, "extras": {},
+             "kind": "image"}
             for c in group]
     trainer.model.train()
     scored = trainer._score_groups(rows, [], [])

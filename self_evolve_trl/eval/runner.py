@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from ..answers import MATCH_STATS, completion_text
 from ..data import DEFAULT_INSTRUCTION, build_prompt, build_text_prompt
-from ..data.images import ImageError, load_image, processor_patch_size, processor_pixel_bounds, qwen_resize
+from ..data.images import (ImageError, load_image, merged_patch, processor_patch_size, processor_pixel_bounds,
+                           qwen_resize)
 from .backends import ModelSource, TransformersBackend, VLLMBackend, load_processor, resolve_model, weights_fingerprint
 from .benchmarks import Benchmark, EvalError, EvalItem
 from .cache import SampleCache, question_hash, settings_hash
@@ -333,8 +334,9 @@ def run_summary(
         "adapter_served": getattr(backend, "adapter_served", None),
         "backend": backend.name, "dtype": common["dtype"], "instruction": instruction,
         "choice_hint": config.choice_hint, "choices_hint": config.choices_hint, "min_pixels": config.min_pixels,
-        "max_pixels": config.max_pixels, "max_new_tokens": config.max_new_tokens,
-        "repetition_penalty": config.repetition_penalty, "samples": config.samples,
+        "max_pixels": config.max_pixels, "image_unit": merged_patch(processor_patch_size(backend.processor)),
+        "max_new_tokens": config.max_new_tokens, "repetition_penalty": config.repetition_penalty,
+        "samples": config.samples,
         "temperature": config.temperature if config.samples else None,
         "top_p": config.top_p if config.samples else None, "top_k": config.top_k if config.samples else None,
         "seed": config.seed, "limit": config.limit,

@@ -3,6 +3,8 @@ the format check, the `reference` judge, CSRS in both modes with the completion'
 confidence, TTRL's larger vote, the consistency filter and the three advantage modes; images are resized in
 Qwen3-VL's 32-pixel units; `<think>` survives CSRS decoding even where a tokenizer marks it special."""
 
+import json
+
 import pytest
 import torch
 
@@ -55,7 +57,11 @@ def test_tiny_qwen3vl_is_the_real_architecture_with_its_chat_template(qwen3vl_mo
         resolve_tiny_model("tiny:qwen4", "/nonexistent")
 
 
-def test_images_are_resized_in_32_pixel_units(qwen3vl_dataset, qwen3vl_processor):
+def test_images_are_resized_in_32_pixel_units(qwen3vl_dataset, qwen3vl_processor, tiny_processor):
+    from self_evolve_trl.data.images import processor_patch_size, processor_pixel_bounds
+
+    assert (processor_patch_size(qwen3vl_processor), processor_patch_size(tiny_processor)) == (16, 14)
+    assert processor_pixel_bounds(qwen3vl_processor) == (4 * 32 * 32, 64 * 32 * 32)
     image = qwen3vl_dataset(2)[0]["images"][0]
     assert image.width % 32 == 0 and image.height % 32 == 0 and 4096 <= image.width * image.height <= 65536
     grid = qwen3vl_processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].tolist()
@@ -128,3 +134,15 @@ def test_csrs_new_turn_prefix_keeps_think_where_the_tokenizer_marks_it_special(
     assert processor.tokenizer.decode(prefix, skip_special_tokens=True) == "x\\boxed{0"  # special here
     retrace_prompt = provider.retrace_prompt(prompt, prefix, 0, 0)
     assert retrace_prompt[:-1] == prompt and retrace_prompt[-1] == {"role": "assistant", "content": THOUGHT}
+
+
+def test_tiny_qwen3vl_trains_through_the_training_command(run, python, tmp_path):
+    """The CSRS recipe (`new_turn`, VSP) with `--model_name_or_path tiny:qwen3-vl`, as the README shows."""
+    out = tmp_path / "run"
+    result = run([python, "-m", "self_evolve_trl.cli", "recipes/tiny-cpu-csrs.yaml", "--model_name_or_path",
+                  "tiny:qwen3-vl", "--max_steps", "2", "--save_strategy", "no", "--output_dir", str(out)],
+                 env={"SELF_EVOLVE_TRL_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Run summary: 2 steps" in result.stdout and (out / "summary.json").exists()
+    config = json.loads((tmp_path / "cache" / "tiny-qwen3-vl" / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl"

@@ -11,7 +11,7 @@ model's own processor (training and evaluation pass it to `qwen_resize`):
 | family | patch | merged patch (resize unit) | default bounds (merged patches) |
 |---|---|---|---|
 | Qwen2-VL, Qwen2.5-VL | 14 | 28x28 pixels | 4 to 16384 |
-| Qwen3-VL | 16 | 32x32 pixels | the processor's (Qwen3-VL-Instruct: 64 to 16384) |
+| Qwen3-VL | 16 | 32x32 pixels | the processor's own (read from the checkpoint) |
 
 The same number of pixels is fewer image tokens for Qwen3-VL (32² pixels a token instead of 28²); a recipe's
 `min_pixels`/`max_pixels` are pixel counts, so give a Qwen3-VL recipe bounds in 32x32 units.

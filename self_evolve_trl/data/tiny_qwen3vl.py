@@ -16,7 +16,7 @@ Example:
 ```python
 >>> from self_evolve_trl.data.tiny_qwen3vl import build_tiny_qwen3vl
 >>> path = build_tiny_qwen3vl("/tmp/tiny-qwen3-vl")  # doctest: +SKIP
->>> # then: model_name_or_path: /tmp/tiny-qwen3-vl   (or "tiny:qwen3-vl" in a recipe)
+>>> # then: model_name_or_path: /tmp/tiny-qwen3-vl   (or "tiny:qwen3-vl" in a recipe; "tiny:qwen3-vl-vllm" for vLLM)
 ```
 """
 
@@ -48,10 +48,9 @@ THINK_TOKENS = ("<think>", "</think>")
 TINY_MIN_PIXELS = merged_patch(QWEN3_VL_PATCH_SIZE) ** 2 * 4
 TINY_MAX_PIXELS = merged_patch(QWEN3_VL_PATCH_SIZE) ** 2 * 64
 
-# Vision sizes: 2 blocks, the first one's features also added to the first text layer (deepstack); an 8x8 grid of
-# learned position embeddings, interpolated to each image's patch grid.
-VISION_CONFIG = dict(hidden_size=32, intermediate_size=64, num_heads=2, depth=2, deepstack_visual_indexes=[0],
-                     num_position_embeddings=64)
+# Qwen3-VL's vision additions to a `tiny_model.PRESETS` vision size: the first block's features also go to the first
+# text layer (deepstack); an 8x8 grid of learned position embeddings, interpolated to each image's patch grid.
+VISION_EXTRAS = dict(deepstack_visual_indexes=[0], num_position_embeddings=64)
 
 
 def build_tiny_qwen3vl_tokenizer():
@@ -80,13 +79,15 @@ def build_tiny_qwen3vl_processor(tokenizer=None, min_pixels: int = TINY_MIN_PIXE
                             video_processor=Qwen3VLVideoProcessor(), chat_template=QWEN3_VL_CHAT_TEMPLATE)
 
 
-def build_tiny_qwen3vl_model(tokenizer, seed: int = 0):
-    """A randomly initialised (seeded) `Qwen3VLForConditionalGeneration` with the text sizes of the tiny Qwen2.5-VL."""
+def build_tiny_qwen3vl_model(tokenizer, preset: str = "tiny", seed: int = 0):
+    """A randomly initialised (seeded) `Qwen3VLForConditionalGeneration` with the sizes of the tiny Qwen2.5-VL's
+    `preset` (`tiny_model.PRESETS`)."""
     import torch  # torch and transformers: imported when a model is built (start-up time)
     from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    text = dict(PRESETS["tiny"][0])
-    mrope_section = text.pop("mrope_section")  # sums to head_dim // 2 = 8
+    text, vision = PRESETS[preset]
+    text = dict(text)
+    mrope_section = text.pop("mrope_section")  # sums to head_dim // 2
     token = tokenizer.convert_tokens_to_ids
     eos_id, pad_id = token("<|im_end|>"), token("<|endoftext|>")
     config = Qwen3VLConfig(
@@ -102,7 +103,7 @@ def build_tiny_qwen3vl_model(tokenizer, seed: int = 0):
             **text,
         ),
         vision_config=dict(out_hidden_size=text["hidden_size"], patch_size=QWEN3_VL_PATCH_SIZE, spatial_merge_size=2,
-                           temporal_patch_size=2, **VISION_CONFIG),
+                           temporal_patch_size=2, **vision, **VISION_EXTRAS),
         image_token_id=token("<|image_pad|>"),
         video_token_id=token("<|video_pad|>"),
         vision_start_token_id=token("<|vision_start|>"),
@@ -117,20 +118,21 @@ def build_tiny_qwen3vl_model(tokenizer, seed: int = 0):
     return model
 
 
-def build_tiny_qwen3vl(output_dir: str | os.PathLike, seed: int = 0) -> str:
-    """Build and save the tiny Qwen3-VL (model + processor) to `output_dir`; reuse it if already built there.
+def build_tiny_qwen3vl(output_dir: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> str:
+    """Build and save the tiny Qwen3-VL (model + processor) of `preset`'s sizes to `output_dir`; reuse it if already
+    built there. The `vllm` preset has the head size (64) that vLLM's attention accepts (`tiny:qwen3-vl-vllm`).
 
     Returns the directory, loadable with `AutoModelForImageTextToText.from_pretrained` and
     `AutoProcessor.from_pretrained` without network access.
     """
     output_dir = Path(output_dir)
     marker = output_dir / "tiny_model.json"
-    spec = {"architecture": "qwen3-vl", "seed": seed, "builder_version": 1}
+    spec = {"architecture": "qwen3-vl", "preset": preset, "seed": seed, "builder_version": 1}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return str(output_dir)
     tokenizer = build_tiny_qwen3vl_tokenizer()
     processor = build_tiny_qwen3vl_processor(tokenizer)
-    model = build_tiny_qwen3vl_model(tokenizer, seed=seed)
+    model = build_tiny_qwen3vl_model(tokenizer, preset=preset, seed=seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)

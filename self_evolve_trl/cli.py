@@ -115,7 +115,7 @@ def train(data_args, training_args, model_args):
     from .training.before_after import BeforeAfterCallback
     from .training.console import use_console
     from .data import with_pixel_bounds
-    from .data.images import processor_pixel_bounds
+    from .data.images import processor_patch_size, processor_pixel_bounds
 
     reward_funcs, dataset, eval_dataset, resume = _checked_inputs(data_args, training_args)
     with PartialState().main_process_first():  # one process builds the tiny model, the others reuse it
@@ -123,7 +123,7 @@ def train(data_args, training_args, model_args):
     processor = load_processor(model_path, data_args, model_args)
     # Images resized within the processor's bounds (the recipe's where it sets them, else the model's own), which the
     # processor and a vLLM engine with the same bounds then leave unchanged.
-    bounds = processor_pixel_bounds(processor)
+    bounds = (*processor_pixel_bounds(processor), processor_patch_size(processor))  # 28- or 32-pixel units
     dataset = with_pixel_bounds(dataset, *bounds)
     eval_dataset = None if eval_dataset is None else with_pixel_bounds(eval_dataset, *bounds)
     _set_model_init_kwargs(training_args, model_args)

@@ -29,9 +29,14 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-model"))
 
 
-def build_scoring_model(model_dir: str, path) -> str:
-    """A tiny Qwen2.5-VL (any preset) made a bigram model that always writes `\\boxed{0.d}`, d uniform in 1..9, then
-    ends: a judge (and a policy) whose sampled answers parse, so that judge scores and rewards vary with the sampling.
+BOXED_CHAIN = {"Ċ": ["\\boxed"], "\\boxed": ["{"], "{": ["0"], "0": ["."], ".": [str(d) for d in range(1, 10)],
+               **{str(d): ["}"] for d in range(1, 10)}, "}": ["<|im_end|>"]}  # "Ċ": the generation prompt's newline
+
+
+def build_scoring_model(model_dir: str, path, chain: dict[str, list[str]] = BOXED_CHAIN) -> str:
+    """A tiny Qwen2.5-VL (any preset) or Qwen3-VL made a bigram model that writes what `chain` (token -> the tokens
+    that may follow, uniformly) spells: by default always `\\boxed{0.d}`, d uniform in 1..9, then the end: a judge (and
+    a policy) whose sampled answers parse, so that judge scores and rewards vary with the sampling.
 
     Its layers add nothing to the residual stream (attention and MLP outputs zeroed), so the next token depends on
     the current token's embedding alone: one direction per state token, and an output row per successor."""
@@ -41,10 +46,7 @@ def build_scoring_model(model_dir: str, path) -> str:
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     token = processor.tokenizer.convert_tokens_to_ids
-    digits = [token(str(d)) for d in range(1, 10)]
-    successors = {token("Ċ"): [token("\\boxed")], token("\\boxed"): [token("{")], token("{"): [token("0")],
-                  token("0"): [token(".")], token("."): digits, **{d: [token("}")] for d in digits},
-                  token("}"): [token("<|im_end|>")]}  # "Ċ": the newline that ends the generation prompt
+    successors = {token(state): [token(t) for t in following] for state, following in chain.items()}
     language_model = model.model.language_model
     with torch.no_grad():
         for layer in language_model.layers:

@@ -59,3 +59,23 @@ def strip_trailing(ids: list[int], tokens: list[int] | set[int]) -> list[int]:
     while end and ids[end - 1] in tokens:
         end -= 1
     return list(ids[:end])
+
+
+# Reasoning tags kept in re-inference text even where a tokenizer marks them special: the prefix of a `new_turn`
+# prompt and the re-inferred texts must keep the completion's `<think>` block as it was written.
+REASONING_TAGS = ("<think>", "</think>")
+
+
+def dropped_token_ids(tokenizer) -> set[int]:
+    """The ids that `decode_text` leaves out: every special token (end of turn, padding, vision placeholders, and
+    added tokens marked special) except the `REASONING_TAGS`."""
+    special = set(tokenizer.all_special_ids)
+    special |= {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+    kept = {i for i, token in tokenizer.added_tokens_decoder.items() if token.content in REASONING_TAGS}
+    return special - kept
+
+
+def decode_text(tokenizer, ids: list[int], dropped: set[int]) -> str:
+    """`ids` as text without the `dropped` ids (`dropped_token_ids`): `decode(skip_special_tokens=True)`, except
+    that `<think>`/`</think>` survive where the tokenizer marks them special."""
+    return tokenizer.decode([i for i in ids if i not in dropped], skip_special_tokens=False)

@@ -35,7 +35,7 @@ from trl.data_utils import is_conversational
 from ..errors import ConfigError
 from ..seeds import generation_batch, torch_seed
 from .perturb import add_noise, map_images, noise_generator, noise_level
-from .prefix import NEW_TURN_NEEDS_CONVERSATIONS, prefix_length, strip_trailing
+from .prefix import NEW_TURN_NEEDS_CONVERSATIONS, decode_text, dropped_token_ids, prefix_length, strip_trailing
 
 
 VSP_NEEDS_IMAGES = (
@@ -157,6 +157,7 @@ class RetraceProvider:
             check_conversational(trainer)
         if self.visual_perturbation and not getattr(trainer, "_is_vlm", True):
             raise ConfigError(VSP_NEEDS_IMAGES)
+        self.dropped_ids = dropped_token_ids(self.tokenizer)
         self.batch: tuple[int, ...] = ()  # `seeds.batch_entropy` of the current generation batch
         self.seconds_this_step = 0.0  # training re-inference seconds of the current optimizer step
         self.noise_levels: list[int] = []  # the VSP levels k drawn for the last batch's re-inference images
@@ -207,7 +208,7 @@ class RetraceProvider:
         if self.mode == "new_turn":
             if not isinstance(prompt, list):
                 raise ValueError(NEW_TURN_NEEDS_CONVERSATIONS)
-            prefix_text = self.tokenizer.decode(prefix, skip_special_tokens=True)
+            prefix_text = decode_text(self.tokenizer, prefix, self.dropped_ids)  # `<think>` kept, even if special
             # A string, as text-only chat templates need; TRL makes it a text part for a processor with images.
             prompt = [*prompt, {"role": "assistant", "content": prefix_text}]
         return prompt
@@ -239,7 +240,7 @@ class RetraceProvider:
             for ids in samples:
                 new_tokens += len(ids)
                 full = request.prefix_ids + ids if self.mode == "continuation" else ids
-                texts[request.index].append(self.tokenizer.decode(full, skip_special_tokens=True))
+                texts[request.index].append(decode_text(self.tokenizer, full, self.dropped_ids))
         seconds = time.perf_counter() - start
         if self.trainer.model.training:  # evaluation runs after `on_step_end`: its time is no part of any step
             self.seconds_this_step += seconds

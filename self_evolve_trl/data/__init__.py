@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..answers import extract_answer
-from .images import ImageError, load_image, qwen_resize
+from .images import QWEN25_VL_PATCH_SIZE, ImageError, load_image, qwen_resize
 from .synthetic import TEXT_TASKS, make_synthetic_rows
 
 logger = logging.getLogger(__name__)
@@ -264,7 +264,8 @@ def undecoded_images(raw, column: str | None):
 @dataclass(frozen=True)
 class QwenImages:
     """The `datasets` transform that loads a batch's `images` and resizes them the Qwen way (within
-    [min_pixels, max_pixels], Qwen's defaults where None); paths are relative to `base_dir`.
+    [min_pixels, max_pixels], Qwen's defaults where None, sides multiples of `images.merged_patch(patch_size)`);
+    paths are relative to `base_dir`.
 
     With `source` (the dataset without this transform, with its `ROW_COLUMN`), a row whose images cannot be used is
     replaced by the next readable row of `source`, which then lists the rows it stands in for in `SKIPPED_COLUMN`;
@@ -273,6 +274,7 @@ class QwenImages:
     min_pixels: int | None = None
     max_pixels: int | None = None
     base_dir: str | None = None
+    patch_size: int = QWEN25_VL_PATCH_SIZE
     source: Any = field(default=None, compare=False, repr=False)
     bad: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -302,7 +304,7 @@ class QwenImages:
 
     def read(self, value):
         try:
-            return qwen_resize(load_image(value, self.base_dir), self.min_pixels, self.max_pixels)
+            return qwen_resize(load_image(value, self.base_dir), self.min_pixels, self.max_pixels, self.patch_size)
         except ImageError:
             raise
         except Exception as error:  # qwen_vl_utils: extreme aspect ratio, ...
@@ -340,13 +342,16 @@ def with_qwen_images(dataset, min_pixels: int | None, max_pixels: int | None, ba
     return dataset.with_transform(QwenImages(min_pixels, max_pixels, base_dir, source=source))
 
 
-def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None):
-    """A dataset of `load_training_dataset` whose images are resized within [min_pixels, max_pixels] instead: the
-    bounds of the processor the trainer loaded, so that the processor leaves them unchanged."""
+def with_pixel_bounds(dataset, min_pixels: int | None, max_pixels: int | None,
+                      patch_size: int = QWEN25_VL_PATCH_SIZE):
+    """A dataset of `load_training_dataset` whose images are resized within [min_pixels, max_pixels], in units of
+    `patch_size`'s merged patch, instead: the bounds and patch size of the processor the trainer loaded
+    (`images.processor_pixel_bounds`, `images.processor_patch_size`), so that the processor leaves them unchanged."""
     transform = dataset.format["format_kwargs"].get("transform")
     if not isinstance(transform, QwenImages):
         raise TypeError("with_pixel_bounds needs a dataset prepared by load_training_dataset (its images transform).")
-    bounds = dataclasses.replace(transform, min_pixels=min_pixels, max_pixels=max_pixels, bad={})  # other sizes, other failures
+    bounds = dataclasses.replace(transform, min_pixels=min_pixels, max_pixels=max_pixels, patch_size=patch_size,
+                                 bad={})  # other sizes, other failures
     return dataset.with_transform(bounds)
 
 

@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+from .images import QWEN25_VL_PATCH_SIZE, merged_patch
+
 # The stock Qwen2-VL / Qwen2.5-VL chat template (default system prompt, image parts as vision tokens).
 QWEN2_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -76,8 +78,8 @@ PRESETS = {
 }
 
 # Image bounds for the tiny processor: 4 to 64 merged patches of 28x28 pixels (56x56 to 224x224).
-TINY_MIN_PIXELS = 28 * 28 * 4
-TINY_MAX_PIXELS = 28 * 28 * 64
+TINY_MIN_PIXELS = merged_patch(QWEN25_VL_PATCH_SIZE) ** 2 * 4
+TINY_MAX_PIXELS = merged_patch(QWEN25_VL_PATCH_SIZE) ** 2 * 64
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -135,7 +137,8 @@ def build_tiny_processor(tokenizer=None, min_pixels: int = TINY_MIN_PIXELS, max_
 
     tokenizer = tokenizer or build_tiny_tokenizer()
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, temporal_patch_size=2, merge_size=2
+        min_pixels=min_pixels, max_pixels=max_pixels, patch_size=QWEN25_VL_PATCH_SIZE, temporal_patch_size=2,
+        merge_size=2,
     )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
@@ -176,7 +179,7 @@ def build_tiny_model(tokenizer, preset: str = "tiny", seed: int = 0):
         ),
         vision_config=dict(
             out_hidden_size=text["hidden_size"],
-            patch_size=14,
+            patch_size=QWEN25_VL_PATCH_SIZE,
             spatial_merge_size=2,
             temporal_patch_size=2,
             window_size=112,

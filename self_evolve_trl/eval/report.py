@@ -107,7 +107,8 @@ def protocol_lines(run: dict) -> list[str]:
         f"- Model: `{run['model']}`{adapter}; backend: {run['backend']}{dtype}; decoding: {decoding_text(run)}.",
         ("- Prompt: the training prompt: one user turn with the image(s) and the question, the instruction appended: "
          f"\"{run['instruction']}\"{hint}."),
-        (f"- Images: resized the Qwen way (sides multiple of 28), min_pixels={run['min_pixels']}, "
+        (f"- Images: resized the Qwen way (sides multiple of {run.get('image_unit', 28)}), "
+         f"min_pixels={run['min_pixels']}, "
          f"max_pixels={run['max_pixels']} (the model's processor's unless given)."),
         f"- Answer extraction: {run['extraction']}.",
         "- Scoring: rule based (below); abstentions (no answer read) count as wrong.",

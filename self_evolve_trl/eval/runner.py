@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from ..answers import MATCH_STATS, completion_text
 from ..data import DEFAULT_INSTRUCTION, build_prompt, build_text_prompt
-from ..data.images import ImageError, load_image, processor_pixel_bounds, qwen_resize
+from ..data.images import (ImageError, load_image, merged_patch, processor_patch_size, processor_pixel_bounds,
+                           qwen_resize)
 from .backends import ModelSource, TransformersBackend, VLLMBackend, load_processor, resolve_model, weights_fingerprint
 from .benchmarks import Benchmark, EvalError, EvalItem
 from .cache import SampleCache, question_hash, settings_hash
@@ -80,11 +81,12 @@ class Mode:
         return asdict(self)
 
 
-def _load_images(loaded: LoadedBenchmark, item: EvalItem, config: EvalConfig) -> list:
+def _load_images(loaded: LoadedBenchmark, item: EvalItem, config: EvalConfig, patch_size: int) -> list:
     images = []
     for value in loaded.image_values(item):
         try:
-            images.append(qwen_resize(load_image(value, loaded.base_dir), config.min_pixels, config.max_pixels))
+            images.append(qwen_resize(load_image(value, loaded.base_dir), config.min_pixels, config.max_pixels,
+                                      patch_size))
         except ImageError as error:
             raise EvalError(f"{loaded.benchmark.title} item {item.id}: {error}") from None
         except Exception as error:  # qwen_vl_utils refuses extreme aspect ratios
@@ -116,10 +118,11 @@ def generate_outputs(
     if config.progress:
         progress = tqdm(total=len(loaded.items), initial=len(loaded.items) - len(pending),
                         desc=f"{loaded.benchmark.title} {mode.name}", unit="q", dynamic_ncols=True)
+    patch_size = processor_patch_size(backend.processor)  # the model family's resize unit (images.py)
     try:
         for start in range(0, len(pending), config.batch_size):
             batch = pending[start : start + config.batch_size]
-            images = [_load_images(loaded, item, config) for item in batch]
+            images = [_load_images(loaded, item, config, patch_size) for item in batch]
             conversations = [
                 build_conversation(item, instruction, config.choice_hint, len(item_images), config.choices_hint)
                 for item, item_images in zip(batch, images)
@@ -331,8 +334,9 @@ def run_summary(
         "adapter_served": getattr(backend, "adapter_served", None),
         "backend": backend.name, "dtype": common["dtype"], "instruction": instruction,
         "choice_hint": config.choice_hint, "choices_hint": config.choices_hint, "min_pixels": config.min_pixels,
-        "max_pixels": config.max_pixels, "max_new_tokens": config.max_new_tokens,
-        "repetition_penalty": config.repetition_penalty, "samples": config.samples,
+        "max_pixels": config.max_pixels, "image_unit": merged_patch(processor_patch_size(backend.processor)),
+        "max_new_tokens": config.max_new_tokens, "repetition_penalty": config.repetition_penalty,
+        "samples": config.samples,
         "temperature": config.temperature if config.samples else None,
         "top_p": config.top_p if config.samples else None, "top_k": config.top_k if config.samples else None,
         "seed": config.seed, "limit": config.limit,

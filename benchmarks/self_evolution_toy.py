@@ -54,7 +54,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from self_evolve_trl.answers import extract_answer, is_equivalent  # noqa: E402
 from self_evolve_trl.plot import series, smooth  # noqa: E402
 from self_evolve_trl.data.synthetic import (  # noqa: E402
-    SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, solution_counts, solution_text,
+    BOARD_TASKS, SOLUTION_ROUTES, Board, draw_board, make_boards, solution_counts, solution_text,
     worked_solution,
 )
 from self_evolve_trl.data.tiny_base import collate, encode_example, encode_prompt  # noqa: E402,F401  (the taught base's)
@@ -180,7 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     g = p.add_argument_group("task")
-    g.add_argument("--task", default="count_color", choices=TASKS)
+    g.add_argument("--task", default="count_color", choices=BOARD_TASKS,
+                   help="count_two_colors needs --max-completion-length 64 (its worked solutions are ~48 tokens)")
     g.add_argument("--grid", type=int, default=3, help="cells per side")
     g.add_argument("--routes", default="rows,cols,direct",
                    help=f"solution routes of the supervised data ({', '.join(SOLUTION_ROUTES)})")

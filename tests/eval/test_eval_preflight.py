@@ -65,6 +65,21 @@ def test_estimates_on_hand_computed_groups():
     assert "preflight" not in score_benchmark(loaded, greedy, sampled, Extractor(None))
 
 
+def test_readme_command_is_a_valid_preflight_run():
+    """README "Will it work on my data?": its command parses into a pre-flight run with 8 samples."""
+    from pathlib import Path
+
+    from self_evolve_trl.eval.__main__ import build_parser, config_from_args
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Will it work on my data?\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    argv = block.split("#", 1)[0].replace("\\\n", " ").split()
+    assert argv[:3] == ["python", "-m", "self_evolve_trl.eval"]
+    config = config_from_args(build_parser().parse_args(argv[3:]))
+    assert (config.preflight, config.samples, config.benchmarks, config.data) == (
+        True, 8, ["geo3k"], {"geo3k": "dev.parquet"})
+
+
 def test_preflight_needs_samples():
     config = EvalConfig(model="m", benchmarks=["geo3k"], preflight=True)
     with pytest.raises(EvalError, match=r"--preflight needs --samples k .*e\.g\. --samples 8"):

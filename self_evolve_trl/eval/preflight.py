@@ -98,7 +98,7 @@ def preflight_report(
     ```
     """
     n = len(greedy_correct)
-    share = lambda flags: sum(bool(f) for f in flags) / n if n else 0.0  # noqa: E731
+    share = lambda flags: sum(bool(f) for f in flags) / n if n else 0.0
     labelled = sum(bool(h) for h in has_majority)
     right_labels = sum(bool(m) for m, h in zip(majority_correct, has_majority) if h)
     label_accuracy = right_labels / labelled if labelled else None
@@ -120,9 +120,9 @@ def preflight_lines(benchmarks: dict) -> list[str]:
     entries = {name: entry["preflight"] for name, entry in benchmarks.items() if "preflight" in entry}
     if not entries:
         return []
-    lines = ["", "## Pre-flight: will label-free training help?", "",
-             "| Benchmark | n | greedy pass@1 | maj@k | gap | pass@k | pseudo-label acc. (questions with a majority) "
-             "| verdict |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    header = ("| Benchmark | n | greedy pass@1 | maj@k | gap | pass@k | pseudo-label acc. (questions with a majority) "
+              "| verdict |")
+    lines = ["", "## Pre-flight: will label-free training help?", "", header, "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, p in entries.items():
         accuracy = "n/a" if p["label_accuracy"] is None else f"{p['label_accuracy']:.3f}"
         lines.append(f"| {benchmarks[name]['title']} | {p['n']} | {p['pass_at_1']:.3f} | {p['maj_at_k']:.3f} "
@@ -130,8 +130,10 @@ def preflight_lines(benchmarks: dict) -> list[str]:
                      f"({p['labelled_share']:.2f}) | **{p['verdict']}** |")
     rule = next(iter(entries.values()))["rule"]
     lines += [""] + [f"- {benchmarks[name]['title']}: {p['verdict']}: {p['reason']}." for name, p in entries.items()]
-    lines += ["", f"Rule: likely to help when the pseudo-label accuracy is at least {rule['help_label_accuracy']} and "
-              f"maj@k - pass@1 at least {rule['min_gap']}; likely to hurt when it is below "
-              f"{rule['hurt_label_accuracy']}; uncertain otherwise. Each estimate is over that benchmark's questions, "
-              "so with few of them it is rough: results.json gives its standard error (label_accuracy_se).", ""]
+    rule_line = (f"Rule: likely to help when the pseudo-label accuracy is at least {rule['help_label_accuracy']} and "
+                 f"maj@k - pass@1 at least {rule['min_gap']}; likely to hurt when it is below "
+                 f"{rule['hurt_label_accuracy']}; uncertain otherwise. Each estimate is over that benchmark's "
+                 "questions, so with few of them it is rough: results.json gives its standard error "
+                 "(label_accuracy_se).")
+    lines += ["", rule_line, ""]
     return lines

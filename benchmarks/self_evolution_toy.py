@@ -54,7 +54,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from self_evolve_trl.answers import extract_answer, is_equivalent  # noqa: E402
 from self_evolve_trl.plot import series, smooth  # noqa: E402
 from self_evolve_trl.data.synthetic import (  # noqa: E402
-    SOLUTION_ROUTES, TASKS, Board, draw_board, make_boards, worked_solution,
+    BOARD_TASKS, SOLUTION_ROUTES, Board, draw_board, make_boards, solution_counts, solution_text,
+    worked_solution,
 )
 from self_evolve_trl.data.tiny_base import collate, encode_example, encode_prompt  # noqa: E402,F401  (the taught base's)
 from self_evolve_trl.voting import vote  # noqa: E402
@@ -179,7 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     g = p.add_argument_group("task")
-    g.add_argument("--task", default="count_color", choices=TASKS)
+    g.add_argument("--task", default="count_color", choices=BOARD_TASKS,
+                   help="count_two_colors needs --max-completion-length 64 (its worked solutions are ~48 tokens)")
     g.add_argument("--grid", type=int, default=3, help="cells per side")
     g.add_argument("--routes", default="rows,cols,direct",
                    help=f"solution routes of the supervised data ({', '.join(SOLUTION_ROUTES)})")
@@ -303,12 +305,12 @@ def wrong_solution(board: Board, grid: int, route: str, rng: random.Random) -> s
     if route == "direct":
         wrong = board.answer + rng.choice([d for d in (-2, -1, 1, 2) if board.answer + d >= 0])
         return f"\\boxed{{{wrong}}}"
-    text = worked_solution(board, grid, route)
-    lines = [int(x) for x in text.split(" ", 1)[1].split("=")[0].split("+")]
+    counts = solution_counts(board, grid, route)
+    # one line (of one colour) miscounted; one colour draws nothing, so count_color draws as it always did
+    lines = counts[rng.randrange(len(counts)) if len(counts) > 1 else 0][1]
     i = rng.randrange(len(lines))
     lines[i] += rng.choice([d for d in (-1, 1) if 0 <= lines[i] + d <= grid])
-    total = sum(lines)
-    return f"<think>{route} {'+'.join(map(str, lines))}={total}</think>\\boxed{{{total}}}"
+    return solution_text(route, counts)
 
 
 def judge_solution(board: Board, grid: int, candidate: str) -> str:

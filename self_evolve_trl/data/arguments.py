@@ -49,8 +49,9 @@ class DataArguments:
         max_pixels (`int`, *optional*):
             Upper bound on image pixels (Qwen resizing); also set on the processor.
         synthetic_task (`str`, *optional*, defaults to `"count"`):
-            Task of the synthetic dataset: `count` (how many coloured cells), `count_color` (how many red cells) or
-            `add` (text only: "What is a + b?", for text-only models).
+            Task of the synthetic dataset: `count` (how many coloured cells), `count_color` (how many red cells),
+            `count_two_colors` (how many red and blue cells in total: two counts, then a sum) or `add` (text only:
+            "What is a + b?", for text-only models).
         synthetic_size (`int`, *optional*, defaults to `64`):
             Number of synthetic examples.
         synthetic_grid (`int`, *optional*, defaults to `2`):

@@ -6,7 +6,8 @@
 - `extraction`: answers read by rules, then optionally by an OpenAI-compatible LLM.
 - `backends`: transformers `generate` (anywhere) and vLLM's offline engine (GPU).
 - `config`: `EvalConfig` and its checks; `runner`: the loop, with its resumable per-sample cache (`cache`);
-  `report`: the Markdown/JSON table and `--compare`.
+  `report`: the Markdown/JSON table and `--compare`; `preflight`: on a labelled dev split, whether label-free
+  training is likely to help (`--preflight`).
 
 Nothing here imports the training code (config, trainer) or the CLI.
 """

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag("temperature", type=float)
     flag("top_p", type=float)
     flag("top_k", type=int)
+    parser.add_argument("--preflight", action="store_true", help=help_of("preflight"))
     flag("repetition_penalty", type=float)
     flag("seed", type=int)
     flag("instruction")
@@ -114,6 +115,7 @@ def config_from_args(args):
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
+        preflight=args.preflight,
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         dtype=args.dtype,

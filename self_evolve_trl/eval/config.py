@@ -83,6 +83,9 @@ class EvalConfig:
             Sampling temperature of the samples.
         top_p (`float`, *optional*, defaults to `1.0`):
             Sampling top-p of the samples.
+        preflight (`bool`, *optional*, defaults to `False`):
+            Also say whether label-free training is likely to help on this (labelled) data: greedy pass@1, maj@k,
+            their gap, pass@k, the estimated pseudo-label accuracy and a verdict (`eval.preflight`); needs `samples`.
         top_k (`int`, *optional*):
             Sampling top-k of the samples (none by default: all tokens).
         repetition_penalty (`float`, *optional*, defaults to `1.0`):
@@ -137,6 +140,8 @@ class EvalConfig:
     temperature: float = _field(1.0, "Sampling temperature (with samples).")
     top_p: float = _field(1.0, "Sampling top-p (with samples).")
     top_k: int | None = _field(None, "Sampling top-k (with samples; none by default).")
+    preflight: bool = _field(False, "Also say whether label-free training is likely to help on this labelled data "
+                                    "(maj@k, pass@k, pseudo-label accuracy, a verdict); needs --samples k.")
     repetition_penalty: float = _field(1.0, "Repetition penalty, greedy included (1.0: none).")
     seed: int = _field(0, "Sampling seed.")
     dtype: str = _field("auto", "auto (transformers: bf16 on GPU, fp32 on CPU; vllm: vLLM's "
@@ -190,6 +195,8 @@ def check_config(config: EvalConfig) -> list[Benchmark]:
         raise EvalError(f"Unknown backend {config.backend!r}; valid backends: {', '.join(BACKENDS)}.")
     if config.samples < 0 or config.samples == 1:
         raise EvalError(f"--samples must be 0 (greedy only) or at least 2, got {config.samples}.")
+    if config.preflight and not config.samples:
+        raise EvalError("--preflight needs --samples k (the samples whose majority it scores), e.g. --samples 8.")
     if config.samples and config.temperature <= 0:
         raise EvalError("--samples needs --temperature > 0.")
     if config.limit is not None and config.limit < 1:

@@ -7,6 +7,7 @@ import json
 import os
 
 from .benchmarks import EvalError
+from .preflight import preflight_lines
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -147,7 +148,8 @@ def all_metric_lines(benchmarks: dict, run: dict) -> list[str]:
 def render_markdown(results: dict) -> str:
     """results.md: the table, the protocol behind it, the benchmarks' data and scoring, and all metrics."""
     run, benchmarks = results["run"], results["benchmarks"]
-    lines = table_lines(results) + protocol_lines(run) + benchmark_lines(benchmarks) + all_metric_lines(benchmarks, run)
+    lines = table_lines(results) + preflight_lines(benchmarks) + protocol_lines(run) + benchmark_lines(benchmarks)
+    lines += all_metric_lines(benchmarks, run)
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from .cache import SampleCache, question_hash, settings_hash
 from .config import EvalConfig, check_config, resolve_data_path
 from .extraction import RULES_DESCRIPTION, LLMExtractor, extract_by_rules
 from .loading import LoadedBenchmark, load_benchmark
+from .preflight import preflight_report
 from .report import write_results
 from .scoring import accuracy, dynamath_accuracy, mean_metrics, score_answer, score_samples, wemath_metrics
 
@@ -180,13 +181,14 @@ class Extractor:
 
 def score_benchmark(
     loaded: LoadedBenchmark, greedy: dict[str, list[str]], sampled: dict[str, list[str]] | None, extractor: Extractor,
-    predictions_path: str | None = None,
+    predictions_path: str | None = None, preflight: bool = False,
 ) -> dict:
-    """Extraction, scoring and metrics for greedy pass@1 and, with samples, sampled pass@1 and maj@k."""
+    """Extraction, scoring and metrics for greedy pass@1 and, with samples, sampled pass@1 and maj@k (and with
+    `preflight`, the pre-flight estimates and verdict, `preflight.preflight_report`)."""
     items = loaded.items
     by_rule: dict[str, int] = {}
     rows = []
-    greedy_correct, sample_correct, majority_correct = [], [], []
+    greedy_correct, sample_correct, majority_correct, has_majority = [], [], [], []
     for item in items:
         answer, rule = extractor(item, greedy[item.id][0])
         by_rule[rule or "none"] = by_rule.get(rule or "none", 0) + 1
@@ -204,6 +206,7 @@ def score_benchmark(
             oks, group_vote, majority_ok = score_samples(answers, item.reference, item.answer_type, item.options)
             sample_correct.append(oks)
             majority_correct.append(majority_ok)
+            has_majority.append(group_vote.majority is not None)
             row["samples"] = {"answers": answers, "extracted_by": rules, "correct": oks,
                               "majority": group_vote.majority_answer, "majority_correct": majority_ok}
         rows.append(row)
@@ -216,7 +219,10 @@ def score_benchmark(
         k = len(sample_correct[0]) if sample_correct else 0
         results["sampled"] = mean_metrics(summarize(loaded, [c[j] for c in sample_correct]) for j in range(k))
         results["majority"] = summarize(loaded, majority_correct)
-    return {"modes": results, "extraction": by_rule}
+    scored = {"modes": results, "extraction": by_rule}
+    if preflight and sampled is not None:
+        scored["preflight"] = preflight_report(greedy_correct, sample_correct, majority_correct, has_majority)
+    return scored
 
 
 
@@ -308,6 +314,7 @@ def evaluate_benchmark(
     scored = score_benchmark(
         loaded, greedy, sampled, extractor,
         predictions_path=os.path.join(config.output_dir, f"{bench.name}.predictions.jsonl"),
+        preflight=config.preflight,
     )
     return {
         "title": bench.title,
@@ -339,7 +346,7 @@ def run_summary(
         "samples": config.samples,
         "temperature": config.temperature if config.samples else None,
         "top_p": config.top_p if config.samples else None, "top_k": config.top_k if config.samples else None,
-        "seed": config.seed, "limit": config.limit,
+        "seed": config.seed, "limit": config.limit, "preflight": config.preflight,
         "extraction": RULES_DESCRIPTION + (f"; then {llm.description}" if llm else ""),
         "mathverse_version": config.mathverse_version, "match_stats": MATCH_STATS.snapshot(),
     }

@@ -166,6 +166,44 @@ def test_synthetic_answers_follow_the_image():
     assert first[0]["image"].tobytes() != other[0]["image"].tobytes()
 
 
+def test_two_colour_task_counts_both_colours_and_adds():
+    """`count_two_colors` on a known board (answer, worked solutions), and drawn rows whose answers follow the
+    image: the cells of either colour named in the question, read from the pixels."""
+    from self_evolve_trl.data.synthetic import COLORS, Board, make_boards, worked_solution
+
+    cells = {(0, 0): "red", (0, 2): "blue", (1, 1): "red", (2, 0): "green", (2, 1): "blue", (2, 2): "blue"}
+    board = Board(cells, ("red", "blue"), "How many red and blue squares are there in total?", 5)
+    assert [board.counted((r, c)) for r in range(3) for c in range(3)] == [1, 0, 1, 0, 1, 0, 0, 1, 1]
+    assert worked_solution(board, 3, "rows") == "<think>rows red 1+1+0=2, blue 1+0+2=3, 2+3=5</think>\\boxed{5}"
+    assert worked_solution(board, 3, "cols") == "<think>cols red 1+1+0=2, blue 0+1+2=3, 2+3=5</think>\\boxed{5}"
+    assert worked_solution(board, 3, "direct") == "\\boxed{5}"
+    with pytest.raises(ValueError, match="valid routes: rows, cols, direct"):
+        worked_solution(board, 3, "diagonal")
+
+    boards = make_boards(50, "count_two_colors", 3, seed=4)
+    assert all(len(set(b.target)) == 2 and b.question == f"How many {b.target[0]} and {b.target[1]} squares are "
+               "there in total?" for b in boards)
+    assert all(b.answer == sum(c in b.target for c in b.cells.values()) for b in boards)
+    assert all(worked_solution(b, 3, route).endswith(f"\\boxed{{{b.answer}}}")
+               for b in boards for route in ("rows", "cols"))
+    rgb = {value: name for name, value in COLORS.items()}
+    for row in make_synthetic_rows(30, task="count_two_colors", grid=3, seed=4):
+        first, second = row["question"].split()[2], row["question"].split()[4]
+        pixels = row["image"].load()
+        colours = [rgb.get(pixels[c * 28 + 14, r * 28 + 14]) for r in range(3) for c in range(3)]
+        assert str(sum(colour in (first, second) for colour in colours)) == row["answer"]
+    assert [r["answer"] for r in make_synthetic_rows(6, task="count_two_colors", grid=3, seed=0)] == [
+        "4", "4", "5", "6", "4", "6"]
+
+
+def test_unknown_synthetic_task_names_the_valid_ones():
+    from self_evolve_trl.data.arguments import DataArguments
+    from self_evolve_trl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid choices: count, count_color, count_two_colors, add"):
+        DataArguments(synthetic_task="count_sum")
+
+
 def test_tiny_model_is_a_real_qwen25vl(tiny_model_dir, tiny_processor):
     from transformers import AutoModelForImageTextToText
 

@@ -1,6 +1,6 @@
 """Label-free training in miniature: the papers' comparison on CPU, end to end through `SelfEvolveGRPOTrainer`.
 
-    python benchmarks/self_evolution_toy.py --figures-dir benchmarks/figures     # about 40 minutes on 2 cores
+    python benchmarks/self_evolution_toy.py --figures-dir benchmarks/figures     # about 30-40 minutes on 2 cores
     python benchmarks/self_evolution_toy.py --summarise RUN_DIR [RUN_DIR ...] --output-dir DIR   # several runs
 
 1. Base model. A tiny Qwen2.5-VL (`self_evolve_trl.data.tiny`) is taught a synthetic visual task (how many cells of a
@@ -9,9 +9,9 @@
    once), mixed with a verification task (recount, compare with a candidate's answer, `\\boxed{1}` or `\\boxed{0}`),
    so that the frozen copy can act as the judge, and with two-turn continuations (a partial solution as a finished
    assistant turn, then a new turn that finishes it), so that CSRS's `new_turn` re-inference is in distribution. A
-   fixed, short budget (`--sft-steps`) leaves the base partly competent, with maj@k well above greedy pass@1; then
-   more verification (`--judge-target`) until the base judges held-out-like candidates well. Its held-out judge
-   accuracy is printed.
+   fixed, short budget (`--sft-steps`) leaves the base partly competent, with maj@k well above greedy pass@1;
+   optionally (`--judge-target`) more verification until the base judges validation candidates well. Its held-out
+   judge accuracy is printed.
 2. Label-free training. From that base, every method trains with the same data, steps, batch, learning rate, KL
    coefficient and sampler for each seed; only its own reward and advantage differ (`benchmarks/toy/methods.py`):
    majority vote (MM-UPT), the soft consistency prior with centred or LSE advantages, Self-Judge's judge and the same

@@ -45,9 +45,9 @@ def _base_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--two-turn-share", type=float, default=0.15,
                    help="share of the other supervised examples that are two-turn continuations (a partial solution "
                         "as a finished assistant turn, then a new turn that finishes it: CSRS new_turn)")
-    g.add_argument("--judge-target", type=float, default=0.8,
+    g.add_argument("--judge-target", type=float, default=0.0,
                    help="after the supervised steps, teach verification until the validation judge accuracy reaches "
-                        "this (0: no verification phase)")
+                        "this, e.g. 0.8 (0: no verification phase; BENCHMARKS.md has what 600 such steps did)")
     g.add_argument("--verify-steps", type=int, default=600, help="most steps of the verification phase")
     g.add_argument("--verify-eval-every", type=int, default=50, help="check the judge accuracy every N steps")
     g.add_argument("--verify-lr", type=float, default=5e-4, help="constant learning rate of the verification phase")
@@ -60,7 +60,7 @@ def _rl_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     g.add_argument("--seeds", default="0,1,2,3,4")
     g.add_argument("--rl-prompts", type=int, default=512, help="unlabelled training prompts")
-    g.add_argument("--rl-steps", type=int, default=50)
+    g.add_argument("--rl-steps", type=int, default=40)
     g.add_argument("--prompts-per-step", type=int, default=16)
     g.add_argument("--num-generations", type=int, default=8)
     g.add_argument("--rl-lr", type=float, default=1e-4)

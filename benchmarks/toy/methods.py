@@ -84,9 +84,10 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
         _plain("ttrl_vote", "grpo", vote_samples=2 * num_generations),
         _plain("self_certainty", "grpo"),  # Intuitor
         _plain("token_entropy", "grpo"),  # RENT, the whole response
-        # the consistency filter (EMPO's bounds) on majority vote
+        # the consistency filter on majority vote: groups where fewer than half agree leave the loss (EMPO keeps
+        # 0.3-1.0 of G = 16; at 0.3 of G = 8 this base's groups, p_max 0.6-0.7, were never filtered)
         Method("majority_vote+grpo (filter)", "majority_vote",
-               dict(reward_funcs=["majority_vote"], advantage="grpo", min_consistency=0.3, max_consistency=1.0)),
+               dict(reward_funcs=["majority_vote"], advantage="grpo", min_consistency=0.5, max_consistency=1.0)),
         # crossed pairs, to tell the reward's part from the advantage's
         _plain("majority_vote", "centered"),
         _soft("grpo", soft),

@@ -35,7 +35,7 @@ METHODS = ["majority_vote+grpo", "judge_modulated+lse", "judge_modulated+lse (ch
 MINI = ["--sft-examples", "48", "--sft-steps", "3", "--sft-eval-every", "3", "--val-size", "4", "--rl-prompts", "8",
         "--rl-steps", "2", "--prompts-per-step", "2", "--num-generations", "4", "--eval-size", "6",
         "--eval-samples", "4", "--max-completion-length", "12", "--methods", ",".join(METHODS),
-        "--verify-steps", "2", "--verify-eval-every", "1", "--two-turn-share", "0.5",
+        "--judge-target", "1.01", "--verify-steps", "2", "--verify-eval-every", "1", "--two-turn-share", "0.5",
         "--seeds", "0", "--workers", "1", "--reach-level", "0", "--reach-window", "1", "--reach-run", "1"]
 
 
@@ -412,7 +412,8 @@ def test_paired_difference_t_interval_by_hand(toy):
     assert (d["low"], d["high"]) == pytest.approx((0.2 - 0.496867, 0.2 + 0.496867), abs=1e-6)
     # five seeds, differences 1, 2, 3, 4, 5: mean 3, sd √2.5, t(4) = 2.776
     d = toy.paired_difference({s: s + 1.0 for s in range(5)}, {s: 0.0 for s in range(5)})
-    assert (d["low"], d["high"]) == pytest.approx((3 - 2.776 * 2.5 ** 0.5 / 5 ** 0.5, 3 + 2.776 * 2.5 ** 0.5 / 5 ** 0.5))
+    half = 2.776 * 2.5 ** 0.5 / 5 ** 0.5
+    assert (d["low"], d["high"]) == pytest.approx((3 - half, 3 + half))
     # equal differences: a zero-width interval; one seed: the difference, no interval
     assert toy.paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.5})["low"] == pytest.approx(0.1)
     one = toy.paired_difference({0: 0.5}, {0: 0.25})
@@ -467,8 +468,8 @@ def test_summarise_reads_several_runs(toy, tmp_path, capsys):
     out = tmp_path / "summary"
     summary = toy.main(["--summarise", weak, strong, "--output-dir", str(out), "--figures-prefix", "b"])
     rows = summary["rows"]
-    assert [(r["run"], r["method"]) for r in rows] == [("grid3", "majority_vote+grpo"), ("grid3", "soft_frequency+lse"),
-                                                       ("grid2", "majority_vote+grpo")]
+    assert [(r["run"], r["method"]) for r in rows] == [
+        ("grid3", "majority_vote+grpo"), ("grid3", "soft_frequency+lse"), ("grid2", "majority_vote+grpo")]
     assert rows[0]["gain"]["mean"] == pytest.approx(0.3)  # gains .2, .3, .4 over the base's .3
     assert rows[0]["base_gap"] == pytest.approx(0.4) and rows[2]["base_gap"] == pytest.approx(0.05)
     # gains -.1 and 0: mean -.05, sd .1/√2, half-width t(1) · sd / √2 = 12.706 · .05

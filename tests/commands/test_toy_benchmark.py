@@ -489,7 +489,7 @@ def test_summarise_reads_several_runs(toy, tmp_path, capsys):
 
 
 def test_two_turn_examples_continue_a_finished_turn(toy, tiny_processor):
-    from self_evolve_trl.data.synthetic import Board
+    from self_evolve_trl.data.synthetic import Board, draw_board
 
     board = Board({(0, 0): "red", (1, 2): "red", (2, 2): "blue"}, "red",
                   "How many red squares are there in the image?", 2)
@@ -499,6 +499,15 @@ def test_two_turn_examples_continue_a_finished_turn(toy, tiny_processor):
     assert toy.new_turn_target(solution, prefix, 2) == rest
     assert toy.new_turn_target(solution, solution[:-2], 2) == "\\boxed{2}"  # cut inside the box: a whole box again
     assert toy.new_turn_target("\\boxed{2}", "\\box", 2) == "\\boxed{2}"
+
+    # the chat the base learns is the one CSRS's new_turn re-inference tokenizes (the provider's retrace_prompt, then
+    # TRL's prepare_multimodal_messages and the chat template)
+    from trl.data_utils import prepare_multimodal_messages
+
+    image = draw_board(board.cells, 3)
+    retrace = [*toy.prompt_messages(board, 3, image), {"role": "assistant", "content": prefix}]
+    assert toy.encode_prompt(tiny_processor, toy.two_turn_messages(board, 3, image, prefix))["input_ids"].tolist() == \
+        toy.encode_prompt(tiny_processor, prepare_multimodal_messages(retrace))["input_ids"].tolist()
 
     args = SimpleNamespace(grid=3)
     example = toy.two_turn_example(board, args, tiny_processor, random.Random(0), "rows")

@@ -1,10 +1,14 @@
-"""`benchmarks/self_evolution_toy.py` at a miniature size, so the benchmark cannot rot silently: the whole pipeline
-(supervised base, a label-free run through `SelfEvolveGRPOTrainer` with the judge, held-out evaluation, table, figure)
-and the pieces the comparison rests on (disjoint splits, loss masking, the judge prompt the base is taught)."""
+"""`benchmarks/self_evolution_toy.py` (the package `benchmarks/toy/`) at a miniature size, so the benchmark cannot rot
+silently: the whole pipeline (supervised base with its verification phase, label-free runs through
+`SelfEvolveGRPOTrainer` with the judge and the chance judge, held-out evaluation, tables, figures) and the pieces the
+comparison rests on (disjoint splits, loss masking, the judge prompt and the two-turn chat the base is taught, the
+paired-difference intervals, the summary of several runs)."""
 
-import importlib.util
+import importlib
 import json
+import math
 import random
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,22 +16,26 @@ from types import SimpleNamespace
 import pytest
 
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "self_evolution_toy.py"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "benchmarks" / "self_evolution_toy.py"
+MODULES = ("data", "evaluation", "base", "methods", "judges", "runs", "stats", "report", "figures", "summarise", "cli")
 
 
 @pytest.fixture(scope="module")
 def toy():
-    spec = importlib.util.spec_from_file_location("self_evolution_toy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    """The package's modules, and their public names merged in one namespace (`toy.main`, `toy.evaluate`, ...)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    modules = {name: importlib.import_module(f"benchmarks.toy.{name}") for name in MODULES}
+    names = {k: v for m in modules.values() for k, v in vars(m).items() if not k.startswith("_")}
+    return SimpleNamespace(modules=modules, **names)
 
 
+METHODS = ["majority_vote+grpo", "judge_modulated+lse", "judge_modulated+lse (chance judge)"]
 MINI = ["--sft-examples", "48", "--sft-steps", "3", "--sft-eval-every", "3", "--val-size", "4", "--rl-prompts", "8",
         "--rl-steps", "2", "--prompts-per-step", "2", "--num-generations", "4", "--eval-size", "6",
-        "--eval-samples", "4", "--max-completion-length", "12", "--methods", "majority_vote+grpo,judge_modulated+lse",
+        "--eval-samples", "4", "--max-completion-length", "12", "--methods", ",".join(METHODS),
+        "--judge-target", "1.01", "--verify-steps", "2", "--verify-eval-every", "1", "--two-turn-share", "0.5",
         "--seeds", "0", "--workers", "1", "--reach-level", "0", "--reach-window", "1", "--reach-run", "1"]
 
 
@@ -43,24 +51,44 @@ def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
     assert table[0].startswith("| method | seeds | greedy pass@1 | sampled pass@1 | maj@4 | pass@4 |")
     assert "| step its 1-step mean stays ≥ 0.0 for 1 steps (per seed) |" in table[0]
     assert all(line.count("|") == 13 for line in table)
-    methods = ["majority_vote+grpo", "judge_modulated+lse"]
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["base (supervised)", *methods]
-    assert [row["method"] for row in report["table"]] == ["base (supervised)", *methods]
-    assert [row["seeds"] for row in report["table"][1:]] == [1, 1]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["base (supervised)", *METHODS]
+    assert [row["method"] for row in report["table"]] == ["base (supervised)", *METHODS]
+    assert [row["seeds"] for row in report["table"][1:]] == [1, 1, 1]
     # at level 0 a 1-step mean is reached at the first logged step, and the table says so per seed
-    assert [row["confident_steps"] for row in report["table"][1:]] == [[1], [1]]
-    assert [line.split("|")[10].strip() for line in table[3:]] == ["1", "1"]
+    assert [row["confident_steps"] for row in report["table"][1:]] == [[1], [1], [1]]
+    assert [line.split("|")[10].strip() for line in table[3:]] == ["1", "1", "1"]
 
-    # each run: two logged training steps with the curves the report reads; the judge run has the judge's metrics
-    for method, extra in zip(methods, [[], ["judge/gate_mean", "rewards/judge_modulated/mean"]]):
-        history = json.loads((out / "runs" / f"{method}-seed0" / "log_history.json").read_text())
+    # the paired differences, printed before the table: with one seed, a difference and no interval
+    diffs = (out / "differences.md").read_text().strip().splitlines()
+    assert printed[-len(table) - len(diffs):-len(table)] == diffs
+    greedy = {run["method"]: run["heldout"]["greedy_pass1"] for run in report["runs"]}
+    pairs = [(d["a"], d["b"]) for d in report["differences"]]
+    assert ("judge_modulated+lse", "judge_modulated+lse (chance judge)") in pairs
+    chance = report["differences"][pairs.index(("judge_modulated+lse", "judge_modulated+lse (chance judge)"))]
+    assert chance["greedy_pass1"]["seeds"] == [0]
+    assert chance["greedy_pass1"]["mean"] == pytest.approx(greedy[METHODS[1]] - greedy[METHODS[2]])
+    assert math.isnan(chance["greedy_pass1"]["low"])
+    assert diffs[0] == ("| method A − method B | isolates | seeds | greedy pass@1, mean diff [95% CI] "
+                        "| maj@4, mean diff [95% CI] |")
+
+    # the base: its verification phase ran its 2 steps (judge accuracy checked before, after 1 and after 2)
+    verification = report["sft"]["verification"]
+    assert verification["steps"] == 2 and [h["step"] for h in verification["history"]] == [0, 1, 2]
+    assert 0.0 <= report["base_judge_accuracy"] <= 1.0
+    assert any(line.startswith("  base after 3 steps") and "verification phase 2 steps" in line for line in printed)
+
+    # each run: two logged training steps with the curves the report reads; the judge runs have the judge's metrics
+    judged = ["judge/gate_mean", "rewards/judge_modulated/mean"]
+    for method, folder, extra in zip(METHODS, ["majority_vote+grpo", "judge_modulated+lse",
+                                               "judge_modulated+lse_chance_judge"], [[], judged, judged]):
+        history = json.loads((out / "runs" / f"{folder}-seed0" / "log_history.json").read_text())
         steps = [entry for entry in history if "reward" in entry]
         assert [entry["step"] for entry in steps] == [1, 2]
         for key in list(toy.CURVES.values()) + extra:
             assert all(key in entry for entry in steps), (method, key)
 
     # held-out metrics are shares of the held-out set; the example outputs are kept
-    assert [run["method"] for run in report["runs"]] == methods
+    assert [run["method"] for run in report["runs"]] == METHODS
     for run in report["runs"]:
         for key in ("greedy_pass1", "sampled_pass1", "maj_at_k", "pass_at_k"):
             assert 0.0 <= run["heldout"][key] <= 1.0
@@ -70,8 +98,7 @@ def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
 
     # the goal is judged on the method with the higher held-out greedy pass@1, against the base
     saved = json.loads((out / "results.json").read_text())
-    greedy = {run["method"]: run["heldout"]["greedy_pass1"] for run in report["runs"]}
-    best = max(methods, key=lambda m: (greedy[m], -methods.index(m)))
+    best = max(METHODS, key=lambda m: (greedy[m], -METHODS.index(m)))
     assert saved["sft"]["steps"] == 3 and saved["goal"]["best_method"] == best
     assert saved["goal"]["greedy_gain_points"] == pytest.approx(100 * (greedy[best] - report["base"]["greedy_pass1"]))
 
@@ -81,6 +108,18 @@ def test_pipeline_at_miniature_size(toy, tmp_path, capsys):
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {p.name for p in (tmp_path / "figures").iterdir()} == names
     assert (out / "base" / "config.json").exists()
+
+    # the same folder read back by --summarise: one row per method, its gain over the base
+    summary = toy.main(["--summarise", str(out), "--output-dir", str(tmp_path / "summary")])
+    assert [r["method"] for r in summary["rows"]] == METHODS
+    assert summary["rows"][0]["gain"]["mean"] == pytest.approx(greedy[METHODS[0]] - report["base"]["greedy_pass1"])
+    assert (tmp_path / "summary" / "self_evolution_toy_boundary.png").exists()
+
+
+def test_the_command_runs_as_a_script():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "--summarise RUN_DIR" in done.stdout and "--judge-target" in done.stdout
+    assert done.stdout.splitlines()[0].startswith("usage: self_evolution_toy.py")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -106,7 +145,7 @@ def test_early_mean_and_reached_summary(toy):
     assert toy.early_mean([0.0, 0.5, 1.0, 1.0]) == 0.25
     assert toy.early_mean([0.0, 1.0, 1.0]) == 0.0  # first half rounded down
     assert toy.early_mean([0.8]) == 0.8
-    assert toy.math.isnan(toy.early_mean([]))
+    assert math.isnan(toy.early_mean([]))
     assert toy.reached_summary([10, 20, 30]) == "3 of 3 seeds, mean step 20 ± 10"
     assert toy.reached_summary([10, 40, None]) == "2 of 3 seeds, mean step 25 ± 21; 1 never"
     assert toy.reached_summary([None]) == "0 of 1 seeds; 1 never"
@@ -114,11 +153,11 @@ def test_early_mean_and_reached_summary(toy):
 
 def test_mean_sd_never_drops_a_missing_value(toy):
     nan = float("nan")
-    assert all(toy.math.isnan(x) for x in toy._mean_sd([nan, 10.0, 40.0]))
-    assert all(toy.math.isnan(x) for x in toy._mean_sd([]))
-    mean, sd = toy._mean_sd([10.0, 40.0])
+    assert all(math.isnan(x) for x in toy.mean_sd([nan, 10.0, 40.0]))
+    assert all(math.isnan(x) for x in toy.mean_sd([]))
+    mean, sd = toy.mean_sd([10.0, 40.0])
     assert mean == 25.0 and sd == pytest.approx(21.2132, abs=1e-4)
-    assert toy._mean_sd([7.0]) == (7.0, 0.0)
+    assert toy.mean_sd([7.0]) == (7.0, 0.0)
 
 
 def _history(**curves):
@@ -159,7 +198,7 @@ def test_aggregate_over_seeds(toy):
     assert row["high_confidence_last"] == pytest.approx((0.75, 0.5 / 2 ** 0.5))
     assert row["answer_entropy_first"] == pytest.approx((0.9, 0.2 / 2 ** 0.5))
     # logged by one seed only: missing, not the other seed's value
-    assert all(toy.math.isnan(x) for x in row["pseudo_label_accuracy_first"])
+    assert all(math.isnan(x) for x in row["pseudo_label_accuracy_first"])
     # first half: seed 0 (.5 + 0 + 0 + .25) / 4 = .1875, seed 1 .25
     assert row["high_confidence_early"] == pytest.approx((0.21875, 0.0625 / 2 ** 0.5))
     # 2-step means: seed 0 .25, 0, .125, .5, .75, .875, 1 at steps 2-8 -> from step 5; seed 1 reaches .5 only at 8
@@ -280,11 +319,15 @@ def test_evaluate_scores_known_generations(toy, tiny_processor):
 
 
 def test_docstring_examples(toy):
-    """The script's doctests (CI collects doctests from the package only, not from benchmarks/)."""
+    """The package's doctests (CI collects doctests from the library only, not from benchmarks/)."""
     import doctest
 
-    failed, attempted = doctest.testmod(toy)
-    assert attempted >= 5 and failed == 0
+    attempted = 0
+    for module in toy.modules.values():
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 10
 
 
 def test_held_out_boards_never_occur_in_training(toy):
@@ -352,3 +395,143 @@ def test_bad_arguments_name_the_choices(toy, capsys):
     with pytest.raises(SystemExit):
         toy.parse_args(["--smooth", "1"])
     assert "--smooth must be in [0, 1), got 1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--verify-mix", "1.5"])
+    assert "--verify-mix must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Paired differences, by hand
+
+
+def test_paired_difference_t_interval_by_hand(toy):
+    # differences 0.2, 0.0, 0.4 (seed 3 has no partner): mean 0.2, sd 0.2, t(2) = 4.303, half-width 4.303·0.2/√3
+    d = toy.paired_difference({0: 0.8, 1: 0.7, 2: 0.9}, {0: 0.6, 1: 0.7, 2: 0.5, 3: 0.1})
+    assert d["seeds"] == [0, 1, 2]
+    assert d["mean"] == pytest.approx(0.2) and d["sd"] == pytest.approx(0.2)
+    assert (d["low"], d["high"]) == pytest.approx((0.2 - 0.496867, 0.2 + 0.496867), abs=1e-6)
+    # five seeds, differences 1, 2, 3, 4, 5: mean 3, sd √2.5, t(4) = 2.776
+    d = toy.paired_difference({s: s + 1.0 for s in range(5)}, {s: 0.0 for s in range(5)})
+    half = 2.776 * 2.5 ** 0.5 / 5 ** 0.5
+    assert (d["low"], d["high"]) == pytest.approx((3 - half, 3 + half))
+    # equal differences: a zero-width interval; one seed: the difference, no interval
+    assert toy.paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.5})["low"] == pytest.approx(0.1)
+    one = toy.paired_difference({0: 0.5}, {0: 0.25})
+    assert one["mean"] == 0.25 and math.isnan(one["low"]) and math.isnan(one["high"])
+    assert toy.t_975(1) == 12.706 and toy.t_975(30) == 2.042
+    assert toy.t_975(31) == pytest.approx(2.0395, abs=1e-3) and toy.t_975(120) == pytest.approx(1.9799, abs=1e-3)
+    with pytest.raises(ValueError, match="at least 1 degree of freedom, got 0"):
+        toy.t_975(0)
+
+
+def _runs(greedy: dict[str, list[float]], maj: float = 0.5) -> list[dict]:
+    return [{"method": m, "seed": s, "heldout": {"greedy_pass1": g, "maj_at_k": maj}}
+            for m, values in greedy.items() for s, g in enumerate(values)]
+
+
+def test_differences_table_pairs_by_seed(toy):
+    results = _runs({"majority_vote+grpo": [0.5, 0.6, 0.7], "soft_frequency+grpo": [0.7, 0.6, 0.9],
+                     "judge_modulated+lse": [0.9, 0.9, 0.9]})
+    rows = toy.differences(results, best="judge_modulated+lse")
+    # judge − soft_frequency+lse is left out (not run); best − majority vote and the reward's part with grpo remain
+    assert [(r["a"], r["b"]) for r in rows] == [("judge_modulated+lse", "majority_vote+grpo"),
+                                                ("soft_frequency+grpo", "majority_vote+grpo")]
+    # differences .2, 0, .2: mean .133, sd .115, half-width 4.303 · .115 / √3 = .287
+    assert rows[1]["greedy_pass1"]["mean"] == pytest.approx(0.4 / 3)
+    assert toy.format_differences(rows, 8).splitlines() == [
+        "| method A − method B | isolates | seeds | greedy pass@1, mean diff [95% CI] | maj@8, mean diff [95% CI] |",
+        "|---|---|---|---|---|",
+        "| judge_modulated+lse − majority_vote+grpo | the best method against MM-UPT | 3 | +30.0 [+5.2, +54.8] "
+        "| +0.0 [+0.0, +0.0] |",
+        "| soft_frequency+grpo − majority_vote+grpo | the reward (soft against hard), with grpo | 3 "
+        "| +13.3 [-15.4, +42.0] | +0.0 [+0.0, +0.0] |",
+    ]
+    # the best method is majority vote itself: that pair is left out
+    assert [r["a"] for r in toy.differences(results, best="majority_vote+grpo")] == ["soft_frequency+grpo"]
+
+
+def _results_dir(path: Path, task: str, grid: int, base: dict, greedy: dict[str, list[float]]) -> str:
+    path.mkdir()
+    report = {"args": {"task": task, "grid": grid, "data_seed": 0, "eval_samples": 8}, "base": base,
+              "base_judge_accuracy": 0.8, "runs": _runs(greedy)}
+    (path / "results.json").write_text(json.dumps(report))
+    return str(path)
+
+
+def test_summarise_reads_several_runs(toy, tmp_path, capsys):
+    weak = _results_dir(tmp_path / "grid3", "count_color", 3,
+                        {"greedy_pass1": 0.3, "maj_at_k": 0.7, "pass_at_k": 0.9},
+                        {"majority_vote+grpo": [0.5, 0.6, 0.7], "soft_frequency+lse": [0.8, 0.8, 0.8]})
+    strong = _results_dir(tmp_path / "grid2", "count_color", 2,
+                          {"greedy_pass1": 0.8, "maj_at_k": 0.85, "pass_at_k": 1.0},
+                          {"majority_vote+grpo": [0.7, 0.8]})
+    out = tmp_path / "summary"
+    summary = toy.main(["--summarise", weak, strong, "--output-dir", str(out), "--figures-prefix", "b"])
+    rows = summary["rows"]
+    assert [(r["run"], r["method"]) for r in rows] == [
+        ("grid3", "majority_vote+grpo"), ("grid3", "soft_frequency+lse"), ("grid2", "majority_vote+grpo")]
+    assert rows[0]["gain"]["mean"] == pytest.approx(0.3)  # gains .2, .3, .4 over the base's .3
+    assert rows[0]["base_gap"] == pytest.approx(0.4) and rows[2]["base_gap"] == pytest.approx(0.05)
+    # gains -.1 and 0: mean -.05, sd .1/√2, half-width t(1) · sd / √2 = 12.706 · .05
+    assert (rows[2]["gain"]["low"], rows[2]["gain"]["high"]) == pytest.approx((-0.05 - 0.6353, -0.05 + 0.6353))
+    table = (out / "boundary.md").read_text().splitlines()
+    assert capsys.readouterr().out.strip().splitlines()[-len(table):] == table
+    assert table[2] == ("| grid3 | count_color | 3 | 0 | 30.0 | 70.0 | 40.0 | 90.0 | majority_vote+grpo | 3 "
+                        "| +30.0 [+5.2, +54.8] |")
+    assert (out / "b_boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(json.loads((out / "boundary.json").read_text())) == 3
+    with pytest.raises(FileNotFoundError, match="results.json does not exist: pass folders that a full run wrote"):
+        toy.main(["--summarise", str(tmp_path), "--output-dir", str(out)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The two-turn chat (CSRS new_turn) and the chance judge
+
+
+def test_two_turn_examples_continue_a_finished_turn(toy, tiny_processor):
+    from self_evolve_trl.data.synthetic import Board, draw_board
+
+    board = Board({(0, 0): "red", (1, 2): "red", (2, 2): "blue"}, "red",
+                  "How many red squares are there in the image?", 2)
+    solution = toy.worked_solution(board, 3, "rows")  # <think>rows 1+1+0=2</think>\boxed{2}
+    prefix, rest = toy.split_solution(tiny_processor.tokenizer, solution, 0.5)
+    assert prefix + rest == solution and 0 < len(prefix) < solution.index("</think>")
+    assert toy.new_turn_target(solution, prefix, 2) == rest
+    assert toy.new_turn_target(solution, solution[:-2], 2) == "\\boxed{2}"  # cut inside the box: a whole box again
+    assert toy.new_turn_target("\\boxed{2}", "\\box", 2) == "\\boxed{2}"
+
+    # the chat the base learns is the one CSRS's new_turn re-inference tokenizes (the provider's retrace_prompt, then
+    # TRL's prepare_multimodal_messages and the chat template)
+    from trl.data_utils import prepare_multimodal_messages
+
+    image = draw_board(board.cells, 3)
+    retrace = [*toy.prompt_messages(board, 3, image), {"role": "assistant", "content": prefix}]
+    assert toy.encode_prompt(tiny_processor, toy.two_turn_messages(board, 3, image, prefix))["input_ids"].tolist() == \
+        toy.encode_prompt(tiny_processor, prepare_multimodal_messages(retrace))["input_ids"].tolist()
+
+    args = SimpleNamespace(grid=3)
+    example = toy.two_turn_example(board, args, tiny_processor, random.Random(0), "rows")
+    labels = example["labels"][0]
+    text = tiny_processor.tokenizer.decode(example["input_ids"][0])
+    target = tiny_processor.tokenizer.decode(labels[labels != -100])
+    # the partial solution closes its own assistant turn; the new turn (the only trained part) finishes it
+    first_turn = text.split("<|im_start|>assistant\n")[1]
+    assert first_turn.endswith("<|im_end|>\n") and solution.startswith(first_turn.removesuffix("<|im_end|>\n"))
+    assert text.count("<|im_start|>assistant\n") == 2 and text.endswith(target)
+    assert target == toy.new_turn_target(solution, first_turn.removesuffix("<|im_end|>\n"), 2) + "<|im_end|>"
+
+
+def test_chance_judge_shuffles_the_steps_outputs(toy, monkeypatch):
+    from self_evolve_trl.judge.backends import JudgeOutput, backend_class
+    from self_evolve_trl.judge.backends.reference import ReferenceJudge
+
+    assert backend_class(toy.CHANCE_JUDGE) is toy.ShuffledJudge
+    outputs = [JudgeOutput(text=f"\\boxed{{{i}}}") for i in range(10)]
+    monkeypatch.setattr(ReferenceJudge, "judge", lambda self, requests, seeds=None: list(outputs))
+    judge = toy.ShuffledJudge.__new__(toy.ShuffledJudge)
+    judge.trainer = SimpleNamespace(state=SimpleNamespace(global_step=3), args=SimpleNamespace(seed=0))
+    shuffled = judge.judge([None] * 10)
+    assert sorted(o.text for o in shuffled) == sorted(o.text for o in outputs) and shuffled != outputs
+    assert judge.judge([None] * 10) == shuffled  # the same step: the same permutation
+    judge.trainer.state.global_step = 4
+    assert judge.judge([None] * 10) != shuffled

@@ -1,0 +1,98 @@
+"""Several runs side by side (grid sizes, tasks, data seeds): each method's gain in held-out greedy pass@1 over its
+base, with a 95 % interval over seeds, against how competent the base was (greedy pass@1, maj@k, the gap
+maj@k − pass@1, pass@k). Where a method helps and where it stops helping is the boundary the figure shows."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from .figures import pyplot, save
+from .report import interval
+from .stats import paired_difference, per_seed
+
+BASE_AXES = (("base_greedy", "base greedy pass@1 (%)"), ("base_maj", "base maj@k (%)"),
+             ("base_gap", "base maj@k − greedy pass@1 (points)"), ("base_pass", "base pass@k (%)"))
+
+
+def load(run_dir: str) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: pass folders that a full run wrote (its --output-dir)")
+    return json.loads(path.read_text())
+
+
+def boundary_rows(run_dirs: list[str]) -> list[dict]:
+    """One row per (run folder, method): the run's task, grid and data seed, its base's competence, and the method's
+    gain over the base in greedy pass@1 (per-seed gains: mean and 95 % t-interval; `stats.paired_difference`)."""
+    rows = []
+    for run_dir in run_dirs:
+        report = load(run_dir)
+        args, base = report["args"], report["base"]
+        for method in dict.fromkeys(r["method"] for r in report["runs"]):
+            ours = per_seed(report["runs"], method)
+            gain = paired_difference(ours, {s: base["greedy_pass1"] for s in ours})
+            rows.append({
+                "run": os.path.basename(os.path.normpath(run_dir)), "task": args["task"], "grid": args["grid"],
+                "data_seed": args["data_seed"], "k": args["eval_samples"], "method": method,
+                "base_greedy": base["greedy_pass1"], "base_maj": base["maj_at_k"],
+                "base_gap": base["maj_at_k"] - base["greedy_pass1"], "base_pass": base["pass_at_k"],
+                "base_judge": report.get("base_judge_accuracy"), "gain": gain,
+            })
+    return rows
+
+
+def format_boundary(rows: list[dict]) -> str:
+    lines = ["| run | task | grid | data seed | base greedy pass@1 | base maj@k | gap | base pass@k | method | seeds "
+             "| greedy pass@1 gain over the base [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['task']} | {r['grid']} | {r['data_seed']} | {100 * r['base_greedy']:.1f} "
+                     f"| {100 * r['base_maj']:.1f} | {100 * r['base_gap']:.1f} | {100 * r['base_pass']:.1f} "
+                     f"| {r['method']} | {len(r['gain']['seeds'])} | {interval(r['gain'])} |")
+    return "\n".join(lines)
+
+
+def plot_boundary(rows: list[dict], path: str) -> str:
+    """Gain over the base (points, 95 % interval) against each of the base's measures; one colour per method."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = plt.get_cmap("tab20").colors
+    for ax, (key, label) in zip(axes.flat, BASE_AXES):
+        for j, method in enumerate(methods):
+            mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r[key])
+            x = [100 * r[key] for r in mine]
+            y = [100 * r["gain"]["mean"] for r in mine]
+            err = [[0 if math.isnan(r["gain"]["low"]) else 100 * (r["gain"]["mean"] - r["gain"]["low"]) for r in mine],
+                   [0 if math.isnan(r["gain"]["high"]) else 100 * (r["gain"]["high"] - r["gain"]["mean"])
+                    for r in mine]]
+            ax.errorbar(x, y, yerr=err, color=colors[j % len(colors)], marker="o", ms=4, lw=1, capsize=2,
+                        label=method)
+        ax.axhline(0, color="black", lw=0.8, ls="--")
+        ax.set_xlabel(label)
+        ax.set_ylabel("greedy pass@1 gain over the base (points)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8, frameon=False)
+    fig.suptitle(f"Label-free gain against the base's competence ({len({r['run'] for r in rows})} runs; "
+                 "bars: 95 % t-interval over seeds)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.03 * math.ceil(len(labels) / 4) + 0.01, 1, 0.97))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    save(fig, path)
+    return path
+
+
+def summarise(run_dirs: list[str], out_dir: str, prefix: str, figures_dir: str | None = None) -> dict:
+    """Write `boundary.md`, `boundary.json` and PREFIX_boundary.png to `out_dir` (the figure to `figures_dir` too);
+    print the table last."""
+    rows = boundary_rows(run_dirs)
+    os.makedirs(out_dir, exist_ok=True)
+    table = format_boundary(rows)
+    Path(out_dir, "boundary.md").write_text(table + "\n")
+    Path(out_dir, "boundary.json").write_text(json.dumps(rows, indent=1))
+    figures = [plot_boundary(rows, os.path.join(d, f"{prefix}_boundary.png"))
+               for d in [out_dir] + ([figures_dir] if figures_dir else [])]
+    print(table)
+    return {"rows": rows, "table": table, "figures": figures}

@@ -1,5 +1,5 @@
-"""The package's floor plan (docs/architecture.md): no import loops, evaluation independent of training and the CLI,
-no module reaching into another module's private names.
+"""The package's floor plan (docs/architecture.md): layers that import downward only, no import loops, evaluation
+independent of training and the CLI, no module reaching into another module's private names.
 
 The import graph is read from the source with `ast`, so imports inside functions count as much as module-level ones.
 Each rule is also run on a small planted package, so that a broken checker cannot pass silently.
@@ -16,6 +16,19 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "self_evolve_trl"
 # What `eval` may never import: it is usable without the training stack and the command line.
 EVAL_FORBIDDEN = ("training", "check", "cli", "recipe")
+# The layers, bottom first (docs/architecture.md#layers): a module may import its own layer's and lower layers' modules.
+LAYERS = (
+    ("errors",),
+    ("answers", "voting", "seeds", "plugins"),
+    ("data",),
+    ("rewards", "advantages"),
+    ("judge", "csrs", "certainty", "consistency_filter", "ttrl"),
+    ("eval",),
+    ("training",),
+    ("check", "cli", "recipe", "plot", "vllm_serve", "vllm_server"),
+)
+# The one documented exception: `rewards/judge.py` keeps the judge math's public import path by re-exporting it.
+UPWARD_ALLOWED = {("rewards.judge", "judge")}
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -121,6 +134,34 @@ def eval_violations(graph: dict[str, set[str]], package: str) -> list[str]:
     ]
 
 
+def layer_of(module: str, package: str) -> int | None:
+    top = module.removeprefix(f"{package}.").split(".")[0] if module != package else ""
+    return next((i for i, names in enumerate(LAYERS) if top in names), None)
+
+
+def layer_violations(graph: dict[str, set[str]], package: str) -> list[str]:
+    """Imports of a higher layer's module (the allowed re-export aside), and modules in no layer."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        if module == package:
+            continue
+        own = layer_of(module, package)
+        if own is None:
+            found.append(f"{module} is in no layer")
+            continue
+        for target in sorted(targets):
+            level = layer_of(target, package)
+            short = (module.removeprefix(f"{package}."), target.removeprefix(f"{package}.").split(".")[0])
+            if level is not None and level > own and short not in UPWARD_ALLOWED:
+                found.append(f"{module} imports {target}, a higher layer")
+    return found
+
+
+def test_layers_import_downward_only():
+    graph, _ = import_graph(PACKAGE_ROOT)
+    assert layer_violations(graph, "self_evolve_trl") == []
+
+
 def test_no_import_loops():
     graph, _ = import_graph(PACKAGE_ROOT)
     assert import_loops(graph) == []
@@ -148,6 +189,9 @@ def planted(tmp_path) -> Path:
         "training/__init__.py": "from ..b import thing as _secret_source\n_hidden = 2\n",
         "eval/__init__.py": "",
         "eval/runner.py": "from ..training import _hidden\n",
+        "data/__init__.py": "def f():\n    from ..judge import provider\n",
+        "judge/__init__.py": "",
+        "judge/provider.py": "",
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -160,3 +204,7 @@ def test_the_checks_find_planted_defects(planted):
     assert import_loops(graph) == [["pkg.a", "pkg.b"]]
     assert eval_violations(graph, "pkg") == ["pkg.eval.runner imports pkg.training"]
     assert private == ["pkg.eval.runner imports _hidden from pkg.training"]
+    assert layer_violations(graph, "pkg") == [
+        "pkg.a is in no layer", "pkg.b is in no layer", "pkg.data imports pkg.judge.provider, a higher layer",
+        "pkg.eval.runner imports pkg.training, a higher layer",
+    ]

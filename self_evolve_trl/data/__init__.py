@@ -163,14 +163,6 @@ def build_text_prompt(question: str, instruction: str | None) -> list[dict]:
     return [{"role": "user", "content": f"{text} {instruction}" if instruction else text}]
 
 
-def has_image_parts(prompt: Any) -> bool:
-    """Whether a conversational prompt holds an image part (`build_prompt`'s, or TRL's with the image in it)."""
-    return isinstance(prompt, list) and any(
-        isinstance(part, dict) and part.get("type") == "image"
-        for message in prompt if isinstance(message.get("content"), list) for part in message["content"]
-    )
-
-
 def _read_label(value: Any, label_extractor: str | None) -> str | None:
     if value is None:
         return None

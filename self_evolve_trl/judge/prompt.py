@@ -95,31 +95,3 @@ class JudgeTemplate:
         # One pass, so that a placeholder written inside the problem or the completion stays as it is.
         text = _PLACEHOLDER.sub(lambda m: values[m.group(0)], self.user)
         return JudgeRequest(system=self.system, text=text, images=list(images or []))
-
-
-def prompt_text(prompt: Any) -> str:
-    """The text of the user turn(s) of an actor prompt (a string, or TRL's conversational form)."""
-    if isinstance(prompt, str):
-        return prompt
-    texts = []
-    for message in prompt:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(part.get("text", "") for part in content if part.get("type") == "text")
-    return "\n".join(t for t in texts if t)
-
-
-def prompt_images(prompt: Any) -> list[Any]:
-    """The image objects embedded in a conversational prompt, in order."""
-    if isinstance(prompt, str):
-        return []
-    images = []
-    for message in prompt:
-        content = message.get("content")
-        if isinstance(content, list):
-            images.extend(p["image"] for p in content if p.get("type") == "image" and p.get("image") is not None)
-    return images

@@ -35,11 +35,11 @@ import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
-from ..training.checkpoints import save_last_completed_step
 from ..seeds import generation_batch, judge_seed
+from ..data.messages import prompt_images, prompt_text
 from ..errors import JudgeUnavailableError
 from .backends import JudgeOutput, build_backend
-from .prompt import JudgeTemplate, prompt_images, prompt_text
+from .prompt import JudgeTemplate
 from .scores import parse_judge_score
 
 
@@ -227,7 +227,7 @@ class JudgeScoreProvider:
         trainer = self.trainer
         step = trainer.state.global_step
         when = f"while generating step {step + 1}" if trainer.model.training else f"while evaluating at step {step}"
-        checkpoint = save_last_completed_step(trainer)
+        checkpoint = trainer.save_last_completed_step()
         if checkpoint is not None:
             saved = f"saved {checkpoint}; resume with --resume_from_checkpoint {checkpoint} once the judge works"
         else:

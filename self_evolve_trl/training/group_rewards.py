@@ -17,7 +17,7 @@ import torch
 from ..answers import MATCH_STATS, completion_text
 from .diagnostics import format_pattern_of, per_group_diagnostics, vote_settings
 from .heldout import eval_command_label_metrics
-from ..judge.prompt import prompt_text
+from ..data.messages import prompt_text
 from ..rewards import RewardFunction
 from ..ttrl import larger_vote_metrics, larger_votes
 from ..voting import vote_groups

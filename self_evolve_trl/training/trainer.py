@@ -53,7 +53,7 @@ from trl import GRPOTrainer
 
 from ..advantages import clip_advantages, group_advantages
 from ..answers import MATCH_STATS
-from ..data import has_image_parts
+from ..data.messages import has_image_parts
 from ..errors import UsageError
 from ..plugins import import_object
 from ..voting import usable_label
@@ -65,6 +65,7 @@ from .checkpoints import (
     load_model_weights,
     mark_checkpoint_complete,
     save_component_states,
+    save_last_completed_step,
     unmark_checkpoint_complete,
 )
 from .. import certainty, csrs, judge, ttrl
@@ -374,6 +375,11 @@ class SelfEvolveGRPOTrainer(GRPOTrainer):
             mark_checkpoint_complete(checkpoint_dir, self.state.global_step, self.accelerator.num_processes)
             rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def save_last_completed_step(self) -> str | None:
+        """Checkpoint the last completed step before a run is stopped mid-step (the judge and bad rows stop runs);
+        the folder, or None when no step has completed. Call on every process together."""
+        return save_last_completed_step(self)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         model = self.model if model is None else model

@@ -358,7 +358,7 @@ def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_proc
     """The base learns to judge on exactly the chat that the `reference` backend builds from the template and the
     trainer's prompt, so the frozen base can act as the judge."""
     from self_evolve_trl.judge.backends.reference import ReferenceJudge
-    from self_evolve_trl.judge.prompt import prompt_images, prompt_text
+    from self_evolve_trl.data.messages import prompt_images, prompt_text
     from self_evolve_trl.data.synthetic import Board, draw_board
 
     path = tmp_path / "judge.txt"

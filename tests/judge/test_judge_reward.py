@@ -10,7 +10,8 @@ import yaml
 from PIL import Image
 
 from self_evolve_trl.training.config import ConfigError, SelfEvolveConfig
-from self_evolve_trl.judge.prompt import JudgeTemplate, default_template_path, prompt_images, prompt_text
+from self_evolve_trl.data.messages import prompt_images, prompt_text
+from self_evolve_trl.judge.prompt import JudgeTemplate, default_template_path
 from self_evolve_trl.rewards import RewardError, get_reward_function
 from self_evolve_trl.rewards.judge import judge_modulated
 from tests.judge.judge_helpers import NEVER_SCORES, gate_formula, make_trainer

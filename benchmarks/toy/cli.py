@@ -15,7 +15,8 @@ from .base import prepare_base
 from .data import JUDGE_TEMPLATE, draw_splits, load_judge_template
 from .evaluation import evaluate, judge_accuracy
 from .figures import SMOOTH, plot_curves, plot_heldout
-from .methods import DEFAULT_METHODS, installed, methods
+from .judges import EXPERT_JUDGE_ENV
+from .methods import DEFAULT_METHODS, EXPERT_METHOD, installed, methods
 from .report import differences, format_differences, format_table, goal_check, reached_summary, pct, steps_per_seed
 from .runs import quiet, run_all
 from .stats import CONFIDENT, REACH_RUN, REACH_WINDOW, aggregate
@@ -73,6 +74,9 @@ def _rl_args(p: argparse.ArgumentParser) -> None:
                    help="soft_frequency's hard_threshold (also the judge's prior)")
     g.add_argument("--csrs-anchor", type=float, default=0.7,
                    help="CSRS anchor: the share of each completion kept before re-inference")
+    g.add_argument("--expert-judge", default=None, metavar="DIR",
+                   help=f"a better-taught model folder (e.g. OUTPUT_DIR/base of a run with --sft-steps 1500) as the "
+                        f"judge of the method {EXPERT_METHOD!r}, which this adds")
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -116,6 +120,11 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for route in args.routes:
         if route not in SOLUTION_ROUTES:
             p.error(f"unknown route {route!r}; valid routes: {', '.join(SOLUTION_ROUTES)}")
+    if args.expert_judge and not (Path(args.expert_judge) / "config.json").is_file():
+        p.error(f"--expert-judge {args.expert_judge}: no model folder there (no config.json); give a base folder, "
+                "e.g. OUTPUT_DIR/base of a run with --sft-steps 1500")
+    if EXPERT_METHOD in args.methods and not args.expert_judge:
+        p.error(f"method {EXPERT_METHOD!r} needs --expert-judge DIR (the judge's model folder)")
     known = methods(None, "")
     for name in args.methods:
         if name not in known:
@@ -130,6 +139,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     args.routes = [r for r in args.routes.split(",") if r]
     args.methods = [m for m in args.methods.split(",") if m]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.expert_judge and EXPERT_METHOD not in args.methods:
+        args.methods.append(EXPERT_METHOD)
     _check(p, args)
     return args
 
@@ -153,6 +164,18 @@ def measure_base(args, splits, base_dir: str, template) -> tuple[dict, float]:
     base = evaluate(model, processor, splits.test, args.grid, args.eval_samples, args.max_completion_length,
                     args.temperature, args.eval_batch_size, seed=10_000)
     return base, judge_accuracy(model, processor, splits.test, args.grid, template, args.routes)
+
+
+def measure_expert(args, splits, template) -> float | None:
+    """The expert judge's held-out judge accuracy (None without `--expert-judge`); its folder set for the workers."""
+    import transformers
+
+    if not args.expert_judge:
+        return None
+    os.environ[EXPERT_JUDGE_ENV] = os.path.abspath(args.expert_judge)
+    model = transformers.AutoModelForImageTextToText.from_pretrained(args.expert_judge)
+    processor = transformers.AutoProcessor.from_pretrained(args.expert_judge, padding_side="left")
+    return judge_accuracy(model, processor, splits.test, args.grid, template, args.routes)
 
 
 def write_outputs(args, report: dict, table: str, diffs: str) -> None:
@@ -213,6 +236,9 @@ def main(argv: list[str] | None = None, description: str | None = None) -> dict[
     sft = prepare_base(args, splits, base_dir, template)
     base, base_judge = measure_base(args, splits, base_dir, template)
     print(base_line(args, sft, base, base_judge))
+    expert_judge = measure_expert(args, splits, template)
+    if expert_judge is not None:
+        print(f"  expert judge {args.expert_judge}: judge accuracy (held-out, half right) {expert_judge:.3f}")
     print(f"2. label-free runs: {len(chosen)} methods x {len(args.seeds)} seeds, {args.rl_steps} steps of "
           f"{args.prompts_per_step} prompts each, {args.workers} worker(s)")
     jobs = [{"args": args, "method": m, "seed": s, "splits": splits, "base_dir": base_dir}
@@ -221,6 +247,7 @@ def main(argv: list[str] | None = None, description: str | None = None) -> dict[
     results = run_all(jobs, args.workers)
     seconds = {"label_free": time.time() - rl_start}
     report = report_all(args, results, base, base_judge, sft, skipped)
+    report["expert_judge_accuracy"] = expert_judge
     seconds["total"] = time.time() - started
     report["seconds"] = seconds
     write_outputs(args, report, report.pop("_table"), report.pop("_differences"))

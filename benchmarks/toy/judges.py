@@ -1,16 +1,26 @@
-"""A judge held at chance: the reference judge's outputs, shuffled among the step's judgements.
+"""The toy's judges besides the frozen base: one held at chance, and an expert (another, better-taught model).
 
-Named as `judge_backend: benchmarks.toy.judges:ShuffledJudge` (README, "Add your own judge backend"). The scores keep
-their distribution (the same share of 1s, the same parse failures, the same cost) but no longer belong to the
-completion they judge, so the reward keeps the judge's noise and loses its information. Set against the same method
-with the real judge, the difference is what the judge's verdicts add.
+Both are judge backends named as `module:Class` (README, "Add your own judge backend"):
+- `ShuffledJudge` (`benchmarks.toy.judges:ShuffledJudge`): the reference judge's outputs, shuffled among the step's
+  judgements. The scores keep their distribution (the same share of 1s, the same parse failures, the same cost) but
+  no longer belong to the completion they judge, so the reward keeps the judge's noise and loses its information.
+  Set against the same method with the real judge, the difference is what the judge's verdicts add.
+- `ExpertJudge` (`benchmarks.toy.judges:ExpertJudge`): the model in the folder `$SELF_EVOLVE_TOY_EXPERT_JUDGE` (a base
+  taught for longer) as the judge, in the training process. In this toy a model judges well only once it also solves
+  the task, so a self-judge that is competent leaves its actor nothing to learn; a separate, stronger judge (as the
+  `openai` backend would be with a larger model) is how the comparison gets a judge that can judge.
 """
 
 from __future__ import annotations
 
+import os
 import random
 
+from trl.trainer.utils import create_model_from_path
+
 from self_evolve_trl.judge.backends.reference import ReferenceJudge
+
+EXPERT_JUDGE_ENV = "SELF_EVOLVE_TOY_EXPERT_JUDGE"
 
 
 class ShuffledJudge(ReferenceJudge):
@@ -24,3 +34,22 @@ class ShuffledJudge(ReferenceJudge):
 
     def describe(self) -> str:
         return super().describe() + ", its outputs shuffled within each step (a judge at chance)"
+
+
+class ExpertJudge(ReferenceJudge):
+    name = "expert"
+
+    def __init__(self, trainer, **kwargs):
+        super().__init__(trainer, **kwargs)
+        self.path = os.environ.get(EXPERT_JUDGE_ENV)
+        if not self.path or not os.path.isdir(self.path):
+            raise ValueError(f"ExpertJudge needs ${EXPERT_JUDGE_ENV} set to a model folder, got {self.path!r} "
+                             "(the benchmark's --expert-judge sets it).")
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        model = create_model_from_path(self.path, dtype=policy.dtype)
+        model.eval()
+        model.requires_grad_(False)
+        self.source, self.frozen_model = "expert", trainer.accelerator.prepare_model(model, evaluation_mode=True)
+
+    def describe(self) -> str:
+        return f"'expert' (the model in {self.path})"

@@ -11,8 +11,11 @@ from typing import Any
 
 from .data import BOXED_PATTERN, JUDGE_MAX_TOKENS
 
-# The chance judge: the reference judge's outputs shuffled within each step (`judges.py`).
+# The chance judge: the reference judge's outputs shuffled within each step; the expert judge: another model, taught
+# for longer, whose folder `--expert-judge` names (`judges.py`).
 CHANCE_JUDGE = "benchmarks.toy.judges:ShuffledJudge"
+EXPERT_JUDGE = "benchmarks.toy.judges:ExpertJudge"
+EXPERT_METHOD = "judge_modulated+lse (expert judge)"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
         # the same judge with its scores shuffled within each step: what the judge's information adds
         Method("judge_modulated+lse (chance judge)", "judge_modulated",
                judge_config(soft, judge_template, backend=CHANCE_JUDGE)),
+        # a better judge than the base (`--expert-judge DIR`): what a judge that can judge adds
+        Method(EXPERT_METHOD, "judge_modulated", judge_config(soft, judge_template, backend=EXPERT_JUDGE)),
         # CSRS re-inferring in a new assistant turn (released) and in the same turn (SCS)
         Method("csrs", "retrace_frequency", csrs_config(csrs_anchor, "new_turn")),
         Method("csrs_continuation", "retrace_frequency", csrs_config(csrs_anchor, "continuation")),

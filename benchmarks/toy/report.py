@@ -14,6 +14,8 @@ BEST = "best"  # in KEY_PAIRS: the method with the highest mean held-out greedy 
 KEY_PAIRS = (
     ("judge_modulated+lse", "soft_frequency+lse", "the judge, on the same prior and advantage"),
     ("judge_modulated+lse", "judge_modulated+lse (chance judge)", "the judge's verdicts (same scores, shuffled)"),
+    ("judge_modulated+lse (expert judge)", "soft_frequency+lse", "an expert judge, on the same prior and advantage"),
+    ("judge_modulated+lse (expert judge)", "judge_modulated+lse (chance judge)", "an expert judge against one at chance"),
     (BEST, "majority_vote+grpo", "the best method against MM-UPT"),
     ("soft_frequency+grpo", "majority_vote+grpo", "the reward (soft against hard), with grpo"),
     ("soft_frequency+centered", "majority_vote+centered", "the reward (soft against hard), with centered"),

@@ -535,3 +535,64 @@ def test_chance_judge_shuffles_the_steps_outputs(toy, monkeypatch):
     assert judge.judge([None] * 10) == shuffled  # the same step: the same permutation
     judge.trainer.state.global_step = 4
     assert judge.judge([None] * 10) != shuffled
+
+
+# The expert judge: another model folder as the judge (a judge that can judge, where the base cannot)
+EXPERT = "judge_modulated+lse (expert judge)"
+
+
+def test_expert_judge_judges_with_the_named_model(toy, tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from self_evolve_trl.judge.backends import backend_class
+
+    assert backend_class(toy.EXPERT_JUDGE) is toy.ExpertJudge
+    policy = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    expert = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for parameter in expert.parameters():
+            parameter.add_(0.5)
+    expert.save_pretrained(tmp_path / "expert")
+    processor.save_pretrained(tmp_path / "expert")
+    accelerator = SimpleNamespace(unwrap_model=lambda m: m, prepare_model=lambda m, evaluation_mode: m)
+    trainer = SimpleNamespace(processing_class=processor, model=policy, ref_model=policy, accelerator=accelerator,
+                              args=SimpleNamespace(per_device_train_batch_size=2, sync_ref_model=False))
+
+    monkeypatch.delenv(toy.EXPERT_JUDGE_ENV, raising=False)
+    with pytest.raises(ValueError, match=f"needs \\${toy.EXPERT_JUDGE_ENV} set to a model folder"):
+        toy.ExpertJudge(trainer)
+    monkeypatch.setenv(toy.EXPERT_JUDGE_ENV, str(tmp_path / "expert"))
+    judge = toy.ExpertJudge(trainer, temperature=0.0, max_tokens=8)
+    assert judge.source == "expert" and str(tmp_path / "expert") in judge.describe()
+    judged = dict(judge.frozen_model.named_parameters())
+    for name, parameter in expert.named_parameters():
+        assert torch.equal(judged[name], parameter), name
+    assert not torch.equal(judged["lm_head.weight"], dict(policy.named_parameters())["lm_head.weight"])
+
+
+def test_expert_judge_needs_its_folder(toy, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--methods", EXPERT])
+    assert "needs --expert-judge DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        toy.parse_args(["--expert-judge", str(tmp_path)])
+    assert "no model folder there (no config.json)" in capsys.readouterr().err
+
+
+def test_expert_judge_run_at_miniature_size(toy, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(toy.EXPERT_JUDGE_ENV, "")  # restored afterwards (the command sets it for its workers)
+    argv = list(MINI)
+    argv[argv.index("--methods") + 1] = "soft_frequency+lse"
+    out = tmp_path / "toy"
+    report = toy.main(argv + ["--output-dir", str(out), "--expert-judge", tiny_model_dir])
+    printed = capsys.readouterr().out
+
+    assert [run["method"] for run in report["runs"]] == ["soft_frequency+lse", EXPERT]  # added by --expert-judge
+    assert 0.0 <= report["expert_judge_accuracy"] <= 1.0
+    assert f"  expert judge {tiny_model_dir}: judge accuracy (held-out, half right)" in printed
+    history = json.loads((out / "runs" / "judge_modulated+lse_expert_judge-seed0" / "log_history.json").read_text())
+    assert all("judge/gate_mean" in entry for entry in history if "reward" in entry)
+    pairs = [(d["a"], d["b"]) for d in report["differences"]]
+    assert (EXPERT, "soft_frequency+lse") in pairs

@@ -1,6 +1,7 @@
 """Several runs side by side (grid sizes, tasks, data seeds): each method's gain in held-out greedy pass@1 over its
 base, with a 95 % interval over seeds, against how competent the base was (greedy pass@1, maj@k, the gap
-maj@k − pass@1, pass@k). Where a method helps and where it stops helping is the boundary the figure shows."""
+maj@k − pass@1, pass@k). Where a method helps and where it stops helping is the boundary the figure shows; the
+pre-flight's verdict on each base (`self_evolve_trl.eval.preflight`) is set against what training then did."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from self_evolve_trl.eval.preflight import HELP, HURT, preflight_verdict
 
 from .figures import pyplot, save
 from .report import interval
@@ -54,6 +57,55 @@ def format_boundary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def outcome(gains: list[dict]) -> str:
+    """What label-free training did to a base: "helped" (the best method's 95 % interval lies above 0), "hurt" (no
+    method's mean gain is above 0), else "mixed".
+
+    Example:
+
+    ```python
+    >>> outcome([{"mean": 0.3, "low": 0.1, "high": 0.5}, {"mean": -0.1, "low": -0.3, "high": 0.1}])
+    'helped'
+    >>> outcome([{"mean": -0.05, "low": -0.2, "high": 0.1}])
+    'hurt'
+
+    ```
+    """
+    best = max(gains, key=lambda g: g["mean"])
+    if best["low"] > 0:
+        return "helped"
+    return "hurt" if best["mean"] <= 0 else "mixed"
+
+
+def preflight_rows(rows: list[dict]) -> list[dict]:
+    """One row per run: the pre-flight's verdict on its base (maj@k as the pseudo-label accuracy, which it bounds
+    from below), what training did, and whether the verdict was right ("helped" for help, "hurt" for hurt)."""
+    runs = []
+    for run in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == run]
+        base = mine[0]
+        verdict = preflight_verdict(base["base_greedy"], base["base_maj"], base["base_maj"]).verdict
+        did = outcome([r["gain"] for r in mine])
+        best = max(mine, key=lambda r: r["gain"]["mean"])
+        right = {HELP: did == "helped", HURT: did == "hurt"}.get(verdict)
+        runs.append({"run": run, "base_greedy": base["base_greedy"], "base_maj": base["base_maj"],
+                     "base_gap": base["base_gap"], "verdict": verdict, "outcome": did, "right": right,
+                     "best_method": best["method"], "best_gain": best["gain"],
+                     "better": sum(r["gain"]["mean"] > 0 for r in mine), "methods": len(mine)})
+    return runs
+
+
+def format_preflight(runs: list[dict]) -> str:
+    lines = ["| run | base greedy pass@1 | base maj@k | gap | pre-flight verdict | best method, gain [95% CI] "
+             "| methods above the base | what training did | verdict right? |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        right = "–" if r["right"] is None else ("yes" if r["right"] else "no")
+        lines.append(f"| {r['run']} | {100 * r['base_greedy']:.1f} | {100 * r['base_maj']:.1f} "
+                     f"| {100 * r['base_gap']:.1f} | {r['verdict']} | {r['best_method']}, {interval(r['best_gain'])} "
+                     f"| {r['better']} of {r['methods']} | {r['outcome']} | {right} |")
+    return "\n".join(lines)
+
+
 def plot_boundary(rows: list[dict], path: str) -> str:
     """Gain over the base (points, 95 % interval) against each of the base's measures; one colour per method."""
     plt = pyplot()
@@ -88,11 +140,12 @@ def summarise(run_dirs: list[str], out_dir: str, prefix: str, figures_dir: str |
     """Write `boundary.md`, `boundary.json` and PREFIX_boundary.png to `out_dir` (the figure to `figures_dir` too);
     print the table last."""
     rows = boundary_rows(run_dirs)
+    runs = preflight_rows(rows)
     os.makedirs(out_dir, exist_ok=True)
-    table = format_boundary(rows)
+    table = format_preflight(runs) + "\n\n" + format_boundary(rows)
     Path(out_dir, "boundary.md").write_text(table + "\n")
-    Path(out_dir, "boundary.json").write_text(json.dumps(rows, indent=1))
+    Path(out_dir, "boundary.json").write_text(json.dumps({"runs": runs, "rows": rows}, indent=1))
     figures = [plot_boundary(rows, os.path.join(d, f"{prefix}_boundary.png"))
                for d in [out_dir] + ([figures_dir] if figures_dir else [])]
     print(table)
-    return {"rows": rows, "table": table, "figures": figures}
+    return {"rows": rows, "runs": runs, "table": table, "figures": figures}

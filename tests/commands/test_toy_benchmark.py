@@ -476,10 +476,20 @@ def test_summarise_reads_several_runs(toy, tmp_path, capsys):
     assert (rows[2]["gain"]["low"], rows[2]["gain"]["high"]) == pytest.approx((-0.05 - 0.6353, -0.05 + 0.6353))
     table = (out / "boundary.md").read_text().splitlines()
     assert capsys.readouterr().out.strip().splitlines()[-len(table):] == table
-    assert table[2] == ("| grid3 | count_color | 3 | 0 | 30.0 | 70.0 | 40.0 | 90.0 | majority_vote+grpo | 3 "
+    # first the pre-flight's verdict on each base against what training did, then one row per method
+    assert table[2:4] == [
+        "| grid3 | 30.0 | 70.0 | 40.0 | likely to help | soft_frequency+lse, +50.0 [+50.0, +50.0] | 2 of 2 | helped "
+        "| yes |",
+        "| grid2 | 80.0 | 85.0 | 5.0 | uncertain | majority_vote+grpo, -5.0 [-68.5, +58.5] | 0 of 1 | hurt | – |",
+    ]
+    assert table[7] == ("| grid3 | count_color | 3 | 0 | 30.0 | 70.0 | 40.0 | 90.0 | majority_vote+grpo | 3 "
                         "| +30.0 [+5.2, +54.8] |")
     assert (out / "b_boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(json.loads((out / "boundary.json").read_text())) == 3
+    saved = json.loads((out / "boundary.json").read_text())
+    assert len(saved["rows"]) == 3 and [r["right"] for r in saved["runs"]] == [True, None]
+    hurt = toy.preflight_rows([dict(rows[0], run="grid4", base_greedy=0.2, base_maj=0.3, base_gap=0.1,
+                                    gain={"mean": -0.1, "low": -0.2, "high": 0.0})])
+    assert (hurt[0]["verdict"], hurt[0]["outcome"], hurt[0]["right"]) == ("likely to hurt", "hurt", True)
     with pytest.raises(FileNotFoundError, match="results.json does not exist: pass folders that a full run wrote"):
         toy.main(["--summarise", str(tmp_path), "--output-dir", str(out)])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from self_evolve_trl.eval.preflight import HELP, HURT, preflight_verdict
 
 from .figures import pyplot, save
-from .report import interval
+from .report import BEST, KEY_PAIRS, interval
 from .stats import paired_difference, per_seed
 
 BASE_AXES = (("base_greedy", "base greedy pass@1 (%)"), ("base_maj", "base maj@k (%)"),
@@ -54,6 +54,36 @@ def format_boundary(rows: list[dict]) -> str:
         lines.append(f"| {r['run']} | {r['task']} | {r['grid']} | {r['data_seed']} | {100 * r['base_greedy']:.1f} "
                      f"| {100 * r['base_maj']:.1f} | {100 * r['base_gap']:.1f} | {100 * r['base_pass']:.1f} "
                      f"| {r['method']} | {len(r['gain']['seeds'])} | {interval(r['gain'])} |")
+    return "\n".join(lines)
+
+
+def pooled_differences(run_dirs: list[str], pairs=KEY_PAIRS) -> list[dict]:
+    """The key pairs of methods, paired over every (base, seed) the runs share, with one 95 % t-interval: runs on
+    one base (the same task, grid, data seed and base scores) from several folders pair with each other, so a method
+    run later on a base pairs with the earlier runs there, and several data seeds pool into one interval."""
+    values: dict[str, dict[tuple, float]] = {}
+    for run_dir in run_dirs:
+        report = load(run_dir)
+        args, base = report["args"], report["base"]
+        key = (args["task"], args["grid"], args["data_seed"], base["greedy_pass1"], base["maj_at_k"])
+        for run in report["runs"]:
+            values.setdefault(run["method"], {})[(*key, run["seed"])] = run["heldout"]["greedy_pass1"]
+    rows = []
+    for a, b, meaning in pairs:
+        if a == BEST or a not in values or b not in values:
+            continue
+        d = paired_difference(values[a], values[b])
+        if d["seeds"]:
+            rows.append({"a": a, "b": b, "isolates": meaning, "pairs": len(d["seeds"]),
+                         "bases": len({pair[:-1] for pair in d["seeds"]}), "greedy_pass1": d})
+    return rows
+
+
+def format_pooled(rows: list[dict]) -> str:
+    lines = ["| method A − method B | isolates | bases | pairs (base, seed) | greedy pass@1, mean diff [95% CI] |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['a']} − {r['b']} | {r['isolates']} | {r['bases']} | {r['pairs']} | {interval(r['greedy_pass1'])} |"
+              for r in rows]
     return "\n".join(lines)
 
 
@@ -141,11 +171,12 @@ def summarise(run_dirs: list[str], out_dir: str, prefix: str, figures_dir: str |
     print the table last."""
     rows = boundary_rows(run_dirs)
     runs = preflight_rows(rows)
+    pooled = pooled_differences(run_dirs)
     os.makedirs(out_dir, exist_ok=True)
-    table = format_preflight(runs) + "\n\n" + format_boundary(rows)
+    table = "\n\n".join([format_preflight(runs), format_pooled(pooled), format_boundary(rows)])
     Path(out_dir, "boundary.md").write_text(table + "\n")
-    Path(out_dir, "boundary.json").write_text(json.dumps({"runs": runs, "rows": rows}, indent=1))
+    Path(out_dir, "boundary.json").write_text(json.dumps({"runs": runs, "pooled": pooled, "rows": rows}, indent=1))
     figures = [plot_boundary(rows, os.path.join(d, f"{prefix}_boundary.png"))
                for d in [out_dir] + ([figures_dir] if figures_dir else [])]
     print(table)
-    return {"rows": rows, "runs": runs, "table": table, "figures": figures}
+    return {"rows": rows, "runs": runs, "pooled": pooled, "table": table, "figures": figures}

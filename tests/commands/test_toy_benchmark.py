@@ -122,6 +122,25 @@ def test_the_command_runs_as_a_script():
     assert done.stdout.splitlines()[0].startswith("usage: self_evolution_toy.py")
 
 
+def test_summarise_pools_pairs_over_runs_on_one_base_and_over_data_seeds(toy, tmp_path):
+    base = {"greedy_pass1": 0.3, "maj_at_k": 0.7, "pass_at_k": 0.9}
+    first = _results_dir(tmp_path / "a", "count_color", 3, base, {"soft_frequency+lse": [0.8, 0.7, 0.9]})
+    later = _results_dir(tmp_path / "b", "count_color", 3, base, {"judge_modulated+lse": [0.9, 0.7, 1.0]})
+    other = tmp_path / "c"
+    _results_dir(other, "count_color", 3, dict(base, greedy_pass1=0.4),
+                 {"soft_frequency+lse": [0.6, 0.6], "judge_modulated+lse": [0.8, 0.6]})
+    report = json.loads((other / "results.json").read_text())
+    report["args"]["data_seed"] = 1
+    (other / "results.json").write_text(json.dumps(report))
+    rows = toy.pooled_differences([first, later, str(other)])
+    assert [(r["a"], r["b"], r["pairs"], r["bases"]) for r in rows] == [
+        ("judge_modulated+lse", "soft_frequency+lse", 5, 2)]
+    # differences .1, 0, .1 (first base) and .2, 0 (data seed 1): mean .08
+    assert rows[0]["greedy_pass1"]["mean"] == pytest.approx(0.08)
+    assert toy.format_pooled(rows).splitlines()[2].startswith(
+        "| judge_modulated+lse − soft_frequency+lse | the judge, on the same prior and advantage | 2 | 5 | +8.0 [")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The report's pieces, on hand-made inputs
 
@@ -482,8 +501,10 @@ def test_summarise_reads_several_runs(toy, tmp_path, capsys):
         "| yes |",
         "| grid2 | 80.0 | 85.0 | 5.0 | uncertain | majority_vote+grpo, -5.0 [-68.5, +58.5] | 0 of 1 | hurt | – |",
     ]
-    assert table[7] == ("| grid3 | count_color | 3 | 0 | 30.0 | 70.0 | 40.0 | 90.0 | majority_vote+grpo | 3 "
-                        "| +30.0 [+5.2, +54.8] |")
+    assert table[5:7] == ["| method A − method B | isolates | bases | pairs (base, seed) "
+                          "| greedy pass@1, mean diff [95% CI] |", "|---|---|---|---|---|"]  # no key pair ran here
+    assert table[10] == ("| grid3 | count_color | 3 | 0 | 30.0 | 70.0 | 40.0 | 90.0 | majority_vote+grpo | 3 "
+                         "| +30.0 [+5.2, +54.8] |")
     assert (out / "b_boundary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "boundary.json").read_text())
     assert len(saved["rows"]) == 3 and [r["right"] for r in saved["runs"]] == [True, None]

@@ -4,7 +4,8 @@
 - `base`: the supervised base (solutions, verification, two-turn continuations) and its verification phase;
 - `evaluation`: held-out greedy pass@1, sampled pass@1, maj@k, pass@k and the judge's accuracy;
 - `methods`: the method table (each method's reward and advantage; everything else shared);
-- `judges`: the chance judge (the reference judge's scores shuffled within a step) and the expert judge (another model);
+- `judges`: the chance judge (the reference judge's scores shuffled within a step), the expert judge (another
+  model);
 - `runs`: one label-free run per (method, seed), in worker processes;
 - `stats`: curve summaries, means ± sd and t-intervals of paired differences;
 - `report`: the tables and the goal check; `figures`: the PNGs;

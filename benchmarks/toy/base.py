@@ -15,8 +15,8 @@ from self_evolve_trl.data.synthetic import Board, draw_board, worked_solution
 from self_evolve_trl.data.tiny_base import collate, encode_example
 
 from .data import (
-    Splits, candidate, judge_messages, judge_solution, new_turn_target, prompt_messages, split_solution,
-    two_turn_messages,
+    Splits, candidate, judge_max_tokens, judge_messages, judge_solution, new_turn_target, prompt_messages,
+    split_solution, two_turn_messages,
 )
 from .evaluation import evaluate, judge_accuracy
 
@@ -126,6 +126,7 @@ def teach_verification(model, processor, args, splits: Splits, examples: list[di
     while True:
         if step % args.verify_eval_every == 0 or step == args.verify_steps:
             accuracy = judge_accuracy(model, processor, splits.val, args.grid, template, args.routes, seed=1,
+                                      max_tokens=judge_max_tokens(args.max_completion_length),
                                       batch_size=args.eval_batch_size)
             history.append({"step": step, "val_judge_accuracy": accuracy})
             log(f"  verification step {step:4d}  validation judge accuracy {accuracy:.3f}")

@@ -12,7 +12,7 @@ from typing import Any
 from self_evolve_trl.data.synthetic import BOARD_TASKS, SOLUTION_ROUTES
 
 from .base import prepare_base
-from .data import JUDGE_TEMPLATE, draw_splits, load_judge_template
+from .data import JUDGE_TEMPLATE, draw_splits, judge_max_tokens, load_judge_template
 from .evaluation import evaluate, judge_accuracy
 from .figures import SMOOTH, plot_curves, plot_heldout
 from .judges import EXPERT_JUDGE_ENV
@@ -148,7 +148,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
 def chosen_methods(args, template_path: str) -> tuple[list, list[str]]:
     """The methods to run (judge template written to `template_path`) and those skipped (reward not installed)."""
     Path(template_path).write_text(JUDGE_TEMPLATE)
-    catalog = methods(args.hard_threshold, template_path, args.csrs_anchor, args.num_generations)
+    catalog = methods(args.hard_threshold, template_path, args.csrs_anchor, args.num_generations,
+                      judge_max_tokens(args.max_completion_length))
     skipped = [m for m in args.methods if not installed(catalog[m])]
     for name in skipped:
         print(f"note: method {name} skipped: its reward {catalog[name].reward!r} is not installed in this checkout.")
@@ -163,7 +164,8 @@ def measure_base(args, splits, base_dir: str, template) -> tuple[dict, float]:
     processor = transformers.AutoProcessor.from_pretrained(base_dir, padding_side="left")
     base = evaluate(model, processor, splits.test, args.grid, args.eval_samples, args.max_completion_length,
                     args.temperature, args.eval_batch_size, seed=10_000)
-    return base, judge_accuracy(model, processor, splits.test, args.grid, template, args.routes)
+    return base, judge_accuracy(model, processor, splits.test, args.grid, template, args.routes,
+                                max_tokens=judge_max_tokens(args.max_completion_length))
 
 
 def measure_expert(args, splits, template) -> float | None:
@@ -175,7 +177,8 @@ def measure_expert(args, splits, template) -> float | None:
     os.environ[EXPERT_JUDGE_ENV] = os.path.abspath(args.expert_judge)
     model = transformers.AutoModelForImageTextToText.from_pretrained(args.expert_judge)
     processor = transformers.AutoProcessor.from_pretrained(args.expert_judge, padding_side="left")
-    return judge_accuracy(model, processor, splits.test, args.grid, template, args.routes)
+    return judge_accuracy(model, processor, splits.test, args.grid, template, args.routes,
+                          max_tokens=judge_max_tokens(args.max_completion_length))
 
 
 def write_outputs(args, report: dict, table: str, diffs: str) -> None:

@@ -19,7 +19,21 @@ JUDGE_TEMPLATE = """=== user ===
 Candidate: {completion}
 Is the candidate right? \\boxed{1} yes, \\boxed{0} no.
 """
-JUDGE_MAX_TOKENS = 48
+
+
+def judge_max_tokens(max_completion_length: int) -> int:
+    """The judge's token budget: its worked verdict is a recount (as long as a solution) plus the comparison and the
+    boxed verdict; the same budget in training and when the base's judge accuracy is measured.
+
+    Example (the actor's 32 tokens for one colour on 3x3 boards; 64 for two colours, whose verdicts reach 61 tokens):
+
+    ```python
+    >>> judge_max_tokens(32), judge_max_tokens(64)
+    (48, 80)
+
+    ```
+    """
+    return max_completion_length + 16
 
 
 @dataclass

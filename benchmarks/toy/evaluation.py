@@ -12,7 +12,7 @@ from self_evolve_trl.data.synthetic import SOLUTION_ROUTES, Board, draw_board
 from self_evolve_trl.data.tiny_base import collate, encode_prompt
 from self_evolve_trl.voting import vote
 
-from .data import JUDGE_MAX_TOKENS, candidate, correct, judge_messages, prompt_messages, route_of
+from .data import candidate, correct, judge_messages, prompt_messages, route_of
 
 
 def _encode_batch(processor, boards: list[Board], grid: int) -> dict:
@@ -85,7 +85,7 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
 
 @torch.no_grad()
 def judge_accuracy(model, processor, boards: list[Board], grid: int, template, routes: list[str], seed: int = 0,
-                   batch_size: int = 50) -> float:
+                   batch_size: int = 50, max_tokens: int = 48) -> float:
     """Greedy accuracy of the model as a judge of half-right, half-wrong candidate solutions of `boards`."""
     rng = random.Random(seed)
     pad_id = processor.tokenizer.pad_token_id
@@ -100,7 +100,7 @@ def judge_accuracy(model, processor, boards: list[Board], grid: int, template, r
             encoded.append(encode_prompt(processor, judge_messages(b, text, draw_board(b.cells, grid), template)))
             truth.append(good)
         batch = collate(encoded, pad_id, left=True)
-        out = model.generate(**batch, do_sample=False, max_new_tokens=JUDGE_MAX_TOKENS, pad_token_id=pad_id)
+        out = model.generate(**batch, do_sample=False, max_new_tokens=max_tokens, pad_token_id=pad_id)
         texts = processor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         right += sum((extract_answer(t) == "1") == good for t, good in zip(texts, truth))
     model.train(was_training)

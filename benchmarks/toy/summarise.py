@@ -80,10 +80,10 @@ def pooled_differences(run_dirs: list[str], pairs=KEY_PAIRS) -> list[dict]:
 
 
 def format_pooled(rows: list[dict]) -> str:
-    lines = ["| method A − method B | isolates | bases | pairs (base, seed) | greedy pass@1, mean diff [95% CI] |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['a']} − {r['b']} | {r['isolates']} | {r['bases']} | {r['pairs']} | {interval(r['greedy_pass1'])} |"
-              for r in rows]
+    lines = ["| method A − method B | isolates | bases | pairs (base, seed) "
+             "| greedy pass@1, mean diff [95% CI] |", "|---|---|---|---|---|"]
+    lines += [f"| {r['a']} − {r['b']} | {r['isolates']} | {r['bases']} | {r['pairs']} "
+              f"| {interval(r['greedy_pass1'])} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -127,7 +127,8 @@ def preflight_rows(rows: list[dict]) -> list[dict]:
 
 def format_preflight(runs: list[dict]) -> str:
     lines = ["| run | base greedy pass@1 | base maj@k | gap | pre-flight verdict | best method, gain [95% CI] "
-             "| methods above the base | what training did | verdict right? |", "|---|---|---|---|---|---|---|---|---|"]
+             "| methods above the base | what training did | verdict right? |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         right = "–" if r["right"] is None else ("yes" if r["right"] else "no")
         lines.append(f"| {r['run']} | {100 * r['base_greedy']:.1f} | {100 * r['base_maj']:.1f} "

@@ -627,3 +627,19 @@ def test_expert_judge_run_at_miniature_size(toy, tiny_model_dir, tmp_path, capsy
     assert all("judge/gate_mean" in entry for entry in history if "reward" in entry)
     pairs = [(d["a"], d["b"]) for d in report["differences"]]
     assert (EXPERT, "soft_frequency+lse") in pairs
+
+
+def test_the_judge_budget_holds_the_longest_worked_verdict(toy, tiny_processor):
+    """The judge writes a recount before its verdict: with two colours that is longer than one colour's budget, and a
+    cut verdict has no score (every judgement then counts as a failure)."""
+    tokenizer = tiny_processor.tokenizer
+    rng = random.Random(0)
+    for task, grid, completion_length in (("count_color", 3, 32), ("count_two_colors", 3, 64), ("count_color", 4, 32)):
+        boards = toy.make_boards(100, task, grid, seed=1)
+        longest = max(len(tokenizer(toy.judge_solution(b, grid, toy.candidate(b, grid, "rows", rng)[0]),
+                                    add_special_tokens=False)["input_ids"]) for b in boards)
+        assert longest < toy.judge_max_tokens(completion_length), (task, grid, longest)
+    assert toy.judge_max_tokens(32) == 48  # the budget the one-colour results were measured with
+    catalog = toy.methods(None, "template.txt", judge_tokens=toy.judge_max_tokens(64))
+    assert catalog["judge_modulated+lse"].config["judge_max_tokens"] == 80
+    assert catalog["judge_modulated+lse (chance judge)"].config["judge_max_tokens"] == 80

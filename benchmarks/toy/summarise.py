@@ -88,7 +88,7 @@ def format_pooled(rows: list[dict]) -> str:
 
 
 def outcome(gains: list[dict]) -> str:
-    """What label-free training did to a base: "helped" (the best method's 95 % interval lies above 0), "hurt" (no
+    """What label-free training did to a base: "helped" (some method's 95 % interval lies above 0), "hurt" (no
     method's mean gain is above 0), else "mixed".
 
     Example:
@@ -101,10 +101,9 @@ def outcome(gains: list[dict]) -> str:
 
     ```
     """
-    best = max(gains, key=lambda g: g["mean"])
-    if best["low"] > 0:
+    if any(g["low"] > 0 for g in gains):
         return "helped"
-    return "hurt" if best["mean"] <= 0 else "mixed"
+    return "hurt" if all(g["mean"] <= 0 for g in gains) else "mixed"
 
 
 def preflight_rows(rows: list[dict]) -> list[dict]:

@@ -156,29 +156,34 @@ def chosen_methods(args, template_path: str) -> tuple[list, list[str]]:
     return [catalog[m] for m in args.methods if m not in skipped], skipped
 
 
-def measure_base(args, splits, base_dir: str, template) -> tuple[dict, float]:
-    """The base's held-out metrics and its held-out judge accuracy (half-right, half-wrong candidates)."""
+def load_model(folder: str):
+    """A saved base (or expert judge) and its processor, left-padded for generation."""
     import transformers
 
-    model = transformers.AutoModelForImageTextToText.from_pretrained(base_dir)
-    processor = transformers.AutoProcessor.from_pretrained(base_dir, padding_side="left")
+    model = transformers.AutoModelForImageTextToText.from_pretrained(folder)
+    return model, transformers.AutoProcessor.from_pretrained(folder, padding_side="left")
+
+
+def held_out_judge_accuracy(args, splits, template, model, processor) -> float:
+    """Greedy verdicts on half-right, half-wrong candidates of the held-out boards, with the runs' judge budget."""
+    return judge_accuracy(model, processor, splits.test, args.grid, template, args.routes,
+                          max_tokens=judge_max_tokens(args.max_completion_length))
+
+
+def measure_base(args, splits, base_dir: str, template) -> tuple[dict, float]:
+    """The base's held-out metrics and its held-out judge accuracy (half-right, half-wrong candidates)."""
+    model, processor = load_model(base_dir)
     base = evaluate(model, processor, splits.test, args.grid, args.eval_samples, args.max_completion_length,
                     args.temperature, args.eval_batch_size, seed=10_000)
-    return base, judge_accuracy(model, processor, splits.test, args.grid, template, args.routes,
-                                max_tokens=judge_max_tokens(args.max_completion_length))
+    return base, held_out_judge_accuracy(args, splits, template, model, processor)
 
 
 def measure_expert(args, splits, template) -> float | None:
     """The expert judge's held-out judge accuracy (None without `--expert-judge`); its folder set for the workers."""
-    import transformers
-
     if not args.expert_judge:
         return None
     os.environ[EXPERT_JUDGE_ENV] = os.path.abspath(args.expert_judge)
-    model = transformers.AutoModelForImageTextToText.from_pretrained(args.expert_judge)
-    processor = transformers.AutoProcessor.from_pretrained(args.expert_judge, padding_side="left")
-    return judge_accuracy(model, processor, splits.test, args.grid, template, args.routes,
-                          max_tokens=judge_max_tokens(args.max_completion_length))
+    return held_out_judge_accuracy(args, splits, template, *load_model(args.expert_judge))
 
 
 def write_outputs(args, report: dict, table: str, diffs: str) -> None:

@@ -84,8 +84,8 @@ def evaluate(model, processor, boards: list[Board], grid: int, k: int, max_new_t
 
 
 @torch.no_grad()
-def judge_accuracy(model, processor, boards: list[Board], grid: int, template, routes: list[str], seed: int = 0,
-                   batch_size: int = 50, max_tokens: int = 48) -> float:
+def judge_accuracy(model, processor, boards: list[Board], grid: int, template, routes: list[str], max_tokens: int,
+                   seed: int = 0, batch_size: int = 50) -> float:
     """Greedy accuracy of the model as a judge of half-right, half-wrong candidate solutions of `boards`."""
     rng = random.Random(seed)
     pad_id = processor.tokenizer.pad_token_id

@@ -33,8 +33,8 @@ def _soft(advantage: str, soft: dict) -> Method:
     return _plain("soft_frequency", advantage, reward_kwargs={"soft_frequency": soft})
 
 
-def judge_config(soft: dict, judge_template: str, backend: str = "reference", advantage: str = "lse",
-                 max_tokens: int = 48) -> dict:
+def judge_config(soft: dict, judge_template: str, max_tokens: int, backend: str = "reference",
+                 advantage: str = "lse") -> dict:
     """Self-Judge: the consistency prior modulated by the frozen base's verdict (short template, one sample)."""
     return dict(
         reward_funcs=["judge_modulated"],
@@ -71,20 +71,21 @@ def csrs_config(anchor: float, mode: str) -> dict:
 
 def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: float = 0.7,
             num_generations: int = 8, judge_tokens: int = 48) -> dict[str, Method]:
-    """Every method of the comparison, by name (`judge_tokens`: the judge's token budget, `data.judge_max_tokens`)."""
+    """Every method of the comparison, by name (`judge_tokens`: the judge's token budget, `data.judge_max_tokens` of
+    the completion length; 48 for the default 32 tokens)."""
     soft = {"hard_threshold": hard_threshold}
     table = [
         _plain("majority_vote", "grpo"),  # MM-UPT
         _soft("centered", soft),  # Self-Judge's prior as released
         _soft("lse", soft),
         Method("judge_modulated+lse", "judge_modulated",
-               judge_config(soft, judge_template, max_tokens=judge_tokens)),
+               judge_config(soft, judge_template, judge_tokens)),
         # the same judge with its scores shuffled within each step: what the judge's information adds
         Method("judge_modulated+lse (chance judge)", "judge_modulated",
-               judge_config(soft, judge_template, backend=CHANCE_JUDGE, max_tokens=judge_tokens)),
+               judge_config(soft, judge_template, judge_tokens, backend=CHANCE_JUDGE)),
         # a better judge than the base (`--expert-judge DIR`): what a judge that can judge adds
         Method(EXPERT_METHOD, "judge_modulated",
-               judge_config(soft, judge_template, backend=EXPERT_JUDGE, max_tokens=judge_tokens)),
+               judge_config(soft, judge_template, judge_tokens, backend=EXPERT_JUDGE)),
         # CSRS re-inferring in a new assistant turn (released) and in the same turn (SCS)
         Method("csrs", "retrace_frequency", csrs_config(csrs_anchor, "new_turn")),
         Method("csrs_continuation", "retrace_frequency", csrs_config(csrs_anchor, "continuation")),

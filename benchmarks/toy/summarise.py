@@ -20,25 +20,28 @@ BASE_AXES = (("base_greedy", "base greedy pass@1 (%)"), ("base_maj", "base maj@k
              ("base_gap", "base maj@k − greedy pass@1 (points)"), ("base_pass", "base pass@k (%)"))
 
 
-def load(run_dir: str) -> dict:
-    path = Path(run_dir) / "results.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: pass folders that a full run wrote (its --output-dir)")
-    return json.loads(path.read_text())
+def load_runs(run_dirs: list[str]) -> dict[str, dict]:
+    """Each folder's `results.json`, by the folder's name."""
+    reports = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "results.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: pass folders that a full run wrote (its --output-dir)")
+        reports[os.path.basename(os.path.normpath(run_dir))] = json.loads(path.read_text())
+    return reports
 
 
-def boundary_rows(run_dirs: list[str]) -> list[dict]:
+def boundary_rows(reports: dict[str, dict]) -> list[dict]:
     """One row per (run folder, method): the run's task, grid and data seed, its base's competence, and the method's
     gain over the base in greedy pass@1 (per-seed gains: mean and 95 % t-interval; `stats.paired_difference`)."""
     rows = []
-    for run_dir in run_dirs:
-        report = load(run_dir)
+    for name, report in reports.items():
         args, base = report["args"], report["base"]
         for method in dict.fromkeys(r["method"] for r in report["runs"]):
             ours = per_seed(report["runs"], method)
             gain = paired_difference(ours, {s: base["greedy_pass1"] for s in ours})
             rows.append({
-                "run": os.path.basename(os.path.normpath(run_dir)), "task": args["task"], "grid": args["grid"],
+                "run": name, "task": args["task"], "grid": args["grid"],
                 "data_seed": args["data_seed"], "k": args["eval_samples"], "method": method,
                 "base_greedy": base["greedy_pass1"], "base_maj": base["maj_at_k"],
                 "base_gap": base["maj_at_k"] - base["greedy_pass1"], "base_pass": base["pass_at_k"],
@@ -57,13 +60,12 @@ def format_boundary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def pooled_differences(run_dirs: list[str], pairs=KEY_PAIRS) -> list[dict]:
+def pooled_differences(reports: dict[str, dict], pairs=KEY_PAIRS) -> list[dict]:
     """The key pairs of methods, paired over every (base, seed) the runs share, with one 95 % t-interval: runs on
     one base (the same task, grid, data seed and base scores) from several folders pair with each other, so a method
     run later on a base pairs with the earlier runs there, and several data seeds pool into one interval."""
     values: dict[str, dict[tuple, float]] = {}
-    for run_dir in run_dirs:
-        report = load(run_dir)
+    for report in reports.values():
         args, base = report["args"], report["base"]
         key = (args["task"], args["grid"], args["data_seed"], base["greedy_pass1"], base["maj_at_k"])
         for run in report["runs"]:
@@ -169,9 +171,10 @@ def plot_boundary(rows: list[dict], path: str) -> str:
 def summarise(run_dirs: list[str], out_dir: str, prefix: str, figures_dir: str | None = None) -> dict:
     """Write `boundary.md`, `boundary.json` and PREFIX_boundary.png to `out_dir` (the figure to `figures_dir` too);
     print the table last."""
-    rows = boundary_rows(run_dirs)
+    reports = load_runs(run_dirs)
+    rows = boundary_rows(reports)
     runs = preflight_rows(rows)
-    pooled = pooled_differences(run_dirs)
+    pooled = pooled_differences(reports)
     os.makedirs(out_dir, exist_ok=True)
     table = "\n\n".join([format_preflight(runs), format_pooled(pooled), format_boundary(rows)])
     Path(out_dir, "boundary.md").write_text(table + "\n")

@@ -132,7 +132,7 @@ def test_summarise_pools_pairs_over_runs_on_one_base_and_over_data_seeds(toy, tm
     report = json.loads((other / "results.json").read_text())
     report["args"]["data_seed"] = 1
     (other / "results.json").write_text(json.dumps(report))
-    rows = toy.pooled_differences([first, later, str(other)])
+    rows = toy.pooled_differences(toy.load_runs([first, later, str(other)]))
     assert [(r["a"], r["b"], r["pairs"], r["bases"]) for r in rows] == [
         ("judge_modulated+lse", "soft_frequency+lse", 5, 2)]
     # differences .1, 0, .1 (first base) and .2, 0 (data seed 1): mean .08

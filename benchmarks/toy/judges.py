@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import random
 
-from trl.trainer.utils import create_model_from_path
-
 from self_evolve_trl.judge.backends.reference import ReferenceJudge
 
 EXPERT_JUDGE_ENV = "SELF_EVOLVE_TOY_EXPERT_JUDGE"
@@ -39,17 +37,12 @@ class ShuffledJudge(ReferenceJudge):
 class ExpertJudge(ReferenceJudge):
     name = "expert"
 
-    def __init__(self, trainer, **kwargs):
-        super().__init__(trainer, **kwargs)
+    def judge_weights(self, policy):
         self.path = os.environ.get(EXPERT_JUDGE_ENV)
         if not self.path or not os.path.isdir(self.path):
             raise ValueError(f"ExpertJudge needs ${EXPERT_JUDGE_ENV} set to a model folder, got {self.path!r} "
                              "(the benchmark's --expert-judge sets it).")
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        model = create_model_from_path(self.path, dtype=policy.dtype)
-        model.eval()
-        model.requires_grad_(False)
-        self.source, self.frozen_model = "expert", trainer.accelerator.prepare_model(model, evaluation_mode=True)
+        return "expert", self.load_frozen(self.path, policy)
 
     def describe(self) -> str:
         return f"'expert' (the model in {self.path})"

@@ -23,10 +23,13 @@ class Method:
     name: str
     reward: str  # registry name; a method whose reward is not installed is skipped
     config: dict[str, Any]
+    # a run's time relative to a plain reward's (measured: BENCHMARKS.md); the slowest runs are started first, so
+    # that no worker is left with a long run while the other idles
+    cost: float = 1.0
 
 
-def _plain(reward: str, advantage: str, **kwargs) -> Method:
-    return Method(f"{reward}+{advantage}", reward, dict(reward_funcs=[reward], advantage=advantage, **kwargs))
+def _plain(reward: str, advantage: str, cost: float = 1.0, **kwargs) -> Method:
+    return Method(f"{reward}+{advantage}", reward, dict(reward_funcs=[reward], advantage=advantage, **kwargs), cost)
 
 
 def _soft(advantage: str, soft: dict) -> Method:
@@ -79,20 +82,20 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
         _soft("centered", soft),  # Self-Judge's prior as released
         _soft("lse", soft),
         Method("judge_modulated+lse", "judge_modulated",
-               judge_config(soft, judge_template, judge_tokens)),
+               judge_config(soft, judge_template, judge_tokens), cost=1.6),
         # the same judge with its scores shuffled within each step: what the judge's information adds
         Method("judge_modulated+lse (chance judge)", "judge_modulated",
-               judge_config(soft, judge_template, judge_tokens, backend=CHANCE_JUDGE)),
+               judge_config(soft, judge_template, judge_tokens, backend=CHANCE_JUDGE), cost=1.6),
         # a better judge than the base (`--expert-judge DIR`): what a judge that can judge adds
         Method(EXPERT_METHOD, "judge_modulated",
-               judge_config(soft, judge_template, judge_tokens, backend=EXPERT_JUDGE)),
+               judge_config(soft, judge_template, judge_tokens, backend=EXPERT_JUDGE), cost=1.6),
         # CSRS re-inferring in a new assistant turn (released) and in the same turn (SCS)
-        Method("csrs", "retrace_frequency", csrs_config(csrs_anchor, "new_turn")),
-        Method("csrs_continuation", "retrace_frequency", csrs_config(csrs_anchor, "continuation")),
+        Method("csrs", "retrace_frequency", csrs_config(csrs_anchor, "new_turn"), cost=2.4),
+        Method("csrs_continuation", "retrace_frequency", csrs_config(csrs_anchor, "continuation"), cost=2.2),
         # TTRL: the majority of twice as many votes as trained samples (released: 64 votes, 32 trained)
-        _plain("ttrl_vote", "grpo", vote_samples=2 * num_generations),
-        _plain("self_certainty", "grpo"),  # Intuitor
-        _plain("token_entropy", "grpo"),  # RENT, the whole response
+        _plain("ttrl_vote", "grpo", cost=1.7, vote_samples=2 * num_generations),
+        _plain("self_certainty", "grpo", cost=1.2),  # Intuitor
+        _plain("token_entropy", "grpo", cost=1.2),  # RENT, the whole response
         # the consistency filter on majority vote: groups where fewer than half agree leave the loss (EMPO keeps
         # 0.3-1.0 of G = 16; at 0.3 of G = 8 this base's groups, p_max 0.6-0.7, were never filtered)
         Method("majority_vote+grpo (filter)", "majority_vote",
@@ -102,7 +105,7 @@ def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: floa
         _soft("grpo", soft),
         # CSRS without its visual perturbation: re-inference on the clean images (isolates what VSP does)
         Method("csrs_no_vsp", "retrace_frequency",
-               dict(csrs_config(csrs_anchor, "new_turn"), retrace_visual_perturbation=False)),
+               dict(csrs_config(csrs_anchor, "new_turn"), retrace_visual_perturbation=False), cost=2.4),
     ]
     return {m.name: m for m in table}
 

@@ -105,8 +105,24 @@ def run_one(job: dict) -> dict:
             "eval_s": time.time() - start - train_s, "history": history}
 
 
+def slowest_first(jobs: list[dict]) -> list[dict]:
+    """The jobs in the order to start them: the costliest methods first (a stable sort, so seeds keep their order).
+
+    Example:
+
+    ```python
+    >>> from benchmarks.toy.methods import Method
+    >>> jobs = [{"method": Method("a", "r", {}), "seed": 0}, {"method": Method("b", "r", {}, cost=2.0), "seed": 0}]
+    >>> [job["method"].name for job in slowest_first(jobs)]
+    ['b', 'a']
+
+    ```
+    """
+    return sorted(jobs, key=lambda job: -job["method"].cost)
+
+
 def run_all(jobs: list[dict], workers: int, log=print) -> list[dict]:
-    """Every job, in `workers` spawned processes (in this one for 1), in the jobs' order."""
+    """Every job, in `workers` spawned processes (in this one for 1), slowest first; the results in the jobs' order."""
     results = []
     if workers <= 1:
         for job in jobs:
@@ -118,7 +134,7 @@ def run_all(jobs: list[dict], workers: int, log=print) -> list[dict]:
 
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init) as pool:
-        futures = [pool.submit(run_one, job) for job in jobs]
+        futures = [pool.submit(run_one, job) for job in slowest_first(jobs)]
         for future in concurrent.futures.as_completed(futures):
             results.append(future.result())
             log(run_line(results[-1]))

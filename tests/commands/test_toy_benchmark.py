@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "self_evolution_toy.py"
 MODULES = ("data", "evaluation", "base", "methods", "judges", "runs", "stats", "report", "figures", "summarise", "cli")
@@ -349,6 +348,18 @@ def test_docstring_examples(toy):
     assert attempted >= 10
 
 
+def test_the_costliest_runs_start_first(toy, tmp_path):
+    """Two workers finish sooner when no long run is left for last: CSRS first, then TTRL's vote and the judges,
+    the plain rewards last; seeds keep their order within a method."""
+    catalog = toy.methods(None, str(tmp_path / "template.txt"))
+    jobs = [{"method": catalog[m], "seed": s} for m in toy.DEFAULT_METHODS for s in (0, 1)]
+    order = [(job["method"].name, job["seed"]) for job in toy.slowest_first(jobs)]
+    assert order[:4] == [("csrs", 0), ("csrs", 1), ("csrs_continuation", 0), ("csrs_continuation", 1)]
+    assert order[4][0] == "ttrl_vote+grpo" and {m for m, _ in order[6:10]} == {
+        "judge_modulated+lse", "judge_modulated+lse (chance judge)"}
+    assert order[-2:] == [("soft_frequency+grpo", 0), ("soft_frequency+grpo", 1)]
+
+
 def test_held_out_boards_never_occur_in_training(toy):
     args = toy.parse_args(["--sft-examples", "400", "--val-size", "50", "--rl-prompts", "200", "--eval-size", "100",
                            "--grid", "2"])  # a 2x2 grid has few boards: many draws repeat
@@ -376,9 +387,9 @@ def test_supervised_loss_is_on_the_target_only(toy, tiny_processor):
 def test_judge_examples_are_the_prompts_the_reference_judge_sends(toy, tiny_processor, tmp_path):
     """The base learns to judge on exactly the chat that the `reference` backend builds from the template and the
     trainer's prompt, so the frozen base can act as the judge."""
-    from self_evolve_trl.judge.backends.reference import ReferenceJudge
     from self_evolve_trl.data.messages import prompt_images, prompt_text
     from self_evolve_trl.data.synthetic import Board, draw_board
+    from self_evolve_trl.judge.backends.reference import ReferenceJudge
 
     path = tmp_path / "judge.txt"
     path.write_text(toy.JUDGE_TEMPLATE)
@@ -576,7 +587,7 @@ def test_expert_judge_judges_with_the_named_model(toy, tiny_model_dir, tmp_path,
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from self_evolve_trl.judge.backends import backend_class
+    from self_evolve_trl.judge.backends import backend_class, reference
 
     assert backend_class(toy.EXPERT_JUDGE) is toy.ExpertJudge
     policy = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
@@ -588,8 +599,16 @@ def test_expert_judge_judges_with_the_named_model(toy, tiny_model_dir, tmp_path,
     expert.save_pretrained(tmp_path / "expert")
     processor.save_pretrained(tmp_path / "expert")
     accelerator = SimpleNamespace(unwrap_model=lambda m: m, prepare_model=lambda m, evaluation_mode: m)
-    trainer = SimpleNamespace(processing_class=processor, model=policy, ref_model=policy, accelerator=accelerator,
-                              args=SimpleNamespace(per_device_train_batch_size=2, sync_ref_model=False))
+    args = SimpleNamespace(per_device_train_batch_size=2, sync_ref_model=False, model_init_kwargs=None,
+                           distributed_state=SimpleNamespace(distributed_type="NO"), trust_remote_code=False)
+    # beta = 0: no reference model, so the reference judge would load a frozen copy of the policy; the expert judge
+    # loads its own folder only
+    trainer = SimpleNamespace(processing_class=processor, model=policy, ref_model=None, accelerator=accelerator,
+                              args=args, is_deepspeed_enabled=False, is_fsdp_enabled=False)
+    loaded = []
+    create = reference.create_model_from_path
+    monkeypatch.setattr(reference, "create_model_from_path",
+                        lambda path, **kw: loaded.append(path) or create(path, **kw))
 
     monkeypatch.delenv(toy.EXPERT_JUDGE_ENV, raising=False)
     with pytest.raises(ValueError, match=f"needs \\${toy.EXPERT_JUDGE_ENV} set to a model folder"):
@@ -597,6 +616,7 @@ def test_expert_judge_judges_with_the_named_model(toy, tiny_model_dir, tmp_path,
     monkeypatch.setenv(toy.EXPERT_JUDGE_ENV, str(tmp_path / "expert"))
     judge = toy.ExpertJudge(trainer, temperature=0.0, max_tokens=8)
     assert judge.source == "expert" and str(tmp_path / "expert") in judge.describe()
+    assert loaded == [str(tmp_path / "expert")]
     judged = dict(judge.frozen_model.named_parameters())
     for name, parameter in expert.named_parameters():
         assert torch.equal(judged[name], parameter), name

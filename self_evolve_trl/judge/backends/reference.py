@@ -51,15 +51,7 @@ class ReferenceJudge:
         takes_processor_kwargs = "processor_kwargs" in inspect.signature(self.processor.apply_chat_template).parameters
         self._padding = {"processor_kwargs": {"padding": True}} if takes_processor_kwargs else {"padding": True}
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        if is_peft_model(policy):
-            self.source = "peft_base"
-            self.frozen_model = None
-        elif trainer.ref_model is not None and not trainer.args.sync_ref_model:
-            self.source = "ref_model"
-            self.frozen_model = trainer.ref_model
-        else:
-            self.source = "frozen_copy"
-            self.frozen_model = self._load_frozen_copy(policy)
+        self.source, self.frozen_model = self.judge_weights(policy)
 
         eos = [self.tokenizer.eos_token_id, *_as_list(getattr(policy.generation_config, "eos_token_id", None))]
         suppress = [i for i in (getattr(trainer, "_image_pad_token_id", None),
@@ -93,7 +85,17 @@ class ReferenceJudge:
             "frozen_copy": "'reference' (a frozen copy of the initial model)",
         }[self.source]
 
-    def _load_frozen_copy(self, policy):
+    def judge_weights(self, policy) -> tuple[str, torch.nn.Module | None]:
+        """Where the judge's frozen weights come from (the source's name) and the model holding them (None: the
+        policy's own base, its adapter disabled). A backend judging with other weights overrides this."""
+        if is_peft_model(policy):
+            return "peft_base", None
+        if self.trainer.ref_model is not None and not self.trainer.args.sync_ref_model:
+            return "ref_model", self.trainer.ref_model
+        return "frozen_copy", self.load_frozen(get_config_model_id(policy.config), policy)
+
+    def load_frozen(self, model_id: str, policy) -> torch.nn.Module:
+        """The model at `model_id`, frozen and placed like TRL's reference model (dtype and attention of `policy`)."""
         trainer, args = self.trainer, self.trainer.args
         kwargs = dict(args.model_init_kwargs or {})
         if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
@@ -101,7 +103,7 @@ class ReferenceJudge:
         kwargs.setdefault("trust_remote_code", args.trust_remote_code)
         kwargs.setdefault("dtype", policy.dtype)
         kwargs.setdefault("attn_implementation", policy.config._attn_implementation)
-        model = create_model_from_path(get_config_model_id(policy.config), **kwargs)
+        model = create_model_from_path(model_id, **kwargs)
         model.eval()
         model.requires_grad_(False)
         if trainer.is_deepspeed_enabled:

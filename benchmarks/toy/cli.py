@@ -47,7 +47,8 @@ def _base_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--two-turn-share", type=float, default=0.0,
                    help="share of the other supervised examples that are two-turn continuations (a partial solution "
                         "as a finished assistant turn, then a new turn that finishes it: CSRS new_turn); 0.15 "
-                        "weakened the base a lot (BENCHMARKS.md), so the fair-CSRS run is a variant of its own")
+                        "with --sft-steps 800 gives a base as competent as the default's (BENCHMARKS.md: the fair "
+                        "test of CSRS)")
     g.add_argument("--judge-target", type=float, default=0.0,
                    help="after the supervised steps, teach verification until the validation judge accuracy reaches "
                         "this, e.g. 0.8 (0: no verification phase; BENCHMARKS.md has what 600 such steps did)")

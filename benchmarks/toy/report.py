@@ -26,6 +26,7 @@ KEY_PAIRS = (
     ("ttrl_vote+grpo", "majority_vote+grpo", "TTRL's larger vote"),
     ("majority_vote+grpo (filter)", "majority_vote+grpo", "the consistency filter"),
     ("csrs", "csrs_continuation", "CSRS re-inference in a new turn against the same turn"),
+    ("csrs", "csrs_no_vsp", "CSRS's visual perturbation (re-inference on noised images against clean ones)"),
     ("self_certainty+grpo", "token_entropy+grpo", "self-certainty (Intuitor) against token entropy (RENT)"),
 )
 

@@ -478,6 +478,10 @@ def test_differences_table_pairs_by_seed(toy):
     ]
     # the best method is majority vote itself: that pair is left out
     assert [r["a"] for r in toy.differences(results, best="majority_vote+grpo")] == ["soft_frequency+grpo"]
+    # CSRS with and without its visual perturbation: what the perturbation does, paired by seed
+    csrs = toy.differences(_runs({"csrs": [0.2, 0.3, 0.4], "csrs_no_vsp": [0.1, 0.3, 0.2]}), best=None)
+    assert [(r["a"], r["b"]) for r in csrs] == [("csrs", "csrs_no_vsp")]
+    assert csrs[0]["greedy_pass1"]["mean"] == pytest.approx(0.1)
 
 
 def _results_dir(path: Path, task: str, grid: int, base: dict, greedy: dict[str, list[float]]) -> str:

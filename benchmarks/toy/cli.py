@@ -12,7 +12,7 @@ from typing import Any
 from self_evolve_trl.data.synthetic import BOARD_TASKS, SOLUTION_ROUTES
 
 from .base import prepare_base
-from .data import JUDGE_TEMPLATE, draw_splits, judge_max_tokens, load_judge_template
+from .data import JUDGE_TEMPLATE, MAX_COMPLETION_LENGTH, draw_splits, judge_max_tokens, load_judge_template
 from .evaluation import evaluate, judge_accuracy
 from .figures import SMOOTH, plot_curves, plot_heldout
 from .judges import EXPERT_JUDGE_ENV
@@ -71,7 +71,7 @@ def _rl_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rl-lr", type=float, default=1e-4)
     g.add_argument("--beta", type=float, default=0.05, help="KL coefficient to the base (TRL's beta)")
     g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--max-completion-length", type=int, default=32)
+    g.add_argument("--max-completion-length", type=int, default=MAX_COMPLETION_LENGTH)
     g.add_argument("--hard-threshold", type=float, default=None,
                    help="soft_frequency's hard_threshold (also the judge's prior)")
     g.add_argument("--csrs-anchor", type=float, default=0.7,

@@ -19,6 +19,8 @@ JUDGE_TEMPLATE = """=== user ===
 Candidate: {completion}
 Is the candidate right? \\boxed{1} yes, \\boxed{0} no.
 """
+# the actor's token budget (`--max-completion-length`): one colour's worked solutions on 3x3 boards are ~15 tokens
+MAX_COMPLETION_LENGTH = 32
 
 
 def judge_max_tokens(max_completion_length: int) -> int:

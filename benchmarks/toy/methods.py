@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import BOXED_PATTERN
+from .data import BOXED_PATTERN, MAX_COMPLETION_LENGTH, judge_max_tokens
 
 # The chance judge: the reference judge's outputs shuffled within each step; the expert judge: another model, taught
 # for longer, whose folder `--expert-judge` names (`judges.py`).
@@ -73,9 +73,10 @@ def csrs_config(anchor: float, mode: str) -> dict:
 
 
 def methods(hard_threshold: float | None, judge_template: str, csrs_anchor: float = 0.7,
-            num_generations: int = 8, judge_tokens: int = 48) -> dict[str, Method]:
+            num_generations: int = 8,
+            judge_tokens: int = judge_max_tokens(MAX_COMPLETION_LENGTH)) -> dict[str, Method]:
     """Every method of the comparison, by name (`judge_tokens`: the judge's token budget, `data.judge_max_tokens` of
-    the completion length; 48 for the default 32 tokens)."""
+    the completion length)."""
     soft = {"hard_threshold": hard_threshold}
     table = [
         _plain("majority_vote", "grpo"),  # MM-UPT

@@ -122,7 +122,8 @@ def slowest_first(jobs: list[dict]) -> list[dict]:
 
 
 def run_all(jobs: list[dict], workers: int, log=print) -> list[dict]:
-    """Every job, in `workers` spawned processes (in this one for 1), slowest first; the results in the jobs' order."""
+    """Every job, in `workers` spawned processes (slowest first), or in this one for 1 (in the jobs' order); the
+    results in the jobs' order."""
     results = []
     if workers <= 1:
         for job in jobs:
